@@ -1,0 +1,128 @@
+/*
+ * The audit log: an append-only, hash-chained SQLite database (WAL).
+ * This file and mod_db.c are the only ones that include sqlite3.h.
+ *
+ * Every record is one row of `records`: seq (global, contiguous), run_id,
+ * kind ("run", "step", "action"), ts (RFC 3339 UTC), data (a JSON object),
+ * prev_hash, hash = sha256(prev_hash "\n" seq "\n" run_id "\n" kind "\n" ts
+ * "\n" data).  A run writes a "run" record when it starts (outcome
+ * "running") and another when it ends; the latest one is the run's state.
+ *
+ * Fields of data, by kind (what the engine writes; list/show/export read):
+ *   run:    runbook title path sha256 params{} mode operator sudo_user host
+ *           pid pid_start start end outcome exit_code state{} error parent_run
+ *   step:   index name status start end duration_ms error state{}
+ *   action: step step_name primitive verb target words args class simulated
+ *           status exit_code duration_ms stdout stderr answer error
+ */
+#ifndef RUNBOOK_AUDIT_H
+#define RUNBOOK_AUDIT_H
+
+#include <stddef.h>
+
+typedef struct audit audit;
+
+/* Open or create the database at path (parent directories created, mode
+ * 0600), WAL, synchronous=NORMAL, a busy timeout for concurrent writers.
+ * NULL with a message in err on failure. */
+audit *audit_open(const char *path, char *err, size_t errlen);
+void audit_close(audit *a);
+const char *audit_path(const audit *a);
+
+/* Append one record in its own IMMEDIATE transaction, chained to the last
+ * record in the database, committed before returning.  ts NULL = now.
+ * Returns 0, or -1 with a message retrievable by audit_error(). */
+int audit_append(audit *a, const char *run_id, const char *kind, const char *ts,
+                 const char *data_json, long long *seq_out);
+const char *audit_error(const audit *a);
+
+/* What --resume needs from an earlier run (id or unique prefix). */
+typedef struct audit_resume {
+    char run_id[40];
+    char *runbook;       /* malloc'd */
+    char *path;          /* malloc'd */
+    char *state_json;    /* state after the last completed step; malloc'd, "{}" if none */
+    int *done;           /* indexes of steps with status ok (or skipped by `when`) */
+    int n_done;
+} audit_resume;
+int audit_load_resume(audit *a, const char *run_id, audit_resume *out, char *err, size_t errlen);
+void audit_resume_free(audit_resume *r);
+
+/* ---- reading the log: the audit commands, --resume and the tests ----------
+ * Added for `runbook audit` (cmd_audit.c), which must not include sqlite3.h
+ * itself.  Strings handed out by a cursor live until the next audit_next(). */
+
+/* Open an existing audit log for reading (never creates it; an empty or
+ * foreign SQLite file is an error).  NULL with a message on failure. */
+audit *audit_open_existing(const char *path, char *err, size_t errlen);
+
+typedef struct audit_record {
+    long long seq; /* 0 for the placeholder of a run without a run record */
+    const char *run_id, *kind, *ts, *data, *prev_hash, *hash;
+    int latest_run;        /* a "run" record that is its run's latest: the run's state */
+    const char *run_start; /* audit_runs() only: ts of the run's first record */
+} audit_record;
+
+typedef struct audit_cursor audit_cursor;
+/* Every record in seq order, of one run (full id) or all (NULL), with ts at or
+ * after since (RFC 3339 UTC) or all (NULL). */
+audit_cursor *audit_records(audit *a, const char *run_id, const char *since, char *err,
+                            size_t errlen);
+/* One row per run, newest first: its latest run record, with run_start set;
+ * since filters on run_start. */
+audit_cursor *audit_runs(audit *a, const char *since, char *err, size_t errlen);
+/* 1 with *r filled, 0 at the end, -1 on error (message in audit_error()). */
+int audit_next(audit_cursor *c, audit_record *r);
+void audit_cursor_free(audit_cursor *c);
+
+/* A full run id from an id or a unique prefix.  -1 with "no run matches X" or
+ * "run id prefix X is ambiguous (A, B, ...)" in err. */
+int audit_resolve_run(audit *a, const char *id_or_prefix, char out[40], char *err,
+                      size_t errlen);
+
+/* The top-level fields of a record's data, decoded (SQLite's JSON1). */
+typedef struct audit_field {
+    char *key;
+    char *value; /* text of a string, number, "true"/"false", JSON text of an
+                    object or array; NULL for null */
+    char type;   /* 's' string, 'i' integer, 'r' real, 'b' boolean, 'z' null,
+                    'o' object, 'a' array */
+} audit_field;
+typedef struct audit_fields {
+    audit_field *v;
+    int n;
+} audit_fields;
+/* 0, or -1 when data is not a JSON object (fields left empty, still freeable). */
+int audit_fields_parse(audit *a, const char *data, audit_fields *f);
+const char *audit_field_str(const audit_fields *f, const char *key); /* NULL if absent or null */
+const audit_field *audit_field_get(const audit_fields *f, const char *key);
+void audit_fields_free(audit_fields *f);
+
+/* What a run's outcome really is: a run recorded as "running" whose process
+ * is gone (host is this host, pid dead, or alive with another start time than
+ * pid_start) was killed and could not write its end: "interrupted".  Any other
+ * outcome is returned as given.  A pid_start of 0 means unknown. */
+const char *audit_effective_outcome(const char *outcome, const char *host, long long pid,
+                                    unsigned long long pid_start);
+/* The same, from the fields of a run record (NULL when it has no outcome). */
+const char *audit_fields_outcome(const audit_fields *f);
+/* The effective outcome of a run (id or unique prefix) into buf: 0, or -1. */
+int audit_run_outcome(audit *a, const char *run_id, char *buf, size_t n);
+
+/* One record as the export's JSON object (one line, no newline): kind, run_id,
+ * seq, ts, hash, prev_hash, then the fields of data; the latest run record of
+ * a run carries the effective outcome.  Data that is not a JSON object is
+ * kept as "data" (a string) with "data_malformed": true.  malloc'd; NULL on
+ * allocation failure. */
+char *audit_record_json(audit *a, const audit_record *r);
+
+/* Walk the whole chain in seq order.  0: intact, msg "N records verified,
+ * chain intact"; 1: broken, msg "chain broken at run R seq S: why" and
+ * bad_seq/bad_run set (either may be NULL); -1: the database could not be
+ * read (msg says why). */
+int audit_verify(audit *a, char *msg, size_t n, long long *bad_seq, char bad_run[40]);
+
+/* `runbook audit list|show|export|verify ...`; argv[0] is "audit". */
+int cmd_audit(int argc, char **argv);
+
+#endif

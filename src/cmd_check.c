@@ -1,0 +1,258 @@
+/*
+ * `runbook check FILE|DIR...`: static validation without running anything.
+ *   1. the file loads in listing mode: Lua syntax, runbook{} metadata, param
+ *      declarations (types, defaults of the declared type), step options;
+ *   2. luacheck (Debian's lua-check, a well-kept Lua linter) reads the source
+ *      for reads of undefined globals and unknown fields of our modules
+ *      (`htp.get`, `fs.raed`).  Its idea of "defined" is taken from the live
+ *      engine's globals, so it is never out of date with the primitives.
+ * Problems print as file:line:col: message; exit 1 when there are any.
+ */
+#include "commands.h"
+#include <lualib.h>
+#include "jsonw.h"
+#include "library.h"
+#include "rbfile.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int engine_is_denied(lua_State *L, int idx);
+
+/* Runs in a plain (trusted) Lua state holding luacheck.  Arguments: the
+ * source and the globals spec; returns a list of { line, column, code, msg }
+ * or nil, reason. */
+static const char LINT[] =
+    "local src, spec = ...\n"
+    "for _, v in ipairs{'5.4','5.3','5.1'} do\n"
+    "  package.path = package.path .. ';/usr/share/lua/' .. v .. '/?.lua;/usr/share/lua/'\n"
+    "    .. v .. '/?/init.lua'\n"
+    "end\n"
+    "local ok, luacheck = pcall(require, 'luacheck')\n"
+    "if not ok then return nil, 'luacheck is not installed (apt-get install lua-check)' end\n"
+    "local report = luacheck.check_strings({src}, { std = 'none', read_globals = spec.read,\n"
+    "  globals = spec.write, max_line_length = false })\n"
+    "local out = {}\n"
+    "for _, ev in ipairs(report[1]) do\n"
+    "  local c = ev.code\n"
+    "  if c:match('^0') or c == '111' or c == '112' or c == '113' or c == '143' then\n"
+    "    out[#out + 1] = { line = ev.line, column = ev.column, code = c,\n"
+    "      msg = luacheck.get_message(ev), error = c ~= '111' and c ~= '112' }\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+/* The globals a runbook sees, as luacheck's read_globals spec, copied from
+ * the engine's global table into the lint state (one level of fields). */
+static void push_spec(lua_State *E, lua_State *C)
+{
+    lua_newtable(C); /* spec */
+    lua_newtable(C); /* read */
+    lua_pushglobaltable(E);
+    lua_pushnil(E);
+    while (lua_next(E, -2)) {
+        if (lua_type(E, -2) != LUA_TSTRING || engine_is_denied(E, -1)) {
+            lua_pop(E, 1);
+            continue;
+        }
+        lua_pushstring(C, lua_tostring(E, -2));
+        if (lua_istable(E, -1)) {
+            lua_newtable(C);
+            lua_newtable(C); /* fields */
+            lua_pushnil(E);
+            while (lua_next(E, -2)) {
+                if (lua_type(E, -2) == LUA_TSTRING && !engine_is_denied(E, -1)) {
+                    lua_pushstring(C, lua_tostring(E, -2));
+                    lua_newtable(C);
+                    if (lua_istable(E, -1)) { /* json.null, package.loaded...: anything below */
+                        lua_pushboolean(C, 1);
+                        lua_setfield(C, -2, "other_fields");
+                    }
+                    lua_rawset(C, -3);
+                }
+                lua_pop(E, 1);
+            }
+            lua_setfield(C, -2, "fields");
+        } else {
+            lua_newtable(C);
+        }
+        lua_rawset(C, -3);
+        lua_pop(E, 1);
+    }
+    lua_pop(E, 1);
+    static const char *const declared[] = {"runbook", "step", "params", NULL};
+    for (int i = 0; declared[i]; i++) {
+        lua_newtable(C);
+        lua_pushboolean(C, 1);
+        lua_setfield(C, -2, "other_fields");
+        lua_setfield(C, -2, declared[i]);
+    }
+    lua_setfield(C, -2, "read");
+    lua_newtable(C); /* write: state is the runbook's to fill */
+    lua_newtable(C);
+    lua_pushboolean(C, 1);
+    lua_setfield(C, -2, "other_fields");
+    lua_setfield(C, -2, "state");
+    lua_setfield(C, -2, "write");
+}
+
+typedef struct problems {
+    int errors, warnings, json, lint_missing;
+} problems;
+
+static void report(problems *p, const char *file, int line, int col, const char *code,
+                   const char *msg, int is_error)
+{
+    if (is_error)
+        p->errors++;
+    else
+        p->warnings++;
+    if (p->json) {
+        jsonw w;
+        jw_init(&w);
+        jw_obj(&w);
+        jw_kstr(&w, "file", file);
+        jw_kint(&w, "line", line);
+        jw_kint(&w, "column", col);
+        jw_kstr(&w, "code", code);
+        jw_kstr(&w, "severity", is_error ? "error" : "warning");
+        jw_kstr(&w, "message", msg);
+        jw_obj_end(&w);
+        puts(jw_str_result(&w));
+        jw_free(&w);
+    } else {
+        printf("%s:%d:%d: %s: %s\n", file, line, col, is_error ? "error" : "warning", msg);
+    }
+}
+
+/* A load error already reads "file:line: message" (or "file: message"). */
+static void report_load_error(problems *p, const char *file, const char *msg)
+{
+    size_t fl = strlen(file);
+    int line = 1;
+    const char *rest = msg;
+    if (strncmp(msg, file, fl) == 0 && msg[fl] == ':') {
+        rest = msg + fl + 1;
+        char *end;
+        long l = strtol(rest, &end, 10);
+        if (end != rest && *end == ':') {
+            line = (int)l;
+            rest = end + 1;
+        }
+        while (*rest == ' ')
+            rest++;
+    }
+    report(p, file, line, 1, "load", rest, 1);
+}
+
+static void lint(problems *p, lua_State *E, const char *file)
+{
+    size_t len;
+    char *src = rb_read_file(file, &len);
+    if (!src)
+        return;
+    lua_State *C = luaL_newstate();
+    luaL_openlibs(C);
+    if (luaL_loadbuffer(C, LINT, sizeof LINT - 1, "=lint") != LUA_OK) {
+        lua_close(C);
+        free(src);
+        return;
+    }
+    if (len >= 2 && src[0] == '#' && src[1] == '!')
+        src[0] = src[1] = '-';
+    lua_pushlstring(C, src, len);
+    free(src);
+    push_spec(E, C);
+    if (lua_pcall(C, 2, 2, 0) != LUA_OK) {
+        report(p, file, 1, 1, "lint", lua_tostring(C, -1), 0);
+    } else if (lua_isnil(C, -2)) {
+        p->lint_missing = 1;
+    } else {
+        lua_pop(C, 1);
+        lua_Integer n = (lua_Integer)lua_rawlen(C, -1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(C, -1, i);
+            lua_getfield(C, -1, "line");
+            lua_getfield(C, -2, "column");
+            lua_getfield(C, -3, "code");
+            lua_getfield(C, -4, "msg");
+            lua_getfield(C, -5, "error");
+            report(p, file, (int)lua_tointeger(C, -5), (int)lua_tointeger(C, -4),
+                   lua_tostring(C, -3), lua_tostring(C, -2), lua_toboolean(C, -1));
+            lua_pop(C, 6);
+        }
+    }
+    lua_close(C);
+}
+
+int cmd_check(int argc, char **argv)
+{
+    problems p = {0};
+    file_list files = {0};
+    int explicit = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            p.json = 1;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            puts("usage: runbook check [--json] FILE|DIR...\n\n"
+                 "Validate runbooks without running them: Lua syntax, runbook{} metadata,\n"
+                 "param declarations, step options, reads of undefined globals and unknown\n"
+                 "functions of the primitives (with luacheck).  Directories are searched for\n"
+                 "*.lua (lib/ and tests/ are skipped).  Default: ./runbooks.\n"
+                 "Prints file:line:col: problems; exit 1 when there is an error.");
+            file_list_free(&files);
+            return 0;
+        } else if (argv[i][0] == '-') {
+            file_list_free(&files);
+            return usage_error("check: unknown option '%s' (see runbook check --help)", argv[i]);
+        } else {
+            explicit = 1;
+            struct stat st;
+            if (stat(argv[i], &st) != 0) {
+                file_list_free(&files);
+                return usage_error("check: %s: no such file or directory", argv[i]);
+            }
+            if (S_ISDIR(st.st_mode)) {
+                library_scan(argv[i], &files);
+            } else {
+                char **np = realloc(files.paths, (size_t)(files.n + 1) * sizeof *np);
+                char *copy = strdup(argv[i]);
+                if (!np || !copy) {
+                    free(copy);
+                    return 2;
+                }
+                files.paths = np;
+                files.paths[files.n++] = copy;
+                files.cap = files.n;
+            }
+        }
+    }
+    if (!explicit && library_scan("runbooks", &files) != 0) {
+        file_list_free(&files);
+        return usage_error("check: which files? (runbook check FILE|DIR...)");
+    }
+    rb_engine *E = library_engine();
+    if (!E) {
+        file_list_free(&files);
+        return 2;
+    }
+    for (int i = 0; i < files.n; i++) {
+        lua_State *L = E->L;
+        if (rbfile_load(L, files.paths[i], 0) != 0)
+            report_load_error(&p, files.paths[i], lua_tostring(L, -1));
+        lua_settop(L, 0);
+        lint(&p, L, files.paths[i]);
+    }
+    if (!p.json) {
+        if (p.lint_missing)
+            fprintf(stderr, "runbook: note: luacheck is not installed, so undefined globals were "
+                            "not checked (apt-get install lua-check)\n");
+        printf("%d file%s checked: %d error%s, %d warning%s\n", files.n, files.n == 1 ? "" : "s",
+               p.errors, p.errors == 1 ? "" : "s", p.warnings, p.warnings == 1 ? "" : "s");
+    }
+    engine_free(E);
+    file_list_free(&files);
+    return p.errors ? 1 : 0;
+}

@@ -1,0 +1,292 @@
+/*
+ * `runbook list` and `runbook show`: read metadata and step names without
+ * running a single primitive (the engine is in listing mode: any action
+ * raises instead of acting).
+ */
+#include "commands.h"
+#include "jsonw.h"
+#include "library.h"
+#include "rbfile.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void tags_string(lua_State *L, int meta, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    size_t used = 0;
+    if (lua_getfield(L, meta, "tags") == LUA_TTABLE) {
+        lua_Integer k = (lua_Integer)lua_rawlen(L, -1);
+        for (lua_Integer i = 1; i <= k; i++) {
+            lua_rawgeti(L, -1, i);
+            used += (size_t)snprintf(buf + used, used < n ? n - used : 0, "%s%s", i > 1 ? ", " : "",
+                                     lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+static int has_tag(lua_State *L, int meta, const char *tag)
+{
+    int found = 0;
+    if (lua_getfield(L, meta, "tags") == LUA_TTABLE) {
+        lua_Integer k = (lua_Integer)lua_rawlen(L, -1);
+        for (lua_Integer i = 1; i <= k && !found; i++) {
+            lua_rawgeti(L, -1, i);
+            found = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), tag) == 0;
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    return found;
+}
+
+static const char *field(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k);
+    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    lua_pop(L, 1); /* still referenced by t */
+    return s;
+}
+
+int cmd_list(int argc, char **argv)
+{
+    const char *tag = NULL;
+    int json = 0;
+    file_list roots = {0};
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else if (strcmp(argv[i], "--tag") == 0 && i + 1 < argc)
+            tag = argv[++i];
+        else if (strncmp(argv[i], "--tag=", 6) == 0)
+            tag = argv[i] + 6;
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            puts("usage: runbook list [--tag TAG] [--json] [DIR...]\n\n"
+                 "List the runbooks found in DIR... (default: ./runbooks, each directory of\n"
+                 "RUNBOOK_PATH, and the installed library).  No primitive runs.");
+            file_list_free(&roots);
+            return 0;
+        } else if (argv[i][0] == '-') {
+            file_list_free(&roots);
+            return usage_error("list: unknown option '%s' (see runbook list --help)", argv[i]);
+        } else {
+            /* explicit directories replace the default roots */
+            char **np = realloc(roots.paths, (size_t)(roots.n + 1) * sizeof *np);
+            char *dir = strdup(argv[i]);
+            if (!np || !dir) {
+                free(dir);
+                return 2;
+            }
+            roots.paths = np;
+            roots.paths[roots.n++] = dir;
+            roots.cap = roots.n;
+        }
+    }
+    if (roots.n == 0)
+        library_roots(&roots);
+    file_list files = {0};
+    for (int i = 0; i < roots.n; i++)
+        library_scan(roots.paths[i], &files);
+    rb_engine *E = library_engine();
+    if (!E) {
+        file_list_free(&roots);
+        file_list_free(&files);
+        return 2;
+    }
+    lua_State *L = E->L;
+    int bad = 0, shown = 0;
+    if (!json && files.n)
+        printf("%-40s %-40s %s\n", "NAME", "TITLE", "TAGS");
+    for (int i = 0; i < files.n; i++) {
+        if (rbfile_load(L, files.paths[i], 0) != 0) {
+            fprintf(stderr, "runbook: skipping %s\n", lua_tostring(L, -1));
+            lua_pop(L, 1);
+            bad++;
+            continue;
+        }
+        lua_getfield(L, -1, "meta");
+        int meta = lua_gettop(L);
+        if (tag && !has_tag(L, meta, tag)) {
+            lua_settop(L, 0);
+            continue;
+        }
+        char tags[512];
+        tags_string(L, meta, tags, sizeof tags);
+        const char *name = field(L, meta, "name"), *title = field(L, meta, "title");
+        lua_getfield(L, -2, "steps");
+        int nsteps = (int)lua_rawlen(L, -1);
+        lua_pop(L, 1);
+        if (json) {
+            jsonw w;
+            jw_init(&w);
+            jw_obj(&w);
+            jw_kstr(&w, "name", name);
+            jw_kstr(&w, "title", title);
+            jw_key(&w, "tags");
+            if (lua_getfield(L, meta, "tags") == LUA_TTABLE)
+                jw_lua(&w, L, -1);
+            else
+                jw_raw(&w, "[]");
+            lua_pop(L, 1);
+            jw_kstr(&w, "path", files.paths[i]);
+            jw_kint(&w, "steps", nsteps);
+            jw_obj_end(&w);
+            puts(jw_str_result(&w));
+            jw_free(&w);
+        } else {
+            printf("%-40s %-40s %s\n", name, title ? title : "", tags);
+        }
+        shown++;
+        lua_settop(L, 0);
+    }
+    if (!json && files.n == 0)
+        fprintf(stderr, "runbook: no runbooks found (looked in ./runbooks, RUNBOOK_PATH and the "
+                        "installed library)\n");
+    engine_free(E);
+    file_list_free(&roots);
+    file_list_free(&files);
+    return bad ? 2 : 0;
+}
+
+static void print_value(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) == LUA_TSTRING)
+        printf("\"%s\"", lua_tostring(L, idx));
+    else if (lua_type(L, idx) == LUA_TTABLE) {
+        lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+        printf("{");
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, idx, i);
+            printf("%s%s", i > 1 ? ", " : "", luaL_tolstring(L, -1, NULL));
+            lua_pop(L, 2);
+        }
+        printf("}");
+    } else {
+        printf("%s", luaL_tolstring(L, idx, NULL));
+        lua_pop(L, 1);
+    }
+}
+
+int cmd_show(int argc, char **argv)
+{
+    int json = 0;
+    const char *name = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            puts("usage: runbook show NAME|FILE [--json]\n\n"
+                 "Show a runbook's metadata, params and steps.  No primitive runs.");
+            return 0;
+        } else if (argv[i][0] == '-')
+            return usage_error("show: unknown option '%s' (see runbook show --help)", argv[i]);
+        else if (name)
+            return usage_error("show: one runbook at a time");
+        else
+            name = argv[i];
+    }
+    if (!name)
+        return usage_error("show: which runbook? (runbook show NAME; see runbook list)");
+    char path[4096];
+    if (rbfile_find(name, path, sizeof path) != 0)
+        return usage_error("no runbook named '%s' (see runbook list)", name);
+    rb_engine *E = library_engine();
+    if (!E)
+        return 2;
+    lua_State *L = E->L;
+    if (rbfile_load(L, path, 0) != 0) {
+        usage_error("%s", lua_tostring(L, -1));
+        engine_free(E);
+        return 2;
+    }
+    int rb = lua_gettop(L);
+    lua_getfield(L, rb, "meta");
+    int meta = lua_gettop(L);
+    lua_getfield(L, rb, "steps");
+    int steps = lua_gettop(L);
+    lua_getfield(L, meta, "params");
+    int params = lua_gettop(L);
+    if (json) {
+        jsonw w;
+        jw_init(&w);
+        jw_obj(&w);
+        jw_kstr(&w, "path", path);
+        jw_key(&w, "meta");
+        jw_lua(&w, L, meta);
+        jw_key(&w, "steps");
+        jw_arr(&w);
+        lua_Integer n = (lua_Integer)lua_rawlen(L, steps);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, steps, i);
+            jw_obj(&w);
+            jw_kint(&w, "index", i);
+            jw_kstr(&w, "name", field(L, -1, "name"));
+            lua_getfield(L, -1, "opts");
+            jw_kstr(&w, "description", field(L, -1, "description"));
+            lua_getfield(L, -1, "when");
+            jw_kbool(&w, "conditional", !lua_isnil(L, -1));
+            lua_getfield(L, -2, "undo");
+            jw_kbool(&w, "undo", !lua_isnil(L, -1));
+            lua_pop(L, 4);
+            jw_obj_end(&w);
+        }
+        jw_arr_end(&w);
+        jw_obj_end(&w);
+        puts(jw_str_result(&w));
+        jw_free(&w);
+    } else {
+        const char *title = field(L, meta, "title"), *desc = field(L, meta, "description");
+        printf("%s%s%s\n", field(L, meta, "name"), title ? " — " : "", title ? title : "");
+        printf("  file: %s\n", path);
+        char tags[512];
+        tags_string(L, meta, tags, sizeof tags);
+        if (tags[0])
+            printf("  tags: %s\n", tags);
+        if (desc)
+            printf("\n%s\n", desc);
+        if (lua_istable(L, params)) {
+            printf("\nparams:\n");
+            lua_pushnil(L);
+            while (lua_next(L, params)) {
+                int spec = lua_gettop(L);
+                const char *type = field(L, spec, "type");
+                printf("  --param %s=<%s>", lua_tostring(L, -2), type ? type : "string");
+                if (lua_getfield(L, spec, "default") != LUA_TNIL) {
+                    printf("  default ");
+                    print_value(L, -1);
+                }
+                lua_pop(L, 1);
+                if (rb_opt_bool(L, spec, "required", 0))
+                    printf("  required");
+                if (rb_opt_bool(L, spec, "secret", 0))
+                    printf("  secret");
+                const char *help = field(L, spec, "help");
+                if (help)
+                    printf("\n      %s", help);
+                printf("\n");
+                lua_pop(L, 1);
+            }
+        }
+        lua_Integer n = (lua_Integer)lua_rawlen(L, steps);
+        printf("\nsteps:\n");
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, steps, i);
+            lua_getfield(L, -1, "opts");
+            const char *d = field(L, -1, "description");
+            lua_getfield(L, -1, "when");
+            int cond = !lua_isnil(L, -1);
+            lua_getfield(L, -2, "undo");
+            int undo = !lua_isnil(L, -1);
+            printf("  %2lld. %s%s%s\n", (long long)i, field(L, -4, "name"),
+                   cond ? "  (conditional)" : "", undo ? "  (has undo)" : "");
+            if (d)
+                printf("      %s\n", d);
+            lua_pop(L, 4);
+        }
+    }
+    engine_free(E);
+    return 0;
+}

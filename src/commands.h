@@ -1,0 +1,14 @@
+/* One function per subcommand (src/cmd_*.c); argv[0] is the subcommand. */
+#ifndef RUNBOOK_COMMANDS_H
+#define RUNBOOK_COMMANDS_H
+
+int cmd_run(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_show(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
+
+/* "runbook: " + message on stderr; returns 2 (usage / invalid input) */
+int usage_error(const char *fmt, ...);
+
+#endif

@@ -1,0 +1,38 @@
+/*
+ * runbook.yaml: read once with libyaml's document API so that every shape
+ * error names file:line.  `--config FILE` replaces ./runbook.yaml (no
+ * layering).  The keys other issues own (notify, kubectl, docker) are kept
+ * as Lua values for their modules to read.
+ */
+#ifndef RUNBOOK_CONFIG_H
+#define RUNBOOK_CONFIG_H
+
+#include <lua.h>
+#include <stddef.h>
+
+typedef struct rb_config {
+    char path[4096];       /* "" when there is no config file */
+    int audit_set;         /* the file has an `audit:` key */
+    int audit_off;         /* audit: false */
+    char audit_path[4096]; /* expanded */
+    char secrets_file[4096];
+    int ref;               /* LUA_REGISTRY ref of the whole document as a Lua table, or LUA_NOREF */
+} rb_config;
+
+/* Load path (explicit = from --config: must exist) or ./runbook.yaml if it
+ * exists.  The Lua table is kept in L's registry.  Returns 0, or -1 with
+ * "file:line: message" in err. */
+int config_load(rb_config *c, lua_State *L, const char *path, int explicit, char *err,
+                size_t errlen);
+
+/* Push config[key] (or config.environments[env][key] when env is not NULL),
+ * nil when absent. */
+void config_push(const rb_config *c, lua_State *L, const char *env, const char *key);
+
+/* The audit database path by precedence: --no-audit/--audit flag >
+ * RUNBOOK_AUDIT > config `audit:` > $XDG_STATE_HOME/runbook/audit.db.
+ * NULL when auditing is off. */
+const char *config_audit_path(const rb_config *c, const char *flag_path, int no_audit, char *buf,
+                              size_t n);
+
+#endif

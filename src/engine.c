@@ -1,0 +1,313 @@
+/*
+ * The engine: the Lua state every runbook runs in, and its sandbox.
+ * Runbooks are untrusted input (teams share libraries), so the standard
+ * library is cut down to what cannot touch the world: no os.execute,
+ * io.popen, os.exit, os.remove, writable io.open, package.loadlib, C
+ * modules or binary chunks.  Every effect goes through a primitive, which
+ * is what makes dry-run trustworthy.  A forbidden function is replaced by
+ * one that says what to use instead, rather than simply missing.
+ */
+#include "engine.h"
+#include "loop.h"
+#include "modules.h"
+
+#include <lualib.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void rb_secrets_clear(void);
+
+static rb_engine *the_engine;
+
+rb_engine *rb_engine_of(lua_State *L)
+{
+    (void)L;
+    return the_engine;
+}
+
+const char *mode_name(rb_mode m)
+{
+    switch (m) {
+    case MODE_LIVE:
+        return "live";
+    case MODE_DRY_RUN:
+        return "dry-run";
+    case MODE_SCENARIO:
+        return "scenario";
+    case MODE_REPL:
+        return "repl";
+    }
+    return "?";
+}
+
+/* ---- the sandbox -------------------------------------------------------- */
+
+static int denied(lua_State *L)
+{
+    return luaL_error(L, "%s", lua_tostring(L, lua_upvalueindex(1)));
+}
+
+/* Is the value at idx one of the sandbox's "not available" stubs? */
+int engine_is_denied(lua_State *L, int idx)
+{
+    return lua_tocfunction(L, idx) == denied;
+}
+
+static void deny(lua_State *L, const char *lib, const char *name, const char *instead)
+{
+    if (lib)
+        lua_getglobal(L, lib);
+    else
+        lua_pushglobaltable(L);
+    lua_pushfstring(L, "%s%s%s is not available to runbooks (sandbox): %s", lib ? lib : "",
+                    lib ? "." : "", name, instead);
+    lua_pushcclosure(L, denied, 1);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
+/* load(chunk [, chunkname [, mode [, env]]]) -- text chunks only */
+static int safe_load(lua_State *L)
+{
+    int n = lua_gettop(L);
+    const char *mode = luaL_optstring(L, 3, "t");
+    if (strchr(mode, 'b'))
+        return luaL_error(L, "load: binary chunks are not allowed in runbooks (sandbox)");
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_pushliteral(L, "t");
+    if (n >= 4)
+        lua_pushvalue(L, 4);
+    lua_call(L, n >= 4 ? 4 : 3, 2);
+    return 2;
+}
+
+/* io.open(path [, mode]) -- reading only */
+static int safe_io_open(lua_State *L)
+{
+    const char *mode = luaL_optstring(L, 2, "r");
+    if (strcmp(mode, "r") != 0 && strcmp(mode, "rb") != 0)
+        return luaL_error(L,
+                          "io.open '%s' with mode '%s': writing files is not allowed in runbooks "
+                          "(sandbox): use fs.write/fs.append, which dry-run and the audit see",
+                          luaL_checkstring(L, 1), mode);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    lua_pushstring(L, mode);
+    lua_call(L, 2, 3);
+    return 3;
+}
+
+/* io.input(file) would be fine, io.output(file) opens for writing */
+static int safe_io_output(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1) && lua_type(L, 1) == LUA_TSTRING)
+        return luaL_error(L, "io.output to a file is not allowed in runbooks (sandbox): use "
+                             "fs.write");
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* package.searchers[2] replacement: Lua files from package.path, text only */
+static int search_lua(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    const char *path = lua_tostring(L, -1);
+    lua_getfield(L, -2, "searchpath");
+    lua_pushstring(L, name);
+    lua_pushstring(L, path ? path : "");
+    lua_call(L, 2, 2);
+    if (lua_isnil(L, -2))
+        return 1; /* the message listing the files tried */
+    const char *file = lua_tostring(L, -2);
+    if (luaL_loadfilex(L, file, "t") != LUA_OK)
+        return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, file,
+                          lua_tostring(L, -1));
+    lua_pushstring(L, file);
+    return 2;
+}
+
+struct rb_stdlib_file {
+    const char *name;
+    const char *src;
+    size_t len;
+};
+extern const struct rb_stdlib_file rb_stdlib_files[];
+extern const struct rb_stdlib_file rb_internal_files[];
+
+static int load_embedded(lua_State *L)
+{
+    const struct rb_stdlib_file *f = lua_touserdata(L, lua_upvalueindex(1));
+    char chunkname[128];
+    snprintf(chunkname, sizeof chunkname, "=stdlib/%s.lua", f->name);
+    if (luaL_loadbufferx(L, f->src, f->len, chunkname, "t") != LUA_OK)
+        return lua_error(L);
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+static void sandbox(lua_State *L)
+{
+    static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},
+                                    {LUA_LOADLIBNAME, luaopen_package},
+                                    {LUA_COLIBNAME, luaopen_coroutine},
+                                    {LUA_TABLIBNAME, luaopen_table},
+                                    {LUA_IOLIBNAME, luaopen_io},
+                                    {LUA_OSLIBNAME, luaopen_os},
+                                    {LUA_STRLIBNAME, luaopen_string},
+                                    {LUA_MATHLIBNAME, luaopen_math},
+                                    {LUA_UTF8LIBNAME, luaopen_utf8},
+                                    {LUA_DBLIBNAME, luaopen_debug},
+                                    {NULL, NULL}};
+    for (const luaL_Reg *lib = libs; lib->func; lib++) {
+        luaL_requiref(L, lib->name, lib->func, 1);
+        lua_pop(L, 1);
+    }
+    const char *use_exec = "use exec{...} or sh(...), which dry-run, confirm and the audit see";
+    const char *use_fs = "use fs.remove/fs.move, which dry-run and the audit see";
+    deny(L, NULL, "dofile", "use require for modules");
+    deny(L, NULL, "loadfile", "use require for modules");
+    deny(L, "os", "execute", use_exec);
+    deny(L, "os", "exit", "a runbook ends by returning or raising an error (check, error)");
+    deny(L, "os", "remove", use_fs);
+    deny(L, "os", "rename", use_fs);
+    deny(L, "os", "tmpname", "use fs.mkdir under env(\"TMPDIR\", \"/tmp\")");
+    deny(L, "os", "setlocale", "the locale belongs to the process");
+    deny(L, "io", "popen", use_exec);
+    deny(L, "io", "tmpfile", "use fs.write");
+    deny(L, "string", "dump", "binary chunks are not allowed");
+    deny(L, "package", "loadlib", "C modules are not allowed");
+
+    lua_getglobal(L, "load");
+    lua_pushcclosure(L, safe_load, 1);
+    lua_setglobal(L, "load");
+
+    lua_getglobal(L, "io");
+    lua_getfield(L, -1, "open");
+    lua_pushcclosure(L, safe_io_open, 1);
+    lua_setfield(L, -2, "open");
+    lua_getfield(L, -1, "output");
+    lua_pushcclosure(L, safe_io_output, 1);
+    lua_setfield(L, -2, "output");
+    lua_pop(L, 1);
+
+    /* debug gives the registry and upvalues of anything: keep traceback only */
+    lua_getglobal(L, "debug");
+    lua_newtable(L);
+    lua_getfield(L, -2, "traceback");
+    lua_setfield(L, -2, "traceback");
+    lua_setglobal(L, "debug");
+    lua_pop(L, 1);
+
+    /* modules: embedded stdlib (overridable from disk), then Lua files only */
+    lua_getglobal(L, "package");
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "cpath");
+    lua_getfield(L, -1, "preload");
+    for (const struct rb_stdlib_file *f = rb_stdlib_files; f->name; f++) {
+        lua_pushlightuserdata(L, (void *)f);
+        lua_pushcclosure(L, load_embedded, 1);
+        lua_setfield(L, -2, f->name);
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "searchers");
+    lua_rawgeti(L, -1, 1); /* keep the preload searcher */
+    lua_newtable(L);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 1);
+    lua_pushcfunction(L, search_lua);
+    lua_rawseti(L, -2, 2);
+    lua_setfield(L, -3, "searchers");
+    lua_pop(L, 1);
+    const char *dev = getenv("RUNBOOK_STDLIB_DIR");
+    lua_pushfstring(L, "%s%s./lib/?.lua;./lib/?/init.lua", dev ? dev : "", dev ? "/?.lua;" : "");
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+}
+
+static int run_internal(lua_State *L)
+{
+    for (const struct rb_stdlib_file *f = rb_internal_files; f->name; f++) {
+        char chunkname[128];
+        snprintf(chunkname, sizeof chunkname, "=runbook/%s.lua", f->name);
+        if (luaL_loadbufferx(L, f->src, f->len, chunkname, "t") != LUA_OK)
+            return lua_error(L);
+        lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
+        lua_call(L, 1, 0);
+    }
+    return 0;
+}
+
+static int open_all(lua_State *L)
+{
+    sandbox(L);
+    mod_base_open(L);
+    mod_exec_open(L);
+    mod_fs_open(L);
+    mod_json_open(L);
+    mod_yaml_open(L);
+    rbfile_open(L);
+    return run_internal(L);
+}
+
+rb_engine *engine_new(char *err, size_t errlen)
+{
+    rb_engine *E = calloc(1, sizeof *E);
+    if (!E) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    E->out = stdout;
+    E->L = luaL_newstate();
+    if (!E->L) {
+        free(E);
+        snprintf(err, errlen, "cannot create a Lua state");
+        return NULL;
+    }
+    the_engine = E;
+    lua_pushcfunction(E->L, open_all);
+    if (lua_pcall(E->L, 0, 0, 0) != LUA_OK) {
+        snprintf(err, errlen, "%s", lua_tostring(E->L, -1));
+        lua_close(E->L);
+        free(E);
+        the_engine = NULL;
+        return NULL;
+    }
+    return E;
+}
+
+void engine_free(rb_engine *E)
+{
+    if (!E)
+        return;
+    loop_shutdown();
+    if (E->L)
+        lua_close(E->L);
+    if (E->tty)
+        fclose(E->tty);
+    free(E->params_json);
+    rb_secrets_clear();
+    if (the_engine == E)
+        the_engine = NULL;
+    free(E);
+}
+
+const char *engine_errmsg(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER)
+        return lua_tostring(L, idx);
+    if (luaL_callmeta(L, idx, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
+        const char *s = lua_tostring(L, -1);
+        lua_replace(L, idx < 0 ? idx - 1 : idx);
+        return s;
+    }
+    return lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+}

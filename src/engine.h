@@ -1,0 +1,85 @@
+/*
+ * The engine: one Lua state, its sandbox, the run being executed and the
+ * options that shape it.  There is one engine per process; primitives reach
+ * it through rb_engine_of(L).
+ */
+#ifndef RUNBOOK_ENGINE_H
+#define RUNBOOK_ENGINE_H
+
+#include "runbook/runbook.h"
+#include <stdio.h>
+
+typedef struct audit audit;
+typedef struct rb_config rb_config;
+
+typedef enum rb_mode { MODE_LIVE, MODE_DRY_RUN, MODE_SCENARIO, MODE_REPL } rb_mode;
+
+/* What the runbook file may do while it is being loaded. */
+typedef enum rb_purpose {
+    PURPOSE_RUN,  /* primitives work everywhere */
+    PURPOSE_LIST  /* list/show/check: any action raises; nothing may touch the world */
+} rb_purpose;
+
+typedef enum rb_output { OUT_TEXT, OUT_JSON } rb_output;
+
+typedef struct rb_engine {
+    lua_State *L;
+    rb_mode mode;
+    rb_purpose purpose;
+    rb_output output;
+    int confirm_steps;   /* --confirm */
+    int assume_yes;      /* --yes */
+    int confirm_actions; /* REPL: ask before every mutating action */
+    int color;           /* colour on the human view */
+    int verbose;         /* show read actions too */
+    FILE *out;           /* the human view / JSON events (stdout) */
+    FILE *tty;           /* controlling terminal for prompts, or NULL */
+
+    rb_config *config;
+    audit *audit;        /* NULL with --no-audit */
+
+    /* the run */
+    char run_id[40];
+    char resumed_from[40];
+    const char *runbook_name; /* from runbook{} metadata (anchored in the registry) */
+    const char *runbook_title;
+    char path[4096];
+    char sha256[65];
+    char *params_json;   /* redacted, malloc'd */
+    double started;      /* wall clock */
+    double started_mono;
+    const char *env_name; /* --env */
+    int step_index;      /* 1-based index of the running step, 0 outside */
+    const char *step_name;
+    double run_deadline; /* monotonic, 0 = none (--timeout) */
+    double step_deadline;
+
+    /* set asynchronously by SIGINT; the loop turns it into cancellations */
+    volatile int interrupted;
+    int timed_out; /* the run deadline passed */
+
+    /* the `would:`/action counters of this run, for the summary */
+    int n_actions, n_mutations, n_simulated;
+    /* a runbook's load failed for a reason that is the user's input
+     * (bad param, missing declaration): exit 2, not 1 */
+    int input_error;
+    /* scenario mode (tests): answers every action from mocks instead of the
+     * world; arguments at 1..nargs, the call's userdata at nargs+1 */
+    int (*intercept)(lua_State *L, rb_action *a, int nargs);
+    /* nesting of run_runbook(), for record names */
+    int depth;
+} rb_engine;
+
+rb_engine *rb_engine_of(lua_State *L);
+
+/* Create the Lua state with the sandboxed standard library and every
+ * primitive registered.  Returns NULL (with a message in err) on failure. */
+rb_engine *engine_new(char *err, size_t errlen);
+void engine_free(rb_engine *E);
+
+const char *mode_name(rb_mode m);
+
+/* Print an error value (string, or anything with __tostring) with redaction. */
+const char *engine_errmsg(lua_State *L, int idx);
+
+#endif

@@ -1,0 +1,297 @@
+/*
+ * The action funnel: the one path every primitive call takes (Redis's
+ * script.c has one gate for every side effect; this is ours).  In order:
+ * describe and classify the call (unknown is MUTATE; `readonly = true`
+ * overrides), ask the operator where the mode wants it, then execute or
+ * simulate, and record the action in the journal (audit log, JSON events,
+ * human view) before the runbook goes on.  Modes are decided here and in the
+ * runner; primitives only do their work.
+ */
+#include "engine.h"
+#include "journal.h"
+#include "loop.h"
+#include "prompt.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+/* One call in flight; a full userdata so it survives yields.  Its user value
+ * is a table that anchors the strings describe() built. */
+typedef struct call {
+    rb_action a;
+    const rb_fn *row;
+    int nargs;
+    double t0;
+} call;
+
+static call *call_of(lua_State *L, int nargs)
+{
+    return (call *)lua_touserdata(L, nargs + 1);
+}
+
+/* describe() sees exactly the call's arguments on the stack, so the strings
+ * it builds are anchored in a registry table for the moment, then moved to
+ * the call's userdata (describe never yields, so one table suffices). */
+#define ANCHORS "runbook.anchors"
+
+void rb_action_set(lua_State *L, rb_action *a, const char *which, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    const char *s = lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, ANCHORS) != LUA_TTABLE)
+        luaL_error(L, "rb_action_set: called outside a describe hook");
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 2);
+    if (strcmp(which, "verb") == 0)
+        a->verb = s;
+    else if (strcmp(which, "target") == 0)
+        a->target = s;
+    else if (strcmp(which, "words") == 0)
+        a->words = s;
+    else
+        luaL_error(L, "rb_action_set: unknown field '%s'", which);
+}
+
+void rb_quote_arg(luaL_Buffer *b, const char *s)
+{
+    int plain = *s != '\0';
+    for (const char *p = s; *p && plain; p++)
+        plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                       "-_./=:,+@%^",
+                       *p) != NULL;
+    if (plain) {
+        luaL_addstring(b, s);
+        return;
+    }
+    luaL_addchar(b, '\'');
+    for (const char *p = s; *p; p++) {
+        if (*p == '\'')
+            luaL_addstring(b, "'\\''");
+        else
+            luaL_addchar(b, *p);
+    }
+    luaL_addchar(b, '\'');
+}
+
+int rb_opt_bool(lua_State *L, int opts, const char *key, int dflt)
+{
+    if (!opts || !lua_istable(L, opts))
+        return dflt;
+    int t = lua_getfield(L, opts, key);
+    int v = t == LUA_TNIL ? dflt : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+double rb_opt_number(lua_State *L, int opts, const char *key, double dflt)
+{
+    if (!opts || !lua_istable(L, opts))
+        return dflt;
+    int t = lua_getfield(L, opts, key);
+    double v = dflt;
+    if (t != LUA_TNIL) {
+        int ok;
+        v = lua_tonumberx(L, -1, &ok);
+        if (!ok)
+            luaL_error(L, "option '%s' must be a number, got %s", key, luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+const char *rb_opt_string(lua_State *L, int opts, const char *key)
+{
+    if (!opts || !lua_istable(L, opts))
+        return NULL;
+    int t = lua_getfield(L, opts, key);
+    const char *v = NULL;
+    if (t == LUA_TSTRING || t == LUA_TNUMBER) {
+        v = lua_tostring(L, -1);
+        /* keep it alive: the options table still references the original */
+    } else if (t != LUA_TNIL) {
+        luaL_error(L, "option '%s' must be a string, got %s", key, luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* The first result of a primitive, read for the record: exit code, HTTP
+ * status, output excerpts. */
+static void read_result(lua_State *L, int idx, rb_action_result *r)
+{
+    if (!lua_istable(L, idx))
+        return;
+    if (lua_getfield(L, idx, "code") == LUA_TNUMBER) {
+        r->has_exit_code = 1;
+        r->exit_code = (long long)lua_tointeger(L, -1);
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "status") == LUA_TNUMBER) {
+        r->has_http_status = 1;
+        r->http_status = (long long)lua_tointeger(L, -1);
+    }
+    lua_pop(L, 1);
+    /* the strings stay referenced by the result table, which stays on the stack */
+    if (lua_getfield(L, idx, "stdout") == LUA_TSTRING)
+        r->out = lua_tolstring(L, -1, &r->out_len);
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "stderr") == LUA_TSTRING)
+        r->err = lua_tolstring(L, -1, &r->err_len);
+    lua_pop(L, 1);
+}
+
+static void record(lua_State *L, call *c, rb_action_result *r)
+{
+    rb_engine *E = rb_engine_of(L);
+    r->duration = rb_now() - c->t0;
+    if (journal_action(E, L, 1, c->nargs, &c->a, r) != 0)
+        luaL_error(L, "audit: cannot record '%s': the run stops rather than act unrecorded",
+                   c->a.words);
+}
+
+static int finish(lua_State *L, int status, int nargs)
+{
+    call *c = call_of(L, nargs);
+    rb_action_result r = {0};
+    if (status != LUA_OK && status != LUA_YIELD) {
+        /* name the runbook line that made the call: the primitive raised
+         * from C, where Lua knows no line */
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            luaL_where(L, 1);
+            const char *where = lua_tostring(L, -1);
+            const char *msg = lua_tostring(L, -2);
+            if (*where && strncmp(msg, where, strlen(where)) != 0) {
+                lua_insert(L, -2);
+                lua_concat(L, 2);
+            } else {
+                lua_pop(L, 1);
+            }
+        }
+        r.status = "error";
+        r.error = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(error object)";
+        record(L, c, &r);
+        return lua_error(L);
+    }
+    int nres = lua_gettop(L) - (nargs + 1);
+    r.status = "ok";
+    if (nres > 0)
+        read_result(L, nargs + 2, &r);
+    record(L, c, &r);
+    return nres;
+}
+
+static int funnel_k(lua_State *L, int status, lua_KContext ctx)
+{
+    return finish(L, status, (int)ctx);
+}
+
+static int simulate(lua_State *L, call *c)
+{
+    rb_action_result r = {0};
+    r.status = "simulated";
+    r.simulated = 1;
+    record(L, c, &r);
+    lua_settop(L, c->nargs + 1);
+    if (c->row->simulate)
+        return c->row->simulate(L, &c->a);
+    lua_createtable(L, 0, 2);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "ok");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "dry_run");
+    return 1;
+}
+
+static int funnel_call(lua_State *L)
+{
+    const rb_fn *row = (const rb_fn *)lua_touserdata(L, lua_upvalueindex(1));
+    const char *module = lua_tostring(L, lua_upvalueindex(2));
+    rb_engine *E = rb_engine_of(L);
+    int nargs = lua_gettop(L);
+    if (loop_interrupted())
+        return luaL_error(L, "interrupted");
+    if (E->purpose == PURPOSE_LIST)
+        return luaL_error(L,
+                          "%s%s%s: primitives do not run while a runbook is listed or checked; "
+                          "call them inside a step",
+                          module, *module ? "." : "", row->name);
+    rb_action a = {0};
+    a.primitive = *module ? module : row->name;
+    a.verb = row->name;
+    a.target = "";
+    a.words = row->name;
+    a.cls = row->cls == RB_READ ? RB_READ : RB_MUTATE; /* unknown is MUTATE */
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, ANCHORS);
+    row->describe(L, &a);
+    lua_settop(L, nargs);
+    call *c = (call *)lua_newuserdatauv(L, sizeof *c, 1); /* at nargs + 1 */
+    memset(c, 0, sizeof *c);
+    c->a = a;
+    c->row = row;
+    c->nargs = nargs;
+    lua_getfield(L, LUA_REGISTRYINDEX, ANCHORS);
+    lua_setiuservalue(L, -2, 1);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, ANCHORS);
+    if (c->a.cls != RB_READ)
+        c->a.cls = RB_MUTATE;
+    if (c->a.opts > 0 && c->a.opts <= nargs && lua_istable(L, c->a.opts)) {
+        if (lua_getfield(L, c->a.opts, "readonly") == LUA_TBOOLEAN)
+            c->a.cls = lua_toboolean(L, -1) ? RB_READ : RB_MUTATE;
+        lua_pop(L, 1);
+    }
+    c->t0 = rb_now();
+
+    if (c->a.cls == RB_MUTATE && E->confirm_actions && !E->assume_yes) {
+        int yes = prompt_yes_no(E, L, c->a.words);
+        journal_answer(E, L, "action", c->a.words, yes ? "y" : "n");
+        if (!yes) {
+            rb_action_result r = {0};
+            r.status = "declined";
+            r.answer = "n";
+            record(L, c, &r);
+            return luaL_error(L, "%s: declined by the operator", c->a.words);
+        }
+    }
+    if (E->intercept)
+        return E->intercept(L, &c->a, nargs);
+    if (c->a.cls == RB_MUTATE && E->mode == MODE_DRY_RUN)
+        return simulate(L, c);
+
+    lua_pushcfunction(L, row->fn);
+    for (int i = 1; i <= nargs; i++)
+        lua_pushvalue(L, i);
+    return finish(L, lua_pcallk(L, nargs, LUA_MULTRET, 0, (lua_KContext)nargs, funnel_k), nargs);
+}
+
+void rb_register(lua_State *L, const char *module, const rb_fn *fns)
+{
+    if (module) {
+        if (lua_getglobal(L, module) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_setglobal(L, module);
+        }
+    } else {
+        lua_pushglobaltable(L);
+    }
+    for (const rb_fn *f = fns; f->name; f++) {
+        if (f->cls == RB_PURE) {
+            lua_pushcfunction(L, f->fn);
+        } else {
+            if (!f->describe)
+                luaL_error(L, "primitive %s.%s has no describe hook", module ? module : "",
+                           f->name);
+            lua_pushlightuserdata(L, (void *)f);
+            lua_pushstring(L, module ? module : "");
+            lua_pushcclosure(L, funnel_call, 2);
+        }
+        lua_setfield(L, -2, f->name);
+    }
+    lua_pop(L, 1);
+}

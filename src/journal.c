@@ -1,0 +1,373 @@
+/*
+ * The journal: records of runs, steps and actions, built once as JSON and
+ * sent to the audit log and (with --output json) to stdout as events with
+ * the export's field names; the human view is printed here as well.
+ * Everything passes through redaction on the way out.
+ */
+#include "journal.h"
+#include "audit.h"
+#include "jsonw.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define EXCERPT 4096
+
+void rb_redact_buf(const char *s, char *out, size_t n);
+
+static const char *c_(rb_engine *E, const char *code)
+{
+    return E->color ? code : "";
+}
+#define BOLD "\033[1m"
+#define DIM "\033[2m"
+#define RED "\033[31m"
+#define GREEN "\033[32m"
+#define YELLOW "\033[33m"
+#define CYAN "\033[36m"
+#define RESET "\033[0m"
+
+/* Write a record: to the audit log, and as an event line in JSON mode. */
+static int emit(rb_engine *E, const char *event, const char *kind, jsonw *data)
+{
+    char ts[32];
+    rb_time_rfc3339(ts, -1);
+    const char *json = jw_str_result(data);
+    long long seq = 0;
+    int rc = 0;
+    if (E->audit && kind) {
+        rc = audit_append(E->audit, E->run_id, kind, ts, json, &seq);
+        if (rc != 0)
+            fprintf(stderr, "runbook: audit: %s\n", audit_error(E->audit));
+    }
+    if (E->output == OUT_JSON) {
+        fprintf(E->out, "{\"event\":\"%s\",", event);
+        if (kind)
+            fprintf(E->out, "\"kind\":\"%s\",", kind);
+        fprintf(E->out, "\"run_id\":\"%s\",", E->run_id);
+        if (seq)
+            fprintf(E->out, "\"seq\":%lld,", seq);
+        fprintf(E->out, "\"ts\":\"%s\"%s%s\n", ts, json[1] == '}' ? "" : ",", json + 1);
+        fflush(E->out);
+    }
+    return rc;
+}
+
+/* An excerpt of output for a record: the first EXCERPT bytes, redacted. */
+static void excerpt(jsonw *w, lua_State *L, const char *key, const char *s, size_t n)
+{
+    if (!s || n == 0)
+        return;
+    size_t keep = n > EXCERPT ? EXCERPT : n;
+    const char *red = rb_redact(L, s, keep);
+    jw_key(w, key);
+    jw_string(w, red);
+    lua_pop(L, 1);
+    if (n > keep)
+        jw_kint(w, key[3] == 'o' ? "stdout_bytes" : "stderr_bytes", (long long)n);
+}
+
+static void redacted_str(jsonw *w, lua_State *L, const char *key, const char *s)
+{
+    if (!s)
+        return;
+    const char *red = rb_redact(L, s, strlen(s));
+    jw_kstr(w, key, red);
+    lua_pop(L, 1);
+}
+
+static void human(rb_engine *E, lua_State *L, const char *prefix_color, const char *prefix,
+                  const char *text, const char *suffix)
+{
+    const char *red = rb_redact(L, text, strlen(text));
+    fprintf(E->out, "  %s%s%s %s%s%s%s\n", c_(E, prefix_color), prefix, c_(E, RESET), red,
+            suffix ? c_(E, DIM) : "", suffix ? suffix : "", suffix ? c_(E, RESET) : "");
+    lua_pop(L, 1);
+    fflush(E->out);
+}
+
+static void fmt_duration(char *buf, size_t n, double s)
+{
+    if (s < 1.0)
+        snprintf(buf, n, "%.0f ms", s * 1000.0);
+    else if (s < 120)
+        snprintf(buf, n, "%.2f s", s);
+    else
+        snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+}
+
+int journal_action(rb_engine *E, lua_State *L, int args, int nargs, const rb_action *a,
+                   const rb_action_result *r)
+{
+    E->n_actions++;
+    if (a->cls == RB_MUTATE)
+        E->n_mutations++;
+    if (r->simulated)
+        E->n_simulated++;
+    jsonw w;
+    jw_init(&w);
+    jw_obj(&w);
+    if (E->step_index)
+        jw_kint(&w, "step", E->step_index);
+    redacted_str(&w, L, "step_name", E->step_name);
+    jw_kstr(&w, "primitive", a->primitive);
+    jw_kstr(&w, "verb", a->verb);
+    redacted_str(&w, L, "target", a->target);
+    redacted_str(&w, L, "words", a->words);
+    if (nargs > 0) {
+        jw_key(&w, "args");
+        jw_arr(&w);
+        for (int i = 0; i < nargs; i++)
+            jw_lua(&w, L, args + i);
+        jw_arr_end(&w);
+    }
+    jw_kstr(&w, "class", a->cls == RB_READ ? "read" : "mutate");
+    jw_kbool(&w, "simulated", r->simulated);
+    jw_kstr(&w, "status", r->status);
+    if (r->has_exit_code)
+        jw_kint(&w, "exit_code", r->exit_code);
+    if (r->has_http_status)
+        jw_kint(&w, "http_status", r->http_status);
+    jw_kint(&w, "duration_ms", (long long)(r->duration * 1000.0 + 0.5));
+    excerpt(&w, L, "stdout", r->out, r->out_len);
+    excerpt(&w, L, "stderr", r->err, r->err_len);
+    jw_kstr(&w, "answer", r->answer);
+    redacted_str(&w, L, "error", r->error);
+    jw_obj_end(&w);
+    int rc = emit(E, "action", "action", &w);
+    jw_free(&w);
+
+    if (E->output == OUT_TEXT) {
+        char d[32], suffix[64];
+        fmt_duration(d, sizeof d, r->duration);
+        if (r->simulated) {
+            human(E, L, YELLOW, "would:", a->words, NULL);
+        } else if (strcmp(r->status, "error") == 0) {
+            snprintf(suffix, sizeof suffix, "  (%s)", d);
+            human(E, L, RED, "✗", a->words, suffix);
+        } else if (strcmp(r->status, "declined") == 0) {
+            human(E, L, YELLOW, "declined:", a->words, NULL);
+        } else if (a->cls == RB_MUTATE || E->verbose) {
+            if (r->has_exit_code && r->exit_code != 0)
+                snprintf(suffix, sizeof suffix, "  (exit %lld, %s)", r->exit_code, d);
+            else
+                snprintf(suffix, sizeof suffix, "  (%s)", d);
+            human(E, L, a->cls == RB_MUTATE ? CYAN : DIM, a->cls == RB_MUTATE ? "→" : "·",
+                  a->words, suffix);
+        }
+    }
+    return rc;
+}
+
+int journal_answer(rb_engine *E, lua_State *L, const char *verb, const char *question,
+                   const char *answer)
+{
+    jsonw w;
+    jw_init(&w);
+    jw_obj(&w);
+    if (E->step_index)
+        jw_kint(&w, "step", E->step_index);
+    redacted_str(&w, L, "step_name", E->step_name);
+    jw_kstr(&w, "primitive", "confirm");
+    jw_kstr(&w, "verb", verb);
+    redacted_str(&w, L, "target", question);
+    redacted_str(&w, L, "words", question);
+    jw_kstr(&w, "class", "read");
+    jw_kbool(&w, "simulated", 0);
+    jw_kstr(&w, "status", "ok");
+    jw_kstr(&w, "answer", answer);
+    jw_kstr(&w, "operator", rb_username());
+    jw_obj_end(&w);
+    int rc = emit(E, "action", "action", &w);
+    jw_free(&w);
+    return rc;
+}
+
+static void run_fields(rb_engine *E, lua_State *L, jsonw *w)
+{
+    redacted_str(w, L, "runbook", E->runbook_name);
+    redacted_str(w, L, "title", E->runbook_title);
+    jw_kstr(w, "path", E->path);
+    jw_kstr(w, "sha256", E->sha256);
+    jw_key(w, "params");
+    jw_raw(w, E->params_json ? E->params_json : "{}");
+    jw_kstr(w, "mode", mode_name(E->mode));
+    jw_kstr(w, "operator", rb_username());
+    const char *sudo = getenv("SUDO_USER");
+    if (sudo && *sudo)
+        jw_kstr(w, "sudo_user", sudo);
+    jw_kstr(w, "host", rb_hostname());
+    jw_kint(w, "pid", (long long)getpid());
+    jw_kint(w, "pid_start", (long long)rb_pid_start(getpid()));
+    jw_kstr(w, "env", E->env_name);
+    if (E->resumed_from[0])
+        jw_kstr(w, "resumed_from", E->resumed_from);
+    char ts[32];
+    rb_time_rfc3339(ts, E->started);
+    jw_kstr(w, "start", ts);
+}
+
+int journal_run_start(rb_engine *E, lua_State *L)
+{
+    jsonw w;
+    jw_init(&w);
+    jw_obj(&w);
+    run_fields(E, L, &w);
+    jw_kstr(&w, "outcome", "running");
+    jw_obj_end(&w);
+    int rc = emit(E, "run_start", "run", &w);
+    jw_free(&w);
+    if (E->output == OUT_TEXT && E->depth == 0) {
+        const char *mode = E->mode == MODE_DRY_RUN ? "  [dry-run: nothing will be changed]" : "";
+        fprintf(E->out, "%s▶ %s%s%s%s%s\n", c_(E, BOLD), E->runbook_name,
+                E->runbook_title ? " — " : "", E->runbook_title ? E->runbook_title : "",
+                c_(E, RESET), mode);
+        fprintf(E->out, "%s  run %s%s%s\n", c_(E, DIM), E->run_id, E->audit ? "" : " (not audited)",
+                c_(E, RESET));
+        fflush(E->out);
+    }
+    return rc;
+}
+
+void journal_step_start(rb_engine *E, lua_State *L, int index, int total, const char *name,
+                        const char *description)
+{
+    if (E->output == OUT_JSON) {
+        jsonw w;
+        jw_init(&w);
+        jw_obj(&w);
+        jw_kint(&w, "index", index);
+        jw_kint(&w, "total", total);
+        redacted_str(&w, L, "name", name);
+        redacted_str(&w, L, "description", description);
+        jw_obj_end(&w);
+        emit(E, "step_start", NULL, &w);
+        jw_free(&w);
+        return;
+    }
+    const char *red = rb_redact(L, name, strlen(name));
+    fprintf(E->out, "%s[%d/%d] %s%s\n", c_(E, BOLD), index, total, red, c_(E, RESET));
+    lua_pop(L, 1);
+    fflush(E->out);
+}
+
+int journal_step(rb_engine *E, lua_State *L, int index, int total, const char *name,
+                 const char *status, double start, double end, const char *error, int state)
+{
+    char ts[32];
+    jsonw w;
+    jw_init(&w);
+    jw_obj(&w);
+    jw_kint(&w, "index", index);
+    redacted_str(&w, L, "name", name);
+    jw_kstr(&w, "status", status);
+    if (start > 0) {
+        rb_time_rfc3339(ts, start);
+        jw_kstr(&w, "start", ts);
+        rb_time_rfc3339(ts, end);
+        jw_kstr(&w, "end", ts);
+        jw_kint(&w, "duration_ms", (long long)((end - start) * 1000.0 + 0.5));
+    }
+    redacted_str(&w, L, "error", error);
+    if (state) {
+        jw_key(&w, "state");
+        jw_lua(&w, L, state);
+    }
+    jw_obj_end(&w);
+    int rc = emit(E, "step_end", "step", &w);
+    jw_free(&w);
+    if (E->output == OUT_TEXT) {
+        char d[32] = "";
+        if (start > 0)
+            fmt_duration(d, sizeof d, end - start);
+        const char *red = rb_redact(L, name, strlen(name));
+        if (strcmp(status, "ok") == 0)
+            fprintf(E->out, "%s✓%s [%d/%d] %s %s(%s)%s\n", c_(E, GREEN), c_(E, RESET), index,
+                    total, red, c_(E, DIM), d, c_(E, RESET));
+        else if (strcmp(status, "failed") == 0 || strcmp(status, "interrupted") == 0)
+            fprintf(E->out, "%s✗%s [%d/%d] %s %s(%s)%s\n", c_(E, RED), c_(E, RESET), index, total,
+                    red, c_(E, DIM), d, c_(E, RESET));
+        else
+            fprintf(E->out, "%s-%s [%d/%d] %s %s(%s%s%s)%s\n", c_(E, YELLOW), c_(E, RESET), index,
+                    total, red, c_(E, DIM), status, error ? ": " : "", error ? error : "",
+                    c_(E, RESET));
+        lua_pop(L, 1);
+        if (error && (strcmp(status, "failed") == 0 || strcmp(status, "interrupted") == 0)) {
+            const char *e = rb_redact(L, error, strlen(error));
+            fprintf(E->out, "    %s%s%s\n", c_(E, RED), e, c_(E, RESET));
+            lua_pop(L, 1);
+        }
+        fflush(E->out);
+    }
+    return rc;
+}
+
+int journal_run_end(rb_engine *E, lua_State *L, const char *outcome, int exit_code,
+                    const char *error, int state)
+{
+    double now = rb_wallclock();
+    char ts[32];
+    jsonw w;
+    jw_init(&w);
+    jw_obj(&w);
+    run_fields(E, L, &w);
+    rb_time_rfc3339(ts, now);
+    jw_kstr(&w, "end", ts);
+    jw_kint(&w, "duration_ms", (long long)((now - E->started) * 1000.0 + 0.5));
+    jw_kstr(&w, "outcome", outcome);
+    jw_kint(&w, "exit_code", exit_code);
+    redacted_str(&w, L, "error", error);
+    jw_kint(&w, "actions", E->n_actions);
+    jw_kint(&w, "mutations", E->n_mutations);
+    jw_kint(&w, "simulated_actions", E->n_simulated);
+    if (state) {
+        jw_key(&w, "state");
+        jw_lua(&w, L, state);
+    }
+    jw_obj_end(&w);
+    int rc = emit(E, "run_end", "run", &w);
+    jw_free(&w);
+    if (E->output == OUT_TEXT && E->depth == 0) {
+        char d[32];
+        fmt_duration(d, sizeof d, now - E->started);
+        const char *col = strcmp(outcome, "success") == 0 ? GREEN : RED;
+        fprintf(E->out, "%s%s%s%s — %d action%s", c_(E, BOLD), c_(E, col), outcome, c_(E, RESET),
+                E->n_actions, E->n_actions == 1 ? "" : "s");
+        if (E->n_simulated)
+            fprintf(E->out, " (%d would change something, not performed)", E->n_simulated);
+        fprintf(E->out, ", %s — run %s\n", d, E->run_id);
+        fflush(E->out);
+    }
+    return rc;
+}
+
+void journal_log(rb_engine *E, lua_State *L, const char *level, const char *msg)
+{
+    const char *red = rb_redact(L, msg, strlen(msg));
+    if (E->output == OUT_JSON) {
+        jsonw w;
+        jw_init(&w);
+        jw_obj(&w);
+        jw_kstr(&w, "level", level);
+        jw_kstr(&w, "message", red);
+        if (E->step_index)
+            jw_kint(&w, "step", E->step_index);
+        jw_obj_end(&w);
+        emit(E, "log", NULL, &w);
+        jw_free(&w);
+    } else {
+        const char *col = strcmp(level, "error") == 0  ? RED
+                          : strcmp(level, "warn") == 0 ? YELLOW
+                          : strcmp(level, "debug") == 0 ? DIM
+                                                        : "";
+        if (strcmp(level, "print") == 0)
+            fprintf(E->out, "%s\n", red);
+        else
+            fprintf(E->out, "  %s%s%s %s\n", c_(E, col), level, c_(E, RESET), red);
+        fflush(E->out);
+    }
+    lua_pop(L, 1);
+}

@@ -1,0 +1,47 @@
+/*
+ * The journal: every run, step and action becomes one record, built once as
+ * JSON and sent to the audit log and, with --output json, to stdout as an
+ * event with the same field names.  The human view is printed from here too
+ * so the three never disagree.
+ */
+#ifndef RUNBOOK_JOURNAL_H
+#define RUNBOOK_JOURNAL_H
+
+#include "engine.h"
+
+typedef struct rb_action_result {
+    const char *status; /* "ok", "error", "simulated", "declined" */
+    int simulated;
+    int has_exit_code;
+    long long exit_code;
+    int has_http_status;
+    long long http_status;
+    const char *out;    /* stdout excerpt source (redacted and bounded here) */
+    size_t out_len;
+    const char *err;
+    size_t err_len;
+    const char *error;  /* the error message, when status is "error" */
+    const char *answer; /* for confirmations */
+    double duration;    /* seconds */
+} rb_action_result;
+
+/* An action: arguments are at args..args+nargs-1 on L's stack. */
+int journal_action(rb_engine *E, lua_State *L, int args, int nargs, const rb_action *a,
+                   const rb_action_result *r);
+/* A confirmation given (or refused) by the operator. */
+int journal_answer(rb_engine *E, lua_State *L, const char *verb, const char *question,
+                   const char *answer);
+
+int journal_run_start(rb_engine *E, lua_State *L);
+/* state: stack index of the state table, 0 for none */
+int journal_step(rb_engine *E, lua_State *L, int index, int total, const char *name,
+                 const char *status, double start, double end, const char *error, int state);
+int journal_run_end(rb_engine *E, lua_State *L, const char *outcome, int exit_code,
+                    const char *error, int state);
+/* log.info & co, and print(): human view or a "log" event; never audited */
+void journal_log(rb_engine *E, lua_State *L, const char *level, const char *msg);
+/* [3/7] Restart calendar-api -- before the step runs */
+void journal_step_start(rb_engine *E, lua_State *L, int index, int total, const char *name,
+                        const char *description);
+
+#endif

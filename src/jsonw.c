@@ -1,0 +1,338 @@
+/* A small JSON writer for audit records and --output json events. */
+#include "jsonw.h"
+#include "runbook/runbook.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void jw_init(jsonw *w)
+{
+    memset(w, 0, sizeof *w);
+    w->first[0] = 1;
+}
+
+void jw_free(jsonw *w)
+{
+    free(w->buf);
+    memset(w, 0, sizeof *w);
+}
+
+void jw_reset(jsonw *w)
+{
+    w->len = 0;
+    w->depth = 0;
+    w->first[0] = 1;
+    w->oom = 0;
+    if (w->buf)
+        w->buf[0] = '\0';
+}
+
+static void put(jsonw *w, const char *s, size_t n)
+{
+    if (w->oom)
+        return;
+    if (w->len + n + 1 > w->cap) {
+        size_t cap = w->cap ? w->cap : 256;
+        while (cap < w->len + n + 1)
+            cap *= 2;
+        char *b = realloc(w->buf, cap);
+        if (!b) {
+            w->oom = 1;
+            return;
+        }
+        w->buf = b;
+        w->cap = cap;
+    }
+    memcpy(w->buf + w->len, s, n);
+    w->len += n;
+    w->buf[w->len] = '\0';
+}
+
+const char *jw_str_result(jsonw *w)
+{
+    return (w->oom || !w->buf) ? "" : w->buf;
+}
+
+/* a comma before every element but the first of its container */
+static void sep(jsonw *w)
+{
+    if (w->first[w->depth])
+        w->first[w->depth] = 0;
+    else
+        put(w, ",", 1);
+}
+
+static void open_(jsonw *w, const char *c)
+{
+    sep(w);
+    put(w, c, 1);
+    if (w->depth < 63)
+        w->depth++;
+    w->first[w->depth] = 1;
+}
+
+static void close_(jsonw *w, const char *c)
+{
+    put(w, c, 1);
+    if (w->depth > 0)
+        w->depth--;
+}
+
+void jw_obj(jsonw *w)
+{
+    open_(w, "{");
+}
+void jw_obj_end(jsonw *w)
+{
+    close_(w, "}");
+}
+void jw_arr(jsonw *w)
+{
+    open_(w, "[");
+}
+void jw_arr_end(jsonw *w)
+{
+    close_(w, "]");
+}
+
+static void quoted(jsonw *w, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    put(w, "\"", 1);
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *esc = NULL;
+        char ubuf[7];
+        if (c == '"')
+            esc = "\\\"";
+        else if (c == '\\')
+            esc = "\\\\";
+        else if (c == '\n')
+            esc = "\\n";
+        else if (c == '\r')
+            esc = "\\r";
+        else if (c == '\t')
+            esc = "\\t";
+        else if (c < 0x20 || c == 0x7f) {
+            snprintf(ubuf, sizeof ubuf, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
+            esc = ubuf;
+        }
+        if (esc) {
+            put(w, s + start, i - start);
+            put(w, esc, strlen(esc));
+            start = i + 1;
+        }
+    }
+    put(w, s + start, n - start);
+    put(w, "\"", 1);
+}
+
+void jw_key(jsonw *w, const char *k)
+{
+    sep(w);
+    quoted(w, k, strlen(k));
+    put(w, ":", 1);
+    /* the value that follows must not write a comma */
+    w->first[w->depth] = 1;
+}
+
+/* after a value inside a container the next element needs a comma */
+static void value_written(jsonw *w)
+{
+    w->first[w->depth] = 0;
+}
+
+void jw_stringn(jsonw *w, const char *s, size_t n)
+{
+    sep(w);
+    quoted(w, s, n);
+    value_written(w);
+}
+
+void jw_string(jsonw *w, const char *s)
+{
+    jw_stringn(w, s, strlen(s));
+}
+
+void jw_int(jsonw *w, long long v)
+{
+    char b[32];
+    sep(w);
+    put(w, b, (size_t)snprintf(b, sizeof b, "%lld", v));
+    value_written(w);
+}
+
+void jw_num(jsonw *w, double v)
+{
+    char b[40];
+    sep(w);
+    if (!isfinite(v))
+        put(w, "null", 4);
+    else if (v == (double)(long long)v && fabs(v) < 1e15)
+        put(w, b, (size_t)snprintf(b, sizeof b, "%lld", (long long)v));
+    else
+        put(w, b, (size_t)snprintf(b, sizeof b, "%.14g", v));
+    value_written(w);
+}
+
+void jw_bool(jsonw *w, int v)
+{
+    sep(w);
+    put(w, v ? "true" : "false", v ? 4 : 5);
+    value_written(w);
+}
+
+void jw_null(jsonw *w)
+{
+    sep(w);
+    put(w, "null", 4);
+    value_written(w);
+}
+
+void jw_raw(jsonw *w, const char *json)
+{
+    sep(w);
+    put(w, json, strlen(json));
+    value_written(w);
+}
+
+void jw_kstr(jsonw *w, const char *k, const char *s)
+{
+    if (!s)
+        return;
+    jw_key(w, k);
+    jw_string(w, s);
+}
+
+void jw_kint(jsonw *w, const char *k, long long v)
+{
+    jw_key(w, k);
+    jw_int(w, v);
+}
+
+void jw_knum(jsonw *w, const char *k, double v)
+{
+    jw_key(w, k);
+    jw_num(w, v);
+}
+
+void jw_kbool(jsonw *w, const char *k, int v)
+{
+    jw_key(w, k);
+    jw_bool(w, v);
+}
+
+/* Is the table at idx a sequence 1..n with nothing else? */
+static int is_array(lua_State *L, int idx, lua_Integer *n)
+{
+    lua_Integer count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        count++;
+    }
+    *n = count;
+    return count == (lua_Integer)lua_rawlen(L, idx);
+}
+
+static void lua_value(jsonw *w, lua_State *L, int idx, int depth, int seen)
+{
+    idx = lua_absindex(L, idx);
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        jw_null(w);
+        break;
+    case LUA_TBOOLEAN:
+        jw_bool(w, lua_toboolean(L, idx));
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx))
+            jw_int(w, (long long)lua_tointeger(L, idx));
+        else
+            jw_num(w, lua_tonumber(L, idx));
+        break;
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        s = rb_redact(L, s, n);
+        jw_string(w, s);
+        lua_pop(L, 1);
+        break;
+    }
+    case LUA_TTABLE: {
+        if (depth >= 16) {
+            jw_string(w, "<depth>");
+            break;
+        }
+        lua_pushvalue(L, idx);
+        if (lua_rawget(L, seen) != LUA_TNIL) {
+            lua_pop(L, 1);
+            jw_string(w, "<cycle>");
+            break;
+        }
+        lua_pop(L, 1);
+        lua_pushvalue(L, idx);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, seen);
+        lua_Integer n;
+        if (!lua_checkstack(L, 6)) {
+            jw_string(w, "<depth>");
+        } else if (is_array(L, idx, &n) && n > 0) { /* an empty table is {} */
+            jw_arr(w);
+            for (lua_Integer i = 1; i <= n; i++) {
+                lua_rawgeti(L, idx, i);
+                lua_value(w, L, -1, depth + 1, seen);
+                lua_pop(L, 1);
+            }
+            jw_arr_end(w);
+        } else {
+            jw_obj(w);
+            lua_pushnil(L);
+            while (lua_next(L, idx)) {
+                const char *k;
+                char kb[64];
+                if (lua_type(L, -2) == LUA_TSTRING) {
+                    k = lua_tostring(L, -2);
+                } else if (lua_type(L, -2) == LUA_TNUMBER) {
+                    if (lua_isinteger(L, -2))
+                        snprintf(kb, sizeof kb, "%lld", (long long)lua_tointeger(L, -2));
+                    else
+                        snprintf(kb, sizeof kb, "%.14g", lua_tonumber(L, -2));
+                    k = kb;
+                } else {
+                    snprintf(kb, sizeof kb, "<%s>", luaL_typename(L, -2));
+                    k = kb;
+                }
+                jw_key(w, k);
+                lua_value(w, L, -1, depth + 1, seen);
+                lua_pop(L, 1);
+            }
+            jw_obj_end(w);
+        }
+        lua_pushvalue(L, idx);
+        lua_pushnil(L);
+        lua_rawset(L, seen);
+        break;
+    }
+    default: {
+        char b[32];
+        snprintf(b, sizeof b, "<%s>", luaL_typename(L, idx));
+        jw_string(w, b);
+    }
+    }
+}
+
+void jw_lua(jsonw *w, lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    lua_newtable(L); /* tables being written, to mark cycles */
+    lua_value(w, L, idx, 0, lua_gettop(L));
+    lua_pop(L, 1);
+}

@@ -1,0 +1,47 @@
+/* A small JSON writer for the records we emit (audit rows, --output json
+ * events).  Writing only: decoding JSON is lua-cjson's job. */
+#ifndef RUNBOOK_JSONW_H
+#define RUNBOOK_JSONW_H
+
+#include <lua.h>
+#include <stddef.h>
+
+typedef struct jsonw {
+    char *buf;
+    size_t len, cap;
+    int depth;
+    unsigned char first[64]; /* per depth: no element written yet */
+    int oom;
+} jsonw;
+
+void jw_init(jsonw *w);
+void jw_free(jsonw *w);
+void jw_reset(jsonw *w);
+const char *jw_str_result(jsonw *w); /* NUL-terminated; "" after an allocation failure */
+
+void jw_obj(jsonw *w);
+void jw_obj_end(jsonw *w);
+void jw_arr(jsonw *w);
+void jw_arr_end(jsonw *w);
+void jw_key(jsonw *w, const char *k);
+void jw_string(jsonw *w, const char *s);
+void jw_stringn(jsonw *w, const char *s, size_t n);
+void jw_int(jsonw *w, long long v);
+void jw_num(jsonw *w, double v);
+void jw_bool(jsonw *w, int v);
+void jw_null(jsonw *w);
+void jw_raw(jsonw *w, const char *json); /* an already-encoded value */
+
+/* key + value shorthands; a NULL string writes nothing at all */
+void jw_kstr(jsonw *w, const char *k, const char *s);
+void jw_kint(jsonw *w, const char *k, long long v);
+void jw_knum(jsonw *w, const char *k, double v);
+void jw_kbool(jsonw *w, const char *k, int v);
+
+/* The Lua value at idx, made safe for a record: strings pass through the
+ * secret redaction, functions and userdata become "<function>"/"<userdata>",
+ * cycles "<cycle>", nesting is cut at depth 16, sequences become arrays and
+ * other tables objects with sorted-as-found keys converted to strings. */
+void jw_lua(jsonw *w, lua_State *L, int idx);
+
+#endif

@@ -1,0 +1,105 @@
+/* The runbook library on disk (see library.h). */
+#include "library.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#ifndef RUNBOOK_SHARE_DIR
+#define RUNBOOK_SHARE_DIR "/usr/local/share/runbook"
+#endif
+
+static void add(file_list *l, const char *p)
+{
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 16;
+        char **np = realloc(l->paths, (size_t)cap * sizeof *np);
+        if (!np)
+            return;
+        l->paths = np;
+        l->cap = cap;
+    }
+    char *copy = strdup(p);
+    if (copy)
+        l->paths[l->n++] = copy;
+}
+
+void file_list_free(file_list *l)
+{
+    for (int i = 0; i < l->n; i++)
+        free(l->paths[i]);
+    free(l->paths);
+    memset(l, 0, sizeof *l);
+}
+
+static int cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int walk(const char *dir, file_list *out, int depth)
+{
+    if (depth > 16)
+        return 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (stat(p, &st) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            if (strcmp(e->d_name, "lib") != 0 && strcmp(e->d_name, "tests") != 0)
+                walk(p, out, depth + 1);
+        } else {
+            size_t n = strlen(e->d_name);
+            if (n > 4 && strcmp(e->d_name + n - 4, ".lua") == 0)
+                add(out, p);
+        }
+    }
+    closedir(d);
+    return 0;
+}
+
+int library_scan(const char *dir, file_list *out)
+{
+    int start = out->n;
+    if (walk(dir, out, 0) != 0)
+        return -1;
+    qsort(out->paths + start, (size_t)(out->n - start), sizeof *out->paths, cmp);
+    return 0;
+}
+
+void library_roots(file_list *out)
+{
+    add(out, "runbooks");
+    const char *rp = getenv("RUNBOOK_PATH");
+    if (rp) {
+        char buf[4096];
+        snprintf(buf, sizeof buf, "%s", rp);
+        for (char *save = NULL, *d = strtok_r(buf, ":", &save); d; d = strtok_r(NULL, ":", &save))
+            if (*d)
+                add(out, d);
+    }
+    add(out, RUNBOOK_SHARE_DIR "/runbooks");
+}
+
+rb_engine *library_engine(void)
+{
+    char err[1024];
+    rb_engine *E = engine_new(err, sizeof err);
+    if (!E) {
+        fprintf(stderr, "runbook: %s\n", err);
+        return NULL;
+    }
+    E->purpose = PURPOSE_LIST;
+    E->mode = MODE_DRY_RUN; /* belt and braces: nothing may change */
+    snprintf(E->run_id, sizeof E->run_id, "listing");
+    return E;
+}

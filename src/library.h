@@ -1,0 +1,23 @@
+/* The runbook library on disk: finding runbook files, and loading one in
+ * listing mode (no primitive may run) for list, show and check. */
+#ifndef RUNBOOK_LIBRARY_H
+#define RUNBOOK_LIBRARY_H
+
+#include "engine.h"
+
+typedef struct file_list {
+    char **paths;
+    int n, cap;
+} file_list;
+
+/* Every *.lua under dir, recursively, skipping lib/, tests/ and dot dirs,
+ * sorted.  Returns -1 when dir cannot be read. */
+int library_scan(const char *dir, file_list *out);
+/* The library roots: ./runbooks, RUNBOOK_PATH entries, the share directory. */
+void library_roots(file_list *out);
+void file_list_free(file_list *l);
+
+/* An engine for listing: no audit, purpose LIST, text output on stdout. */
+rb_engine *library_engine(void);
+
+#endif

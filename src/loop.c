@@ -1,0 +1,423 @@
+/*
+ * The event loop: tasks (coroutines) waiting on ops, polled together.
+ * See loop.h for the model.  Habits taken from Nmap's NSE: work that
+ * completes at once does not yield; a parked coroutine stays referenced
+ * (registry ref held by its task); ops that a dying coroutine leaves behind
+ * are cancelled and reaped at exit, so no child outlives the run.
+ */
+#include "loop.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static rb_op *active;       /* ops in flight */
+static rb_op *allops;       /* ops not yet freed (in flight or awaiting their continuation) */
+static rb_task *runq_head, *runq_tail;
+static rb_task *current;    /* the task being resumed */
+static int sigpipe_fds[2] = {-1, -1};
+static volatile sig_atomic_t sig_count;
+static loop_poller_fn poller;
+static int (*external_busy)(void);
+
+/* Process groups of running children, readable from the signal handler so
+ * a third Ctrl-C can kill them before _exit (async-signal-safe: killpg). */
+#define MAX_CHILDREN 1024
+static volatile pid_t children[MAX_CHILDREN];
+
+void loop_child_add(pid_t pid)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (children[i] == 0) {
+            children[i] = pid;
+            return;
+        }
+}
+
+void loop_child_remove(pid_t pid)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (children[i] == pid)
+            children[i] = 0;
+}
+
+double rb_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- signals ------------------------------------------------------------ */
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    sig_count++;
+    if (sigpipe_fds[1] >= 0) {
+        ssize_t r = write(sigpipe_fds[1], "!", 1);
+        (void)r;
+    }
+    if (sig_count >= 3) {
+        /* the operator insists: kill what we started and leave; the audit
+         * database stays consistent because every record is a transaction */
+        for (int i = 0; i < MAX_CHILDREN; i++)
+            if (children[i] > 0)
+                killpg(children[i], SIGKILL);
+        _exit(sig == SIGTERM ? 143 : 130);
+    }
+    errno = saved;
+}
+
+void loop_install_signals(void)
+{
+    if (sigpipe_fds[0] < 0 && pipe2(sigpipe_fds, O_CLOEXEC | O_NONBLOCK) != 0)
+        sigpipe_fds[0] = sigpipe_fds[1] = -1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN); /* a child that closes its stdin gives us EPIPE */
+}
+
+int loop_interrupted(void)
+{
+    return sig_count;
+}
+
+/* ---- ops and tasks ------------------------------------------------------ */
+
+static void queue(rb_task *t)
+{
+    if (t->runnable || t->done)
+        return;
+    t->runnable = 1;
+    t->next_runnable = NULL;
+    if (runq_tail)
+        runq_tail->next_runnable = t;
+    else
+        runq_head = t;
+    runq_tail = t;
+}
+
+static rb_task *dequeue(void)
+{
+    rb_task *t = runq_head;
+    if (t) {
+        runq_head = t->next_runnable;
+        if (!runq_head)
+            runq_tail = NULL;
+        t->runnable = 0;
+    }
+    return t;
+}
+
+rb_task *loop_task_of(lua_State *L)
+{
+    return *(rb_task **)lua_getextraspace(L);
+}
+
+static void hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    loop_check_hook(L);
+}
+
+void loop_check_hook(lua_State *L)
+{
+    if (sig_count)
+        luaL_error(L, "interrupted");
+    rb_task *t = loop_task_of(L);
+    if (!t)
+        t = current;
+    if (t && t->deadline > 0 && rb_now() >= t->deadline)
+        luaL_error(L, "%s", t->deadline_why ? t->deadline_why : "timed out");
+}
+
+rb_task *loop_spawn(lua_State *L, int nargs, double deadline, const char *why)
+{
+    rb_task *t = calloc(1, sizeof *t);
+    if (!t)
+        luaL_error(L, "out of memory");
+    lua_State *co = lua_newthread(L);
+    t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    t->co = co;
+    lua_xmove(L, co, nargs + 1);
+    *(rb_task **)lua_getextraspace(co) = t;
+    t->nres = nargs; /* arguments for the first resume */
+    rb_task *parent = loop_task_of(L);
+    if (!parent)
+        parent = current;
+    if (parent && parent->deadline > 0 && (deadline <= 0 || parent->deadline < deadline)) {
+        deadline = parent->deadline;
+        why = parent->deadline_why;
+    }
+    t->deadline = deadline;
+    t->deadline_why = why;
+    /* checks interrupts and deadlines while Lua code runs without calling
+     * a primitive; every 10k instructions costs nothing measurable */
+    lua_sethook(co, hook, LUA_MASKCOUNT, 10000);
+    queue(t);
+    return t;
+}
+
+void loop_task_free(lua_State *L, rb_task *t)
+{
+    if (!t)
+        return;
+    if (t->runnable) { /* unlink from the run queue */
+        rb_task **pp = &runq_head, *prev = NULL;
+        while (*pp && *pp != t) {
+            prev = *pp;
+            pp = &(*pp)->next_runnable;
+        }
+        if (*pp)
+            *pp = t->next_runnable;
+        if (runq_tail == t)
+            runq_tail = prev;
+    }
+    *(rb_task **)lua_getextraspace(t->co) = NULL;
+    luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
+    free(t);
+}
+
+static void resume(rb_task *t)
+{
+    int nargs = 0;
+    if (!t->done && t->nres > 0 && lua_status(t->co) == LUA_OK && !t->op) {
+        nargs = t->nres; /* first resume: the arguments given to loop_spawn */
+        t->nres = 0;
+    }
+    rb_task *prev = current;
+    current = t;
+    int nres = 0;
+    int st = lua_resume(t->co, NULL, nargs, &nres);
+    current = prev;
+    if (st == LUA_YIELD) {
+        lua_pop(t->co, nres);
+        if (!t->op) /* a bare coroutine.yield() in a step: just go on */
+            queue(t);
+        return;
+    }
+    t->done = 1;
+    t->failed = st != LUA_OK;
+    t->nres = st == LUA_OK ? nres : 1;
+    if (t->on_done)
+        t->on_done(t, t->on_done_ud);
+}
+
+static void unlink_active(rb_op *op)
+{
+    if (op->prev)
+        op->prev->next = op->next;
+    else if (active == op)
+        active = op->next;
+    if (op->next)
+        op->next->prev = op->prev;
+    op->next = op->prev = NULL;
+}
+
+void rb_op_done(rb_op *op)
+{
+    if (op->done)
+        return;
+    op->done = 1;
+    unlink_active(op);
+    if (op->waiter && op->task) {
+        rb_task *t = op->task;
+        t->op = NULL;
+        queue(t);
+    }
+}
+
+void rb_op_free(rb_op *op)
+{
+    if (!op)
+        return;
+    if (!op->done)
+        unlink_active(op);
+    if (op->aprev)
+        op->aprev->anext = op->anext;
+    else if (allops == op)
+        allops = op->anext;
+    if (op->anext)
+        op->anext->aprev = op->aprev;
+    op->vt->destroy(op);
+}
+
+void loop_cancel_all(const char *why)
+{
+    for (rb_op *op = active; op;) {
+        rb_op *next = op->next;
+        if (!op->cancelled) {
+            op->cancelled = 1;
+            op->vt->cancel(op, why);
+        }
+        op = next;
+    }
+}
+
+static int any_work(void)
+{
+    return active || runq_head || (external_busy && external_busy());
+}
+
+static void poll_once(void)
+{
+    enum { MAXP = 256 };
+    struct pollfd pfd[MAXP];
+    rb_op *owner[MAXP];
+    int index[MAXP];
+    unsigned n = 0;
+    if (sigpipe_fds[0] >= 0) {
+        pfd[n].fd = sigpipe_fds[0];
+        pfd[n].events = POLLIN;
+        pfd[n].revents = 0;
+        owner[n] = NULL;
+        index[n] = -1;
+        n++;
+    }
+    double now = rb_now(), wake = 0;
+    for (rb_op *op = active; op; op = op->next) {
+        for (int i = 0; i < RB_OP_MAXFD && n < MAXP; i++) {
+            if (op->fd[i] < 0)
+                continue;
+            pfd[n].fd = op->fd[i];
+            pfd[n].events = op->events[i];
+            pfd[n].revents = 0;
+            owner[n] = op;
+            index[n] = i;
+            n++;
+        }
+        double d = op->deadline;
+        rb_task *t = op->task;
+        if (!op->cancelled && t && t->deadline > 0 && (d <= 0 || t->deadline < d))
+            d = t->deadline;
+        if (d > 0 && (wake <= 0 || d < wake))
+            wake = d;
+    }
+    int timeout_ms = -1;
+    if (wake > 0) {
+        double ms = (wake - now) * 1000.0;
+        timeout_ms = ms <= 0 ? 0 : (int)(ms + 0.999);
+    }
+    int r = poller ? poller(pfd, n, timeout_ms) : poll(pfd, n, timeout_ms);
+    if (r < 0 && errno != EINTR)
+        r = 0;
+    if (r > 0) {
+        for (unsigned i = 0; i < n; i++) {
+            if (!pfd[i].revents)
+                continue;
+            if (!owner[i]) {
+                char buf[64];
+                while (read(sigpipe_fds[0], buf, sizeof buf) > 0)
+                    ;
+                continue;
+            }
+            rb_op *op = owner[i];
+            if (!op->done && op->fd[index[i]] == pfd[i].fd)
+                op->vt->ready(op, index[i], pfd[i].revents);
+        }
+    }
+    if (sig_count)
+        loop_cancel_all("interrupted");
+    now = rb_now();
+    for (rb_op *op = active; op;) {
+        rb_op *next = op->next; /* the hooks may complete op, never another */
+        rb_task *t = op->task;
+        if (!op->cancelled && t && t->deadline > 0 && now >= t->deadline) {
+            op->cancelled = 1;
+            op->vt->cancel(op, t->deadline_why ? t->deadline_why : "timed out");
+        }
+        if (!op->done && op->deadline > 0 && now >= op->deadline) {
+            op->deadline = 0;
+            op->vt->expired(op);
+        }
+        op = next;
+    }
+}
+
+static void run_until(volatile int *flag)
+{
+    while (!*flag) {
+        rb_task *t = dequeue();
+        if (t) {
+            resume(t);
+            continue;
+        }
+        if (!any_work()) {
+            /* nothing can make progress: a join whose tasks were lost.  Never
+             * hang an operator's terminal; the caller sees the flag unset. */
+            fprintf(stderr, "runbook: internal error: nothing left to wait for\n");
+            return;
+        }
+        poll_once();
+    }
+}
+
+void loop_wait(lua_State *L, rb_task *t)
+{
+    (void)L;
+    run_until(&t->done);
+}
+
+int rb_await(lua_State *L, rb_op *op, lua_KFunction k)
+{
+    op->done = 0;
+    op->cancelled = 0;
+    op->anext = allops;
+    op->aprev = NULL;
+    if (allops)
+        allops->aprev = op;
+    allops = op;
+    op->prev = NULL;
+    op->next = active;
+    if (active)
+        active->prev = op;
+    active = op;
+    rb_task *t = loop_task_of(L);
+    op->task = t ? t : current;
+    if (sig_count) {
+        op->cancelled = 1;
+        op->vt->cancel(op, "interrupted");
+    }
+    if (t && lua_isyieldable(L) && !op->done) {
+        op->waiter = L;
+        t->op = op;
+        return lua_yieldk(L, 0, (lua_KContext)op, k);
+    }
+    /* not in a task coroutine of ours (a user coroutine, a metamethod, a
+     * table.sort comparator...): run the loop right here until op is done */
+    op->waiter = NULL;
+    run_until(&op->done);
+    return k(L, LUA_YIELD, (lua_KContext)op);
+}
+
+void loop_set_poller(loop_poller_fn fn)
+{
+    poller = fn;
+}
+
+void loop_set_external_busy(int (*busy)(void))
+{
+    external_busy = busy;
+}
+
+/* At exit: cancel whatever is still running, give it a moment to die (the
+ * ops escalate TERM to KILL themselves), then free everything. */
+void loop_shutdown(void)
+{
+    loop_cancel_all("runbook is exiting");
+    double give_up = rb_now() + 5.0;
+    while (active && rb_now() < give_up)
+        poll_once();
+    while (allops)
+        rb_op_free(allops);
+}

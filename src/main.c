@@ -1,0 +1,80 @@
+/*
+ * runbook: executable runbooks in Lua.  main() maps argv[1] to a command
+ * through one table (git style); each command lives in src/cmd_*.c.
+ */
+#include "commands.h"
+#include "runbook/runbook.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static int cmd_version(int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    printf("runbook %s (%s)\n", RB_VERSION, LUA_RELEASE);
+    return 0;
+}
+
+static int cmd_help(int argc, char **argv);
+
+static const struct command {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *summary;
+} commands[] = {
+    {"run", cmd_run, "run a runbook: live, --dry-run, or --confirm step by step"},
+    {"check", cmd_check, "validate runbooks without running them (syntax, metadata, globals)"},
+    {"list", cmd_list, "list the runbooks of the library"},
+    {"show", cmd_show, "show a runbook's metadata, params and steps"},
+    {"audit", cmd_audit, "list, show, export and verify the audit log"},
+    {"version", cmd_version, "print the version"},
+    {"help", cmd_help, "this help, or `runbook help COMMAND`"},
+    {NULL, NULL, NULL},
+};
+
+static int cmd_help(int argc, char **argv)
+{
+    if (argc > 1) {
+        for (const struct command *c = commands; c->name; c++)
+            if (strcmp(c->name, argv[1]) == 0 && c->fn != cmd_help) {
+                char *args[] = {argv[1], "--help", NULL};
+                return c->fn(2, args);
+            }
+        return usage_error("help: unknown command '%s'", argv[1]);
+    }
+    printf("runbook %s: executable runbooks in Lua\n\n"
+           "usage: runbook COMMAND [ARGS]\n\n",
+           RB_VERSION);
+    for (const struct command *c = commands; c->name; c++)
+        printf("  %-8s %s\n", c->name, c->summary);
+    printf("\nEvery command takes --help.  Exit codes: 0 success, 1 a step or check failed,\n"
+           "2 usage or invalid input, 3 aborted by the operator, 130 interrupted.\n");
+    return 0;
+}
+
+int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("runbook: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return cmd_help(0, argv) == 0 ? 2 : 2;
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0)
+        return cmd_help(1, argv + 1);
+    if (strcmp(name, "--version") == 0)
+        return cmd_version(1, argv + 1);
+    for (const struct command *c = commands; c->name; c++)
+        if (strcmp(c->name, name) == 0)
+            return c->fn(argc - 1, argv + 1);
+    return usage_error("unknown command '%s' (see runbook help)", name);
+}

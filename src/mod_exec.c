@@ -1,0 +1,657 @@
+/*
+ * exec(argv [, opts]) and sh(command [, opts]): child processes on the event
+ * loop.  Programs are spawned directly with posix_spawn (never through
+ * /bin/sh for exec), each in its own process group so a timeout or Ctrl-C
+ * can terminate the whole tree: TERM, then KILL after a grace period.
+ * Classification: exec is READ only for a built-in allowlist of read-only
+ * commands (extendable with `readonly_commands` in runbook.yaml); sh is
+ * always MUTATE unless the call says readonly = true.
+ */
+#include "config.h"
+#include "engine.h"
+#include "loop.h"
+#include "modules.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define EXEC_DEFAULT_TIMEOUT 600.0 /* seconds; every primitive has one */
+#define KILL_GRACE 2.0             /* seconds between TERM and KILL */
+#define OUTPUT_LIMIT (256u << 20)  /* bytes kept per stream */
+
+/* ---- classification ------------------------------------------------------ */
+
+/* Commands that only observe.  An entry's later words must be the
+ * command's subcommand (first words that are not options); an entry word
+ * starting with '-' must appear anywhere.  Deliberately absent: find (-delete,
+ * -exec), sed (-i), awk (system()), sort (-o), tee, dd, date (-s), hostname,
+ * curl/wget (can POST), journalctl (--vacuum-*), redis-cli, psql. */
+static const char *const READONLY[][4] = {
+    {"cat"},           {"grep"},          {"egrep"},         {"fgrep"},
+    {"zcat"},          {"zgrep"},         {"head"},          {"tail"},
+    {"wc"},            {"ls"},            {"stat"},          {"file"},
+    {"du"},            {"df"},            {"free"},          {"ps"},
+    {"pgrep"},         {"ss"},            {"netstat"},       {"uptime"},
+    {"iostat"},        {"vmstat"},        {"mpstat"},        {"id"},
+    {"whoami"},        {"who"},           {"w"},             {"printenv"},
+    {"uname"},         {"lsblk"},         {"lscpu"},         {"lsof"},
+    {"findmnt"},       {"dig"},           {"nslookup"},      {"host"},
+    {"jq"},            {"md5sum"},        {"sha1sum"},       {"sha256sum"},
+    {"sha512sum"},     {"cksum"},         {"b2sum"},         {"diff"},
+    {"cmp"},           {"readlink"},      {"realpath"},      {"basename"},
+    {"dirname"},       {"pwd"},           {"true"},          {"false"},
+    {"echo"},          {"printf"},        {"test"},          {"which"},
+    {"getent"},        {"nproc"},         {"pg_isready"},    {"sleep"},
+    {"kubectl", "get"}, {"kubectl", "describe"}, {"kubectl", "logs"}, {"kubectl", "top"},
+    {"kubectl", "explain"}, {"kubectl", "version"}, {"kubectl", "api-resources"},
+    {"kubectl", "api-versions"}, {"kubectl", "cluster-info"}, {"kubectl", "diff"},
+    {"kubectl", "wait"}, {"kubectl", "auth", "can-i"}, {"kubectl", "rollout", "status"},
+    {"kubectl", "rollout", "history"}, {"kubectl", "config", "view"},
+    {"kubectl", "config", "current-context"}, {"kubectl", "config", "get-contexts"},
+    {"docker", "ps"}, {"docker", "logs"}, {"docker", "inspect"}, {"docker", "stats"},
+    {"docker", "version"}, {"docker", "info"}, {"docker", "images"}, {"docker", "top"},
+    {"docker", "port"}, {"docker", "container", "ls"}, {"docker", "container", "inspect"},
+    {"docker", "container", "logs"}, {"docker", "image", "ls"}, {"docker", "compose", "ps"},
+    {"docker", "compose", "logs"}, {"docker", "compose", "config"},
+    {"docker", "compose", "images"}, {"docker-compose", "ps"}, {"docker-compose", "logs"},
+    {"docker-compose", "config"}, {"systemctl", "status"}, {"systemctl", "is-active"},
+    {"systemctl", "is-enabled"}, {"systemctl", "is-failed"}, {"systemctl", "list-units"},
+    {"systemctl", "show"}, {"git", "status"}, {"git", "log"}, {"git", "diff"},
+    {"git", "show"}, {"git", "rev-parse"}, {NULL}};
+
+/* Global options of kubectl/docker that take a value: `kubectl -n x get` */
+static int takes_value(const char *opt)
+{
+    static const char *const opts[] = {
+        "-n",  "--namespace", "--context", "--kubeconfig", "--cluster", "--user", "-s",
+        "--server", "--token", "-H", "--host", "--config", "-l", "--log-level", "-f",
+        "--file", "-p", "--project-name", "--env-file", "--profile", "-c", "-C", NULL};
+    if (strchr(opt, '='))
+        return 0;
+    for (int i = 0; opts[i]; i++)
+        if (strcmp(opt, opts[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+/* Does argv (n words) match an allowlist entry of m words? */
+static int matches(const char *const *argv, int n, const char *const *entry, int m)
+{
+    if (n < 1 || strcmp(base_name(argv[0]), entry[0]) != 0)
+        return 0;
+    int pos = 1; /* next argv word to look at for a subcommand */
+    for (int e = 1; e < m; e++) {
+        if (entry[e][0] == '-') {
+            int found = 0;
+            for (int i = 1; i < n && !found; i++)
+                found = strcmp(argv[i], entry[e]) == 0;
+            if (!found)
+                return 0;
+            continue;
+        }
+        while (pos < n && argv[pos][0] == '-')
+            pos += takes_value(argv[pos]) ? 2 : 1;
+        if (pos >= n || strcmp(argv[pos], entry[e]) != 0)
+            return 0;
+        pos++;
+    }
+    return 1;
+}
+
+int exec_is_readonly(lua_State *L, const char *const *argv, int n)
+{
+    for (int i = 0; READONLY[i][0]; i++) {
+        int m = 0;
+        while (m < 4 && READONLY[i][m])
+            m++;
+        if (matches(argv, n, READONLY[i], m))
+            return 1;
+    }
+    /* readonly_commands from runbook.yaml: a list of argv prefixes */
+    rb_engine *E = rb_engine_of(L);
+    int ro = 0;
+    if (E && E->config) {
+        config_push(E->config, L, E->env_name, "readonly_commands");
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            config_push(E->config, L, NULL, "readonly_commands");
+        }
+        if (lua_istable(L, -1)) {
+            lua_Integer k = (lua_Integer)lua_rawlen(L, -1);
+            for (lua_Integer i = 1; i <= k && !ro; i++) {
+                if (lua_rawgeti(L, -1, i) == LUA_TTABLE) {
+                    const char *entry[16];
+                    int m = 0;
+                    while (m < 16 && lua_rawgeti(L, -1, m + 1) == LUA_TSTRING) {
+                        entry[m++] = lua_tostring(L, -1);
+                        lua_pop(L, 1); /* the string stays referenced by the entry table */
+                    }
+                    lua_pop(L, 1);
+                    ro = m > 0 && matches(argv, n, entry, m);
+                }
+                lua_pop(L, 1);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    return ro;
+}
+
+/* ---- the child process op ------------------------------------------------ */
+
+typedef struct buf {
+    char *p;
+    size_t len, cap;
+} buf;
+
+typedef struct proc_op {
+    rb_op op;
+    pid_t pid;
+    int status;      /* from waitpid */
+    int reaped;
+    int killing;     /* TERM sent; KILL at the next expiry */
+    double started;
+    double timeout;
+    buf out, err;
+    const char *in;  /* stdin data (kept alive by the Lua stack of the caller) */
+    size_t in_len, in_off;
+    char *in_copy;
+} proc_op;
+
+enum { FD_PID, FD_OUT, FD_ERR, FD_IN };
+
+static void close_fd(rb_op *op, int i)
+{
+    if (op->fd[i] >= 0) {
+        close(op->fd[i]);
+        op->fd[i] = -1;
+    }
+}
+
+static void maybe_done(proc_op *p)
+{
+    if (p->reaped && p->op.fd[FD_OUT] < 0 && p->op.fd[FD_ERR] < 0) {
+        close_fd(&p->op, FD_IN);
+        rb_op_done(&p->op);
+    }
+}
+
+static void drain(proc_op *p, int i, buf *b)
+{
+    for (;;) {
+        if (b->cap - b->len < 65536) {
+            size_t cap = b->cap ? b->cap * 2 : 65536;
+            char *np = realloc(b->p, cap);
+            if (!np) {
+                close_fd(&p->op, i);
+                return;
+            }
+            b->p = np;
+            b->cap = cap;
+        }
+        ssize_t r = read(p->op.fd[i], b->p + b->len, b->cap - b->len);
+        if (r > 0) {
+            if (b->len + (size_t)r <= OUTPUT_LIMIT)
+                b->len += (size_t)r;
+            continue;
+        }
+        if (r < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        close_fd(&p->op, i); /* EOF or error */
+        return;
+    }
+}
+
+static void reap(proc_op *p)
+{
+    int st;
+    pid_t r = waitpid(p->pid, &st, WNOHANG);
+    if (r == p->pid) {
+        p->status = st;
+        p->reaped = 1;
+        loop_child_remove(p->pid);
+        close_fd(&p->op, FD_PID);
+        if (p->killing) {
+            /* killed: whatever still holds the pipes (a grandchild that left
+             * the group) must not keep the runbook waiting */
+            close_fd(&p->op, FD_OUT);
+            close_fd(&p->op, FD_ERR);
+        }
+    }
+}
+
+static void proc_ready(rb_op *op, int i, short revents)
+{
+    proc_op *p = (proc_op *)op;
+    if (i == FD_OUT)
+        drain(p, i, &p->out);
+    else if (i == FD_ERR)
+        drain(p, i, &p->err);
+    else if (i == FD_PID)
+        reap(p);
+    else if (i == FD_IN) {
+        if (revents & (POLLERR | POLLHUP)) {
+            close_fd(op, FD_IN);
+        } else {
+            ssize_t w = write(op->fd[FD_IN], p->in + p->in_off, p->in_len - p->in_off);
+            if (w > 0)
+                p->in_off += (size_t)w;
+            if ((w < 0 && errno != EAGAIN && errno != EINTR) || p->in_off >= p->in_len)
+                close_fd(op, FD_IN);
+        }
+    }
+    maybe_done(p);
+}
+
+static void proc_cancel(rb_op *op, const char *why)
+{
+    proc_op *p = (proc_op *)op;
+    if (!op->error[0])
+        snprintf(op->error, sizeof op->error, "%s", why);
+    if (!p->reaped) {
+        killpg(p->pid, SIGTERM);
+        p->killing = 1;
+        op->deadline = rb_now() + KILL_GRACE;
+    }
+    maybe_done(p);
+}
+
+static void proc_expired(rb_op *op)
+{
+    proc_op *p = (proc_op *)op;
+    if (!p->killing) {
+        char why[64];
+        snprintf(why, sizeof why, "timed out after %.1f s", p->timeout);
+        op->cancelled = 1;
+        proc_cancel(op, why);
+        return;
+    }
+    if (!p->reaped) {
+        killpg(p->pid, SIGKILL);
+        op->deadline = rb_now() + KILL_GRACE; /* and look again */
+    }
+}
+
+static void proc_destroy(rb_op *op)
+{
+    proc_op *p = (proc_op *)op;
+    if (!p->reaped) { /* the run is ending with the child still alive */
+        killpg(p->pid, SIGKILL);
+        waitpid(p->pid, &p->status, 0);
+        loop_child_remove(p->pid);
+    }
+    for (int i = 0; i < RB_OP_MAXFD; i++)
+        close_fd(op, i);
+    free(p->out.p);
+    free(p->err.p);
+    free(p->in_copy);
+    free(p);
+}
+
+static const rb_op_vtable proc_vt = {proc_ready, proc_cancel, proc_expired, proc_destroy};
+
+/* ---- exec / sh ------------------------------------------------------------ */
+
+/* argv from the table at idx, as Lua strings kept on the stack in a table */
+static int collect_argv(lua_State *L, int idx, const char **argv, int max)
+{
+    int n = (int)luaL_len(L, idx);
+    if (n < 1)
+        luaL_argerror(L, idx, "argv must have at least the program name");
+    if (n >= max)
+        luaL_argerror(L, idx, "too many arguments");
+    for (int i = 1; i <= n; i++) {
+        int t = lua_rawgeti(L, idx, i);
+        if (t != LUA_TSTRING && t != LUA_TNUMBER)
+            luaL_argerror(L, idx, lua_pushfstring(L, "argv[%d] must be a string, got %s", i,
+                                                  luaL_typename(L, -1)));
+        /* numbers are converted in place in the table so the pointer stays valid */
+        if (t == LUA_TNUMBER) {
+            lua_tostring(L, -1);
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, idx, i);
+        }
+        argv[i - 1] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+    }
+    argv[n] = NULL;
+    return n;
+}
+
+static int exec_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    proc_op *p = (proc_op *)ctx;
+    int code = -1, sig = 0;
+    if (p->reaped) {
+        if (WIFEXITED(p->status))
+            code = WEXITSTATUS(p->status);
+        else if (WIFSIGNALED(p->status)) {
+            sig = WTERMSIG(p->status);
+            code = 128 + sig;
+        }
+    }
+    char error[sizeof p->op.error];
+    memcpy(error, p->op.error, sizeof error);
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, code);
+    lua_setfield(L, -2, "code");
+    lua_pushlstring(L, p->out.p ? p->out.p : "", p->out.len);
+    lua_setfield(L, -2, "stdout");
+    lua_pushlstring(L, p->err.p ? p->err.p : "", p->err.len);
+    lua_setfield(L, -2, "stderr");
+    lua_pushnumber(L, rb_now() - p->started);
+    lua_setfield(L, -2, "time");
+    lua_pushboolean(L, code == 0);
+    lua_setfield(L, -2, "ok");
+    if (sig) {
+        lua_pushstring(L, strsignal(sig));
+        lua_setfield(L, -2, "signal");
+    }
+    rb_op_free(&p->op);
+    /* the command's words sit at index 3 (see spawn_and_wait) */
+    const char *words = lua_tostring(L, 3);
+    int check_opt = lua_toboolean(L, 4);
+    if (error[0])
+        return luaL_error(L, "%s: %s", words, error);
+    if (check_opt && code != 0) {
+        lua_getfield(L, -1, "stderr");
+        size_t n;
+        const char *e = lua_tolstring(L, -1, &n);
+        /* the last non-empty line of stderr says most about a failure */
+        while (n > 0 && (e[n - 1] == '\n' || e[n - 1] == '\r' || e[n - 1] == ' '))
+            n--;
+        size_t start = n;
+        while (start > 0 && e[start - 1] != '\n')
+            start--;
+        if (sig)
+            return luaL_error(L, "%s: killed by signal %d (%s)", words, sig, strsignal(sig));
+        if (n > start)
+            return luaL_error(L, "%s: exit code %d: %.*s", words, code, (int)(n - start),
+                              e + start);
+        return luaL_error(L, "%s: exit code %d", words, code);
+    }
+    return 1;
+}
+
+static void set_nonblock(int fd)
+{
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+/* spawn argv (strings owned by the values at 1..3); stack: 1 argv or
+ * command, 2 opts, 3 the command's words (for messages) */
+static int spawn_and_wait(lua_State *L, const char **argv)
+{
+    const char *words = lua_tostring(L, 3);
+    int opts = lua_istable(L, 2) ? 2 : 0;
+    double timeout = rb_opt_number(L, opts, "timeout", EXEC_DEFAULT_TIMEOUT);
+    int check = rb_opt_bool(L, opts, "check", 1);
+    lua_pushboolean(L, check); /* 4: for the continuation */
+    const char *cwd = rb_opt_string(L, opts, "cwd");
+    size_t in_len = 0;
+    const char *in = NULL;
+    if (opts && lua_getfield(L, opts, "stdin") != LUA_TNIL) {
+        in = lua_tolstring(L, -1, &in_len);
+        if (!in)
+            return luaL_error(L, "%s: option 'stdin' must be a string", words);
+    }
+    int stdin_idx = lua_gettop(L);
+    /* environment: the runbook's additions on top of ours; false removes */
+    char **envp = environ;
+    char **own_env = NULL;
+    if (opts && lua_getfield(L, opts, "env") == LUA_TTABLE) {
+        int envt = lua_gettop(L);
+        size_t n = 0;
+        while (environ[n])
+            n++;
+        lua_pushnil(L);
+        size_t extra = 0;
+        while (lua_next(L, envt)) {
+            extra++;
+            lua_pop(L, 1);
+        }
+        own_env = calloc(n + extra + 1, sizeof *own_env);
+        if (!own_env)
+            return luaL_error(L, "%s: out of memory", words);
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            const char *eq = strchr(environ[i], '=');
+            size_t nl = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
+            lua_pushlstring(L, environ[i], nl);
+            int overridden = lua_rawget(L, envt) != LUA_TNIL;
+            lua_pop(L, 1);
+            if (!overridden)
+                own_env[k++] = environ[i];
+        }
+        lua_pushnil(L);
+        while (lua_next(L, envt)) {
+            if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+                lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
+                own_env[k++] = (char *)lua_tostring(L, -1);
+                lua_insert(L, envt); /* keep the string alive below the iteration */
+                envt++;
+            }
+            lua_pop(L, 1);
+        }
+        own_env[k] = NULL;
+        envp = own_env;
+    }
+    (void)stdin_idx;
+
+    int out[2] = {-1, -1}, err[2] = {-1, -1}, inp[2] = {-1, -1}, pidfd = -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int rc = 0;
+    if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 ||
+        (in && pipe2(inp, O_CLOEXEC) != 0)) {
+        rc = errno;
+        goto fail_pipes;
+    }
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&attr);
+    if (in)
+        posix_spawn_file_actions_adddup2(&fa, inp[0], 0);
+    else
+        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+    if (cwd)
+        posix_spawn_file_actions_addchdir_np(&fa, cwd);
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGINT);
+    sigaddset(&defaults, SIGTERM);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                        POSIX_SPAWN_SETSIGDEF);
+    pid_t pid;
+    rc = posix_spawnp(&pid, argv[0], &fa, &attr, (char *const *)argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    free(own_env);
+    own_env = NULL;
+    close(out[1]);
+    close(err[1]);
+    if (in)
+        close(inp[0]);
+    if (rc != 0)
+        goto fail_spawned;
+    pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0) {
+        rc = errno;
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        goto fail_spawned;
+    }
+    loop_child_add(pid);
+    proc_op *p = calloc(1, sizeof *p);
+    if (!p) {
+        killpg(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        loop_child_remove(pid);
+        rc = ENOMEM;
+        close(pidfd);
+        goto fail_spawned;
+    }
+    p->op.vt = &proc_vt;
+    p->pid = pid;
+    p->started = rb_now();
+    p->timeout = timeout;
+    p->op.deadline = timeout > 0 ? p->started + timeout : 0;
+    p->op.fd[FD_PID] = pidfd;
+    p->op.events[FD_PID] = POLLIN;
+    set_nonblock(out[0]);
+    set_nonblock(err[0]);
+    p->op.fd[FD_OUT] = out[0];
+    p->op.events[FD_OUT] = POLLIN;
+    p->op.fd[FD_ERR] = err[0];
+    p->op.events[FD_ERR] = POLLIN;
+    p->op.fd[FD_IN] = -1;
+    if (in) {
+        /* copy: the continuation may run after the caller's stack moved on */
+        p->in_copy = malloc(in_len ? in_len : 1);
+        if (p->in_copy)
+            memcpy(p->in_copy, in, in_len);
+        p->in = p->in_copy;
+        p->in_len = p->in_copy ? in_len : 0;
+        set_nonblock(inp[1]);
+        p->op.fd[FD_IN] = inp[1];
+        p->op.events[FD_IN] = POLLOUT;
+        if (p->in_len == 0)
+            close_fd(&p->op, FD_IN);
+    }
+    lua_settop(L, 4);
+    return rb_await(L, &p->op, exec_k);
+
+fail_spawned:
+    close(out[0]);
+    close(err[0]);
+    if (in)
+        close(inp[1]);
+    if (rc == ENOENT)
+        return luaL_error(L, "%s: command not found: %s", words, argv[0]);
+    return luaL_error(L, "%s: cannot start %s: %s", words, argv[0], strerror(rc));
+fail_pipes:
+    free(own_env);
+    for (int i = 0; i < 2; i++) {
+        if (out[i] >= 0)
+            close(out[i]);
+        if (err[i] >= 0)
+            close(err[i]);
+        if (inp[i] >= 0)
+            close(inp[i]);
+    }
+    return luaL_error(L, "%s: cannot create pipes: %s", words, strerror(rc));
+}
+
+static const char *argv_words(lua_State *L, int idx)
+{
+    int n = (int)luaL_len(L, idx);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, i);
+        const char *s = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        if (i > 1)
+            luaL_addchar(&b, ' ');
+        rb_quote_arg(&b, s ? s : "");
+    }
+    luaL_pushresult(&b);
+    return lua_tostring(L, -1);
+}
+
+/* exec(argv [, opts]) -> { code, stdout, stderr, time, ok } */
+static int l_exec(lua_State *L)
+{
+    const char *argv[1024];
+    lua_settop(L, 2);
+    collect_argv(L, 1, argv, 1024); /* the strings live in the argv table */
+    argv_words(L, 1);
+    lua_pushfstring(L, "exec %s", lua_tostring(L, 3));
+    lua_replace(L, 3); /* "exec ls -l": what messages call the command */
+    return spawn_and_wait(L, argv);
+}
+
+static void exec_describe(lua_State *L, rb_action *a)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    const char *argv[1024];
+    int n = collect_argv(L, 1, argv, 1024);
+    rb_action_set(L, a, "verb", "run");
+    rb_action_set(L, a, "target", "%s", argv[0]);
+    rb_action_set(L, a, "words", "%s", argv_words(L, 1));
+    a->cls = exec_is_readonly(L, argv, n) ? RB_READ : RB_MUTATE;
+    a->opts = lua_istable(L, 2) ? 2 : 0;
+}
+
+/* sh(command [, opts]) -- /bin/sh -c command */
+static int l_sh(lua_State *L)
+{
+    const char *cmd = luaL_checkstring(L, 1);
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    lua_settop(L, 2);
+    lua_pushfstring(L, "sh -c %s", cmd); /* 3 */
+    return spawn_and_wait(L, argv);
+}
+
+static void sh_describe(lua_State *L, rb_action *a)
+{
+    const char *cmd = luaL_checkstring(L, 1);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    rb_action_set(L, a, "verb", "sh");
+    rb_action_set(L, a, "target", "/bin/sh");
+    rb_action_set(L, a, "words", "sh -c %s", cmd);
+    a->cls = RB_MUTATE;
+    a->opts = lua_istable(L, 2) ? 2 : 0;
+}
+
+static int exec_simulate(lua_State *L, const rb_action *a)
+{
+    (void)a;
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, 0);
+    lua_setfield(L, -2, "code");
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "stdout");
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "stderr");
+    lua_pushnumber(L, 0);
+    lua_setfield(L, -2, "time");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "ok");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "dry_run");
+    return 1;
+}
+
+void mod_exec_open(lua_State *L)
+{
+    static const rb_fn fns[] = {{"exec", l_exec, RB_BY_ARGS, exec_describe, exec_simulate},
+                                {"sh", l_sh, RB_MUTATE, sh_describe, exec_simulate},
+                                {NULL, NULL, 0, NULL, NULL}};
+    rb_register(L, NULL, fns);
+}

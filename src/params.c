@@ -1,0 +1,288 @@
+/*
+ * Typed params: string (default), number, boolean, list.  Validated before
+ * any step runs; precedence --param > the --env environment's params >
+ * runbook.yaml params > default.  Values from the command line are strings
+ * and are converted; values from YAML are already typed and only checked.
+ */
+#include "engine.h"
+#include "rbfile.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const TYPES[] = {"string", "number", "boolean", "list", NULL};
+static const char *const SPEC_KEYS[] = {"type",   "default", "help",    "secret",
+                                        "required", "choices", "example", NULL};
+
+static int param_error(lua_State *L, const char *fmt, ...)
+{
+    rb_engine *E = rb_engine_of(L);
+    if (E)
+        E->input_error = 1;
+    va_list ap;
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    return lua_error(L);
+}
+
+static const char *spec_type(lua_State *L, int spec)
+{
+    const char *t = "string";
+    if (lua_getfield(L, spec, "type") == LUA_TSTRING)
+        t = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    for (int i = 0; TYPES[i]; i++)
+        if (strcmp(t, TYPES[i]) == 0)
+            return TYPES[i];
+    return NULL;
+}
+
+/* Convert the value at top (from the command line when raw, else typed) to
+ * type t; replaces it.  Raises naming the param and the source. */
+static void convert(lua_State *L, const char *name, const char *t, int raw, const char *src)
+{
+    int top = lua_gettop(L);
+    int vt = lua_type(L, top);
+    if (strcmp(t, "string") == 0) {
+        if (vt == LUA_TSTRING)
+            return;
+        if (vt == LUA_TNUMBER) {
+            lua_pushstring(L, lua_tostring(L, top));
+            lua_replace(L, top);
+            return;
+        }
+    } else if (strcmp(t, "number") == 0) {
+        if (vt == LUA_TNUMBER)
+            return;
+        if (vt == LUA_TSTRING && lua_stringtonumber(L, lua_tostring(L, top))) {
+            lua_replace(L, top);
+            return;
+        }
+    } else if (strcmp(t, "boolean") == 0) {
+        if (vt == LUA_TBOOLEAN)
+            return;
+        if (vt == LUA_TSTRING) {
+            const char *s = lua_tostring(L, top);
+            int v = -1;
+            if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "1") || !strcmp(s, "on"))
+                v = 1;
+            else if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "0") ||
+                     !strcmp(s, "off"))
+                v = 0;
+            if (v >= 0) {
+                lua_pushboolean(L, v);
+                lua_replace(L, top);
+                return;
+            }
+        }
+    } else if (strcmp(t, "list") == 0) {
+        if (vt == LUA_TTABLE) {
+            /* a YAML sequence, or repeated --param: every item a string */
+            lua_Integer n = (lua_Integer)lua_rawlen(L, top);
+            lua_createtable(L, (int)n, 0);
+            for (lua_Integer i = 1; i <= n; i++) {
+                lua_rawgeti(L, top, i);
+                if (raw && lua_type(L, -1) == LUA_TSTRING) {
+                    /* each repetition may itself be a comma list */
+                    const char *s = lua_tostring(L, -1);
+                    lua_pop(L, 1);
+                    lua_Integer k = (lua_Integer)lua_rawlen(L, -1);
+                    const char *p = s;
+                    while (*p) {
+                        const char *comma = strchr(p, ',');
+                        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+                        while (len && (*p == ' ')) {
+                            p++;
+                            len--;
+                        }
+                        while (len && p[len - 1] == ' ')
+                            len--;
+                        if (len) {
+                            lua_pushlstring(L, p, len);
+                            lua_rawseti(L, -2, ++k);
+                        }
+                        if (!comma)
+                            break;
+                        p = comma + 1;
+                    }
+                    continue;
+                }
+                if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
+                    param_error(L, "param '%s' (%s): list items must be strings, item %d is a %s",
+                                name, src, (int)i, luaL_typename(L, -1));
+                lua_pushstring(L, lua_tostring(L, -1));
+                lua_replace(L, -2);
+                lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+            }
+            lua_replace(L, top);
+            return;
+        }
+        if (vt == LUA_TSTRING) {
+            lua_createtable(L, 1, 0);
+            lua_pushvalue(L, top);
+            lua_rawseti(L, -2, 1);
+            lua_replace(L, top);
+            raw = 1;
+            convert(L, name, t, raw, src);
+            return;
+        }
+    }
+    if (vt == LUA_TTABLE && raw) {
+        /* from the command line: one value unless the type is a list */
+        lua_rawgeti(L, top, (lua_Integer)lua_rawlen(L, top));
+        lua_replace(L, top);
+        convert(L, name, t, raw, src);
+        return;
+    }
+    param_error(L, "param '%s' must be a %s, got %s%s%s%s (%s)", name, t,
+                vt == LUA_TSTRING ? "'" : "", vt == LUA_TSTRING ? "" : luaL_typename(L, top),
+                vt == LUA_TSTRING ? lua_tostring(L, top) : "", vt == LUA_TSTRING ? "'" : "",
+                src);
+}
+
+void params_check_spec(lua_State *L, const char *name, int spec)
+{
+    spec = lua_absindex(L, spec);
+    if (!lua_istable(L, spec))
+        param_error(L, "runbook{}: param '%s' must be declared with a table, e.g. { default = "
+                       "..., help = \"...\" }",
+                    name);
+    lua_pushnil(L);
+    while (lua_next(L, spec)) {
+        lua_pop(L, 1);
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+        int known = 0;
+        for (int i = 0; SPEC_KEYS[i]; i++)
+            known |= strcmp(k, SPEC_KEYS[i]) == 0;
+        if (!known) {
+            lua_pop(L, 1);
+            param_error(L,
+                        "runbook{}: param '%s' has unknown field '%s' (known: type, default, help, "
+                        "secret, required, choices, example)",
+                        name, k);
+        }
+    }
+    const char *t = spec_type(L, spec);
+    if (!t) {
+        lua_getfield(L, spec, "type");
+        param_error(L, "runbook{}: param '%s' has unknown type '%s' (string, number, boolean, list)",
+                    name, luaL_tolstring(L, -1, NULL));
+    }
+    if (lua_getfield(L, spec, "default") != LUA_TNIL)
+        convert(L, name, t, 0, "its default");
+    lua_pop(L, 1);
+}
+
+static void push_input(lua_State *L, int in, const char *which, const char *name)
+{
+    if (!in || lua_getfield(L, in, which) != LUA_TTABLE) {
+        if (in)
+            lua_pop(L, 1);
+        lua_pushnil(L);
+        return;
+    }
+    lua_getfield(L, -1, name);
+    lua_remove(L, -2);
+}
+
+void params_resolve(lua_State *L, int spec, int in, int strict)
+{
+    spec = lua_absindex(L, spec);
+    if (in)
+        in = lua_absindex(L, in);
+    lua_newtable(L); /* resolved */
+    int out = lua_gettop(L);
+    if (spec && !lua_isnil(L, spec)) {
+        if (!lua_istable(L, spec))
+            param_error(L, "runbook{}: params must be a table of param declarations");
+        lua_pushnil(L);
+        while (lua_next(L, spec)) {
+            if (lua_type(L, -2) != LUA_TSTRING)
+                param_error(L, "runbook{}: param names must be strings");
+            const char *name = lua_tostring(L, -2);
+            int ps = lua_gettop(L);
+            params_check_spec(L, name, ps);
+            const char *t = spec_type(L, ps);
+            static const char *const sources[] = {"cli", "env", "config"};
+            static const char *const what[] = {"from --param", "from the --env environment",
+                                               "from runbook.yaml"};
+            int found = 0;
+            for (int s = 0; s < 3 && !found; s++) {
+                push_input(L, in, sources[s], name);
+                if (!lua_isnil(L, -1)) {
+                    convert(L, name, t, s == 0, what[s]);
+                    found = 1;
+                } else {
+                    lua_pop(L, 1);
+                }
+            }
+            if (!found) {
+                if (lua_getfield(L, ps, "default") != LUA_TNIL) {
+                    convert(L, name, t, 0, "its default");
+                    found = 1;
+                } else {
+                    lua_pop(L, 1);
+                }
+            }
+            if (!found) {
+                if (strict && rb_opt_bool(L, ps, "required", 0)) {
+                    const char *help = rb_opt_string(L, ps, "help");
+                    param_error(L, "param '%s' is required: pass --param %s=VALUE%s%s%s", name,
+                                name, help ? " (" : "", help ? help : "", help ? ")" : "");
+                }
+                lua_settop(L, ps - 1); /* keep the key */
+                continue;
+            }
+            if (lua_getfield(L, ps, "choices") == LUA_TTABLE) {
+                int ok = 0;
+                lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+                for (lua_Integer i = 1; i <= n && !ok; i++) {
+                    lua_rawgeti(L, -1, i);
+                    ok = lua_compare(L, -1, -3, LUA_OPEQ);
+                    lua_pop(L, 1);
+                }
+                if (!ok)
+                    param_error(L, "param '%s': '%s' is not one of its choices", name,
+                                luaL_tolstring(L, -2, NULL));
+            }
+            lua_pop(L, 1);
+            if (rb_opt_bool(L, ps, "secret", 0) && lua_type(L, -1) == LUA_TSTRING)
+                rb_secret_add(L, lua_tostring(L, -1));
+            lua_setfield(L, out, name);
+            lua_settop(L, ps - 1);
+        }
+    }
+    /* a --param that the runbook does not declare is a typo until proven otherwise */
+    if (strict && in && lua_getfield(L, in, "cli") == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            lua_pop(L, 1);
+            const char *name = lua_tostring(L, -1);
+            int declared = spec && lua_istable(L, spec) &&
+                           lua_getfield(L, spec, name) != LUA_TNIL;
+            if (spec && lua_istable(L, spec))
+                lua_pop(L, 1);
+            if (!declared) {
+                luaL_Buffer b;
+                luaL_buffinit(L, &b);
+                int n = 0;
+                if (spec && lua_istable(L, spec)) {
+                    lua_pushnil(L);
+                    while (lua_next(L, spec)) {
+                        lua_pop(L, 1);
+                        if (n++)
+                            luaL_addstring(&b, ", ");
+                        lua_pushvalue(L, -1);
+                        luaL_addvalue(&b);
+                    }
+                }
+                luaL_pushresult(&b);
+                param_error(L, "--param %s: the runbook declares no such param (declared: %s)",
+                            name, n ? lua_tostring(L, -1) : "none");
+            }
+        }
+    }
+    lua_settop(L, out);
+}

@@ -1,0 +1,34 @@
+/*
+ * Runbook files.  Loading a file runs its top level in a fresh environment
+ * whose `runbook{}` and `step()` are bound to one runbook object (a Lua
+ * table: meta, steps, env, path, sha256), so runbooks can load runbooks
+ * (run_runbook) without sharing state.  Params are resolved inside
+ * runbook{}, before the rest of the file runs, so steps may be generated
+ * from them.
+ */
+#ifndef RUNBOOK_RBFILE_H
+#define RUNBOOK_RBFILE_H
+
+#include "engine.h"
+
+/*
+ * Load the runbook at path.  params_in is the stack index of a table
+ *   { cli = { name = {"raw", ...} }, env = {...}, config = {...} }
+ * (0 for none: defaults only).  On success pushes the runbook object and
+ * returns 0; on failure pushes an error message and returns 1 (a failing
+ * step-less load) or 2 (invalid input: syntax, metadata, params).
+ */
+int rbfile_load(lua_State *L, const char *path, int params_in);
+
+/* Resolve params: spec table at spec, input table at in (0 = none).  Pushes
+ * the resolved table or raises with "param 'x': ..." (E->input_error set). */
+void params_resolve(lua_State *L, int spec, int in, int strict);
+/* Validate one param spec (type, default of that type, known keys). */
+void params_check_spec(lua_State *L, const char *name, int spec);
+
+/* Find a runbook by name or path: a file path that exists, else NAME(.lua)
+ * under ./runbooks, each RUNBOOK_PATH directory and the share directory.
+ * Returns 0 and fills out, or -1. */
+int rbfile_find(const char *name, char *out, size_t n);
+
+#endif

@@ -1,0 +1,119 @@
+/*
+ * Secrets: every value registered here (secret(), params marked secret,
+ * config secrets) is replaced by **** in everything the program writes --
+ * terminal, JSON events, audit records, error messages.  The values live in
+ * one C array so redaction is a few memmem() calls per string.
+ */
+#include "runbook/runbook.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static char **secrets;
+static size_t *lens;
+static int nsecrets;
+
+/* longest first, so a secret containing another is replaced whole */
+static void sort_by_length(void)
+{
+    for (int i = 1; i < nsecrets; i++)
+        for (int j = i; j > 0 && lens[j] > lens[j - 1]; j--) {
+            char *s = secrets[j];
+            secrets[j] = secrets[j - 1];
+            secrets[j - 1] = s;
+            size_t l = lens[j];
+            lens[j] = lens[j - 1];
+            lens[j - 1] = l;
+        }
+}
+
+void rb_secret_add(lua_State *L, const char *value)
+{
+    size_t n = strlen(value);
+    if (n == 0)
+        return;
+    for (int i = 0; i < nsecrets; i++)
+        if (lens[i] == n && memcmp(secrets[i], value, n) == 0)
+            return;
+    char **ns = realloc(secrets, (nsecrets + 1) * sizeof *ns);
+    if (ns)
+        secrets = ns;
+    size_t *nl = realloc(lens, (nsecrets + 1) * sizeof *nl);
+    if (nl)
+        lens = nl;
+    char *copy = strdup(value);
+    if (!ns || !nl || !copy) {
+        free(copy);
+        luaL_error(L, "out of memory registering a secret");
+    }
+    secrets[nsecrets] = copy;
+    lens[nsecrets] = n;
+    nsecrets++;
+    sort_by_length();
+}
+
+void rb_secrets_clear(void)
+{
+    for (int i = 0; i < nsecrets; i++)
+        free(secrets[i]);
+    free(secrets);
+    free(lens);
+    secrets = NULL;
+    lens = NULL;
+    nsecrets = 0;
+}
+
+const char *rb_redact(lua_State *L, const char *s, size_t len)
+{
+    int hit = 0;
+    for (int i = 0; i < nsecrets && !hit; i++)
+        hit = memmem(s, len, secrets[i], lens[i]) != NULL;
+    if (!hit)
+        return lua_pushlstring(L, s, len);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    size_t pos = 0;
+    while (pos < len) {
+        int which = -1;
+        const char *first = NULL;
+        for (int i = 0; i < nsecrets; i++) {
+            const char *p = memmem(s + pos, len - pos, secrets[i], lens[i]);
+            if (p && (!first || p < first)) {
+                first = p;
+                which = i;
+            }
+        }
+        if (!first) {
+            luaL_addlstring(&b, s + pos, len - pos);
+            break;
+        }
+        luaL_addlstring(&b, s + pos, (size_t)(first - (s + pos)));
+        luaL_addstring(&b, "****");
+        pos = (size_t)(first - s) + lens[which];
+    }
+    luaL_pushresult(&b);
+    return lua_tostring(L, -1);
+}
+
+/* C-string redaction into a caller buffer, for messages printed without a
+ * Lua state at hand (truncates). */
+void rb_redact_buf(const char *s, char *out, size_t n)
+{
+    size_t o = 0, len = strlen(s), pos = 0;
+    while (pos < len && o + 1 < n) {
+        int which = -1;
+        for (int i = 0; i < nsecrets; i++)
+            if (len - pos >= lens[i] && memcmp(s + pos, secrets[i], lens[i]) == 0) {
+                which = i;
+                break;
+            }
+        if (which >= 0) {
+            for (const char *m = "****"; *m && o + 1 < n; m++)
+                out[o++] = *m;
+            pos += lens[which];
+        } else {
+            out[o++] = s[pos++];
+        }
+    }
+    out[o] = '\0';
+}

@@ -1,0 +1,286 @@
+/*
+ * The runner: steps in order, each in its own coroutine on the event loop,
+ * with `when`, `timeout`, `continue_on_error`, step-confirm, --from,
+ * --resume, --rollback (undo of completed steps, in reverse) and --timeout.
+ * It decides the run's outcome and exit code (SPEC §7): 0 success, 1 a step
+ * failed or timed out, 3 aborted by the operator, 130 interrupted.
+ */
+#include "runner.h"
+#include "journal.h"
+#include "loop.h"
+#include "prompt.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Run the function at the top of L (popped) in a task; on failure push the
+ * message and return 1, on success push its first result (or nil) and
+ * return 0. */
+static int call_in_task(lua_State *L, double deadline, const char *why)
+{
+    rb_task *t = loop_spawn(L, 0, deadline, why);
+    loop_wait(L, t);
+    int rc;
+    if (!t->done) {
+        lua_pushliteral(L, "the step did not finish");
+        rc = 1;
+    } else if (t->failed) {
+        const char *msg = engine_errmsg(t->co, -1);
+        rb_engine *E = rb_engine_of(L);
+        if (E->verbose) {
+            luaL_traceback(L, t->co, msg, 0);
+        } else {
+            lua_pushstring(L, msg);
+        }
+        rc = 1;
+    } else {
+        if (t->nres > 0) {
+            lua_pushvalue(t->co, -t->nres);
+            lua_xmove(t->co, L, 1);
+        } else {
+            lua_pushnil(L);
+        }
+        rc = 0;
+    }
+    loop_task_free(L, t);
+    return rc;
+}
+
+static int step_field_string(lua_State *L, int step, const char *k, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    if (lua_getfield(L, step, k) == LUA_TSTRING)
+        snprintf(buf, n, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return buf[0] != '\0';
+}
+
+static int resolve_from(lua_State *L, int steps, int total, const char *from)
+{
+    char *end;
+    long n = strtol(from, &end, 10);
+    if (*from && *end == '\0')
+        return (n >= 1 && n <= total) ? (int)n : -1;
+    for (int i = 1; i <= total; i++) {
+        lua_rawgeti(L, steps, i);
+        lua_getfield(L, -1, "name");
+        int same = strcmp(lua_tostring(L, -1), from) == 0;
+        lua_pop(L, 2);
+        if (same)
+            return i;
+    }
+    return -1;
+}
+
+static int was_done(const run_opts *o, int i)
+{
+    for (int k = 0; k < o->n_done; k++)
+        if (o->done[k] == i)
+            return 1;
+    return 0;
+}
+
+int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
+{
+    rb = lua_absindex(L, rb);
+    lua_getfield(L, rb, "steps");
+    int steps = lua_gettop(L);
+    lua_getfield(L, rb, "env");
+    lua_getfield(L, -1, "state");
+    int state = lua_gettop(L);
+    int total = (int)lua_rawlen(L, steps);
+
+    int from = 1;
+    if (o->from) {
+        from = resolve_from(L, steps, total, o->from);
+        if (from < 0) {
+            fprintf(stderr, "runbook: --from %s: no such step (1..%d or a step name)\n", o->from,
+                    total);
+            return 2;
+        }
+    }
+
+    E->started = rb_wallclock();
+    E->started_mono = rb_now();
+    if (o->timeout > 0)
+        E->run_deadline = E->started_mono + o->timeout;
+    if (journal_run_start(E, L) != 0) {
+        fprintf(stderr, "runbook: cannot write the audit log; nothing was run\n");
+        return 2;
+    }
+
+    char run_why[96];
+    snprintf(run_why, sizeof run_why, "run timed out after %g s (--timeout)", o->timeout);
+    const char *outcome = "success";
+    int exit_code = 0;
+    const char *run_error = NULL;
+    char errbuf[2048] = "";
+    int ask = E->confirm_steps;
+    int *completed = calloc((size_t)total + 1, sizeof *completed);
+    int n_completed = 0;
+
+    for (int i = 1; i <= total; i++) {
+        lua_rawgeti(L, steps, i);
+        int step = lua_gettop(L);
+        char name[512], desc[1024];
+        step_field_string(L, step, "name", name, sizeof name);
+        lua_getfield(L, step, "opts");
+        int opts = lua_gettop(L);
+        step_field_string(L, opts, "description", desc, sizeof desc);
+        E->step_index = i;
+        E->step_name = name;
+
+        if (loop_interrupted()) {
+            outcome = "interrupted";
+            exit_code = 130;
+            run_error = "interrupted";
+            lua_settop(L, state);
+            break;
+        }
+        if (E->run_deadline > 0 && rb_now() >= E->run_deadline) {
+            outcome = "failed";
+            exit_code = 1;
+            run_error = "timed out";
+            snprintf(errbuf, sizeof errbuf, "%s", run_why);
+            lua_settop(L, state);
+            break;
+        }
+        if (i < from) {
+            journal_step(E, L, i, total, name, "skipped", 0, 0, "before --from", 0);
+            lua_settop(L, state);
+            continue;
+        }
+        if (was_done(o, i)) {
+            journal_step(E, L, i, total, name, "skipped", 0, 0, "completed by the resumed run", 0);
+            lua_settop(L, state);
+            continue;
+        }
+        if (ask) {
+            int c = prompt_step(E, i, total, name, desc);
+            char answer[2] = {(char)c, 0};
+            lua_pushfstring(L, "[%d/%d] %s", i, total, name);
+            journal_answer(E, L, "step", lua_tostring(L, -1), answer);
+            lua_pop(L, 1);
+            if (c == 's') {
+                journal_step(E, L, i, total, name, "declined", 0, 0, "skipped by the operator", 0);
+                lua_settop(L, state);
+                continue;
+            }
+            if (c == 'q') {
+                journal_step(E, L, i, total, name, "declined", 0, 0, "run aborted by the operator",
+                             0);
+                outcome = loop_interrupted() ? "interrupted" : "aborted";
+                exit_code = loop_interrupted() ? 130 : 3;
+                run_error = loop_interrupted() ? "interrupted" : "aborted by the operator";
+                lua_settop(L, state);
+                break;
+            }
+            if (c == 'a')
+                ask = 0;
+        }
+
+        /* when: a boolean, or a function evaluated now (it may read the world) */
+        int run = 1;
+        int wt = lua_getfield(L, opts, "when");
+        if (wt == LUA_TBOOLEAN) {
+            run = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+        } else if (wt == LUA_TFUNCTION) {
+            if (call_in_task(L, E->run_deadline, run_why) != 0) {
+                snprintf(errbuf, sizeof errbuf, "when: %s", lua_tostring(L, -1));
+                double now = rb_wallclock();
+                journal_step(E, L, i, total, name, "failed", now, now, errbuf, state);
+                outcome = loop_interrupted() ? "interrupted" : "failed";
+                exit_code = loop_interrupted() ? 130 : 1;
+                run_error = errbuf;
+                lua_settop(L, state);
+                break;
+            }
+            run = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+        } else {
+            lua_pop(L, 1);
+        }
+        if (!run) {
+            journal_step(E, L, i, total, name, "skipped", 0, 0, "when", 0);
+            lua_settop(L, state);
+            continue;
+        }
+
+        journal_step_start(E, L, i, total, name, desc);
+        double deadline = E->run_deadline;
+        const char *why = run_why;
+        char step_why[96];
+        double st = rb_opt_number(L, opts, "timeout", 0);
+        if (st > 0 && (deadline <= 0 || rb_now() + st < deadline)) {
+            deadline = rb_now() + st;
+            snprintf(step_why, sizeof step_why, "step timed out after %g s", st);
+            why = step_why;
+        }
+        double t0 = rb_wallclock();
+        lua_getfield(L, step, "fn");
+        int failed = call_in_task(L, deadline, why);
+        double t1 = rb_wallclock();
+        if (!failed) {
+            lua_pop(L, 1);
+            journal_step(E, L, i, total, name, "ok", t0, t1, NULL, state);
+            completed[n_completed++] = i;
+            lua_settop(L, state);
+            continue;
+        }
+        snprintf(errbuf, sizeof errbuf, "%s", lua_tostring(L, -1));
+        int interrupted = loop_interrupted() != 0;
+        journal_step(E, L, i, total, name, interrupted ? "interrupted" : "failed", t0, t1, errbuf,
+                     state);
+        if (!interrupted && rb_opt_bool(L, opts, "continue_on_error", 0)) {
+            lua_settop(L, state);
+            continue;
+        }
+        outcome = interrupted ? "interrupted" : "failed";
+        exit_code = interrupted ? 130 : 1;
+        run_error = errbuf;
+        lua_settop(L, state);
+        break;
+    }
+
+    if (exit_code == 1 && o->rollback && n_completed > 0 && !loop_interrupted()) {
+        for (int k = n_completed - 1; k >= 0; k--) {
+            int i = completed[k];
+            lua_rawgeti(L, steps, i);
+            int step = lua_gettop(L);
+            char name[600], base[512];
+            step_field_string(L, step, "name", base, sizeof base);
+            snprintf(name, sizeof name, "undo: %s", base);
+            lua_getfield(L, step, "opts");
+            if (lua_getfield(L, -1, "undo") != LUA_TFUNCTION) {
+                lua_settop(L, state);
+                continue;
+            }
+            E->step_index = i;
+            E->step_name = name;
+            journal_step_start(E, L, i, total, name, NULL);
+            double t0 = rb_wallclock();
+            int failed = call_in_task(L, 0, NULL);
+            double t1 = rb_wallclock();
+            journal_step(E, L, i, total, name, failed ? "failed" : "ok", t0, t1,
+                         failed ? lua_tostring(L, -1) : NULL, state);
+            lua_settop(L, state);
+        }
+    }
+    free(completed);
+    E->step_index = 0;
+    E->step_name = NULL;
+    if (loop_interrupted() && exit_code == 0) {
+        outcome = "interrupted";
+        exit_code = 130;
+    }
+    journal_run_end(E, L, outcome, exit_code, run_error ? (errbuf[0] ? errbuf : run_error) : NULL,
+                    state);
+    if (exit_code != 0 && E->output == OUT_TEXT && errbuf[0] && E->step_index == 0) {
+        /* the summary names the step and the error, with file:line */
+    }
+    lua_settop(L, steps - 1);
+    return exit_code;
+}

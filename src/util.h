@@ -1,0 +1,34 @@
+/* Small helpers shared by the engine, the audit log and the commands. */
+#ifndef RUNBOOK_UTIL_H
+#define RUNBOOK_UTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Wall clock, seconds since the epoch. */
+double rb_wallclock(void);
+/* RFC 3339 UTC with milliseconds, "2026-11-23T13:35:12.123Z"; t < 0 = now. */
+void rb_time_rfc3339(char out[32], double t);
+/* Parse what rb_time_rfc3339 writes (and whole seconds); -1 on failure. */
+double rb_time_parse(const char *s);
+/* "24h", "30m", "7d", "90s" -> seconds; -1 on failure. */
+double rb_parse_duration(const char *s);
+/* A time-sortable run id: "20261123-133512-a3f9c1". */
+void rb_new_run_id(char out[40]);
+/* sha256 of a buffer as 64 hex characters + NUL. */
+void rb_sha256_hex(const void *data, size_t len, char out[65]);
+/* mkdir -p of the directory that will hold `path` (a file path). 0 or -1/errno. */
+int rb_mkdir_parents(const char *path);
+/* This machine's host name (cached). */
+const char *rb_hostname(void);
+/* The operator: the login name of the real uid (cached). */
+const char *rb_username(void);
+/* Start time of process pid in clock ticks since boot (/proc/PID/stat field 22),
+ * 0 when unknown: used to tell a live run's pid from a reused one. */
+unsigned long long rb_pid_start(pid_t pid);
+/* Read a whole file; malloc'd, NUL-terminated; NULL with errno on failure. */
+char *rb_read_file(const char *path, size_t *len);
+/* Expand a leading "~/" with $HOME into buf. */
+const char *rb_expand_home(const char *path, char *buf, size_t n);
+
+#endif
