@@ -128,7 +128,7 @@ static void report(problems *p, const char *file, int line, int col, const char 
 }
 
 /* A load error already reads "file:line: message" (or "file: message"). */
-static void report_load_error(problems *p, const char *file, const char *msg)
+static void report_load_error(problems *p, const char *file, const char *msg, int is_error)
 {
     size_t fl = strlen(file);
     int line = 1;
@@ -144,7 +144,7 @@ static void report_load_error(problems *p, const char *file, const char *msg)
         while (*rest == ' ')
             rest++;
     }
-    report(p, file, line, 1, "load", rest, 1);
+    report(p, file, line, 1, "load", rest, is_error);
 }
 
 static void lint(problems *p, lua_State *E, const char *file)
@@ -240,8 +240,14 @@ int cmd_check(int argc, char **argv)
     }
     for (int i = 0; i < files.n; i++) {
         lua_State *L = E->L;
-        if (rbfile_load(L, files.paths[i], 0) != 0)
-            report_load_error(&p, files.paths[i], lua_tostring(L, -1));
+        if (rbfile_load(L, files.paths[i], 0) != 0) {
+            report_load_error(&p, files.paths[i], lua_tostring(L, -1), 1);
+        } else if (lua_getfield(L, -1, "load_error") == LUA_TSTRING) {
+            /* legal, but it acts before any step and on every list/show */
+            lua_pushfstring(L, "%s (top-level code runs before any step; move it into a step)",
+                            lua_tostring(L, -1));
+            report_load_error(&p, files.paths[i], lua_tostring(L, -1), 0);
+        }
         lua_settop(L, 0);
         lint(&p, L, files.paths[i]);
     }

@@ -218,7 +218,7 @@ static int push_params_input(rb_engine *E, lua_State *L, const run_args *a)
 static int environment_exists(rb_engine *E, lua_State *L, const char *env)
 {
     config_push(E->config, L, NULL, "environments");
-    int ok = lua_istable(L, -1) && lua_getfield(L, -1, env) == LUA_TTABLE;
+    int ok = lua_istable(L, -1) && (lua_pushstring(L, env), lua_rawget(L, -2)) == LUA_TTABLE;
     lua_settop(L, 0);
     return ok;
 }
@@ -242,6 +242,57 @@ static int restore_state(lua_State *L, int rb, const char *json)
         lua_rawset(L, -4);
     }
     lua_pop(L, 4);
+    return 0;
+}
+
+typedef struct run_ctx {
+    run_args *a;
+    audit_resume *res;
+    const char *path;
+    int exit_code;
+} run_ctx;
+
+static int prun(lua_State *L)
+{
+    run_ctx *ctx = lua_touserdata(L, 1);
+    run_args *a = ctx->a;
+    audit_resume *res = ctx->res;
+    rb_engine *E = rb_engine_of(L);
+    ctx->exit_code = 2;
+    int in = push_params_input(E, L, a);
+    if (rbfile_load(L, ctx->path, in) != 0) {
+        usage_error("%s", lua_tostring(L, -1));
+        return 0;
+    }
+    int rb = lua_gettop(L);
+    lua_getfield(L, rb, "meta");
+    lua_getfield(L, -1, "name");
+    E->runbook_name = lua_tostring(L, -1); /* anchored: meta stays on the stack */
+    lua_getfield(L, -2, "title");
+    E->runbook_title = lua_tostring(L, -1);
+    char real[PATH_MAX];
+    snprintf(E->path, sizeof E->path, "%s", realpath(ctx->path, real) ? real : ctx->path);
+    lua_getfield(L, rb, "sha256");
+    snprintf(E->sha256, sizeof E->sha256, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    lua_getfield(L, rb, "params");
+    jsonw w;
+    jw_init(&w);
+    jw_lua(&w, L, -1);
+    E->params_json = strdup(jw_str_result(&w));
+    jw_free(&w);
+    lua_pop(L, 1);
+    if (a->resume && res->runbook && strcmp(res->runbook, E->runbook_name) != 0) {
+        usage_error("--resume %s: that run was of runbook '%s', not '%s'", a->resume,
+                    res->runbook, E->runbook_name);
+        return 0;
+    }
+    if (a->resume && restore_state(L, rb, res->state_json ? res->state_json : "{}") != 0) {
+        usage_error("--resume %s: the recorded state cannot be restored", a->resume);
+        return 0;
+    }
+    run_opts o = {a->from, a->rollback, a->timeout, res->done, res->n_done};
+    ctx->exit_code = runner_run(E, L, rb, &o);
     return 0;
 }
 
@@ -330,44 +381,15 @@ int cmd_run(int argc, char **argv)
     }
     rb_new_run_id(E->run_id);
     loop_install_signals();
-    int in = push_params_input(E, L, &a);
-    int lrc = rbfile_load(L, path, in);
-    if (lrc != 0) {
-        usage_error("%s", lua_tostring(L, -1));
-        goto out;
+    run_ctx ctx = {&a, &res, path, 2};
+    /* everything that touches Lua runs protected, as lua.c's pmain does */
+    lua_pushcfunction(L, prun);
+    lua_pushlightuserdata(L, &ctx);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        usage_error("%s", engine_errmsg(L, -1));
+        ctx.exit_code = 2;
     }
-    int rb = lua_gettop(L);
-    lua_getfield(L, rb, "meta");
-    lua_getfield(L, -1, "name");
-    E->runbook_name = lua_tostring(L, -1); /* anchored: meta stays on the stack */
-    lua_getfield(L, -2, "title");
-    E->runbook_title = lua_tostring(L, -1);
-    char real[PATH_MAX];
-    snprintf(E->path, sizeof E->path, "%s", realpath(path, real) ? real : path);
-    lua_getfield(L, rb, "sha256");
-    snprintf(E->sha256, sizeof E->sha256, "%s", lua_tostring(L, -1));
-    lua_pop(L, 1);
-    lua_getfield(L, rb, "params");
-    jsonw w;
-    jw_init(&w);
-    jw_lua(&w, L, -1);
-    E->params_json = strdup(jw_str_result(&w));
-    jw_free(&w);
-    lua_pop(L, 1);
-    if (a.resume && restore_state(L, rb, res.state_json ? res.state_json : "{}") != 0) {
-        usage_error("--resume %s: the recorded state cannot be restored", a.resume);
-        goto out;
-    }
-    if (a.resume && res.runbook && strcmp(res.runbook, E->runbook_name) != 0) {
-        usage_error("--resume %s: that run was of runbook '%s', not '%s'", a.resume, res.runbook,
-                    E->runbook_name);
-        goto out;
-    }
-    run_opts o = {a.from, a.rollback, a.timeout, res.done, res.n_done};
-    exit_code = runner_run(E, L, rb, &o);
-    if (loop_interrupted() && exit_code == 130) {
-        /* SIGTERM asks for 143 by convention; both are "interrupted" in the log */
-    }
+    exit_code = ctx.exit_code;
 out:
     if (E->audit)
         audit_close(E->audit);

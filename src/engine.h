@@ -32,6 +32,7 @@ typedef struct rb_engine {
     int confirm_actions; /* REPL: ask before every mutating action */
     int color;           /* colour on the human view */
     int verbose;         /* show read actions too */
+    int prompted;        /* the step-confirm prompt already showed this step's header */
     FILE *out;           /* the human view / JSON events (stdout) */
     FILE *tty;           /* controlling terminal for prompts, or NULL */
 
@@ -63,6 +64,8 @@ typedef struct rb_engine {
     /* a runbook's load failed for a reason that is the user's input
      * (bad param, missing declaration): exit 2, not 1 */
     int input_error;
+    /* listing refused to run a primitive (top-level code that acts) */
+    int list_refused;
     /* scenario mode (tests): answers every action from mocks instead of the
      * world; arguments at 1..nargs, the call's userdata at nargs+1 */
     int (*intercept)(lua_State *L, rb_action *a, int nargs);

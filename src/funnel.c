@@ -213,11 +213,13 @@ static int funnel_call(lua_State *L)
     int nargs = lua_gettop(L);
     if (loop_interrupted())
         return luaL_error(L, "interrupted");
-    if (E->purpose == PURPOSE_LIST)
+    if (E->purpose == PURPOSE_LIST) {
+        E->list_refused = 1;
         return luaL_error(L,
                           "%s%s%s: primitives do not run while a runbook is listed or checked; "
                           "call them inside a step",
                           module, *module ? "." : "", row->name);
+    }
     rb_action a = {0};
     a.primitive = *module ? module : row->name;
     a.verb = row->name;

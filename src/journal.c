@@ -99,14 +99,9 @@ static void fmt_duration(char *buf, size_t n, double s)
         snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
 }
 
-int journal_action(rb_engine *E, lua_State *L, int args, int nargs, const rb_action *a,
-                   const rb_action_result *r)
+static int action_record(rb_engine *E, lua_State *L, int args, int nargs, const rb_action *a,
+                         const rb_action_result *r)
 {
-    E->n_actions++;
-    if (a->cls == RB_MUTATE)
-        E->n_mutations++;
-    if (r->simulated)
-        E->n_simulated++;
     jsonw w;
     jw_init(&w);
     jw_obj(&w);
@@ -139,7 +134,20 @@ int journal_action(rb_engine *E, lua_State *L, int args, int nargs, const rb_act
     jw_obj_end(&w);
     int rc = emit(E, "action", "action", &w);
     jw_free(&w);
+    return rc;
+}
 
+int journal_action(rb_engine *E, lua_State *L, int args, int nargs, const rb_action *a,
+                   const rb_action_result *r)
+{
+    E->n_actions++;
+    if (a->cls == RB_MUTATE)
+        E->n_mutations++;
+    if (r->simulated)
+        E->n_simulated++;
+    int rc = 0;
+    if (E->audit || E->output == OUT_JSON) /* with neither, there is no record to build */
+        rc = action_record(E, L, args, nargs, a, r);
     if (E->output == OUT_TEXT) {
         char d[32], suffix[64];
         fmt_duration(d, sizeof d, r->duration);
@@ -248,8 +256,15 @@ void journal_step_start(rb_engine *E, lua_State *L, int index, int total, const 
         jw_free(&w);
         return;
     }
+    if (E->prompted) {
+        E->prompted = 0;
+        return;
+    }
     const char *red = rb_redact(L, name, strlen(name));
-    fprintf(E->out, "%s[%d/%d] %s%s\n", c_(E, BOLD), index, total, red, c_(E, RESET));
+    if (total > 0)
+        fprintf(E->out, "%s[%d/%d] %s%s\n", c_(E, BOLD), index, total, red, c_(E, RESET));
+    else
+        fprintf(E->out, "%s[%d] %s%s\n", c_(E, BOLD), index, red, c_(E, RESET));
     lua_pop(L, 1);
     fflush(E->out);
 }
@@ -339,6 +354,11 @@ int journal_run_end(rb_engine *E, lua_State *L, const char *outcome, int exit_co
         if (E->n_simulated)
             fprintf(E->out, " (%d would change something, not performed)", E->n_simulated);
         fprintf(E->out, ", %s — run %s\n", d, E->run_id);
+        if (error) {
+            const char *e = rb_redact(L, error, strlen(error));
+            fprintf(E->out, "%s%s%s\n", c_(E, RED), e, c_(E, RESET));
+            lua_pop(L, 1);
+        }
         fflush(E->out);
     }
     return rc;

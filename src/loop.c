@@ -132,13 +132,20 @@ static void hook(lua_State *L, lua_Debug *ar)
 
 void loop_check_hook(lua_State *L)
 {
-    if (sig_count)
-        luaL_error(L, "interrupted");
+    const char *why = NULL;
     rb_task *t = loop_task_of(L);
     if (!t)
         t = current;
-    if (t && t->deadline > 0 && rb_now() >= t->deadline)
-        luaL_error(L, "%s", t->deadline_why ? t->deadline_why : "timed out");
+    if (sig_count)
+        why = "interrupted";
+    else if (t && t->deadline > 0 && rb_now() >= t->deadline)
+        why = t->deadline_why ? t->deadline_why : "timed out";
+    if (why) {
+        luaL_where(L, 0); /* in a hook, level 0 is the Lua function being run */
+        lua_pushstring(L, why);
+        lua_concat(L, 2);
+        lua_error(L);
+    }
 }
 
 rb_task *loop_spawn(lua_State *L, int nargs, double deadline, const char *why)

@@ -179,6 +179,7 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
             }
             if (c == 'a')
                 ask = 0;
+            E->prompted = 1;
         }
 
         /* when: a boolean, or a function evaluated now (it may read the world) */
@@ -189,9 +190,11 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
             lua_pop(L, 1);
         } else if (wt == LUA_TFUNCTION) {
             if (call_in_task(L, E->run_deadline, run_why) != 0) {
-                snprintf(errbuf, sizeof errbuf, "when: %s", lua_tostring(L, -1));
                 double now = rb_wallclock();
-                journal_step(E, L, i, total, name, "failed", now, now, errbuf, state);
+                lua_pushfstring(L, "when: %s", lua_tostring(L, -1));
+                journal_step(E, L, i, total, name, "failed", now, now, lua_tostring(L, -1), state);
+                snprintf(errbuf, sizeof errbuf, "step %d \"%s\": %s", i, name,
+                         lua_tostring(L, -1));
                 outcome = loop_interrupted() ? "interrupted" : "failed";
                 exit_code = loop_interrupted() ? 130 : 1;
                 run_error = errbuf;
@@ -230,10 +233,11 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
             lua_settop(L, state);
             continue;
         }
-        snprintf(errbuf, sizeof errbuf, "%s", lua_tostring(L, -1));
         int interrupted = loop_interrupted() != 0;
-        journal_step(E, L, i, total, name, interrupted ? "interrupted" : "failed", t0, t1, errbuf,
-                     state);
+        journal_step(E, L, i, total, name, interrupted ? "interrupted" : "failed", t0, t1,
+                     lua_tostring(L, -1), state);
+        /* the run's error names the step, for the summary and `audit list` */
+        snprintf(errbuf, sizeof errbuf, "step %d \"%s\": %s", i, name, lua_tostring(L, -1));
         if (!interrupted && rb_opt_bool(L, opts, "continue_on_error", 0)) {
             lua_settop(L, state);
             continue;
@@ -278,9 +282,6 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
     }
     journal_run_end(E, L, outcome, exit_code, run_error ? (errbuf[0] ? errbuf : run_error) : NULL,
                     state);
-    if (exit_code != 0 && E->output == OUT_TEXT && errbuf[0] && E->step_index == 0) {
-        /* the summary names the step and the error, with file:line */
-    }
     lua_settop(L, steps - 1);
     return exit_code;
 }
