@@ -56,6 +56,10 @@ void audit_resume_free(audit_resume *r);
  * foreign SQLite file is an error).  NULL with a message on failure. */
 audit *audit_open_existing(const char *path, char *err, size_t errlen);
 
+/* How long an append waits for another writer's transaction (default 30 s)
+ * before it fails with -1 and a message. */
+void audit_busy_timeout(audit *a, int ms);
+
 typedef struct audit_record {
     long long seq; /* 0 for the placeholder of a run without a run record */
     const char *run_id, *kind, *ts, *data, *prev_hash, *hash;
@@ -77,8 +81,7 @@ void audit_cursor_free(audit_cursor *c);
 
 /* A full run id from an id or a unique prefix.  -1 with "no run matches X" or
  * "run id prefix X is ambiguous (A, B, ...)" in err. */
-int audit_resolve_run(audit *a, const char *id_or_prefix, char out[40], char *err,
-                      size_t errlen);
+int audit_resolve_run(audit *a, const char *id_or_prefix, char out[40], char *err, size_t errlen);
 
 /* The top-level fields of a record's data, decoded (SQLite's JSON1). */
 typedef struct audit_field {

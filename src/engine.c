@@ -273,6 +273,8 @@ rb_engine *engine_new(char *err, size_t errlen)
         return NULL;
     }
     the_engine = E;
+    /* new threads copy the main thread's extra space: it must say "no task" */
+    *(void **)lua_getextraspace(E->L) = NULL;
     lua_pushcfunction(E->L, open_all);
     if (lua_pcall(E->L, 0, 0, 0) != LUA_OK) {
         snprintf(err, errlen, "%s", lua_tostring(E->L, -1));

@@ -108,9 +108,8 @@ const char *rb_opt_string(lua_State *L, int opts, const char *key)
         return NULL;
     int t = lua_getfield(L, opts, key);
     const char *v = NULL;
-    if (t == LUA_TSTRING || t == LUA_TNUMBER) {
-        v = lua_tostring(L, -1);
-        /* keep it alive: the options table still references the original */
+    if (t == LUA_TSTRING) {
+        v = lua_tostring(L, -1); /* stays alive: the options table references it */
     } else if (t != LUA_TNIL) {
         luaL_error(L, "option '%s' must be a string, got %s", key, luaL_typename(L, -1));
     }

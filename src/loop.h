@@ -26,6 +26,7 @@ struct rb_task {
     const char *deadline_why; /* "step timed out after 5 s" */
     rb_op *op;        /* the op it waits for, if any */
     rb_task_done_fn on_done;
+    long long tag;    /* the owner's (parallel: the item's index) */
     void *on_done_ud;
     rb_task *next_runnable;
     int runnable;

@@ -258,10 +258,7 @@ static void start_item(join_op *j)
     rb_task *t = loop_spawn(L, 2, 0, NULL);
     t->on_done = item_done;
     t->on_done_ud = j;
-    t->nres = 2;
-    /* remember the index of this task's item in the coroutine itself */
-    lua_pushinteger(t->co, i);
-    lua_insert(t->co, 1);
+    t->tag = (long long)i; /* not on the coroutine's stack: lua_resume counts all of it */
     j->running++;
 }
 
@@ -269,7 +266,7 @@ static void item_done(rb_task *t, void *ud)
 {
     join_op *j = (join_op *)ud;
     lua_State *L = j->L;
-    lua_Integer i = lua_tointeger(t->co, 1);
+    lua_Integer i = (lua_Integer)t->tag;
     lua_rawgeti(L, LUA_REGISTRYINDEX, j->results_ref);
     if (t->failed) {
         j->failures++;

@@ -164,9 +164,14 @@ typedef struct proc_op {
     pid_t pid;
     int status;      /* from waitpid */
     int reaped;
-    int killing;     /* TERM sent; KILL at the next expiry */
+    int killing;     /* TERM sent; KILL at kill_at */
     double started;
     double timeout;
+    /* the op's deadline is the earliest of these (0 = unset) */
+    double timeout_at; /* the exec's own timeout */
+    double kill_at;    /* TERM was sent: KILL then */
+    double poll_at;    /* no pidfd (old kernel, valgrind): look for the exit then */
+    double poll_every;
     buf out, err;
     const char *in;  /* stdin data (kept alive by the Lua stack of the caller) */
     size_t in_len, in_off;
@@ -181,6 +186,16 @@ static void close_fd(rb_op *op, int i)
         close(op->fd[i]);
         op->fd[i] = -1;
     }
+}
+
+static void set_deadline(proc_op *p)
+{
+    double d = 0;
+    double c[3] = {p->timeout_at, p->kill_at, p->poll_at};
+    for (int i = 0; i < 3; i++)
+        if (c[i] > 0 && (d <= 0 || c[i] < d))
+            d = c[i];
+    p->op.deadline = d;
 }
 
 static void maybe_done(proc_op *p)
@@ -224,6 +239,8 @@ static void reap(proc_op *p)
     if (r == p->pid) {
         p->status = st;
         p->reaped = 1;
+        p->poll_at = p->kill_at = p->timeout_at = 0;
+        set_deadline(p);
         loop_child_remove(p->pid);
         close_fd(&p->op, FD_PID);
         if (p->killing) {
@@ -263,10 +280,12 @@ static void proc_cancel(rb_op *op, const char *why)
     proc_op *p = (proc_op *)op;
     if (!op->error[0])
         snprintf(op->error, sizeof op->error, "%s", why);
-    if (!p->reaped) {
+    if (!p->reaped && !p->killing) {
         killpg(p->pid, SIGTERM);
         p->killing = 1;
-        op->deadline = rb_now() + KILL_GRACE;
+        p->timeout_at = 0;
+        p->kill_at = rb_now() + KILL_GRACE;
+        set_deadline(p);
     }
     maybe_done(p);
 }
@@ -274,17 +293,26 @@ static void proc_cancel(rb_op *op, const char *why)
 static void proc_expired(rb_op *op)
 {
     proc_op *p = (proc_op *)op;
-    if (!p->killing) {
+    double now = rb_now();
+    if (p->poll_at > 0 && now >= p->poll_at) {
+        reap(p);
+        if (!p->reaped) {
+            p->poll_every = p->poll_every < 0.05 ? p->poll_every * 2 : 0.05;
+            p->poll_at = now + p->poll_every;
+        }
+    }
+    if (!p->reaped && p->timeout_at > 0 && now >= p->timeout_at) {
         char why[64];
         snprintf(why, sizeof why, "timed out after %.1f s", p->timeout);
         op->cancelled = 1;
         proc_cancel(op, why);
-        return;
     }
-    if (!p->reaped) {
+    if (!p->reaped && p->kill_at > 0 && now >= p->kill_at) {
         killpg(p->pid, SIGKILL);
-        op->deadline = rb_now() + KILL_GRACE; /* and look again */
+        p->kill_at = now + KILL_GRACE; /* and look again */
     }
+    set_deadline(p);
+    maybe_done(p);
 }
 
 static void proc_destroy(rb_op *op)
@@ -381,9 +409,12 @@ static int exec_k(lua_State *L, int status, lua_KContext ctx)
             start--;
         if (sig)
             return luaL_error(L, "%s: killed by signal %d (%s)", words, sig, strsignal(sig));
-        if (n > start)
-            return luaL_error(L, "%s: exit code %d: %.*s", words, code, (int)(n - start),
-                              e + start);
+        if (n > start) {
+            lua_pushfstring(L, "%s: exit code %d: ", words, code);
+            lua_pushlstring(L, e + start, n - start);
+            lua_concat(L, 2);
+            return lua_error(L);
+        }
         return luaL_error(L, "%s: exit code %d", words, code);
     }
     return 1;
@@ -496,13 +527,12 @@ static int spawn_and_wait(lua_State *L, const char **argv)
         close(inp[0]);
     if (rc != 0)
         goto fail_spawned;
-    pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (pidfd < 0) {
-        rc = errno;
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        goto fail_spawned;
-    }
+    /* a pidfd makes the exit pollable with the pipes; without one (kernels
+     * before 5.3, valgrind) the op looks for the exit on a short timer */
+    static int no_pidfd; /* ENOSYS once: do not ask again for every exec */
+    pidfd = no_pidfd ? -1 : (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0 && errno == ENOSYS)
+        no_pidfd = 1;
     loop_child_add(pid);
     proc_op *p = calloc(1, sizeof *p);
     if (!p) {
@@ -510,16 +540,22 @@ static int spawn_and_wait(lua_State *L, const char **argv)
         waitpid(pid, NULL, 0);
         loop_child_remove(pid);
         rc = ENOMEM;
-        close(pidfd);
+        if (pidfd >= 0)
+            close(pidfd);
         goto fail_spawned;
     }
     p->op.vt = &proc_vt;
     p->pid = pid;
     p->started = rb_now();
     p->timeout = timeout;
-    p->op.deadline = timeout > 0 ? p->started + timeout : 0;
+    p->timeout_at = timeout > 0 ? p->started + timeout : 0;
     p->op.fd[FD_PID] = pidfd;
     p->op.events[FD_PID] = POLLIN;
+    if (pidfd < 0) {
+        p->poll_every = 0.001;
+        p->poll_at = p->started + p->poll_every;
+    }
+    set_deadline(p);
     set_nonblock(out[0]);
     set_nonblock(err[0]);
     p->op.fd[FD_OUT] = out[0];

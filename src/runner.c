@@ -157,31 +157,6 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
             lua_settop(L, state);
             continue;
         }
-        if (ask) {
-            int c = prompt_step(E, i, total, name, desc);
-            char answer[2] = {(char)c, 0};
-            lua_pushfstring(L, "[%d/%d] %s", i, total, name);
-            journal_answer(E, L, "step", lua_tostring(L, -1), answer);
-            lua_pop(L, 1);
-            if (c == 's') {
-                journal_step(E, L, i, total, name, "declined", 0, 0, "skipped by the operator", 0);
-                lua_settop(L, state);
-                continue;
-            }
-            if (c == 'q') {
-                journal_step(E, L, i, total, name, "declined", 0, 0, "run aborted by the operator",
-                             0);
-                outcome = loop_interrupted() ? "interrupted" : "aborted";
-                exit_code = loop_interrupted() ? 130 : 3;
-                run_error = loop_interrupted() ? "interrupted" : "aborted by the operator";
-                lua_settop(L, state);
-                break;
-            }
-            if (c == 'a')
-                ask = 0;
-            E->prompted = 1;
-        }
-
         /* when: a boolean, or a function evaluated now (it may read the world) */
         int run = 1;
         int wt = lua_getfield(L, opts, "when");
@@ -210,6 +185,32 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
             journal_step(E, L, i, total, name, "skipped", 0, 0, "when", 0);
             lua_settop(L, state);
             continue;
+        }
+
+        /* asked after `when`: never approve a step that will not run */
+        if (ask) {
+            int c = prompt_step(E, i, total, name, desc);
+            char answer[2] = {(char)c, 0};
+            lua_pushfstring(L, "[%d/%d] %s", i, total, name);
+            journal_answer(E, L, "step", lua_tostring(L, -1), answer);
+            lua_pop(L, 1);
+            if (c == 's') {
+                journal_step(E, L, i, total, name, "declined", 0, 0, "skipped by the operator", 0);
+                lua_settop(L, state);
+                continue;
+            }
+            if (c == 'q') {
+                journal_step(E, L, i, total, name, "declined", 0, 0, "run aborted by the operator",
+                             0);
+                outcome = loop_interrupted() ? "interrupted" : "aborted";
+                exit_code = loop_interrupted() ? 130 : 3;
+                run_error = loop_interrupted() ? "interrupted" : "aborted by the operator";
+                lua_settop(L, state);
+                break;
+            }
+            if (c == 'a')
+                ask = 0;
+            E->prompted = 1;
         }
 
         journal_step_start(E, L, i, total, name, desc);

@@ -161,7 +161,8 @@ unsigned long long rb_pid_start(pid_t pid)
     if (!p)
         return 0;
     p++;
-    for (int field = 2; field < 22 && p; field++)
+    /* p is at the space before field 3 (state); walk to the one before 22 */
+    for (int field = 3; field < 22 && p; field++)
         p = strchr(p + 1, ' ');
     return p ? strtoull(p + 1, NULL, 10) : 0;
 }

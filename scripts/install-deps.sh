@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Install the Debian packages needed to build and test runbook.
+#
+#   bash scripts/install-deps.sh               # the build and test set
+#   bash scripts/install-deps.sh clang-format  # ... plus extra packages
+#
+# Does nothing (and says nothing) when every package is already installed;
+# otherwise runs apt-get update + install quietly, and prints apt's output
+# only if it fails.  Uses sudo when not root.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config
+  liblua5.4-dev lua-cjson-dev libyaml-dev libsqlite3-dev nettle-dev
+  libedit-dev libcurl4-openssl-dev libpq-dev
+  lua-check            # luacheck, used by `runbook check`
+  python3 sqlite3      # the CLI tests, and inspecting audit databases
+  valgrind procps      # the leak check; ps/pgrep for the tests
+  "$@"
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$status" = installed ] || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-deps: apt-get not found; install these packages yourself: ${missing[*]}" >&2
+  exit 1
+fi
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "install-deps: not root and no sudo; as root run: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  SUDO=(sudo)
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+export DEBIAN_FRONTEND=noninteractive
+if ! { "${SUDO[@]}" apt-get update -q &&
+       "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "install-deps: apt-get failed (output above)" >&2
+  exit 1
+fi

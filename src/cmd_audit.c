@@ -1,0 +1,791 @@
+/*
+ * `runbook audit list|show|export|verify`: reading the audit log for people
+ * (list, show), for log shippers (export, a stable JSON Lines / CSV
+ * interface) and for auditors (verify, the hash chain).  This file owns the
+ * argument parsing and the output formats; the database work is audit.c's,
+ * so SQLite stays behind audit.h.  The log is opened read-only in spirit:
+ * nothing here creates a database or writes a record.
+ */
+#include "audit.h"
+#include "config.h"
+#include "jsonw.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    O_AUDIT = 1 << 0,
+    O_CONFIG = 1 << 1,
+    O_SINCE = 1 << 2,
+    O_RUNBOOK = 1 << 3,
+    O_RUN = 1 << 4,
+    O_FORMAT = 1 << 5,
+    O_JSON = 1 << 6,
+};
+
+typedef struct opts {
+    const char *audit_path, *config_file, *since, *runbook, *run, *format;
+    int json;
+    const char *arg;   /* show's RUN_ID */
+    char since_ts[32]; /* --since as an RFC 3339 lower bound */
+} opts;
+
+static const struct option_def {
+    const char *name;
+    unsigned bit;
+    int takes_value;
+} option_defs[] = {
+    {"--audit", O_AUDIT, 1},     {"--config", O_CONFIG, 1}, {"--since", O_SINCE, 1},
+    {"--runbook", O_RUNBOOK, 1}, {"--run", O_RUN, 1},       {"--format", O_FORMAT, 1},
+    {"--json", O_JSON, 0},
+};
+
+static int cmd_list(audit *a, opts *o);
+static int cmd_show(audit *a, opts *o);
+static int cmd_export(audit *a, opts *o);
+static int cmd_verify(audit *a, opts *o);
+
+#define COMMON_HELP                                                                                \
+    "  --audit PATH     the audit database (default: RUNBOOK_AUDIT, then `audit:` in\n"            \
+    "                   runbook.yaml, then $XDG_STATE_HOME/runbook/audit.db)\n"                    \
+    "  --config FILE    read FILE instead of ./runbook.yaml\n"
+
+static const struct subcmd {
+    const char *name;
+    int (*fn)(audit *a, opts *o);
+    unsigned flags;
+    int takes_arg;
+    const char *help;
+} subcmds[] = {
+    {"list", cmd_list, O_AUDIT | O_CONFIG | O_SINCE | O_RUNBOOK | O_JSON, 0,
+     "usage: runbook audit list [--since 24h] [--runbook NAME] [--json]\n"
+     "\n"
+     "One line per run, newest first: run id, start time (UTC), runbook, mode,\n"
+     "operator, outcome, duration.  A run still recorded as running whose process\n"
+     "on this host is gone is shown as interrupted.\n"
+     "\n"
+     "  --since D        runs started in the last D (90s, 30m, 24h, 7d)\n"
+     "  --runbook NAME   runs of NAME (or of the runbooks under NAME/)\n"
+     "  --json           one JSON object per line, fields as in `audit export`\n" COMMON_HELP},
+    {"show", cmd_show, O_AUDIT | O_CONFIG | O_JSON, 1,
+     "usage: runbook audit show RUN_ID [--json]\n"
+     "\n"
+     "The run (a unique prefix of its id is enough): its header, then its steps\n"
+     "and actions in the order they were recorded.  Times are UTC.\n"
+     "\n"
+     "  --json           the run's records, one JSON object per line\n" COMMON_HELP},
+    {"export", cmd_export, O_AUDIT | O_CONFIG | O_SINCE | O_RUN | O_FORMAT, 0,
+     "usage: runbook audit export [--format jsonl|csv] [--run RUN_ID] [--since 24h]\n"
+     "\n"
+     "Every record in order, for log shippers.  jsonl (the default): one object per\n"
+     "record with kind, run_id, seq, ts, hash, prev_hash and the record's fields.\n"
+     "csv: a header row and the columns\n"
+     "  kind,run_id,seq,ts,hash,prev_hash,runbook,mode,operator,outcome,exit_code,\n"
+     "  index,name,status,step,primitive,verb,target,class,simulated,duration_ms,answer\n"
+     "\n"
+     "  --format F       jsonl or csv\n"
+     "  --run RUN_ID     only this run's records (a unique prefix is enough)\n"
+     "  --since D        records of the last D (90s, 30m, 24h, 7d)\n" COMMON_HELP},
+    {"verify", cmd_verify, O_AUDIT | O_CONFIG, 0,
+     "usage: runbook audit verify\n"
+     "\n"
+     "Check the hash chain of every record.  Exit 0 when it is intact; exit 1 naming\n"
+     "the run and seq of the first record that was altered, inserted or follows a\n"
+     "deleted one.\n"
+     "\n" COMMON_HELP},
+};
+
+#define N_SUBCMDS (sizeof subcmds / sizeof subcmds[0])
+
+static const char top_help[] = "usage: runbook audit list|show|export|verify [options]\n"
+                               "\n"
+                               "  list     runs, newest first\n"
+                               "  show     one run, step by step\n"
+                               "  export   every record as JSON Lines or CSV\n"
+                               "  verify   check the hash chain\n"
+                               "\n"
+                               "`runbook audit COMMAND --help` for the options of each.\n";
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("runbook audit: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 2;
+}
+
+/* --name VALUE, --name=VALUE and flags; anything else is a usage error
+ * naming it, so a typo never silently widens an export. */
+static int parse_args(const struct subcmd *sc, int argc, char **argv, opts *o, int *help)
+{
+    int only_args = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!only_args && (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)) {
+            *help = 1;
+            return 0;
+        }
+        if (!only_args && strcmp(arg, "--") == 0) {
+            only_args = 1;
+            continue;
+        }
+        if (only_args || arg[0] != '-' || arg[1] == '\0') {
+            if (!sc->takes_arg || o->arg)
+                return usage_error(
+                    "unexpected argument '%s' for '%s' (see runbook audit %s --help)", arg,
+                    sc->name, sc->name);
+            o->arg = arg;
+            continue;
+        }
+        const char *eq = strchr(arg, '=');
+        size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
+        const struct option_def *def = NULL;
+        for (size_t k = 0; k < sizeof option_defs / sizeof option_defs[0]; k++)
+            if (strlen(option_defs[k].name) == nlen &&
+                strncmp(option_defs[k].name, arg, nlen) == 0 && (sc->flags & option_defs[k].bit))
+                def = &option_defs[k];
+        if (!def)
+            return usage_error("unknown option '%.*s' for '%s' (see runbook audit %s --help)",
+                               (int)nlen, arg, sc->name, sc->name);
+        const char *value = NULL;
+        if (def->takes_value) {
+            if (eq)
+                value = eq + 1;
+            else if (i + 1 < argc)
+                value = argv[++i];
+            else
+                return usage_error("%s needs a value", def->name);
+            if (!*value)
+                return usage_error("%s needs a value", def->name);
+        } else if (eq) {
+            return usage_error("%s takes no value", def->name);
+        }
+        switch (def->bit) {
+        case O_AUDIT:
+            o->audit_path = value;
+            break;
+        case O_CONFIG:
+            o->config_file = value;
+            break;
+        case O_SINCE:
+            o->since = value;
+            break;
+        case O_RUNBOOK:
+            o->runbook = value;
+            break;
+        case O_RUN:
+            o->run = value;
+            break;
+        case O_FORMAT:
+            o->format = value;
+            break;
+        case O_JSON:
+            o->json = 1;
+            break;
+        }
+    }
+    return 0;
+}
+
+int cmd_audit(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage_error("missing command: list, show, export or verify (see runbook audit "
+                           "--help)");
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0)
+        return fputs(top_help, stdout), 0;
+    const struct subcmd *sc = NULL;
+    for (size_t i = 0; i < N_SUBCMDS; i++)
+        if (strcmp(argv[1], subcmds[i].name) == 0)
+            sc = &subcmds[i];
+    if (!sc)
+        return usage_error("unknown command '%s' (list, show, export, verify)", argv[1]);
+
+    opts o;
+    memset(&o, 0, sizeof o);
+    int help = 0;
+    if (parse_args(sc, argc, argv, &o, &help) != 0)
+        return 2;
+    if (help)
+        return fputs(sc->help, stdout), 0;
+    if (sc->takes_arg && !o.arg)
+        return usage_error("%s needs a RUN_ID (see runbook audit %s --help)", sc->name, sc->name);
+    if (o.since) {
+        double d = rb_parse_duration(o.since);
+        if (d < 0)
+            return usage_error("bad --since '%s': expected a duration like 90s, 30m, 24h, 7d",
+                               o.since);
+        rb_time_rfc3339(o.since_ts, rb_wallclock() - d);
+    }
+    if (o.format && strcmp(o.format, "jsonl") != 0 && strcmp(o.format, "csv") != 0)
+        return usage_error("bad --format '%s': jsonl or csv", o.format);
+
+    /* no Lua state: config_load only reads the audit and secrets keys */
+    rb_config cfg;
+    char err[4096 + 256], pathbuf[4096];
+    memset(&cfg, 0, sizeof cfg);
+    if (config_load(&cfg, NULL, o.config_file, o.config_file != NULL, err, sizeof err) != 0)
+        return usage_error("%s", err);
+    const char *path = config_audit_path(&cfg, o.audit_path, 0, pathbuf, sizeof pathbuf);
+    if (!path) {
+        if (cfg.audit_off)
+            return usage_error("auditing is off (audit: false in %s): there is no log to read",
+                               cfg.path[0] ? cfg.path : "runbook.yaml");
+        return usage_error("auditing is off: there is no log to read (use --audit PATH)");
+    }
+    audit *a = audit_open_existing(path, err, sizeof err);
+    if (!a)
+        return usage_error("%s", err);
+    int rc = sc->fn(a, &o);
+    audit_close(a);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        usage_error("cannot write the output: %s", strerror(errno));
+        return 2;
+    }
+    return rc;
+}
+
+/* ---- output helpers -------------------------------------------------------- */
+
+/* Text from the log goes to a terminal: an edited row must not be able to
+ * send escape sequences, so control characters other than newline and tab
+ * are shown as '?'.  Lines after the first are indented by indent. */
+static void put_text(const char *s, int indent)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '\n')
+            printf("\n%*s", indent, "");
+        else if (c < 0x20 && c != '\t')
+            putchar('?');
+        else if (c == 0x7f)
+            putchar('?');
+        else
+            putchar(c);
+    }
+}
+
+/* One column of a table: control characters (newlines included) as '?',
+ * padded to width and followed by two spaces, or ending the line (width -1). */
+static void put_cell(const char *s, int width)
+{
+    int n = 0;
+    for (; *s; s++, n++)
+        putchar((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s);
+    if (width < 0) {
+        putchar('\n');
+        return;
+    }
+    printf("%*s", width - n + 2, "");
+}
+
+static void fmt_duration(char *out, size_t n, double s)
+{
+    if (s < 0)
+        snprintf(out, n, "-");
+    else if (s < 1)
+        snprintf(out, n, "%dms", (int)(s * 1000 + 0.5));
+    else if (s < 60)
+        snprintf(out, n, "%.1fs", s);
+    else if (s < 3600)
+        snprintf(out, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else
+        snprintf(out, n, "%dh%02dm", (int)(s / 3600), (int)s % 3600 / 60);
+}
+
+/* 2026-11-23T13:35:12.123Z -> 2026-11-23 13:35:12 */
+static void fmt_start(char *out, size_t n, const char *ts)
+{
+    if (!ts || strlen(ts) < 19) {
+        snprintf(out, n, "%s", ts && *ts ? ts : "-");
+        return;
+    }
+    snprintf(out, n, "%.10s %.8s", ts, ts + 11);
+}
+
+/* seconds between two recorded times, -1 when either is missing or unreadable */
+static double span(const char *start, const char *end)
+{
+    if (!start || !end)
+        return -1;
+    double s = rb_time_parse(start), e = rb_time_parse(end);
+    return s < 0 || e < 0 || e < s ? -1 : e - s;
+}
+
+static int print_record_json(audit *a, const audit_record *r)
+{
+    char *line = audit_record_json(a, r);
+    if (!line)
+        return usage_error("out of memory");
+    puts(line);
+    free(line);
+    return 0;
+}
+
+static int cursor_error(audit *a)
+{
+    return usage_error("%s", audit_error(a));
+}
+
+/* ---- list ----------------------------------------------------------------- */
+
+enum { L_ID, L_START, L_RUNBOOK, L_MODE, L_OPERATOR, L_OUTCOME, L_DURATION, L_COLS };
+static const char *const list_head[L_COLS] = {"RUN ID",   "STARTED (UTC)", "RUNBOOK", "MODE",
+                                              "OPERATOR", "OUTCOME",       "DURATION"};
+
+static int runbook_matches(const char *filter, const char *runbook)
+{
+    if (!filter)
+        return 1;
+    if (!runbook)
+        return 0;
+    size_t n = strlen(filter);
+    /* a library directory selects the runbooks under it */
+    return strcmp(filter, runbook) == 0 || (n > 0 && strncmp(filter, runbook, n) == 0 &&
+                                            (runbook[n] == '/' || filter[n - 1] == '/'));
+}
+
+static int cmd_list(audit *a, opts *o)
+{
+    char err[1024];
+    audit_cursor *c = audit_runs(a, o->since ? o->since_ts : NULL, err, sizeof err);
+    if (!c)
+        return usage_error("%s", err);
+    char *(*rows)[L_COLS] = NULL;
+    size_t nrows = 0, cap = 0;
+    int width[L_COLS], rc, status = 0;
+    for (int k = 0; k < L_COLS; k++)
+        width[k] = (int)strlen(list_head[k]);
+    audit_record r;
+    while ((rc = audit_next(c, &r)) == 1) {
+        audit_fields f;
+        audit_fields_parse(a, r.data, &f);
+        if (!runbook_matches(o->runbook, audit_field_str(&f, "runbook"))) {
+            audit_fields_free(&f);
+            continue;
+        }
+        if (o->json) {
+            audit_fields_free(&f);
+            if (r.seq > 0) {
+                if (print_record_json(a, &r) != 0) {
+                    status = 2;
+                    break;
+                }
+            } else {
+                /* a run whose run records were deleted: what is known of it */
+                jsonw w;
+                jw_init(&w);
+                jw_obj(&w);
+                jw_kstr(&w, "kind", "run");
+                jw_kstr(&w, "run_id", r.run_id);
+                jw_kstr(&w, "ts", r.ts);
+                jw_kstr(&w, "outcome", "unknown");
+                jw_obj_end(&w);
+                puts(jw_str_result(&w));
+                jw_free(&w);
+            }
+            continue;
+        }
+        const char *outcome = r.seq > 0 ? audit_fields_outcome(&f) : NULL;
+        const char *start = audit_field_str(&f, "start");
+        if (!start)
+            start = r.run_start;
+        char startbuf[64], dur[32], opbuf[160];
+        fmt_start(startbuf, sizeof startbuf, start);
+        double d = span(start, audit_field_str(&f, "end"));
+        if (d < 0 && outcome && strcmp(outcome, "running") == 0) {
+            /* still going: how long so far */
+            char so_far[24];
+            double s = rb_time_parse(start ? start : "");
+            fmt_duration(so_far, sizeof so_far, s < 0 ? -1 : rb_wallclock() - s);
+            snprintf(dur, sizeof dur, "(%s)", so_far);
+        } else {
+            fmt_duration(dur, sizeof dur, d);
+        }
+        const char *op = audit_field_str(&f, "operator"), *sudo = audit_field_str(&f, "sudo_user");
+        if (sudo && *sudo)
+            snprintf(opbuf, sizeof opbuf, "%s (sudo from %s)", op ? op : "?", sudo);
+        else
+            snprintf(opbuf, sizeof opbuf, "%s", op ? op : "-");
+        const char *rbname = audit_field_str(&f, "runbook"), *mode = audit_field_str(&f, "mode");
+        const char *cols[L_COLS] = {r.run_id,
+                                    startbuf,
+                                    rbname ? rbname : "-",
+                                    mode ? mode : "-",
+                                    opbuf,
+                                    outcome ? outcome : "unknown",
+                                    dur};
+        if (nrows == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            void *nr = realloc(rows, ncap * sizeof *rows);
+            if (!nr) {
+                audit_fields_free(&f);
+                status = usage_error("out of memory");
+                break;
+            }
+            rows = nr;
+            cap = ncap;
+        }
+        for (int k = 0; k < L_COLS; k++) {
+            rows[nrows][k] = strdup(cols[k]);
+            int w = rows[nrows][k] ? (int)strlen(rows[nrows][k]) : 0;
+            if (w > width[k])
+                width[k] = w;
+        }
+        nrows++;
+        audit_fields_free(&f);
+    }
+    if (rc < 0 && !status)
+        status = cursor_error(a);
+    audit_cursor_free(c);
+
+    if (!status && !o->json) {
+        if (nrows == 0) {
+            printf("no runs recorded%s%s in %s\n", o->since ? " in the last " : "",
+                   o->since ? o->since : "", audit_path(a));
+        } else {
+            for (int k = 0; k < L_COLS; k++)
+                put_cell(list_head[k], k == L_COLS - 1 ? -1 : width[k]);
+            for (size_t i = 0; i < nrows; i++)
+                for (int k = 0; k < L_COLS; k++)
+                    put_cell(rows[i][k] ? rows[i][k] : "?", k == L_COLS - 1 ? -1 : width[k]);
+        }
+    }
+    for (size_t i = 0; i < nrows; i++)
+        for (int k = 0; k < L_COLS; k++)
+            free(rows[i][k]);
+    free(rows);
+    return status;
+}
+
+/* ---- show ----------------------------------------------------------------- */
+
+/* "label     value" with the value's later lines aligned under the first */
+static void header_line(const char *label, const char *value)
+{
+    if (!value || !*value)
+        return;
+    printf("%-10s", label);
+    put_text(value, 10);
+    putchar('\n');
+}
+
+static void show_header(const char *run_id, const audit_fields *f, int have_run)
+{
+    header_line("run", run_id);
+    if (!have_run) {
+        printf("          (no run record: the log was edited, see runbook audit verify)\n");
+        return;
+    }
+    const char *rb = audit_field_str(f, "runbook"), *title = audit_field_str(f, "title");
+    char buf[1024];
+    if (rb && title && *title) {
+        snprintf(buf, sizeof buf, "%s  (%s)", rb, title);
+        header_line("runbook", buf);
+    } else {
+        header_line("runbook", rb);
+    }
+    header_line("path", audit_field_str(f, "path"));
+    header_line("sha256", audit_field_str(f, "sha256"));
+    header_line("mode", audit_field_str(f, "mode"));
+    const char *op = audit_field_str(f, "operator"), *sudo = audit_field_str(f, "sudo_user");
+    if (sudo && *sudo) {
+        snprintf(buf, sizeof buf, "%s (sudo from %s)", op ? op : "?", sudo);
+        header_line("operator", buf);
+    } else {
+        header_line("operator", op);
+    }
+    const char *host = audit_field_str(f, "host"), *pid = audit_field_str(f, "pid");
+    if (host || pid) {
+        snprintf(buf, sizeof buf, "%s%s%s", host ? host : "", host && pid ? ", pid " : "",
+                 pid ? pid : "");
+        header_line("host", buf);
+    }
+    header_line("env", audit_field_str(f, "env"));
+    header_line("params", audit_field_str(f, "params"));
+    header_line("parent", audit_field_str(f, "parent_run"));
+    header_line("resumes", audit_field_str(f, "resumed_from"));
+    header_line("start", audit_field_str(f, "start"));
+    const char *start = audit_field_str(f, "start"), *end = audit_field_str(f, "end");
+    if (end) {
+        char d[32];
+        fmt_duration(d, sizeof d, span(start, end));
+        snprintf(buf, sizeof buf, "%s  (%s)", end, d);
+        header_line("end", buf);
+    }
+    const char *outcome = audit_fields_outcome(f), *code = audit_field_str(f, "exit_code");
+    const char *recorded = audit_field_str(f, "outcome");
+    if (outcome && recorded && strcmp(outcome, recorded) != 0)
+        snprintf(buf, sizeof buf, "%s (recorded as %s; its process is gone)", outcome, recorded);
+    else if (code)
+        snprintf(buf, sizeof buf, "%s, exit code %s", outcome ? outcome : "unknown", code);
+    else
+        snprintf(buf, sizeof buf, "%s", outcome ? outcome : "unknown");
+    header_line("outcome", buf);
+    header_line("error", audit_field_str(f, "error"));
+}
+
+/* one action: class, `would:` when simulated, what, result, duration */
+static void show_action(const audit_fields *f)
+{
+    const char *cls = audit_field_str(f, "class"), *words = audit_field_str(f, "words");
+    const char *sim = audit_field_str(f, "simulated");
+    const char *prim = audit_field_str(f, "primitive");
+    char what[1024];
+    if (prim && strcmp(prim, "confirm") == 0) {
+        const char *q = words ? words : audit_field_str(f, "target");
+        snprintf(what, sizeof what, "confirm: %s", q ? q : "?");
+    } else if (words && *words) {
+        snprintf(what, sizeof what, "%s", words);
+    } else {
+        const char *p = audit_field_str(f, "primitive"), *v = audit_field_str(f, "verb"),
+                   *t = audit_field_str(f, "target");
+        snprintf(what, sizeof what, "%s%s%s%s%s", p ? p : "?", v ? " " : "", v ? v : "",
+                 t ? " " : "", t ? t : "");
+    }
+    printf("      %-6s  %s", cls ? cls : "?", sim && strcmp(sim, "true") == 0 ? "would: " : "");
+    put_text(what, 14);
+    const char *status = audit_field_str(f, "status"), *code = audit_field_str(f, "exit_code");
+    const char *ms = audit_field_str(f, "duration_ms"), *answer = audit_field_str(f, "answer");
+    if (status) {
+        printf("  -> ");
+        put_text(status, 14);
+    }
+    const char *http = audit_field_str(f, "http_status");
+    if (http)
+        printf("  HTTP %s", http);
+    if (code)
+        printf("  exit %s", code);
+    if (ms) {
+        char d[32];
+        fmt_duration(d, sizeof d, strtod(ms, NULL) / 1000.0);
+        printf("  %s", d);
+    }
+    putchar('\n');
+    if (answer) {
+        printf("              answer: ");
+        put_text(answer, 22);
+        putchar('\n');
+    }
+    const char *error = audit_field_str(f, "error");
+    if (error) {
+        printf("              error: ");
+        put_text(error, 21);
+        putchar('\n');
+    }
+}
+
+static int is_step_end(const char *status)
+{
+    static const char *const ends[] = {"ok",      "failed",      "skipped",  "declined",
+                                       "aborted", "interrupted", "timed out"};
+    for (size_t i = 0; status && i < sizeof ends / sizeof ends[0]; i++)
+        if (strcmp(status, ends[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static void step_title(const char *index, const char *name)
+{
+    printf("[%s] ", index ? index : "?");
+    put_text(name ? name : "", 4);
+}
+
+static int cmd_show(audit *a, opts *o)
+{
+    char id[40], err[1024];
+    if (audit_resolve_run(a, o->arg, id, err, sizeof err) != 0)
+        return usage_error("%s", err);
+    audit_cursor *c = audit_records(a, id, NULL, err, sizeof err);
+    if (!c)
+        return usage_error("%s", err);
+    audit_record r;
+    int rc, status = 0;
+    if (o->json) {
+        while ((rc = audit_next(c, &r)) == 1)
+            if ((status = print_record_json(a, &r)) != 0)
+                break;
+        if (rc < 0 && !status)
+            status = cursor_error(a);
+        audit_cursor_free(c);
+        return status;
+    }
+
+    /* the header is the run's latest run record, which comes last: find it
+     * first, then walk the records again */
+    audit_fields head = {NULL, 0};
+    int have_run = 0;
+    while ((rc = audit_next(c, &r)) == 1)
+        if (r.latest_run) {
+            audit_fields_free(&head);
+            audit_fields_parse(a, r.data, &head);
+            have_run = 1;
+        }
+    audit_cursor_free(c);
+    if (rc < 0) {
+        audit_fields_free(&head);
+        return cursor_error(a);
+    }
+    show_header(id, &head, have_run);
+    audit_fields_free(&head);
+    putchar('\n');
+
+    if (!(c = audit_records(a, id, NULL, err, sizeof err)))
+        return usage_error("%s", err);
+    /* step records are written when a step ends; its actions come before
+     * it.  A step's title is printed when its first action (or its end)
+     * shows up, so a step killed midway still has one. */
+    char open_step[32] = "";
+    while ((rc = audit_next(c, &r)) == 1) {
+        if (strcmp(r.kind, "run") == 0)
+            continue;
+        audit_fields f;
+        if (audit_fields_parse(a, r.data, &f) != 0) {
+            printf("  seq %lld: %s record with malformed data (see runbook audit verify)\n", r.seq,
+                   r.kind);
+            continue;
+        }
+        if (strcmp(r.kind, "action") == 0) {
+            const char *step = audit_field_str(&f, "step");
+            if (step && strcmp(step, "0") != 0 && strcmp(step, open_step) != 0) {
+                step_title(step, audit_field_str(&f, "step_name"));
+                putchar('\n');
+                snprintf(open_step, sizeof open_step, "%s", step);
+            }
+            show_action(&f);
+        } else if (strcmp(r.kind, "step") == 0) {
+            const char *index = audit_field_str(&f, "index"), *st = audit_field_str(&f, "status");
+            const char *ms = audit_field_str(&f, "duration_ms");
+            char d[32] = "";
+            if (ms)
+                fmt_duration(d, sizeof d, strtod(ms, NULL) / 1000.0);
+            else
+                fmt_duration(d, sizeof d,
+                             span(audit_field_str(&f, "start"), audit_field_str(&f, "end")));
+            if (!is_step_end(st)) {
+                /* a step-start record, if the engine writes one */
+                step_title(index, audit_field_str(&f, "name"));
+                putchar('\n');
+                snprintf(open_step, sizeof open_step, "%s", index ? index : "");
+            } else {
+                if (index && strcmp(index, open_step) == 0) {
+                    printf("    ");
+                } else {
+                    step_title(index, audit_field_str(&f, "name"));
+                    printf("  ");
+                }
+                put_text(st, 4);
+                if (strcmp(d, "-") != 0)
+                    printf("  %s", d);
+                putchar('\n');
+                const char *error = audit_field_str(&f, "error");
+                if (error) {
+                    printf("    error: ");
+                    put_text(error, 11);
+                    putchar('\n');
+                }
+                open_step[0] = '\0';
+            }
+        } else {
+            printf("  seq %lld: %s record\n", r.seq, r.kind);
+        }
+        audit_fields_free(&f);
+    }
+    if (rc < 0)
+        status = cursor_error(a);
+    audit_cursor_free(c);
+    return status;
+}
+
+/* ---- export --------------------------------------------------------------- */
+
+static const char *const csv_cols[] = {"kind",        "run_id",  "seq",    "ts",       "hash",
+                                       "prev_hash",   "runbook", "mode",   "operator", "outcome",
+                                       "exit_code",   "index",   "name",   "status",   "step",
+                                       "primitive",   "verb",    "target", "class",    "simulated",
+                                       "duration_ms", "answer"};
+#define N_CSV_COLS (sizeof csv_cols / sizeof csv_cols[0])
+
+/* RFC 4180: a field with a comma, quote or line break is quoted, quotes doubled */
+static void csv_field(const char *s, int last)
+{
+    if (s && strpbrk(s, ",\"\r\n")) {
+        putchar('"');
+        for (; *s; s++) {
+            if (*s == '"')
+                putchar('"');
+            putchar(*s);
+        }
+        putchar('"');
+    } else if (s) {
+        fputs(s, stdout);
+    }
+    fputs(last ? "\r\n" : ",", stdout);
+}
+
+static void csv_record(audit *a, const audit_record *r)
+{
+    audit_fields f;
+    audit_fields_parse(a, r->data, &f); /* malformed data: empty columns */
+    char seq[24];
+    snprintf(seq, sizeof seq, "%lld", r->seq);
+    const char *base[] = {r->kind, r->run_id, seq, r->ts, r->hash, r->prev_hash};
+    for (size_t k = 0; k < N_CSV_COLS; k++) {
+        const char *v;
+        if (k < sizeof base / sizeof base[0])
+            v = base[k];
+        else if (strcmp(csv_cols[k], "outcome") == 0 && r->latest_run)
+            v = audit_fields_outcome(&f);
+        else
+            v = audit_field_str(&f, csv_cols[k]);
+        csv_field(v, k == N_CSV_COLS - 1);
+    }
+    audit_fields_free(&f);
+}
+
+static int cmd_export(audit *a, opts *o)
+{
+    char id[40], err[1024];
+    if (o->run && audit_resolve_run(a, o->run, id, err, sizeof err) != 0)
+        return usage_error("%s", err);
+    int csv = o->format && strcmp(o->format, "csv") == 0;
+    audit_cursor *c =
+        audit_records(a, o->run ? id : NULL, o->since ? o->since_ts : NULL, err, sizeof err);
+    if (!c)
+        return usage_error("%s", err);
+    if (csv)
+        for (size_t k = 0; k < N_CSV_COLS; k++)
+            csv_field(csv_cols[k], k == N_CSV_COLS - 1);
+    audit_record r;
+    int rc, status = 0;
+    while ((rc = audit_next(c, &r)) == 1) {
+        if (csv)
+            csv_record(a, &r);
+        else if ((status = print_record_json(a, &r)) != 0)
+            break;
+    }
+    if (rc < 0 && !status)
+        status = cursor_error(a);
+    audit_cursor_free(c);
+    return status;
+}
+
+/* ---- verify --------------------------------------------------------------- */
+
+static int cmd_verify(audit *a, opts *o)
+{
+    char msg[1024];
+    int rc = audit_verify(a, msg, sizeof msg, NULL, NULL);
+    if (rc < 0)
+        return usage_error("%s", msg);
+    printf("audit: %s\n", msg);
+    return rc == 0 ? 0 : 1;
+}
