@@ -153,7 +153,10 @@ static int use_wal(audit *a)
     for (int attempt = 0;; attempt++) {
         sqlite3_stmt *st = NULL;
         char mode[16] = "";
-        int rc = sqlite3_prepare_v2(a->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+        /* asking first is free; switching takes an exclusive lock */
+        int rc = sqlite3_prepare_v2(
+            a->db, attempt == 0 ? "PRAGMA journal_mode" : "PRAGMA journal_mode = WAL", -1, &st,
+            NULL);
         if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
             snprintf(mode, sizeof mode, "%s", col_text(st, 0));
             rc = SQLITE_OK;
@@ -164,6 +167,8 @@ static int use_wal(audit *a)
         if (rc == SQLITE_OK) {
             if (strcmp(mode, "wal") == 0)
                 return 0;
+            if (attempt == 0)
+                continue; /* not WAL yet: switch it */
             /* e.g. a file system without shared memory: no concurrent writers */
             set_err(a, "audit log %s: cannot use WAL (journal mode stays %s)", a->path, mode);
             return -1;
@@ -196,7 +201,12 @@ static int ensure_schema(audit *a)
                                    " data TEXT NOT NULL,"
                                    " prev_hash TEXT NOT NULL,"
                                    " hash TEXT NOT NULL);"
-                                   "CREATE INDEX IF NOT EXISTS records_run_id ON records(run_id);"
+                                   /* only run records are indexed: an action's
+                                    * commit then writes one b-tree page, not
+                                    * two; a run's other records are found by
+                                    * seq from its first run record */
+                                   "CREATE INDEX IF NOT EXISTS records_runs ON"
+                                   " records(run_id, seq) WHERE kind = 'run';"
                                    "PRAGMA user_version = 1;") != 0) ||
             exec_sql(a, "COMMIT") != 0) {
             sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
@@ -282,6 +292,14 @@ static audit *open_db(const char *path, int create, char *err, size_t errlen)
     }
     sqlite3_extended_result_codes(a->db, 1);
     audit_busy_timeout(a, BUSY_TIMEOUT_MS);
+    /* Every run opens and closes the log, so both must be cheap (a one-step
+     * run is meant to start about as fast as bare Lua): keep the WAL file
+     * between connections instead of deleting and recreating it, and leave
+     * checkpointing to the automatic checkpoint of a later commit rather
+     * than an fsync'ing one on every close. */
+    sqlite3_db_config(a->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+    int persist = 1;
+    sqlite3_file_control(a->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
     if (create) {
         /* WAL: readers never block the writer, and a commit is an append to
          * the log; NORMAL: no fsync per commit, still consistent after a
@@ -515,7 +533,10 @@ audit_cursor *audit_records(audit *a, const char *run_id, const char *since, cha
              " WHERE m.run_id = r.run_id AND m.kind = 'run' ORDER BY m.seq DESC LIMIT 1)"
              " ELSE 0 END, NULL"
              " FROM records r WHERE 1 %s %s ORDER BY r.seq",
-             run_id ? "AND r.run_id = ?1" : "", since ? "AND r.ts >= ?2" : "");
+             run_id ? "AND r.run_id = ?1 AND r.seq >= coalesce((SELECT min(f.seq) FROM records f"
+                      " WHERE f.kind = 'run' AND f.run_id = ?1), 0)"
+                    : "",
+             since ? "AND r.ts >= ?2" : "");
     audit_cursor *c = cursor_new(a, sql, err, errlen);
     if (c && run_id)
         sqlite3_bind_text(c->st, 1, run_id, -1, SQLITE_TRANSIENT);
@@ -526,13 +547,12 @@ audit_cursor *audit_records(audit *a, const char *run_id, const char *since, cha
 
 audit_cursor *audit_runs(audit *a, const char *since, char *err, size_t errlen)
 {
-    /* a run without any run record (the log was edited) still shows, as a
-     * placeholder with seq 0 and empty data */
+    /* runs are known by their run records (a log edited to remove them is
+     * what `audit verify` reports) */
     char sql[1024];
     snprintf(sql, sizeof sql,
-             "WITH runs AS (SELECT run_id, min(seq) AS first_seq,"
-             " max(CASE WHEN kind = 'run' THEN seq END) AS run_seq"
-             " FROM records GROUP BY run_id)"
+             "WITH runs AS (SELECT run_id, min(seq) AS first_seq, max(seq) AS run_seq"
+             " FROM records WHERE kind = 'run' GROUP BY run_id)"
              " SELECT coalesce(l.seq, 0), runs.run_id, 'run', coalesce(l.ts, f.ts),"
              " coalesce(l.data, '{}'), coalesce(l.prev_hash, ''), coalesce(l.hash, ''),"
              " l.seq IS NOT NULL, f.ts"
@@ -586,9 +606,11 @@ int audit_resolve_run(audit *a, const char *id, char out[40], char *err, size_t 
      * otherwise a range scan of the run_id index: every id starting with
      * the prefix sorts between it and it followed by 0xff */
     sqlite3_stmt *st = NULL;
-    const char *sql = "SELECT * FROM (SELECT run_id FROM records WHERE run_id = ?1 LIMIT 1)"
+    const char *sql = "SELECT * FROM (SELECT run_id FROM records WHERE kind = 'run' AND"
+                      " run_id = ?1 LIMIT 1)"
                       " UNION ALL SELECT * FROM (SELECT DISTINCT run_id FROM records"
-                      " WHERE run_id > ?1 AND run_id < ?2 ORDER BY run_id LIMIT 4)";
+                      " WHERE kind = 'run' AND run_id > ?1 AND run_id < ?2 ORDER BY run_id"
+                      " LIMIT 4)";
     if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "audit log %s: %s", a->path, sqlite3_errmsg(a->db));
         return -1;

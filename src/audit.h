@@ -39,10 +39,10 @@ const char *audit_error(const audit *a);
 /* What --resume needs from an earlier run (id or unique prefix). */
 typedef struct audit_resume {
     char run_id[40];
-    char *runbook;       /* malloc'd */
-    char *path;          /* malloc'd */
-    char *state_json;    /* state after the last completed step; malloc'd, "{}" if none */
-    int *done;           /* indexes of steps with status ok (or skipped by `when`) */
+    char *runbook;    /* malloc'd */
+    char *path;       /* malloc'd */
+    char *state_json; /* state after the last completed step; malloc'd, "{}" if none */
+    int *done;        /* indexes of steps with status ok (or skipped by `when`) */
     int n_done;
 } audit_resume;
 int audit_load_resume(audit *a, const char *run_id, audit_resume *out, char *err, size_t errlen);

@@ -9,11 +9,11 @@
  * Problems print as file:line:col: message; exit 1 when there are any.
  */
 #include "commands.h"
-#include <lualib.h>
 #include "jsonw.h"
 #include "library.h"
 #include "rbfile.h"
 #include "util.h"
+#include <lualib.h>
 
 #include <stdlib.h>
 #include <string.h>

@@ -62,19 +62,22 @@ enum {
     OPT_HELP
 };
 
-static const struct option run_options[] = {
-    {"dry-run", no_argument, NULL, OPT_DRY},   {"confirm", no_argument, NULL, OPT_CONFIRM},
-    {"yes", no_argument, NULL, OPT_YES},       {"param", required_argument, NULL, OPT_PARAM},
-    {"env", required_argument, NULL, OPT_ENV}, {"config", required_argument, NULL, OPT_CONFIG},
-    {"audit", required_argument, NULL, OPT_AUDIT},
-    {"no-audit", no_argument, NULL, OPT_NO_AUDIT},
-    {"output", required_argument, NULL, OPT_OUTPUT},
-    {"from", required_argument, NULL, OPT_FROM},
-    {"resume", required_argument, NULL, OPT_RESUME},
-    {"rollback", no_argument, NULL, OPT_ROLLBACK},
-    {"timeout", required_argument, NULL, OPT_TIMEOUT},
-    {"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, OPT_HELP},
-    {NULL, 0, NULL, 0}};
+static const struct option run_options[] = {{"dry-run", no_argument, NULL, OPT_DRY},
+                                            {"confirm", no_argument, NULL, OPT_CONFIRM},
+                                            {"yes", no_argument, NULL, OPT_YES},
+                                            {"param", required_argument, NULL, OPT_PARAM},
+                                            {"env", required_argument, NULL, OPT_ENV},
+                                            {"config", required_argument, NULL, OPT_CONFIG},
+                                            {"audit", required_argument, NULL, OPT_AUDIT},
+                                            {"no-audit", no_argument, NULL, OPT_NO_AUDIT},
+                                            {"output", required_argument, NULL, OPT_OUTPUT},
+                                            {"from", required_argument, NULL, OPT_FROM},
+                                            {"resume", required_argument, NULL, OPT_RESUME},
+                                            {"rollback", no_argument, NULL, OPT_ROLLBACK},
+                                            {"timeout", required_argument, NULL, OPT_TIMEOUT},
+                                            {"verbose", no_argument, NULL, 'v'},
+                                            {"help", no_argument, NULL, OPT_HELP},
+                                            {NULL, 0, NULL, 0}};
 
 /* The flags that are not about a specific runbook, shared with `repl`. */
 typedef struct run_args {
@@ -174,13 +177,22 @@ static int parse(int argc, char **argv, run_args *a)
         free(more.params);
         if (more.target)
             return usage_error("run: one runbook at a time ('%s' and '%s')", target, more.target);
-        *a = (run_args){
-            a->dry_run | more.dry_run, a->confirm | more.confirm, a->yes | more.yes,
-            a->no_audit | more.no_audit, a->rollback | more.rollback, a->verbose | more.verbose,
-            a->json | more.json, more.env ? more.env : a->env,
-            more.config ? more.config : a->config, more.audit ? more.audit : a->audit,
-            more.from ? more.from : a->from, more.resume ? more.resume : a->resume, target,
-            more.timeout > 0 ? more.timeout : a->timeout, keep, kept};
+        *a = (run_args){a->dry_run | more.dry_run,
+                        a->confirm | more.confirm,
+                        a->yes | more.yes,
+                        a->no_audit | more.no_audit,
+                        a->rollback | more.rollback,
+                        a->verbose | more.verbose,
+                        a->json | more.json,
+                        more.env ? more.env : a->env,
+                        more.config ? more.config : a->config,
+                        more.audit ? more.audit : a->audit,
+                        more.from ? more.from : a->from,
+                        more.resume ? more.resume : a->resume,
+                        target,
+                        more.timeout > 0 ? more.timeout : a->timeout,
+                        keep,
+                        kept};
     }
     return 0;
 }
@@ -283,8 +295,8 @@ static int prun(lua_State *L)
     jw_free(&w);
     lua_pop(L, 1);
     if (a->resume && res->runbook && strcmp(res->runbook, E->runbook_name) != 0) {
-        usage_error("--resume %s: that run was of runbook '%s', not '%s'", a->resume,
-                    res->runbook, E->runbook_name);
+        usage_error("--resume %s: that run was of runbook '%s', not '%s'", a->resume, res->runbook,
+                    E->runbook_name);
         return 0;
     }
     if (a->resume && restore_state(L, rb, res->state_json ? res->state_json : "{}") != 0) {

@@ -16,7 +16,7 @@ typedef struct rb_config {
     int audit_off;         /* audit: false */
     char audit_path[4096]; /* expanded */
     char secrets_file[4096];
-    int ref;               /* LUA_REGISTRY ref of the whole document as a Lua table, or LUA_NOREF */
+    int ref; /* LUA_REGISTRY ref of the whole document as a Lua table, or LUA_NOREF */
 } rb_config;
 
 /* Load path (explicit = from --config: must exist) or ./runbook.yaml if it

@@ -16,8 +16,8 @@ typedef enum rb_mode { MODE_LIVE, MODE_DRY_RUN, MODE_SCENARIO, MODE_REPL } rb_mo
 
 /* What the runbook file may do while it is being loaded. */
 typedef enum rb_purpose {
-    PURPOSE_RUN,  /* primitives work everywhere */
-    PURPOSE_LIST  /* list/show/check: any action raises; nothing may touch the world */
+    PURPOSE_RUN, /* primitives work everywhere */
+    PURPOSE_LIST /* list/show/check: any action raises; nothing may touch the world */
 } rb_purpose;
 
 typedef enum rb_output { OUT_TEXT, OUT_JSON } rb_output;
@@ -37,7 +37,7 @@ typedef struct rb_engine {
     FILE *tty;           /* controlling terminal for prompts, or NULL */
 
     rb_config *config;
-    audit *audit;        /* NULL with --no-audit */
+    audit *audit; /* NULL with --no-audit */
 
     /* the run */
     char run_id[40];
@@ -46,11 +46,11 @@ typedef struct rb_engine {
     const char *runbook_title;
     char path[4096];
     char sha256[65];
-    char *params_json;   /* redacted, malloc'd */
-    double started;      /* wall clock */
+    char *params_json; /* redacted, malloc'd */
+    double started;    /* wall clock */
     double started_mono;
     const char *env_name; /* --env */
-    int step_index;      /* 1-based index of the running step, 0 outside */
+    int step_index;       /* 1-based index of the running step, 0 outside */
     const char *step_name;
     double run_deadline; /* monotonic, 0 = none (--timeout) */
     double step_deadline;

@@ -22,13 +22,13 @@ static const char *c_(rb_engine *E, const char *code)
 {
     return E->color ? code : "";
 }
-#define BOLD "\033[1m"
-#define DIM "\033[2m"
-#define RED "\033[31m"
-#define GREEN "\033[32m"
+#define BOLD   "\033[1m"
+#define DIM    "\033[2m"
+#define RED    "\033[31m"
+#define GREEN  "\033[32m"
 #define YELLOW "\033[33m"
-#define CYAN "\033[36m"
-#define RESET "\033[0m"
+#define CYAN   "\033[36m"
+#define RESET  "\033[0m"
 
 /* Write a record: to the audit log, and as an event line in JSON mode. */
 static int emit(rb_engine *E, const char *event, const char *kind, jsonw *data)
@@ -163,8 +163,8 @@ int journal_action(rb_engine *E, lua_State *L, int args, int nargs, const rb_act
                 snprintf(suffix, sizeof suffix, "  (exit %lld, %s)", r->exit_code, d);
             else
                 snprintf(suffix, sizeof suffix, "  (%s)", d);
-            human(E, L, a->cls == RB_MUTATE ? CYAN : DIM, a->cls == RB_MUTATE ? "→" : "·",
-                  a->words, suffix);
+            human(E, L, a->cls == RB_MUTATE ? CYAN : DIM, a->cls == RB_MUTATE ? "→" : "·", a->words,
+                  suffix);
         }
     }
     return rc;
@@ -300,8 +300,8 @@ int journal_step(rb_engine *E, lua_State *L, int index, int total, const char *n
             fmt_duration(d, sizeof d, end - start);
         const char *red = rb_redact(L, name, strlen(name));
         if (strcmp(status, "ok") == 0)
-            fprintf(E->out, "%s✓%s [%d/%d] %s %s(%s)%s\n", c_(E, GREEN), c_(E, RESET), index,
-                    total, red, c_(E, DIM), d, c_(E, RESET));
+            fprintf(E->out, "%s✓%s [%d/%d] %s %s(%s)%s\n", c_(E, GREEN), c_(E, RESET), index, total,
+                    red, c_(E, DIM), d, c_(E, RESET));
         else if (strcmp(status, "failed") == 0 || strcmp(status, "interrupted") == 0)
             fprintf(E->out, "%s✗%s [%d/%d] %s %s(%s)%s\n", c_(E, RED), c_(E, RESET), index, total,
                     red, c_(E, DIM), d, c_(E, RESET));
@@ -379,8 +379,8 @@ void journal_log(rb_engine *E, lua_State *L, const char *level, const char *msg)
         emit(E, "log", NULL, &w);
         jw_free(&w);
     } else {
-        const char *col = strcmp(level, "error") == 0  ? RED
-                          : strcmp(level, "warn") == 0 ? YELLOW
+        const char *col = strcmp(level, "error") == 0   ? RED
+                          : strcmp(level, "warn") == 0  ? YELLOW
                           : strcmp(level, "debug") == 0 ? DIM
                                                         : "";
         if (strcmp(level, "print") == 0)

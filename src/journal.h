@@ -16,7 +16,7 @@ typedef struct rb_action_result {
     long long exit_code;
     int has_http_status;
     long long http_status;
-    const char *out;    /* stdout excerpt source (redacted and bounded here) */
+    const char *out; /* stdout excerpt source (redacted and bounded here) */
     size_t out_len;
     const char *err;
     size_t err_len;

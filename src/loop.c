@@ -16,10 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
-static rb_op *active;       /* ops in flight */
-static rb_op *allops;       /* ops not yet freed (in flight or awaiting their continuation) */
+static rb_op *active; /* ops in flight */
+static rb_op *allops; /* ops not yet freed (in flight or awaiting their continuation) */
 static rb_task *runq_head, *runq_tail;
-static rb_task *current;    /* the task being resumed */
+static rb_task *current; /* the task being resumed */
 static int sigpipe_fds[2] = {-1, -1};
 static volatile sig_atomic_t sig_count;
 static loop_poller_fn poller;

@@ -18,15 +18,15 @@ typedef void (*rb_task_done_fn)(rb_task *t, void *ud);
 
 struct rb_task {
     lua_State *co;
-    int ref;          /* registry reference keeping co alive */
+    int ref; /* registry reference keeping co alive */
     int done;
-    int failed;       /* finished with an error; the error value is on co's stack */
-    int nres;         /* results on co's stack when done */
-    double deadline;  /* monotonic, 0 = none; inherited by tasks it starts */
+    int failed;               /* finished with an error; the error value is on co's stack */
+    int nres;                 /* results on co's stack when done */
+    double deadline;          /* monotonic, 0 = none; inherited by tasks it starts */
     const char *deadline_why; /* "step timed out after 5 s" */
-    rb_op *op;        /* the op it waits for, if any */
+    rb_op *op;                /* the op it waits for, if any */
     rb_task_done_fn on_done;
-    long long tag;    /* the owner's (parallel: the item's index) */
+    long long tag; /* the owner's (parallel: the item's index) */
     void *on_done_ud;
     rb_task *next_runnable;
     int runnable;

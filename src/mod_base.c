@@ -213,7 +213,7 @@ static int l_confirm(lua_State *L)
 
 typedef struct join_op {
     rb_op op;
-    lua_State *L;   /* the waiting coroutine: owns the results table */
+    lua_State *L; /* the waiting coroutine: owns the results table */
     int list_ref, fn_ref, results_ref;
     lua_Integer n, next, running, failures;
     int concurrency;

@@ -24,9 +24,9 @@
 
 extern char **environ;
 
-#define EXEC_DEFAULT_TIMEOUT 600.0 /* seconds; every primitive has one */
-#define KILL_GRACE 2.0             /* seconds between TERM and KILL */
-#define OUTPUT_LIMIT (256u << 20)  /* bytes kept per stream */
+#define EXEC_DEFAULT_TIMEOUT 600.0        /* seconds; every primitive has one */
+#define KILL_GRACE           2.0          /* seconds between TERM and KILL */
+#define OUTPUT_LIMIT         (256u << 20) /* bytes kept per stream */
 
 /* ---- classification ------------------------------------------------------ */
 
@@ -35,46 +35,124 @@ extern char **environ;
  * starting with '-' must appear anywhere.  Deliberately absent: find (-delete,
  * -exec), sed (-i), awk (system()), sort (-o), tee, dd, date (-s), hostname,
  * curl/wget (can POST), journalctl (--vacuum-*), redis-cli, psql. */
-static const char *const READONLY[][4] = {
-    {"cat"},           {"grep"},          {"egrep"},         {"fgrep"},
-    {"zcat"},          {"zgrep"},         {"head"},          {"tail"},
-    {"wc"},            {"ls"},            {"stat"},          {"file"},
-    {"du"},            {"df"},            {"free"},          {"ps"},
-    {"pgrep"},         {"ss"},            {"netstat"},       {"uptime"},
-    {"iostat"},        {"vmstat"},        {"mpstat"},        {"id"},
-    {"whoami"},        {"who"},           {"w"},             {"printenv"},
-    {"uname"},         {"lsblk"},         {"lscpu"},         {"lsof"},
-    {"findmnt"},       {"dig"},           {"nslookup"},      {"host"},
-    {"jq"},            {"md5sum"},        {"sha1sum"},       {"sha256sum"},
-    {"sha512sum"},     {"cksum"},         {"b2sum"},         {"diff"},
-    {"cmp"},           {"readlink"},      {"realpath"},      {"basename"},
-    {"dirname"},       {"pwd"},           {"true"},          {"false"},
-    {"echo"},          {"printf"},        {"test"},          {"which"},
-    {"getent"},        {"nproc"},         {"pg_isready"},    {"sleep"},
-    {"kubectl", "get"}, {"kubectl", "describe"}, {"kubectl", "logs"}, {"kubectl", "top"},
-    {"kubectl", "explain"}, {"kubectl", "version"}, {"kubectl", "api-resources"},
-    {"kubectl", "api-versions"}, {"kubectl", "cluster-info"}, {"kubectl", "diff"},
-    {"kubectl", "wait"}, {"kubectl", "auth", "can-i"}, {"kubectl", "rollout", "status"},
-    {"kubectl", "rollout", "history"}, {"kubectl", "config", "view"},
-    {"kubectl", "config", "current-context"}, {"kubectl", "config", "get-contexts"},
-    {"docker", "ps"}, {"docker", "logs"}, {"docker", "inspect"}, {"docker", "stats"},
-    {"docker", "version"}, {"docker", "info"}, {"docker", "images"}, {"docker", "top"},
-    {"docker", "port"}, {"docker", "container", "ls"}, {"docker", "container", "inspect"},
-    {"docker", "container", "logs"}, {"docker", "image", "ls"}, {"docker", "compose", "ps"},
-    {"docker", "compose", "logs"}, {"docker", "compose", "config"},
-    {"docker", "compose", "images"}, {"docker-compose", "ps"}, {"docker-compose", "logs"},
-    {"docker-compose", "config"}, {"systemctl", "status"}, {"systemctl", "is-active"},
-    {"systemctl", "is-enabled"}, {"systemctl", "is-failed"}, {"systemctl", "list-units"},
-    {"systemctl", "show"}, {"git", "status"}, {"git", "log"}, {"git", "diff"},
-    {"git", "show"}, {"git", "rev-parse"}, {NULL}};
+static const char *const READONLY[][4] = {{"cat"},
+                                          {"grep"},
+                                          {"egrep"},
+                                          {"fgrep"},
+                                          {"zcat"},
+                                          {"zgrep"},
+                                          {"head"},
+                                          {"tail"},
+                                          {"wc"},
+                                          {"ls"},
+                                          {"stat"},
+                                          {"file"},
+                                          {"du"},
+                                          {"df"},
+                                          {"free"},
+                                          {"ps"},
+                                          {"pgrep"},
+                                          {"ss"},
+                                          {"netstat"},
+                                          {"uptime"},
+                                          {"iostat"},
+                                          {"vmstat"},
+                                          {"mpstat"},
+                                          {"id"},
+                                          {"whoami"},
+                                          {"who"},
+                                          {"w"},
+                                          {"printenv"},
+                                          {"uname"},
+                                          {"lsblk"},
+                                          {"lscpu"},
+                                          {"lsof"},
+                                          {"findmnt"},
+                                          {"dig"},
+                                          {"nslookup"},
+                                          {"host"},
+                                          {"jq"},
+                                          {"md5sum"},
+                                          {"sha1sum"},
+                                          {"sha256sum"},
+                                          {"sha512sum"},
+                                          {"cksum"},
+                                          {"b2sum"},
+                                          {"diff"},
+                                          {"cmp"},
+                                          {"readlink"},
+                                          {"realpath"},
+                                          {"basename"},
+                                          {"dirname"},
+                                          {"pwd"},
+                                          {"true"},
+                                          {"false"},
+                                          {"echo"},
+                                          {"printf"},
+                                          {"test"},
+                                          {"which"},
+                                          {"getent"},
+                                          {"nproc"},
+                                          {"pg_isready"},
+                                          {"sleep"},
+                                          {"kubectl", "get"},
+                                          {"kubectl", "describe"},
+                                          {"kubectl", "logs"},
+                                          {"kubectl", "top"},
+                                          {"kubectl", "explain"},
+                                          {"kubectl", "version"},
+                                          {"kubectl", "api-resources"},
+                                          {"kubectl", "api-versions"},
+                                          {"kubectl", "cluster-info"},
+                                          {"kubectl", "diff"},
+                                          {"kubectl", "wait"},
+                                          {"kubectl", "auth", "can-i"},
+                                          {"kubectl", "rollout", "status"},
+                                          {"kubectl", "rollout", "history"},
+                                          {"kubectl", "config", "view"},
+                                          {"kubectl", "config", "current-context"},
+                                          {"kubectl", "config", "get-contexts"},
+                                          {"docker", "ps"},
+                                          {"docker", "logs"},
+                                          {"docker", "inspect"},
+                                          {"docker", "stats"},
+                                          {"docker", "version"},
+                                          {"docker", "info"},
+                                          {"docker", "images"},
+                                          {"docker", "top"},
+                                          {"docker", "port"},
+                                          {"docker", "container", "ls"},
+                                          {"docker", "container", "inspect"},
+                                          {"docker", "container", "logs"},
+                                          {"docker", "image", "ls"},
+                                          {"docker", "compose", "ps"},
+                                          {"docker", "compose", "logs"},
+                                          {"docker", "compose", "config"},
+                                          {"docker", "compose", "images"},
+                                          {"docker-compose", "ps"},
+                                          {"docker-compose", "logs"},
+                                          {"docker-compose", "config"},
+                                          {"systemctl", "status"},
+                                          {"systemctl", "is-active"},
+                                          {"systemctl", "is-enabled"},
+                                          {"systemctl", "is-failed"},
+                                          {"systemctl", "list-units"},
+                                          {"systemctl", "show"},
+                                          {"git", "status"},
+                                          {"git", "log"},
+                                          {"git", "diff"},
+                                          {"git", "show"},
+                                          {"git", "rev-parse"},
+                                          {NULL}};
 
 /* Global options of kubectl/docker that take a value: `kubectl -n x get` */
 static int takes_value(const char *opt)
 {
     static const char *const opts[] = {
-        "-n",  "--namespace", "--context", "--kubeconfig", "--cluster", "--user", "-s",
-        "--server", "--token", "-H", "--host", "--config", "-l", "--log-level", "-f",
-        "--file", "-p", "--project-name", "--env-file", "--profile", "-c", "-C", NULL};
+        "-n",         "--namespace", "--context", "--kubeconfig", "--cluster", "--user",
+        "-s",         "--server",    "--token",   "-H",           "--host",    "--config",
+        "-l",         "--log-level", "-f",        "--file",       "-p",        "--project-name",
+        "--env-file", "--profile",   "-c",        "-C",           NULL};
     if (strchr(opt, '='))
         return 0;
     for (int i = 0; opts[i]; i++)
@@ -162,9 +240,9 @@ typedef struct buf {
 typedef struct proc_op {
     rb_op op;
     pid_t pid;
-    int status;      /* from waitpid */
+    int status; /* from waitpid */
     int reaped;
-    int killing;     /* TERM sent; KILL at kill_at */
+    int killing; /* TERM sent; KILL at kill_at */
     double started;
     double timeout;
     /* the op's deadline is the earliest of these (0 = unset) */
@@ -173,7 +251,7 @@ typedef struct proc_op {
     double poll_at;    /* no pidfd (old kernel, valgrind): look for the exit then */
     double poll_every;
     buf out, err;
-    const char *in;  /* stdin data (kept alive by the Lua stack of the caller) */
+    const char *in; /* stdin data (kept alive by the Lua stack of the caller) */
     size_t in_len, in_off;
     char *in_copy;
 } proc_op;
@@ -346,8 +424,9 @@ static int collect_argv(lua_State *L, int idx, const char **argv, int max)
     for (int i = 1; i <= n; i++) {
         int t = lua_rawgeti(L, idx, i);
         if (t != LUA_TSTRING && t != LUA_TNUMBER)
-            luaL_argerror(L, idx, lua_pushfstring(L, "argv[%d] must be a string, got %s", i,
-                                                  luaL_typename(L, -1)));
+            luaL_argerror(
+                L, idx,
+                lua_pushfstring(L, "argv[%d] must be a string, got %s", i, luaL_typename(L, -1)));
         /* numbers are converted in place in the table so the pointer stays valid */
         if (t == LUA_TNUMBER) {
             lua_tostring(L, -1);

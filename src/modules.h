@@ -4,11 +4,12 @@
 
 #include <lua.h>
 
-void mod_base_open(lua_State *L); /* log, print, sleep, now, env, secret, check, confirm, parallel */
+void mod_base_open(
+    lua_State *L); /* log, print, sleep, now, env, secret, check, confirm, parallel */
 void mod_exec_open(lua_State *L); /* exec, sh */
 void mod_fs_open(lua_State *L);
 void mod_json_open(lua_State *L);
 void mod_yaml_open(lua_State *L);
-void rbfile_open(lua_State *L);   /* runbook{}, step() */
+void rbfile_open(lua_State *L); /* runbook{}, step() */
 
 #endif

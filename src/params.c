@@ -12,7 +12,7 @@
 #include <string.h>
 
 static const char *const TYPES[] = {"string", "number", "boolean", "list", NULL};
-static const char *const SPEC_KEYS[] = {"type",   "default", "help",    "secret",
+static const char *const SPEC_KEYS[] = {"type",     "default", "help",    "secret",
                                         "required", "choices", "example", NULL};
 
 static int param_error(lua_State *L, const char *fmt, ...)
@@ -138,16 +138,16 @@ static void convert(lua_State *L, const char *name, const char *t, int raw, cons
     }
     param_error(L, "param '%s' must be a %s, got %s%s%s%s (%s)", name, t,
                 vt == LUA_TSTRING ? "'" : "", vt == LUA_TSTRING ? "" : luaL_typename(L, top),
-                vt == LUA_TSTRING ? lua_tostring(L, top) : "", vt == LUA_TSTRING ? "'" : "",
-                src);
+                vt == LUA_TSTRING ? lua_tostring(L, top) : "", vt == LUA_TSTRING ? "'" : "", src);
 }
 
 void params_check_spec(lua_State *L, const char *name, int spec)
 {
     spec = lua_absindex(L, spec);
     if (!lua_istable(L, spec))
-        param_error(L, "runbook{}: param '%s' must be declared with a table, e.g. { default = "
-                       "..., help = \"...\" }",
+        param_error(L,
+                    "runbook{}: param '%s' must be declared with a table, e.g. { default = "
+                    "..., help = \"...\" }",
                     name);
     lua_pushnil(L);
     while (lua_next(L, spec)) {
@@ -167,7 +167,8 @@ void params_check_spec(lua_State *L, const char *name, int spec)
     const char *t = spec_type(L, spec);
     if (!t) {
         lua_getfield(L, spec, "type");
-        param_error(L, "runbook{}: param '%s' has unknown type '%s' (string, number, boolean, list)",
+        param_error(L,
+                    "runbook{}: param '%s' has unknown type '%s' (string, number, boolean, list)",
                     name, luaL_tolstring(L, -1, NULL));
     }
     if (lua_getfield(L, spec, "default") != LUA_TNIL)
@@ -260,8 +261,7 @@ void params_resolve(lua_State *L, int spec, int in, int strict)
         while (lua_next(L, -2)) {
             lua_pop(L, 1);
             const char *name = lua_tostring(L, -1);
-            int declared = spec && lua_istable(L, spec) &&
-                           lua_getfield(L, spec, name) != LUA_TNIL;
+            int declared = spec && lua_istable(L, spec) && lua_getfield(L, spec, name) != LUA_TNIL;
             if (spec && lua_istable(L, spec))
                 lua_pop(L, 1);
             if (!declared) {

@@ -18,7 +18,7 @@
 #define RUNBOOK_SHARE_DIR "/usr/local/share/runbook"
 #endif
 
-static const char *const META_KEYS[] = {"name",  "title",  "description", "tags",    "params",
+static const char *const META_KEYS[] = {"name",  "title",  "description", "tags",     "params",
                                         "owner", "source", "version",     "severity", NULL};
 static const char *const STEP_KEYS[] = {"when",        "undo", "timeout", "continue_on_error",
                                         "description", NULL};
@@ -78,8 +78,8 @@ static int l_runbook(lua_State *L)
         return input_error(L, "runbook{}: 'name' is required (a string, e.g. "
                               "\"calendar-api/high-error-rate\")");
     lua_pop(L, 1);
-    static const char *const strings[] = {"title", "description", "owner", "source", "version",
-                                          "severity", NULL};
+    static const char *const strings[] = {"title",   "description", "owner", "source",
+                                          "version", "severity",    NULL};
     for (int i = 0; strings[i]; i++) {
         int t = lua_getfield(L, 1, strings[i]);
         if (t != LUA_TNIL && t != LUA_TSTRING)
@@ -326,8 +326,9 @@ static int rt_load_runbook(lua_State *L)
     luaL_checktype(L, 2, LUA_TTABLE);
     char path[4096];
     if (rbfile_find(name, path, sizeof path) != 0)
-        return luaL_error(L, "run_runbook: no runbook named '%s' (looked in ./runbooks, "
-                             "RUNBOOK_PATH and the installed library)",
+        return luaL_error(L,
+                          "run_runbook: no runbook named '%s' (looked in ./runbooks, "
+                          "RUNBOOK_PATH and the installed library)",
                           name);
     lua_createtable(L, 0, 1);
     lua_pushvalue(L, 2);

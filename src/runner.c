@@ -168,8 +168,7 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
                 double now = rb_wallclock();
                 lua_pushfstring(L, "when: %s", lua_tostring(L, -1));
                 journal_step(E, L, i, total, name, "failed", now, now, lua_tostring(L, -1), state);
-                snprintf(errbuf, sizeof errbuf, "step %d \"%s\": %s", i, name,
-                         lua_tostring(L, -1));
+                snprintf(errbuf, sizeof errbuf, "step %d \"%s\": %s", i, name, lua_tostring(L, -1));
                 outcome = loop_interrupted() ? "interrupted" : "failed";
                 exit_code = loop_interrupted() ? 130 : 1;
                 run_error = errbuf;

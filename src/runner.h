@@ -5,10 +5,10 @@
 #include "engine.h"
 
 typedef struct run_opts {
-    const char *from;   /* --from: index or name */
-    int rollback;       /* --rollback */
-    double timeout;     /* --timeout, 0 = none */
-    int *done;          /* --resume: indexes completed by the earlier run */
+    const char *from; /* --from: index or name */
+    int rollback;     /* --rollback */
+    double timeout;   /* --timeout, 0 = none */
+    int *done;        /* --resume: indexes completed by the earlier run */
     int n_done;
 } run_opts;
 

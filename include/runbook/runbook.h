@@ -15,8 +15,8 @@
 #ifndef RUNBOOK_RUNBOOK_H
 #define RUNBOOK_RUNBOOK_H
 
-#include <lua.h>
 #include <lauxlib.h>
+#include <lua.h>
 #include <stddef.h>
 
 #define RB_VERSION "0.1.0"
@@ -107,15 +107,15 @@ struct rb_op {
     const rb_op_vtable *vt;
     int fd[RB_OP_MAXFD]; /* -1 for unused */
     short events[RB_OP_MAXFD];
-    double deadline;     /* monotonic seconds, 0 = none (the loop also applies
-                            step and run deadlines and cancels on expiry) */
+    double deadline; /* monotonic seconds, 0 = none (the loop also applies
+                        step and run deadlines and cancels on expiry) */
     int done;
-    char error[256];     /* non-empty: the op failed (cancelled, timed out) */
+    char error[256]; /* non-empty: the op failed (cancelled, timed out) */
     /* owned by the loop */
-    int cancelled;       /* cancel() was called: the loop calls it at most once */
-    void *task;          /* the task (coroutine) waiting for it */
+    int cancelled; /* cancel() was called: the loop calls it at most once */
+    void *task;    /* the task (coroutine) waiting for it */
     lua_State *waiter;
-    rb_op *next, *prev;  /* the loop's list of ops in flight */
+    rb_op *next, *prev;   /* the loop's list of ops in flight */
     rb_op *anext, *aprev; /* the loop's list of ops not yet freed */
 };
 
