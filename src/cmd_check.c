@@ -243,9 +243,7 @@ int cmd_check(int argc, char **argv)
         if (rbfile_load(L, files.paths[i], 0) != 0) {
             report_load_error(&p, files.paths[i], lua_tostring(L, -1), 1);
         } else if (lua_getfield(L, -1, "load_error") == LUA_TSTRING) {
-            /* legal, but it acts before any step and on every list/show */
-            lua_pushfstring(L, "%s (top-level code runs before any step; move it into a step)",
-                            lua_tostring(L, -1));
+            /* legal, but it acts before any step: worth moving into one */
             report_load_error(&p, files.paths[i], lua_tostring(L, -1), 0);
         }
         lua_settop(L, 0);

@@ -75,6 +75,7 @@ static int safe_load(lua_State *L)
     const char *mode = luaL_optstring(L, 3, "t");
     if (strchr(mode, 'b'))
         return luaL_error(L, "load: binary chunks are not allowed in runbooks (sandbox)");
+    lua_settop(L, 4);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_pushvalue(L, 1);
     lua_pushvalue(L, 2);

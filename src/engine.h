@@ -66,6 +66,7 @@ typedef struct rb_engine {
     int input_error;
     /* listing refused to run a primitive (top-level code that acts) */
     int list_refused;
+    const char *list_refused_what; /* the first primitive refused */
     /* scenario mode (tests): answers every action from mocks instead of the
      * world; arguments at 1..nargs, the call's userdata at nargs+1 */
     int (*intercept)(lua_State *L, rb_action *a, int nargs);

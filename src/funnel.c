@@ -142,6 +142,14 @@ static void read_result(lua_State *L, int idx, rb_action_result *r)
     lua_pop(L, 1);
 }
 
+#define NOTED "runbook.noted"
+
+void rb_note_result(lua_State *L, int idx)
+{
+    lua_pushvalue(L, idx);
+    lua_setfield(L, LUA_REGISTRYINDEX, NOTED);
+}
+
 static void record(lua_State *L, call *c, rb_action_result *r)
 {
     rb_engine *E = rb_engine_of(L);
@@ -171,7 +179,12 @@ static int finish(lua_State *L, int status, int nargs)
         }
         r.status = "error";
         r.error = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(error object)";
+        if (lua_getfield(L, LUA_REGISTRYINDEX, NOTED) == LUA_TTABLE)
+            read_result(L, lua_gettop(L), &r); /* the noted table stays on the stack */
         record(L, c, &r);
+        lua_pushnil(L);
+        lua_setfield(L, LUA_REGISTRYINDEX, NOTED);
+        lua_pop(L, 1);
         return lua_error(L);
     }
     int nres = lua_gettop(L) - (nargs + 1);
@@ -213,11 +226,22 @@ static int funnel_call(lua_State *L)
     if (loop_interrupted())
         return luaL_error(L, "interrupted");
     if (E->purpose == PURPOSE_LIST) {
+        /* list/show/check never act: the call is answered as dry-run would
+         * answer a write, so the rest of the file (its steps) still loads */
+        if (!E->list_refused)
+            E->list_refused_what = row->name;
         E->list_refused = 1;
-        return luaL_error(L,
-                          "%s%s%s: primitives do not run while a runbook is listed or checked; "
-                          "call them inside a step",
-                          module, *module ? "." : "", row->name);
+        lua_settop(L, nargs);
+        if (row->simulate) {
+            rb_action none = {0};
+            return row->simulate(L, &none);
+        }
+        lua_createtable(L, 0, 2);
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "ok");
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "dry_run");
+        return 1;
     }
     rb_action a = {0};
     a.primitive = *module ? module : row->name;
@@ -263,6 +287,8 @@ static int funnel_call(lua_State *L)
     if (c->a.cls == RB_MUTATE && E->mode == MODE_DRY_RUN)
         return simulate(L, c);
 
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, NOTED);
     lua_pushcfunction(L, row->fn);
     for (int i = 1; i <= nargs; i++)
         lua_pushvalue(L, i);

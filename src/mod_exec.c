@@ -477,6 +477,7 @@ static int exec_k(lua_State *L, int status, lua_KContext ctx)
     if (error[0])
         return luaL_error(L, "%s: %s", words, error);
     if (check_opt && code != 0) {
+        rb_note_result(L, -1);
         lua_getfield(L, -1, "stderr");
         size_t n;
         const char *e = lua_tolstring(L, -1, &n);

@@ -257,11 +257,13 @@ int rbfile_load(lua_State *L, const char *path, int params_in)
             lua_pushfstring(L, "%s: loading did not finish", path);
     }
     loop_task_free(L, t);
-    if (failed && E->purpose == PURPOSE_LIST && E->list_refused) {
-        /* the top level called a primitive, which listing refuses: what was
-         * declared before it still describes the runbook */
+    if (!failed && E->purpose == PURPOSE_LIST && E->list_refused) {
+        /* worth a warning from `check`: it acts before any step */
+        lua_pushfstring(L,
+                        "%s: top-level code calls %s, which runs before any step (and was "
+                        "not run while listing)",
+                        path, E->list_refused_what ? E->list_refused_what : "a primitive");
         lua_setfield(L, rb, "load_error");
-        failed = 0;
     }
     E->list_refused = 0;
     if (failed) {

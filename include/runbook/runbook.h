@@ -75,6 +75,11 @@ void rb_action_set(lua_State *L, rb_action *a, const char *which, const char *fm
  * used to build `words` for argv-style commands. */
 void rb_quote_arg(luaL_Buffer *b, const char *s);
 
+/* A primitive about to raise for a failed result (a non-zero exit code, say)
+ * notes the result table at idx first, so the audit record of the failed
+ * action still carries its exit code and output. */
+void rb_note_result(lua_State *L, int idx);
+
 /* Boolean option helper: opts[key] if opts is a table at index opts, else dflt. */
 int rb_opt_bool(lua_State *L, int opts, const char *key, int dflt);
 /* Number option helper (seconds etc.); raises if present but not a number. */
