@@ -89,8 +89,11 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx)
     (void)status;
     rb_op *op = (rb_op *)ctx;
     int failed = op->error[0] != '\0';
-    if (failed)
+    if (failed) {
+        luaL_where(L, 1); /* the runbook line that slept */
         lua_pushfstring(L, "sleep: %s", op->error);
+        lua_concat(L, 2);
+    }
     rb_op_free(op);
     if (failed)
         return lua_error(L);

@@ -15,7 +15,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import termios
 import textwrap
@@ -338,7 +337,6 @@ class PtyRun:
     def __init__(self, case, *args, env=None, cwd=None):
         self.case = case
         master, slave = os.openpty()
-        attrs = termios.tcgetattr(slave)
         self.master = master
         self.buf = ""
         self.pos = 0
@@ -360,7 +358,6 @@ class PtyRun:
         self.proc.out_path, self.proc.err_path = self.out_path, self.err_path
         case._procs.append(self.proc)
         case.addCleanup(self._close)
-        del attrs
 
     def _close(self):
         try:
@@ -422,9 +419,3 @@ class PtyRun:
         res.tty = self.buf
         return res
 
-
-def main():
-    if not os.path.exists(BIN) and not shutil.which(BIN):
-        sys.stderr.write("runbook binary not found (set RUNBOOK_BIN)\n")
-        sys.exit(1)
-    unittest.main(verbosity=2)

@@ -6,10 +6,8 @@ import io
 import json
 import os
 import re
-import shutil
 import signal
 import sqlite3
-import time
 import unittest
 
 from rbtest import RunbookTestCase, kill_group, lua_str
@@ -63,10 +61,44 @@ class KillNine(RunbookTestCase):
         res = self.rb("audit", "list", "--audit", self.audit)
         self.assertExit(res, 0)
         self.assertRegex(res.out, re.escape(run_id) + r".*interrupted")
+        res = self.rb("audit", "show", run_id[:-1], "--audit", self.audit)
+        self.assertExit(res, 0)
+        self.assertIn("interrupted", res.out)
+        self.assertIn("Warm up", res.out)
         # and the log accepts new runs afterwards
         ok = self.write("ok.lua", 'runbook { name = "t/ok" }\nstep("one", function() exec{"true"} end)\n')
         self.assertExit(self.run_rb(ok), 0)
         self.assertExit(self.verify(), 0)
+
+
+class StillRunning(RunbookTestCase):
+    def test_a_live_run_is_reported_running(self):
+        ready = self.path("ready")
+        sleeper = self.path("sleeper.pid")
+        rb = self.write("alive.lua", """
+            runbook { name = "t/alive" }
+            step("Grow and wait", function()
+              -- the process changes (memory) after its run record was written
+              local big = {}
+              for i = 1, 3000000 do big[i] = i end
+              state.n = #big
+              exec{"sh", "-c", "echo $$ > " .. %(sleeper)s .. "; exec sleep 30"}
+            end)
+            """ % dict(sleeper=lua_str(sleeper)))
+        p = self.spawn("run", rb, "--audit", self.audit)
+        pid_text = self.wait_file(sleeper, proc=p)
+        self.addCleanup(kill_group, int(pid_text))
+        run_id = self.last_run_id()
+        res = self.rb("audit", "list", "--audit", self.audit, "--json")
+        self.assertExit(res, 0)
+        rows = [json.loads(l) for l in res.out.splitlines() if l.strip()]
+        self.assertEqual([r["outcome"] for r in rows if r["run_id"] == run_id], ["running"],
+                         "a run whose process is alive is not reported as running")
+        res = self.rb("audit", "show", run_id, "--audit", self.audit)
+        self.assertNotIn("interrupted", res.out)
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=60)
+        self.assertEqual(p.returncode, 130)
 
 
 class Tampering(RunbookTestCase):
@@ -260,6 +292,15 @@ class ExportListShow(RunbookTestCase):
         one = [json.loads(l) for l in res.out.splitlines() if l.strip()]
         self.assertTrue(one)
         self.assertEqual({o["run_id"] for o in one}, {self.ids[0]})
+
+    def test_export_since(self):
+        res = self.rb("audit", "export", "--since", "1h", "--audit", self.audit)
+        self.assertExit(res, 0)
+        self.assertEqual(len([l for l in res.out.splitlines() if l.strip()]), len(self.records()))
+        bad = self.rb("audit", "export", "--since", "yesterday", "--audit", self.audit)
+        self.assertExit(bad, 2)
+        bad = self.rb("audit", "export", "--format", "xml", "--audit", self.audit)
+        self.assertExit(bad, 2)
 
     def test_export_csv(self):
         res = self.rb("audit", "export", "--format", "csv", "--audit", self.audit)

@@ -3,7 +3,6 @@ before any step runs (a marker step at the top proves nothing ran), naming the
 problem with file:line where there is one; a failing step is exit 1 with
 file:line and the step's name."""
 import os
-import re
 import unittest
 
 from rbtest import RunbookTestCase, lua_str, pid_alive
@@ -67,6 +66,10 @@ INVALID = [
     ("unknown --from step", {}, ["run", "FILE", "--from", "No such step"], [r"No such step"]),
     ("--from out of range", {}, ["run", "FILE", "--from", "9"], [r"9"]),
     ("--resume unknown run", {}, ["run", "FILE", "--resume", "nosuchrun"], [r"nosuchrun"]),
+    ("--resume with --no-audit", {}, ["run", "FILE", "--no-audit", "--resume", "x"],
+     [r"--no-audit"]),
+    ("runbook.yaml audit of the wrong shape", {"runbook.yaml": "audit: [1]\n"}, ["run", "FILE"],
+     [r"runbook\.yaml:1", r"audit"]),
 ]
 
 
@@ -242,6 +245,18 @@ class Failures(RunbookTestCase):
         self.assertIn("Slow step", res.all)
         self.assertFalse(os.path.exists(after))
         self.assertEqual(self.step_status()["Slow step"], "failed")
+
+    def test_step_timeout_in_sleep_names_the_line(self):
+        rb = self.write("sleepy.lua", """
+            runbook { name = "t/sleepy" }
+            step("Nap", { timeout = 1 }, function()
+              sleep(30)
+            end)
+            """)
+        res = self.run_rb(rb)
+        self.assertExit(res, 1)
+        self.assertIn("timed out", res.all)
+        self.assertRegex(res.all, r"sleepy\.lua:3:", "the summary does not say where it failed")
 
     def test_exec_timeout_option(self):
         rb = self.write("exectime.lua", """

@@ -6,7 +6,7 @@ import os
 import re
 import unittest
 
-from rbtest import RunbookTestCase, lua_str
+from rbtest import RunbookTestCase, kill_group, lua_str
 
 PARAMS_RB = """
 runbook {
@@ -148,6 +148,38 @@ class StateAndResume(RunbookTestCase):
         st = self.step_status(second)
         self.assertEqual(st, {"One": "skipped", "Two": "skipped", "Three": "ok"})
         self.assertEqual(self.run_record(second).get("resumed_from"), first)
+
+    def test_resume_after_kill_9(self):
+        pidf = self.path("blocker.pid")
+        rb = self.write("killed.lua", """
+            runbook { name = "t/killed" }
+            step("One", function()
+              sh("echo one >> " .. %(counter)s)
+              state.a = 7
+            end)
+            step("Block", function()
+              local r = exec({"test", "-e", %(gate)s}, { check = false })
+              if r.code ~= 0 then
+                exec{"sh", "-c", "echo $$ > " .. %(pidf)s .. "; exec sleep 60"}
+              end
+              sh(string.format("echo a=%%s >> %%s", state.a, %(seen)s))
+            end)
+            """ % dict(counter=lua_str(self.counter), gate=lua_str(self.gate),
+                       seen=lua_str(self.seen), pidf=lua_str(pidf)))
+        p = self.spawn("run", rb, "--audit", self.audit)
+        pid = int(self.wait_file(pidf, proc=p).strip())
+        self.addCleanup(kill_group, pid)
+        p.kill()
+        p.wait(timeout=30)
+        kill_group(pid)
+        first = self.last_run_id()
+        with open(self.gate, "w"):
+            pass
+        res = self.run_rb(rb, "--resume", first)
+        self.assertExit(res, 0)
+        self.assertEqual(self.lines(self.counter), ["one"])
+        self.assertEqual(self.lines(self.seen), ["a=7"])
+        self.assertEqual(self.step_status(), {"One": "skipped", "Block": "ok"})
 
     def test_resume_by_prefix_without_file(self):
         self.assertExit(self.run_rb(self.rbfile), 1)

@@ -106,14 +106,20 @@ class Library(RunbookTestCase):
         cwd = self.path("work")
         self.write(os.path.join(cwd, "runbooks", "local", "thing.lua"), """
             runbook { name = "local/thing", title = "A local thing", tags = { "here" } }
-            exec{"touch", %s}
             step("Only step", function() end)
+            exec{"touch", %s}
             """ % lua_str(self.marker))
         env = {"RUNBOOK_PATH": ""}
         res = self.rb("list", "--tag", "here", cwd=cwd, env=env)
+        self.assertExit(res, 0)
         self.assertIn("local/thing", res.out)
+        self.assertNotIn("ops/restart", res.out)
         res = self.rb("show", "local/thing", cwd=cwd, env=env)
+        self.assertExit(res, 0)
         self.assertIn("Only step", res.out)
+        # and `run NAME` finds it there too
+        res = self.rb("run", "local/thing", "--dry-run", "--audit", self.audit, cwd=cwd, env=env)
+        self.assertExit(res, 0)
         self.assertFalse(os.path.exists(self.marker))
 
     def test_show_unknown(self):

@@ -2,7 +2,6 @@
 `would: ...`, recorded simulated, answered success-shaped, and nothing in the
 world changes; reads run for real.  Live does the same actions for real."""
 import os
-import re
 import unittest
 
 from rbtest import RunbookTestCase, lua_str, pid_alive
@@ -122,6 +121,8 @@ class ReadsRunInDryRun(RunbookTestCase):
               check(k2.stdout:find("fake-pod-7", 1, true), "kubectl -n get gave %%q", k2.stdout)
               local s = exec{"kubectl", "scale", "deployment/api", "--replicas=5", "-n", "prod"}
               check(s.dry_run == true, "kubectl scale was not simulated")
+              check(fs.read(%(data)s) == "hello-from-file\\n", "fs.read in dry-run")
+              check(fs.exists(%(data)s), "fs.exists in dry-run")
             end)
             """ % dict(data=lua_str(data), listed=lua_str(listed)))
         res = self.run_rb(rb, "--dry-run")
@@ -134,6 +135,9 @@ class ReadsRunInDryRun(RunbookTestCase):
         self.assertEqual([(a["class"], a["simulated"]) for a in acts],
                          [("read", False)] * 4 + [("mutate", True)])
         self.assertIn("hello-from-file", acts[0].get("stdout", ""))
+        fs_acts = self.actions(primitive="fs")
+        self.assertEqual([(a["verb"], a["class"], a["simulated"]) for a in fs_acts],
+                         [("read", "read", False), ("exists", "read", False)])
 
     def test_sh_readonly_runs_in_dry_run(self):
         rb = self.write("shro.lua", """
@@ -172,6 +176,31 @@ class ReadsRunInDryRun(RunbookTestCase):
         acts = self.actions(primitive="exec")
         self.assertEqual([(a["class"], a["simulated"]) for a in acts],
                          [("mutate", True), ("mutate", True)])
+
+    def test_readonly_commands_from_config(self):
+        log = self.path("tool.log")
+        self.script("mytool", """
+            printf '%%s\\n' "$*" >> %s
+            echo tool-output
+            """ % log)
+        self.write("runbook.yaml", """
+            readonly_commands:
+              - [mytool, status]
+              - [mytool, --describe]
+            """)
+        rb = self.write("tool.lua", """
+            runbook { name = "t/tool" }
+            step("Tool", function()
+              check(exec{"mytool", "status", "web"}.stdout == "tool-output\\n", "status not run")
+              check(exec{"mytool", "--describe", "x"}.stdout == "tool-output\\n", "describe not run")
+              check(exec{"mytool", "restart", "web"}.dry_run == true, "restart was run")
+            end)
+            """)
+        res = self.run_rb(rb, "--dry-run")
+        self.assertExit(res, 0)
+        self.assertEqual(self.lines(log), ["status web", "--describe x"])
+        acts = self.actions(primitive="exec")
+        self.assertEqual([a["class"] for a in acts], ["read", "read", "mutate"])
 
     def test_mutating_daemon_not_started_in_dry_run(self):
         pidfile = self.path("daemon.pid")

@@ -3,7 +3,6 @@ environment never appear in anything the program writes -- terminal, errors,
 JSON events, the audit log (every byte of the database files), the export --
 and **** appears in their place."""
 import glob
-import os
 import unittest
 
 from rbtest import RunbookTestCase, lua_str

@@ -6,7 +6,7 @@ import signal
 import time
 import unittest
 
-from rbtest import RunbookTestCase, kill_group, live_in_group, lua_str
+from rbtest import PtyRun, RunbookTestCase, kill_group, live_in_group, lua_str
 
 
 class Interrupt(RunbookTestCase):
@@ -99,6 +99,44 @@ class Interrupt(RunbookTestCase):
         os.kill(p.pid, signal.SIGINT)
         p.wait(timeout=30)
         self.assertEqual(p.returncode, 130, self.spawned_output(p))
+        self.assertEqual(self.run_record()["outcome"], "interrupted")
+
+    def test_ctrl_c_on_the_terminal(self):
+        """A real ^C: the terminal sends SIGINT to its foreground group, which
+        holds runbook but not the step's children (they have groups of their
+        own), so the engine itself must stop them."""
+        pgfile = self.path("group.pid")
+        after = self.path("after-interrupt")
+        rb = self.write("tty.lua", """
+            runbook { name = "t/tty" }
+            step("Before", function() exec{"echo", "warm"} end)
+            step("Long", function()
+              exec{"sh", "-c", "echo $$ > " .. %(pg)s .. "; sleep 60 & sleep 60"}
+            end)
+            step("After", function() exec{"touch", %(after)s} end)
+            """ % dict(pg=lua_str(pgfile), after=lua_str(after)))
+        t = PtyRun(self, "run", rb, "--audit", self.audit)
+        pgid = int(self.wait_file(pgfile, proc=t.proc).strip())
+        self.addCleanup(kill_group, pgid)
+        self.wait_for(lambda: len(live_in_group(pgid)) >= 3, what="sh and two sleeps", proc=t.proc)
+        os.write(t.master, b"\x03")
+        res = t.finish()
+        self.assert_interrupted(t.proc, pgid, after)
+
+    def test_ctrl_c_at_a_prompt(self):
+        marker = self.path("marker")
+        rb = self.write("prompt.lua", """
+            runbook { name = "t/prompt" }
+            step("Ask", function()
+              if confirm("Go ahead") then exec{"touch", %s} end
+            end)
+            """ % lua_str(marker))
+        t = PtyRun(self, "run", rb, "--audit", self.audit)
+        t.expect(r"Go ahead.*\[y/N\]")
+        os.write(t.master, b"\x03")
+        res = t.finish()
+        self.assertExit(res, 130)
+        self.assertFalse(os.path.exists(marker))
         self.assertEqual(self.run_record()["outcome"], "interrupted")
 
     def test_sigterm_stops_the_run_too(self):
