@@ -362,7 +362,20 @@ int cmd_run(int argc, char **argv)
     }
 
     char abuf[4096];
-    const char *apath = config_audit_path(&cfg, a.audit, a.no_audit, abuf, sizeof abuf);
+    /* the keys of the --env environment chosen on the command line count as
+     * command line (SPEC §7): its `audit:` beats RUNBOOK_AUDIT */
+    const char *audit_flag = a.audit;
+    int no_audit = a.no_audit;
+    char envaudit[4096];
+    if (a.env && !a.audit && !a.no_audit) {
+        config_push(&cfg, L, a.env, "audit");
+        if (lua_type(L, -1) == LUA_TSTRING)
+            audit_flag = rb_expand_home(lua_tostring(L, -1), envaudit, sizeof envaudit);
+        else if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+            no_audit = 1;
+        lua_pop(L, 1);
+    }
+    const char *apath = config_audit_path(&cfg, audit_flag, no_audit, abuf, sizeof abuf);
     if (apath) {
         E->audit = audit_open(apath, err, sizeof err);
         if (!E->audit) {

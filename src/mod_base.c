@@ -27,7 +27,13 @@ static void format_args(lua_State *L, int first)
         lua_remove(L, -2);
         for (int i = first; i <= n; i++)
             lua_pushvalue(L, i);
-        lua_call(L, n - first + 1, 1);
+        if (lua_pcall(L, n - first + 1, 1, 0) != LUA_OK) {
+            /* a bad format is the runbook's mistake: name its line */
+            luaL_where(L, 1);
+            lua_insert(L, -2);
+            lua_concat(L, 2);
+            lua_error(L);
+        }
     } else if (n >= first) {
         luaL_tolstring(L, first, NULL);
     } else {

@@ -61,6 +61,27 @@ class Params(RunbookTestCase):
         # and the run record carries the resolved params
         self.assertEqual(self.run_record()["params"]["c"], "from-yaml")
 
+    def test_audit_path_precedence(self):
+        # SPEC §7: the --env environment's keys count as command line, so its
+        # audit: beats RUNBOOK_AUDIT, which beats runbook.yaml's top level
+        self.write("runbook.yaml", """
+            audit: %s
+            environments:
+              prod:
+                audit: %s
+            """ % (self.path("top.db"), self.path("prod.db")))
+        envvar = {"RUNBOOK_AUDIT": self.path("envvar.db")}
+        self.assertExit(self.run_rb(self.rbfile, "--env", "prod", audit=False, env=envvar), 0)
+        self.assertTrue(os.path.exists(self.path("prod.db")))
+        self.assertFalse(os.path.exists(self.path("envvar.db")))
+        self.assertExit(self.run_rb(self.rbfile, audit=False, env=envvar), 0)
+        self.assertTrue(os.path.exists(self.path("envvar.db")))
+        self.assertFalse(os.path.exists(self.path("top.db")))
+        self.assertExit(self.run_rb(self.rbfile, audit=False), 0)
+        self.assertTrue(os.path.exists(self.path("top.db")))
+        self.assertExit(self.run_rb(self.rbfile, "--env", "prod", "--no-audit", audit=False), 0)
+        self.assertEqual(len(self.run_ids(self.path("prod.db"))), 1)
+
     def test_config_flag_replaces_runbook_yaml(self):
         self.write("runbook.yaml", "params:\n  a: from-cwd-yaml\n")
         other = self.write("other.yaml", "params:\n  b: from-other\n")
