@@ -83,7 +83,16 @@ struct audit {
     char *buf; /* the hash input, reused across appends */
     size_t cap;
     int busy_ms;
+    int wal_frames; /* frames in the WAL after our last commit */
 };
+
+/* The WAL is kept between connections (see open_db), and whoever opens the
+ * log first rebuilds its index by reading every frame still in it; so a
+ * connection that leaves more than this many frames behind truncates the WAL
+ * when it closes.  Small runs then close without an fsync most of the time,
+ * and opening never has much to read. */
+#define WAL_KEEP_FRAMES    64
+#define WAL_AUTOCHECKPOINT 1000 /* SQLite's default, which our hook replaces */
 
 struct audit_cursor {
     audit *a;
@@ -243,6 +252,15 @@ static int check_schema(audit *a)
     return 0;
 }
 
+static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames)
+{
+    audit *a = ud;
+    a->wal_frames = frames;
+    if (frames >= WAL_AUTOCHECKPOINT)
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return SQLITE_OK;
+}
+
 static audit *open_db(const char *path, int create, char *err, size_t errlen)
 {
     if (!path || !*path) {
@@ -300,6 +318,7 @@ static audit *open_db(const char *path, int create, char *err, size_t errlen)
     sqlite3_db_config(a->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
     int persist = 1;
     sqlite3_file_control(a->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+    sqlite3_wal_hook(a->db, wal_hook, a);
     if (create) {
         /* WAL: readers never block the writer, and a commit is an append to
          * the log; NORMAL: no fsync per commit, still consistent after a
@@ -340,6 +359,11 @@ void audit_close(audit *a)
 {
     if (!a)
         return;
+    if (a->db && a->wal_frames > WAL_KEEP_FRAMES) {
+        /* never wait for another writer here: if one is busy, it will */
+        sqlite3_busy_timeout(a->db, 0);
+        sqlite3_wal_checkpoint_v2(a->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    }
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(a->st[i]);
     sqlite3_close(a->db);
