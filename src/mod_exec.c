@@ -18,6 +18,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -502,7 +503,8 @@ static int exec_k(lua_State *L, int status, lua_KContext ctx)
 
 static void set_nonblock(int fd)
 {
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    int on = 1;
+    ioctl(fd, FIONBIO, &on); /* one syscall where F_GETFL + F_SETFL take two */
 }
 
 /* spawn argv (strings owned by the values at 1..3); stack: 1 argv or
