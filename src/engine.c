@@ -8,6 +8,7 @@
  * one that says what to use instead, rather than simply missing.
  */
 #include "engine.h"
+#include "library.h"
 #include "loop.h"
 #include "modules.h"
 
@@ -228,8 +229,23 @@ static void sandbox(lua_State *L)
     lua_rawseti(L, -2, 2);
     lua_setfield(L, -3, "searchers");
     lua_pop(L, 1);
+    /* stdlib from disk first when developing it, then each library's lib/ */
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
     const char *dev = getenv("RUNBOOK_STDLIB_DIR");
-    lua_pushfstring(L, "%s%s./lib/?.lua;./lib/?/init.lua", dev ? dev : "", dev ? "/?.lua;" : "");
+    if (dev) {
+        luaL_addstring(&b, dev);
+        luaL_addstring(&b, "/?.lua;");
+    }
+    file_list roots = {0};
+    library_roots(&roots);
+    for (int i = 0; i < roots.n; i++) {
+        lua_pushfstring(L, "%s/lib/?.lua;%s/lib/?/init.lua;", roots.paths[i], roots.paths[i]);
+        luaL_addvalue(&b);
+    }
+    file_list_free(&roots);
+    luaL_addstring(&b, "./lib/?.lua;./lib/?/init.lua");
+    luaL_pushresult(&b);
     lua_setfield(L, -2, "path");
     lua_pop(L, 1);
 }

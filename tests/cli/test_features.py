@@ -390,6 +390,36 @@ class Parallel(RunbookTestCase):
         self.assertIn("item two broke", res.all)
 
 
+class Modules(RunbookTestCase):
+    """SPEC §7: Lua modules by require from each library's lib/."""
+
+    def test_require_from_a_library_lib_dir(self):
+        lib = self.path("team-library")
+        self.write(os.path.join(lib, "lib", "thresholds.lua"), """
+            local M = {}
+            function M.over(v, limit) return v > limit end
+            return M
+            """)
+        self.write(os.path.join(lib, "svc", "check.lua"), """
+            runbook { name = "svc/check" }
+            local thresholds = require "thresholds"
+            step("compare", function()
+              print("OVER", thresholds.over(0.2, 0.1))
+            end)
+            """)
+        res = self.rb("run", "svc/check", "--no-audit", env={"RUNBOOK_PATH": lib})
+        self.assertExit(res, 0)
+        self.assertIn("OVER\ttrue", res.out)
+        # without the library on the path the module is not found, by name
+        rb = self.write("alone.lua", """
+            runbook { name = "alone" }
+            local thresholds = require "thresholds"
+            """)
+        res = self.rb("run", rb, "--no-audit")
+        self.assertExit(res, 2)
+        self.assertIn("module 'thresholds' not found", res.err)
+
+
 class WaitUntil(RunbookTestCase):
     def test_succeeds_when_the_file_appears(self):
         f = self.path("appears")
