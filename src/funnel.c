@@ -200,6 +200,20 @@ static int funnel_k(lua_State *L, int status, lua_KContext ctx)
     return finish(L, status, (int)ctx);
 }
 
+/* The result of a call that was not performed: the primitive's own
+ * success-shaped result, or { ok = true, dry_run = true }. */
+static int push_simulated(lua_State *L, const rb_fn *row, const rb_action *a)
+{
+    if (row->simulate)
+        return row->simulate(L, a);
+    lua_createtable(L, 0, 2);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "ok");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "dry_run");
+    return 1;
+}
+
 static int simulate(lua_State *L, call *c)
 {
     rb_action_result r = {0};
@@ -207,14 +221,7 @@ static int simulate(lua_State *L, call *c)
     r.simulated = 1;
     record(L, c, &r);
     lua_settop(L, c->nargs + 1);
-    if (c->row->simulate)
-        return c->row->simulate(L, &c->a);
-    lua_createtable(L, 0, 2);
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "ok");
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "dry_run");
-    return 1;
+    return push_simulated(L, c->row, &c->a);
 }
 
 static int funnel_call(lua_State *L)
@@ -232,16 +239,8 @@ static int funnel_call(lua_State *L)
             E->list_refused_what = row->name;
         E->list_refused = 1;
         lua_settop(L, nargs);
-        if (row->simulate) {
-            rb_action none = {0};
-            return row->simulate(L, &none);
-        }
-        lua_createtable(L, 0, 2);
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "ok");
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "dry_run");
-        return 1;
+        rb_action none = {0};
+        return push_simulated(L, row, &none);
     }
     rb_action a = {0};
     a.primitive = *module ? module : row->name;

@@ -99,19 +99,26 @@ static void fmt_duration(char *buf, size_t n, double s)
         snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
 }
 
+/* Opens w with the fields every action record starts with. */
+static void action_header(rb_engine *E, lua_State *L, jsonw *w, const char *primitive,
+                          const char *verb, const char *target, const char *words)
+{
+    jw_init(w);
+    jw_obj(w);
+    if (E->step_index)
+        jw_kint(w, "step", E->step_index);
+    redacted_str(w, L, "step_name", E->step_name);
+    jw_kstr(w, "primitive", primitive);
+    jw_kstr(w, "verb", verb);
+    redacted_str(w, L, "target", target);
+    redacted_str(w, L, "words", words);
+}
+
 static int action_record(rb_engine *E, lua_State *L, int args, int nargs, const rb_action *a,
                          const rb_action_result *r)
 {
     jsonw w;
-    jw_init(&w);
-    jw_obj(&w);
-    if (E->step_index)
-        jw_kint(&w, "step", E->step_index);
-    redacted_str(&w, L, "step_name", E->step_name);
-    jw_kstr(&w, "primitive", a->primitive);
-    jw_kstr(&w, "verb", a->verb);
-    redacted_str(&w, L, "target", a->target);
-    redacted_str(&w, L, "words", a->words);
+    action_header(E, L, &w, a->primitive, a->verb, a->target, a->words);
     if (nargs > 0) {
         jw_key(&w, "args");
         jw_arr(&w);
@@ -174,15 +181,7 @@ int journal_answer(rb_engine *E, lua_State *L, const char *verb, const char *que
                    const char *answer)
 {
     jsonw w;
-    jw_init(&w);
-    jw_obj(&w);
-    if (E->step_index)
-        jw_kint(&w, "step", E->step_index);
-    redacted_str(&w, L, "step_name", E->step_name);
-    jw_kstr(&w, "primitive", "confirm");
-    jw_kstr(&w, "verb", verb);
-    redacted_str(&w, L, "target", question);
-    redacted_str(&w, L, "words", question);
+    action_header(E, L, &w, "confirm", verb, question, question);
     jw_kstr(&w, "class", "read");
     jw_kbool(&w, "simulated", 0);
     jw_kstr(&w, "status", "ok");

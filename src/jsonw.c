@@ -97,29 +97,38 @@ void jw_arr_end(jsonw *w)
     close_(w, "]");
 }
 
-static void quoted(jsonw *w, const char *s, size_t n)
+const char *jw_escape(unsigned char c, char buf[7])
 {
     static const char hex[] = "0123456789abcdef";
+    switch (c) {
+    case '"':
+        return "\\\"";
+    case '\\':
+        return "\\\\";
+    case '\n':
+        return "\\n";
+    case '\r':
+        return "\\r";
+    case '\t':
+        return "\\t";
+    case '\b':
+        return "\\b";
+    case '\f':
+        return "\\f";
+    }
+    if (c >= 0x20) /* JSON escapes only the C0 controls */
+        return NULL;
+    snprintf(buf, 7, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
+    return buf;
+}
+
+static void quoted(jsonw *w, const char *s, size_t n)
+{
     put(w, "\"", 1);
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        const char *esc = NULL;
         char ubuf[7];
-        if (c == '"')
-            esc = "\\\"";
-        else if (c == '\\')
-            esc = "\\\\";
-        else if (c == '\n')
-            esc = "\\n";
-        else if (c == '\r')
-            esc = "\\r";
-        else if (c == '\t')
-            esc = "\\t";
-        else if (c < 0x20 || c == 0x7f) {
-            snprintf(ubuf, sizeof ubuf, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
-            esc = ubuf;
-        }
+        const char *esc = jw_escape((unsigned char)s[i], ubuf);
         if (esc) {
             put(w, s + start, i - start);
             put(w, esc, strlen(esc));

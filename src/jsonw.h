@@ -31,6 +31,9 @@ void jw_num(jsonw *w, double v);
 void jw_bool(jsonw *w, int v);
 void jw_null(jsonw *w);
 void jw_raw(jsonw *w, const char *json); /* an already-encoded value */
+/* The JSON escape of byte c (written into buf when it is \u00XX), or NULL
+ * when c stands for itself; shared with json.encode. */
+const char *jw_escape(unsigned char c, char buf[7]);
 
 /* key + value shorthands; a NULL string writes nothing at all */
 void jw_kstr(jsonw *w, const char *k, const char *s);

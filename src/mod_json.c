@@ -10,6 +10,7 @@
  * json.array_mt (so [] round-trips), integer literals beyond 2^53 keep
  * their exact value, and a null object member is dropped (as in yaml).
  */
+#include "jsonw.h"
 #include "modules.h"
 #include "runbook/runbook.h"
 #include "yamlconv.h"
@@ -322,34 +323,11 @@ static void je_newline(lua_State *L, jenc *e, int depth)
 
 static void je_string(lua_State *L, jenc *e, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
     jb_add(L, e, "\"", 1);
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
         char u[7];
-        const char *esc = NULL;
-        if (c == '"')
-            esc = "\\\"";
-        else if (c == '\\')
-            esc = "\\\\";
-        else if (c == '\n')
-            esc = "\\n";
-        else if (c == '\r')
-            esc = "\\r";
-        else if (c == '\t')
-            esc = "\\t";
-        else if (c == '\b')
-            esc = "\\b";
-        else if (c == '\f')
-            esc = "\\f";
-        else if (c < 0x20) {
-            memcpy(u, "\\u00", 4);
-            u[4] = hex[c >> 4];
-            u[5] = hex[c & 15];
-            u[6] = '\0';
-            esc = u;
-        }
+        const char *esc = jw_escape((unsigned char)s[i], u); /* jsonw.c: one table */
         if (esc) {
             jb_add(L, e, s + start, i - start);
             jb_str(L, e, esc);
