@@ -236,8 +236,12 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
         int interrupted = loop_interrupted() != 0;
         journal_step(E, L, i, total, name, interrupted ? "interrupted" : "failed", t0, t1,
                      lua_tostring(L, -1), state);
-        /* the run's error names the step, for the summary and `audit list` */
-        snprintf(errbuf, sizeof errbuf, "step %d \"%s\": %s", i, name, lua_tostring(L, -1));
+        /* the run's error names the step, for the summary and `audit list`;
+         * a traceback (-v) stays with the step's own record */
+        const char *msg = lua_tostring(L, -1);
+        const char *nl = strstr(msg, "\nstack traceback:");
+        snprintf(errbuf, sizeof errbuf, "step %d \"%s\": %.*s", i, name,
+                 nl ? (int)(nl - msg) : (int)strlen(msg), msg);
         if (!interrupted && rb_opt_bool(L, opts, "continue_on_error", 0)) {
             lua_settop(L, state);
             continue;
