@@ -271,6 +271,7 @@ static int open_all(lua_State *L)
     mod_fs_open(L);
     mod_json_open(L);
     mod_yaml_open(L);
+    mod_http_open(L);
     rbfile_open(L);
     return run_internal(L);
 }
@@ -308,6 +309,7 @@ void engine_free(rb_engine *E)
     if (!E)
         return;
     loop_shutdown();
+    mod_http_close();
     if (E->L)
         lua_close(E->L);
     if (E->tty)

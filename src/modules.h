@@ -10,6 +10,8 @@ void mod_exec_open(lua_State *L); /* exec, sh */
 void mod_fs_open(lua_State *L);
 void mod_json_open(lua_State *L);
 void mod_yaml_open(lua_State *L);
+void mod_http_open(lua_State *L); /* http.*, on libcurl loaded at first use */
+void mod_http_close(void);
 void rbfile_open(lua_State *L); /* runbook{}, step() */
 
 #endif
