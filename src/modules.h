@@ -12,6 +12,7 @@ void mod_json_open(lua_State *L);
 void mod_yaml_open(lua_State *L);
 void mod_http_open(lua_State *L); /* http.*, on libcurl loaded at first use */
 void mod_http_close(void);
-void rbfile_open(lua_State *L); /* runbook{}, step() */
+void mod_regex_open(lua_State *L); /* regex.match/find: POSIX ERE */
+void rbfile_open(lua_State *L);    /* runbook{}, step() */
 
 #endif
