@@ -44,7 +44,7 @@ typedef struct http_op {
     CURLcode rc;
     long status;
     int in_multi, waiting_retry, retries_left, can_retry;
-    double backoff, timeout;
+    double backoff, timeout, connect_timeout;
 } http_op;
 
 static void buf_add(buf *b, const char *p, size_t n)
@@ -481,6 +481,7 @@ static int l_http_raw(lua_State *L)
     h->body = body;
     h->body_len = p.body_len;
     h->timeout = p.timeout;
+    h->connect_timeout = p.connect_timeout;
     h->retries_left = p.retries;
     h->backoff = p.backoff;
     h->can_retry = p.can_retry;
@@ -570,8 +571,17 @@ static const char *transport_error(lua_State *L, http_op *h)
     switch (h->rc) {
     case CURLE_COULDNT_CONNECT:
         return "connection refused";
-    case CURLE_OPERATION_TIMEDOUT:
-        return lua_pushfstring(L, "timed out after %.1f s", h->timeout);
+    case CURLE_OPERATION_TIMEDOUT: {
+        /* name the limit that fired: never connected means connect_timeout */
+        double connected = 0;
+        C->easy_getinfo(h->easy, CURLINFO_CONNECT_TIME, &connected);
+        char msg[64]; /* lua_pushfstring has no precision */
+        if (connected <= 0 && h->connect_timeout < h->timeout)
+            snprintf(msg, sizeof msg, "connect timed out after %.1f s", h->connect_timeout);
+        else
+            snprintf(msg, sizeof msg, "timed out after %.1f s", h->timeout);
+        return lua_pushstring(L, msg);
+    }
     case CURLE_PEER_FAILED_VERIFICATION:
         return lua_pushfstring(L, "certificate verify failed (%s)", h->errbuf);
     case CURLE_COULDNT_RESOLVE_HOST:
@@ -635,7 +645,18 @@ static int http_k(lua_State *L, int status, lua_KContext ctx)
         const char *cause = h->op.error[0] ? lua_pushstring(L, h->op.error) : transport_error(L, h);
         lua_pushfstring(L, "%s %s %s: %s", what, smtp ? "send" : method, url, cause);
         rb_op_free(&h->op);
-        return lua_error(L);
+        if (rb_opt_bool(L, 1, "check", 1))
+            return lua_error(L);
+        /* check = false: the failure is a result, { ok = false, error = ... } */
+        lua_createtable(L, 0, 4);
+        lua_insert(L, -2);
+        lua_setfield(L, -2, "error");
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "ok");
+        lua_pushinteger(L, 0);
+        lua_setfield(L, -2, "status");
+        set_response_mt(L);
+        return 1;
     }
     if (h->resp.overflow)
         lua_pushfstring(L, "%s %s %s: response body over %d MiB", what, method, url,
