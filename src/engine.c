@@ -273,6 +273,7 @@ static int open_all(lua_State *L)
     mod_yaml_open(L);
     mod_http_open(L);
     mod_regex_open(L);
+    mod_notify_open(L);
     rbfile_open(L);
     return run_internal(L);
 }
