@@ -12,8 +12,8 @@ void mod_json_open(lua_State *L);
 void mod_yaml_open(lua_State *L);
 void mod_http_open(lua_State *L); /* http.*, on libcurl loaded at first use */
 void mod_http_close(void);
-void mod_regex_open(lua_State *L); /* regex.match/find: POSIX ERE */
+void mod_regex_open(lua_State *L);  /* regex.match/find: POSIX ERE */
 void mod_notify_open(lua_State *L); /* notify.slack/webhook/pagerduty/email */
-void rbfile_open(lua_State *L);    /* runbook{}, step() */
+void rbfile_open(lua_State *L);     /* runbook{}, step() */
 
 #endif
