@@ -15,6 +15,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import termios
 import textwrap
@@ -38,6 +39,7 @@ def _find_bin():
 
 BIN = _find_bin()
 DEFAULT_TIMEOUT = 60
+FIXTURES = os.path.join(SRC, "tests", "fixtures")
 
 
 def lua_str(s):
@@ -289,6 +291,160 @@ class RunbookTestCase(unittest.TestCase):
 
     def verify(self, path=None):
         return self.rb("audit", "verify", "--audit", path or self.audit)
+
+    # ---- fixture servers (tests/fixtures, docs/http-contract.md) -------------
+
+    def certs(self):
+        """A CA and a 127.0.0.1/localhost server certificate in self.tmp/certs:
+        {"ca": ca.pem, "cert": server.pem, "key": server.key, "ca_key": ...}."""
+        if not hasattr(self, "_certs"):
+            sys.path.insert(0, FIXTURES)
+            dont, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+            try:
+                import certs as _certs_mod
+            finally:
+                sys.path.remove(FIXTURES)
+                sys.dont_write_bytecode = dont
+            self._certs = _certs_mod.generate(self.path("certs"))
+        return self._certs
+
+    def httpd(self, routes=None, tls=False, args=()):
+        """Start tests/fixtures/httpd.py on 127.0.0.1 (HTTPS with self.certs()
+        when tls); routes is a dict written as its ROUTES.json.  Use it as
+        `with self.httpd() as srv:` or just keep it: it is stopped at cleanup.
+        srv.url(path), srv.base, srv.port, srv.requests() (the parsed log)."""
+        n = len(getattr(self, "_fixtures", []))
+        log = self.path("httpd-%d.jsonl" % n)
+        argv = [sys.executable, os.path.join(FIXTURES, "httpd.py"), "--log", log]
+        if routes is not None:
+            rp = self.path("routes-%d.json" % n)
+            with open(rp, "w") as f:
+                json.dump(routes, f)
+            argv += ["--routes", rp]
+        if tls:
+            c = self.certs()
+            argv += ["--tls", c["cert"], c["key"]]
+        return self._fixture(FixtureServer(self, argv + list(args), log,
+                                           "https" if tls else "http", n))
+
+    def smtp(self, tls=False, require_auth=None, args=()):
+        """Start tests/fixtures/smtp_sink.py; srv.url() is smtp://127.0.0.1:PORT,
+        srv.mails() the accepted messages ({"from","to","data","auth",...})."""
+        n = len(getattr(self, "_fixtures", []))
+        log = self.path("smtp-%d.jsonl" % n)
+        argv = [sys.executable, os.path.join(FIXTURES, "smtp_sink.py"), "--log", log]
+        if tls:
+            c = self.certs()
+            argv += ["--tls", c["cert"], c["key"]]
+        if require_auth:
+            argv += ["--require-auth", require_auth]
+        return self._fixture(FixtureServer(self, argv + list(args), log, "smtp", n))
+
+    def _fixture(self, srv):
+        if not hasattr(self, "_fixtures"):
+            self._fixtures = []
+        self._fixtures.append(srv)
+        self.addCleanup(srv.stop)
+        return srv
+
+    def closed_port(self):
+        """A loopback port nothing listens on (bound, then closed)."""
+        import socket
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        return port
+
+
+class FixtureServer:
+    """A running tests/fixtures server process; a context manager that stops it."""
+
+    def __init__(self, case, argv, log, scheme, n, start_timeout=20):
+        self.case, self.argv, self.log, self.scheme = case, argv, log, scheme
+        self.err_path = case.path("fixture-%d.err" % n)
+        open(log, "a").close()
+        with open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=err)
+        line = b""
+        deadline = time.monotonic() + start_timeout
+        while not line.endswith(b"\n") and time.monotonic() < deadline:
+            r, _, _ = select.select([self.proc.stdout], [], [], 0.1)
+            if r:
+                c = os.read(self.proc.stdout.fileno(), 64)
+                if not c:
+                    break
+                line += c
+        if not line.strip().isdigit():
+            self.stop()
+            with open(self.err_path, errors="replace") as f:
+                raise RuntimeError("fixture %s did not start (first line %r):\n%s" % (
+                    " ".join(argv), line, f.read()))
+        self.port = int(line.strip())
+        self.host = "127.0.0.1"
+        self.base = "%s://127.0.0.1:%d" % (scheme, self.port)
+
+    def url(self, path="/"):
+        if self.scheme == "smtp" and path == "/":
+            return self.base
+        return self.base + (path if path.startswith("/") else "/" + path)
+
+    def entries(self):
+        """Every complete JSON line of the log so far."""
+        out = []
+        try:
+            with open(self.log, encoding="utf-8", errors="replace") as f:
+                data = f.read()
+        except OSError:
+            return out
+        for l in data.split("\n")[:-1]:  # the last piece may be a line in progress
+            if l.strip():
+                out.append(json.loads(l))
+        return out
+
+    def requests(self, path=None, method=None):
+        """The logged requests, optionally only those to path (exact or, ending
+        in '*', a prefix) and/or with method."""
+        out = []
+        for e in self.entries():
+            p = e.get("path", "")
+            if path is not None and not (p.startswith(path[:-1]) if path.endswith("*")
+                                         else p == path):
+                continue
+            if method is not None and e.get("method") != method:
+                continue
+            out.append(e)
+        return out
+
+    mails = entries
+
+    def wait_requests(self, n, timeout=15, **kw):
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.requests(**kw) if self.scheme != "smtp" else self.entries()
+            if len(r) >= n or time.monotonic() > deadline:
+                return r
+            time.sleep(0.02)
+
+    def stop(self):
+        p = self.proc
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if p.stdout:
+            p.stdout.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
 
 
 # ---- processes ------------------------------------------------------------
