@@ -548,9 +548,11 @@ static int l_http_raw(lua_State *L)
             C->easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
             C->easy_setopt(e, CURLOPT_MAXREDIRS, p.redirects);
         }
+        /* POST is curl's own (POSTFIELDS), so a 302/303 turns it into a GET
+         * as browsers do; a custom method would be kept on every hop */
         if (strcmp(p.method, "HEAD") == 0)
             C->easy_setopt(e, CURLOPT_NOBODY, 1L);
-        else if (strcmp(p.method, "GET") != 0 || h->body)
+        else if (strcmp(p.method, "POST") != 0 && (strcmp(p.method, "GET") != 0 || h->body))
             C->easy_setopt(e, CURLOPT_CUSTOMREQUEST, p.method);
         if (h->body) {
             C->easy_setopt(e, CURLOPT_POSTFIELDS, h->body);

@@ -27,7 +27,49 @@ static void sort_by_length(void)
         }
 }
 
+static void add_one(lua_State *L, const char *value);
+
+/* A secret travels percent-encoded in URLs and query strings (a base64
+ * token's + / =): that form is a secret too. */
+static void add_url_encoded(lua_State *L, const char *value)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(value);
+    char *enc = malloc(3 * n + 1);
+    if (!enc)
+        luaL_error(L, "out of memory registering a secret");
+    size_t o = 0;
+    int changed = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~') {
+            enc[o++] = (char)c;
+        } else {
+            enc[o++] = '%';
+            enc[o++] = hex[c >> 4];
+            enc[o++] = hex[c & 15];
+            changed = 1;
+        }
+    }
+    enc[o] = '\0';
+    if (changed) {
+        lua_pushstring(L, enc); /* add_one may raise: do not leak enc */
+        free(enc);
+        add_one(L, lua_tostring(L, -1));
+        lua_pop(L, 1);
+    } else {
+        free(enc);
+    }
+}
+
 void rb_secret_add(lua_State *L, const char *value)
+{
+    add_one(L, value);
+    add_url_encoded(L, value);
+}
+
+static void add_one(lua_State *L, const char *value)
 {
     size_t n = strlen(value);
     if (n == 0)
