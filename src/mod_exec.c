@@ -243,7 +243,9 @@ typedef struct proc_op {
     pid_t pid;
     int status; /* from waitpid */
     int reaped;
-    int killing; /* TERM sent; KILL at kill_at */
+    int killing;    /* TERM sent; KILL at kill_at */
+    int sent_kill;  /* KILL sent too */
+    int group_gone; /* killing: nothing is left of the child's process group */
     double started;
     double timeout;
     /* the op's deadline is the earliest of these (0 = unset) */
@@ -279,6 +281,8 @@ static void set_deadline(proc_op *p)
 
 static void maybe_done(proc_op *p)
 {
+    if (p->killing && !p->group_gone)
+        return;
     if (p->reaped && p->op.fd[FD_OUT] < 0 && p->op.fd[FD_ERR] < 0) {
         close_fd(&p->op, FD_IN);
         rb_op_done(&p->op);
@@ -318,16 +322,40 @@ static void reap(proc_op *p)
     if (r == p->pid) {
         p->status = st;
         p->reaped = 1;
-        p->poll_at = p->kill_at = p->timeout_at = 0;
+        p->poll_at = p->timeout_at = 0;
+        if (!p->killing)
+            p->kill_at = 0;
+        else /* the rest of its group got the signal too: see it go */
+            p->poll_at = rb_now() + 0.002;
         set_deadline(p);
         loop_child_remove(p->pid);
         close_fd(&p->op, FD_PID);
-        if (p->killing) {
-            /* killed: whatever still holds the pipes (a grandchild that left
-             * the group) must not keep the runbook waiting */
-            close_fd(&p->op, FD_OUT);
-            close_fd(&p->op, FD_ERR);
+    }
+}
+
+/* Killing: the op ends when the child's whole process group is gone (the
+ * grandchildren got the same TERM, then KILL), so nothing outlives a
+ * cancelled step.  A process that left the group, or a zombie nobody reaps,
+ * does not keep the runbook waiting past the second grace period. */
+static void watch_group(proc_op *p, double now)
+{
+    if (killpg(p->pid, 0) != 0 && errno == ESRCH) {
+        p->group_gone = 1;
+    } else if (p->kill_at > 0 && now >= p->kill_at) {
+        if (!p->sent_kill) {
+            killpg(p->pid, SIGKILL);
+            p->sent_kill = 1;
+            p->kill_at = now + KILL_GRACE;
+        } else {
+            p->group_gone = 1; /* give up: what is left escaped us */
         }
+    }
+    if (p->group_gone) {
+        p->kill_at = p->poll_at = 0;
+        close_fd(&p->op, FD_OUT); /* a straggler may still hold them */
+        close_fd(&p->op, FD_ERR);
+    } else {
+        p->poll_at = now + 0.01;
     }
 }
 
@@ -373,6 +401,13 @@ static void proc_expired(rb_op *op)
 {
     proc_op *p = (proc_op *)op;
     double now = rb_now();
+    if (p->reaped) {
+        if (p->killing && !p->group_gone)
+            watch_group(p, now);
+        set_deadline(p);
+        maybe_done(p);
+        return;
+    }
     if (p->poll_at > 0 && now >= p->poll_at) {
         reap(p);
         if (!p->reaped) {
@@ -388,6 +423,7 @@ static void proc_expired(rb_op *op)
     }
     if (!p->reaped && p->kill_at > 0 && now >= p->kill_at) {
         killpg(p->pid, SIGKILL);
+        p->sent_kill = 1;
         p->kill_at = now + KILL_GRACE; /* and look again */
     }
     set_deadline(p);
