@@ -808,4 +808,8 @@ void mod_exec_open(lua_State *L)
                                 {"sh", l_sh, RB_MUTATE, sh_describe, exec_simulate},
                                 {NULL, NULL, 0, NULL, NULL}};
     rb_register(L, NULL, fns);
+    /* exec without the funnel, for primitives built on a CLI (kubectl,
+     * docker compose): they are classified and recorded as themselves */
+    lua_pushcfunction(L, l_exec);
+    lua_setfield(L, LUA_REGISTRYINDEX, "runbook.exec_raw");
 }

@@ -363,7 +363,7 @@ static int http_k(lua_State *L, int status, lua_KContext ctx);
 /* Everything read from a request table, before anything is allocated: all
  * the raising happens here, so a half-built transfer never leaks. */
 typedef struct req_params {
-    const char *method, *url, *body, *cacert, *bearer, *user, *pass, *userpwd;
+    const char *method, *url, *body, *cacert, *bearer, *user, *pass, *userpwd, *unix_socket;
     const char *mail_from, *smtp_user, *smtp_pass, *use_ssl;
     size_t body_len;
     int is_json, smtp, insecure, can_retry, retries, headers, rcpt, has_ctype;
@@ -390,6 +390,7 @@ static void read_request(lua_State *L, req_params *p)
     p->redirects = (long)rb_opt_number(L, 1, "redirects", DEFAULT_REDIRECTS);
     p->insecure = rb_opt_bool(L, 1, "insecure", 0);
     p->cacert = rb_opt_string(L, 1, "cacert");
+    p->unix_socket = rb_opt_string(L, 1, "unix_socket"); /* the Docker Engine API */
     /* credentials are secrets wherever they came from */
     int t = lua_getfield(L, 1, "auth");
     if (t == LUA_TTABLE) {
@@ -503,6 +504,8 @@ static int l_http_raw(lua_State *L)
     }
     if (p.cacert)
         C->easy_setopt(e, CURLOPT_CAINFO, p.cacert);
+    if (p.unix_socket)
+        C->easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, p.unix_socket);
     if (p.bearer) {
         C->easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
         C->easy_setopt(e, CURLOPT_XOAUTH2_BEARER, p.bearer);
