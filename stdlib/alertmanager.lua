@@ -24,26 +24,10 @@ local prometheus = require "prometheus"
 
 local M = {}
 
--- a list that json.encode writes as [] even when empty
-local function list()
-  return setmetatable({}, json and json.array_mt)
-end
-
--- Errors for the caller are raised as { am = message } and re-raised by the
--- public functions at the runbook's line.
-local function fail(fmt, ...)
-  error({ am = string.format(fmt, ...) }, 0)
-end
-
-local function public(f)
-  return function(...)
-    local r = table.pack(pcall(f, ...))
-    if r[1] then return table.unpack(r, 2, r.n) end
-    local e = r[2]
-    if type(e) == "table" and e.am then error(e.am, 2) end
-    error(e, 0)
-  end
-end
+local support = require "stdlib_support"
+local list = support.list
+-- errors for the caller: { am = message }, re-raised at the runbook's line
+local fail, public = support.errors("am")
 
 local function urlencode(s)
   return (tostring(s):gsub("[^%w%-%._~]", function(c)

@@ -21,26 +21,10 @@
 -- error says so): flags such as (?i), \b, \pL, named groups, backreferences.
 local M = {}
 
--- a list that json.encode writes as [] even when empty
-local function list()
-  return setmetatable({}, json and json.array_mt)
-end
-
--- Errors meant for the caller are raised as { prom = message } inside the
--- module and re-raised by each public function at the runbook's line.
-local function fail(fmt, ...)
-  error({ prom = string.format(fmt, ...) }, 0)
-end
-
-local function public(f)
-  return function(...)
-    local r = table.pack(pcall(f, ...))
-    if r[1] then return table.unpack(r, 2, r.n) end
-    local e = r[2]
-    if type(e) == "table" and e.prom then error(e.prom, 2) end
-    error(e, 0)
-  end
-end
+local support = require "stdlib_support"
+local list = support.list
+-- errors for the caller: { prom = message }, re-raised at the runbook's line
+local fail, public = support.errors("prom")
 
 -- ---- parsing ---------------------------------------------------------------
 
