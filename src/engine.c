@@ -274,6 +274,8 @@ static int open_all(lua_State *L)
     mod_http_open(L);
     mod_regex_open(L);
     mod_notify_open(L);
+    mod_kubectl_open(L);
+    mod_docker_open(L);
     rbfile_open(L);
     return run_internal(L);
 }

@@ -1,0 +1,409 @@
+"""docker.* (SPEC §3, §4) against tests/fixtures/fake_docker.py: a fake of the
+Docker Engine API wire protocol on a unix socket (no Docker engine runs
+here), precise enough that the real docker CLI works against it.  The tests
+compare docker.ps()/stats() with what `docker ... --format json` prints
+against the same fake, assert the exact API requests the writes sent, and
+check that in dry-run reads reach the fake while writes never do."""
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+import unittest
+
+from rbtest import FIXTURES, RunbookTestCase
+
+DOCKER_CLI = shutil.which("docker") or "/usr/local/bin/docker"
+
+
+class FakeDocker:
+    def __init__(self, case, api=None, tcp=False):
+        if not hasattr(case, "_fakes"):
+            case._fakes = []
+        n = len(case._fakes)
+        case._fakes.append(self)
+        self.sock = case.path("docker-%d.sock" % n)
+        self.log = case.path("docker-%d.jsonl" % n)
+        argv = [sys.executable, os.path.join(FIXTURES, "fake_docker.py"), "--log", self.log]
+        argv += ["--tcp"] if tcp else ["--socket", self.sock]
+        if api:
+            argv += ["--api-version", api]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL)
+        case.addCleanup(self.stop)
+        line = b""
+        deadline = time.monotonic() + 20
+        while not line.endswith(b"\n") and time.monotonic() < deadline:
+            r, _, _ = select.select([self.proc.stdout], [], [], 0.1)
+            if r:
+                c = os.read(self.proc.stdout.fileno(), 256)
+                if not c:
+                    break
+                line += c
+        parts = line.decode().split()
+        if len(parts) != 2 or parts[0] != "READY":
+            raise RuntimeError("fake_docker.py did not start: %r" % line)
+        self.host = parts[1]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+
+    def requests(self, method=None):
+        out = []
+        if os.path.exists(self.log):
+            with open(self.log) as f:
+                for l in f:
+                    if l.strip():
+                        e = json.loads(l)
+                        if method is None or e["method"] == method:
+                            out.append(e)
+        return out
+
+    def clear(self):
+        open(self.log, "w").close()
+
+
+class DockerCase(RunbookTestCase):
+    PREAMBLE = ('runbook { name = "t/docker" }\n'
+                'local function out(x) print("@@" .. json.encode(x)) end\n')
+
+    def setUp(self):
+        super().setUp()
+        self.fake = FakeDocker(self)
+        self.env["DOCKER_HOST"] = self.fake.host
+        self._n = 0
+
+    def runbook(self, body, *flags, **kw):
+        self._n += 1
+        f = self.write("docker-%d.lua" % self._n,
+                       self.PREAMBLE + textwrap.dedent(body).lstrip("\n"), dedent=False)
+        res = self.run_rb(f, *flags, **kw)
+        res.data = [json.loads(l[l.index("@@") + 2:]) for l in res.out.splitlines() if "@@" in l]
+        return res
+
+    def cli(self, *args, host=None):
+        env = self.child_env({"DOCKER_HOST": host or self.fake.host})
+        p = subprocess.run([DOCKER_CLI] + list(args), capture_output=True, text=True, env=env,
+                           timeout=60)
+        self.assertEqual(p.returncode, 0, "docker %s: %s" % (" ".join(args), p.stderr))
+        return p.stdout
+
+    def cli_json(self, *args):
+        return [json.loads(l) for l in self.cli(*args).splitlines() if l.strip()]
+
+
+@unittest.skipUnless(os.access(DOCKER_CLI, os.X_OK), "no docker CLI")
+class AgainstTheCli(DockerCase):
+    def test_ps_matches_docker_ps_format_json(self):
+        res = self.runbook("""
+            step("ps", function()
+              local function pick(list)
+                local t = {}
+                for _, c in ipairs(list) do
+                  local labels = {}
+                  for k, v in pairs(c.Labels) do labels[#labels + 1] = k .. "=" .. v end
+                  table.sort(labels)
+                  t[#t + 1] = { id = c.Id:sub(1, 12), name = c.name, image = c.Image,
+                                state = c.State, status = c.Status, labels = labels,
+                                command = c.Command }
+                end
+                return t
+              end
+              out(pick(docker.ps()))
+              out(pick(docker.ps{ all = true }))
+              out(pick(docker.ps{ all = true, filters = { label = "com.docker.compose.project=calendar" } }))
+              out(pick(docker.ps{ all = true, filters = { status = "exited" } }))
+            end)
+            """)
+        self.assertExit(res, 0)
+
+        def cli_rows(*extra):
+            rows = []
+            for c in self.cli_json("ps", "--format", "json", "--no-trunc", *extra):
+                rows.append({"id": c["ID"][:12], "name": c["Names"], "image": c["Image"],
+                             "state": c["State"], "status": c["Status"],
+                             "labels": sorted(c["Labels"].split(",")) if c["Labels"] else [],
+                             "command": json.loads(c["Command"])})
+            return rows
+
+        self.assertEqual(res.data[0], cli_rows())
+        self.assertEqual(len(res.data[0]), 2)
+        self.assertEqual(res.data[1], cli_rows("-a"))
+        self.assertEqual(len(res.data[1]), 3)
+        self.assertEqual(res.data[2], cli_rows("-a", "--filter",
+                                                "label=com.docker.compose.project=calendar"))
+        self.assertEqual(res.data[3], cli_rows("-a", "--filter", "status=exited"))
+        self.assertEqual([r["name"] for r in res.data[3]], ["old-worker"])
+
+    def test_stats_match_docker_stats_no_stream(self):
+        res = self.runbook("""
+            step("stats", function()
+              local s = docker.stats("calendar-api")
+              out({ cpu = string.format("%.2f%%", s.cpu_percent),
+                    mem = string.format("%.2f%%", s.memory_percent),
+                    usage = s.memory_usage, limit = s.memory_limit, pids = s.pids })
+            end)
+            """)
+        self.assertExit(res, 0)
+        cli = self.cli_json("stats", "--no-stream", "--format", "json", "calendar-api")[0]
+        d = res.data[0]
+        self.assertEqual(d["cpu"], cli["CPUPerc"])
+        self.assertEqual(d["mem"], cli["MemPerc"])
+        self.assertEqual(d["cpu"], "120.00%")
+        self.assertEqual((d["usage"], d["limit"], d["pids"]), (192 * 2 ** 20, 2 * 2 ** 30, 12))
+        self.assertEqual(cli["MemUsage"], "192MiB / 2GiB")
+
+    def test_update_sends_what_the_cli_sends(self):
+        res = self.runbook("""
+            step("update", function()
+              docker.update("calendar-api", { memory = "2g", cpus = 1.0 })
+            end)
+            """)
+        self.assertExit(res, 0)
+        ours = json.loads(self.fake.requests("POST")[-1]["body"])
+        self.fake.clear()
+        self.cli("update", "--memory", "2g", "--cpus", "1", "calendar-api")
+        theirs = json.loads(self.fake.requests("POST")[-1]["body"])
+        for k in ours:
+            self.assertEqual(ours[k], theirs[k], k)
+
+
+class Reads(DockerCase):
+    def test_inspect_logs_version_info_images(self):
+        res = self.runbook("""
+            step("reads", function()
+              local i = docker.inspect("calendar-api")
+              out({ status = i.State.Status, name = i.name, image = i.Config.Image,
+                    project = i.Config.Labels["com.docker.compose.project"] })
+              local l = docker.logs("calendar-api", { tail = 3 })
+              out({ stdout = l.stdout, stderr = l.stderr })
+              local all = docker.logs("calendar-api")
+              out({ stdout = all.stdout, stderr = all.stderr })
+              local ts = docker.logs("calendar-db", { timestamps = true, since = "1h" })
+              out({ stdout = ts.stdout })
+              local v = docker.version()
+              out({ version = v.Version, api = v.ApiVersion })
+              local info = docker.info()
+              out({ name = info.Name, running = info.ContainersRunning })
+              local imgs = docker.images()
+              out({ n = #imgs, tag = imgs[1].RepoTags[1] })
+              local ps = docker.ps{ filters = { label = { ["com.docker.compose.service"] = "db" } } }
+              out({ n = #ps, name = ps[1].name, project = ps[1].project, service = ps[1].service })
+            end)
+            """)
+        self.assertExit(res, 0)
+        d = res.data
+        self.assertEqual(d[0], {"status": "running", "name": "calendar-api",
+                                "image": "registry.example.com/calendar-api:1.4.2",
+                                "project": "calendar"})
+        self.assertEqual(d[1], {"stdout": "GET /healthz 200\nGET /events 200\n",
+                                "stderr": "warning: slow query 2.3s\n"})
+        self.assertEqual(d[2], {"stdout": "listening on :8080\nGET /healthz 200\nGET /events 200\n",
+                                "stderr": "warning: slow query 2.3s\n"})
+        self.assertRegex(d[3]["stdout"],
+                         r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.0+Z database system is ready")
+        self.assertEqual(d[4], {"version": "27.3.1", "api": "1.47"})
+        self.assertEqual(d[5], {"name": "fake-docker", "running": 2})
+        self.assertEqual(d[6], {"n": 2, "tag": "postgres:16"})
+        self.assertEqual(d[7], {"n": 1, "name": "calendar-db", "project": "calendar",
+                                "service": "db"})
+        gets = self.fake.requests("GET")
+        self.assertEqual(gets[0]["path"], "/_ping")
+        self.assertEqual(sum(1 for g in gets if g["path"] == "/_ping"), 1, "negotiated once")
+        logs = [g for g in gets if g["path"].endswith("/logs")]
+        self.assertEqual(logs[0]["path"], "/v1.47/containers/calendar-api/logs")
+        self.assertEqual(logs[0]["args"], {"stdout": "1", "stderr": "1", "tail": "3"})
+        self.assertIn("since", logs[2]["args"])
+        self.assertLess(abs(int(logs[2]["args"]["since"]) - (time.time() - 3600)), 120)
+        acts = self.actions(primitive="docker")
+        self.assertTrue(all(a["class"] == "read" for a in acts))
+        self.assertEqual(acts[0]["words"], "docker inspect calendar-api")
+        self.assertEqual(acts[1]["words"], "docker logs calendar-api --tail 3")
+
+    def test_older_api_is_negotiated_and_raw_stream_demultiplexed(self):
+        fake = FakeDocker(self, api="1.41")
+        res = self.runbook("""
+            step("old", function()
+              local l = docker.logs("calendar-api", { tail = 2 })
+              out({ stdout = l.stdout, stderr = l.stderr, api = docker.version().negotiated_api })
+            end)
+            """, env={"DOCKER_HOST": fake.host})
+        self.assertExit(res, 0)
+        self.assertEqual(res.data[0], {"stdout": "GET /healthz 200\nGET /events 200\n",
+                                       "stderr": "", "api": "1.41"})
+        paths = [r["path"] for r in fake.requests()]
+        self.assertEqual(paths, ["/_ping", "/v1.41/containers/calendar-api/logs", "/v1.41/version"])
+
+    def test_tcp_docker_host(self):
+        fake = FakeDocker(self, tcp=True)
+        self.assertTrue(fake.host.startswith("tcp://127.0.0.1:"))
+        res = self.runbook("""
+            step("ps", function() out(#docker.ps{ all = true }) end)
+            """, env={"DOCKER_HOST": fake.host})
+        self.assertExit(res, 0)
+        self.assertEqual(res.data, [3])
+        self.assertEqual(fake.requests()[-1]["path"], "/v1.47/containers/json")
+
+
+    def test_host_from_runbook_yaml_and_docker_host_wins(self):
+        other = FakeDocker(self)
+        self.write("runbook.yaml", """
+            docker:
+              host: %s
+            """ % other.host)
+        body = """
+            step("ps", function() out(#docker.ps()) end)
+            """
+        res = self.runbook(body, drop_env=("DOCKER_HOST",))
+        self.assertExit(res, 0)
+        self.assertEqual(res.data, [2])
+        self.assertEqual(len(other.requests()), 2)
+        self.assertEqual(self.fake.requests(), [])
+        res = self.runbook(body)  # DOCKER_HOST beats runbook.yaml
+        self.assertExit(res, 0)
+        self.assertEqual(len(other.requests()), 2)
+        self.assertEqual(len(self.fake.requests()), 2)
+
+
+class Writes(DockerCase):
+    def test_exact_requests_and_audit(self):
+        res = self.runbook("""
+            step("fix", function()
+              out(docker.restart("calendar-api"))
+              out(docker.restart("calendar-api", { timeout = 10 }))
+              out(docker.update("calendar-api", { memory = "2g", cpus = 1 }))
+              out(docker.stop("calendar-db", { timeout = 3 }))
+              out(docker.stop("calendar-db"))
+              out(docker.start("calendar-db"))
+              out(docker.kill("calendar-db", { signal = "SIGKILL" }))
+              out(docker.prune{ containers = true })
+              out(#docker.ps{ all = true })
+            end)
+            """)
+        self.assertExit(res, 0)
+        posts = [(r["path"], r["query"], r["body"]) for r in self.fake.requests("POST")]
+        self.assertEqual(posts, [
+            ("/v1.47/containers/calendar-api/restart", "", ""),
+            ("/v1.47/containers/calendar-api/restart", "t=10", ""),
+            ("/v1.47/containers/calendar-api/update", "", posts[2][2]),
+            ("/v1.47/containers/calendar-db/stop", "t=3", ""),
+            ("/v1.47/containers/calendar-db/stop", "", ""),
+            ("/v1.47/containers/calendar-db/start", "", ""),
+            ("/v1.47/containers/calendar-db/kill", "signal=SIGKILL", ""),
+            ("/v1.47/containers/prune", "", ""),
+        ])
+        self.assertEqual(json.loads(posts[2][2]), {"Memory": 2147483648, "NanoCpus": 1000000000})
+        upd = self.fake.requests("POST")[2]
+        self.assertEqual(upd["headers"]["content-type"], "application/json")
+        d = res.data
+        self.assertEqual(d[0], {"ok": True, "name": "calendar-api", "status": 204,
+                                "changed": True})
+        self.assertEqual(d[2], {"ok": True, "name": "calendar-api", "status": 200,
+                                "warnings": []})
+        self.assertEqual(d[4]["status"], 304)
+        self.assertFalse(d[4]["changed"])
+        self.assertEqual(d[7]["containers"]["ContainersDeleted"],
+                         ["b2" * 32, "c3" * 32])
+        self.assertEqual(d[8], 1)
+        acts = self.actions(primitive="docker")
+        self.assertEqual([(a["verb"], a["target"], a["class"], a["words"]) for a in acts[:4]], [
+            ("restart", "calendar-api", "mutate", "docker restart calendar-api"),
+            ("restart", "calendar-api", "mutate", "docker restart calendar-api --time 10"),
+            ("update", "calendar-api", "mutate",
+             "docker update calendar-api --memory 2g --cpus 1"),
+            ("stop", "calendar-db", "mutate", "docker stop calendar-db --time 3"),
+        ])
+        self.assertTrue(all(a["status"] == "ok" and not a["simulated"] for a in acts[:-1]))
+        self.assertEqual(acts[-1]["class"], "read")
+        self.assertIn("docker restart calendar-api", res.out)
+
+    def test_dry_run_reads_reach_the_fake_writes_never(self):
+        res = self.runbook("""
+            step("fix", function()
+              out(#docker.ps{ all = true })
+              local r = docker.restart("calendar-api")
+              out({ ok = r.ok, dry_run = r.dry_run })
+              docker.update("calendar-api", { memory = "2g", cpus = 1 })
+              docker.stop("calendar-db")
+              docker.prune{ containers = true, images = true, volumes = true }
+              out(docker.inspect("calendar-db").State.Status)
+            end)
+            """, "--dry-run")
+        self.assertExit(res, 0)
+        self.assertEqual(res.data, [3, {"ok": True, "dry_run": True}, "running"])
+        self.assertIn("would: docker restart calendar-api", res.out)
+        self.assertIn("would: docker update calendar-api --memory 2g --cpus 1", res.out)
+        self.assertIn("would: docker stop calendar-db", res.out)
+        self.assertIn("would: docker prune containers images volumes", res.out)
+        self.assertEqual(self.fake.requests("POST"), [])
+        self.assertEqual([r["path"] for r in self.fake.requests()],
+                         ["/_ping", "/v1.47/containers/json", "/v1.47/containers/calendar-db/json"])
+        acts = self.actions(primitive="docker")
+        self.assertEqual([a["simulated"] for a in acts], [False, True, True, True, True, False])
+
+
+    def test_readonly_override_is_honoured_in_dry_run(self):
+        res = self.runbook("""
+            step("fix", function()
+              out(docker.start("calendar-db", { readonly = true }))
+            end)
+            """, "--dry-run")
+        self.assertExit(res, 0)
+        self.assertEqual(res.data, [{"ok": True, "name": "calendar-db", "status": 304,
+                                     "changed": False}])
+        self.assertEqual([r["path"] for r in self.fake.requests("POST")],
+                         ["/v1.47/containers/calendar-db/start"])
+        a = self.actions(primitive="docker")[0]
+        self.assertEqual((a["class"], a["simulated"]), ("read", False))
+
+
+class Errors(DockerCase):
+    def test_no_such_container_names_it(self):
+        res = self.runbook("""
+            step("fix", function() docker.restart("calendar-apj") end)
+            """)
+        self.assertExit(res, 1)
+        self.assertIn("docker restart calendar-apj: no such container: calendar-apj", res.all)
+        a = self.actions(primitive="docker")[0]
+        self.assertEqual(a["status"], "error")
+        self.assertIn("no such container: calendar-apj", a["error"])
+        self.assertEqual(a.get("http_status"), 404)
+
+    def test_missing_daemon_is_one_clear_line(self):
+        sock = self.path("nothing-here.sock")
+        res = self.runbook("""
+            step("look", function() docker.ps() end)
+            """, env={"DOCKER_HOST": "unix://" + sock})
+        self.assertExit(res, 1)
+        line = "cannot reach Docker at unix://%s: " % sock
+        self.assertIn(line, res.all)
+        self.assertEqual(self.actions(primitive="docker")[0]["error"].count("\n"), 0)
+        self.assertNotIn("http GET", res.all)
+        self.assertNotIn("stack traceback", res.all)
+
+    def test_misuse(self):
+        res = self.runbook("""
+            step("a", function() docker.prune{} end)
+            """)
+        self.assertExit(res, 1)
+        self.assertIn("say what to prune", res.all)
+        res = self.runbook("""
+            step("a", function() docker.update("calendar-api", { memory = "lots" }) end)
+            """)
+        self.assertExit(res, 1)
+        self.assertIn("cannot read a size from \"lots\"", res.all)
+        self.assertEqual(self.fake.requests("POST"), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
