@@ -12,10 +12,10 @@ void mod_json_open(lua_State *L);
 void mod_yaml_open(lua_State *L);
 void mod_http_open(lua_State *L); /* http.*, on libcurl loaded at first use */
 void mod_http_close(void);
-void mod_regex_open(lua_State *L);  /* regex.match/find: POSIX ERE */
-void mod_notify_open(lua_State *L); /* notify.slack/webhook/pagerduty/email */
+void mod_regex_open(lua_State *L);   /* regex.match/find: POSIX ERE */
+void mod_notify_open(lua_State *L);  /* notify.slack/webhook/pagerduty/email */
 void mod_kubectl_open(lua_State *L); /* kubectl.*: the kubectl CLI */
-void mod_docker_open(lua_State *L); /* docker.*: the Docker Engine API */
-void rbfile_open(lua_State *L);     /* runbook{}, step() */
+void mod_docker_open(lua_State *L);  /* docker.*: the Docker Engine API */
+void rbfile_open(lua_State *L);      /* runbook{}, step() */
 
 #endif
