@@ -7,6 +7,19 @@
  *   writes  restart/start/stop(name, { timeout }), kill(name, { signal }),
  *           update(name, { memory = "2g", cpus = 1.0, ... }),
  *           prune{ containers, images, volumes }
+ *   compose docker.compose(file [, { project }]) -> an object:
+ *           :ps{ all = true, service } and :restart(service, { timeout })
+ *           by the Engine API and the compose labels
+ *           (com.docker.compose.project/service), as docker actions
+ *           (`docker compose restart calendar-api`, mutate); :pull{ services },
+ *           :up{ detach = true, services, no_deps, build, force_recreate, wait },
+ *           :down{ volumes, remove_orphans }, :logs(service, { tail, since })
+ *           run `docker compose -f FILE [-p PROJECT] ...` through the global
+ *           (funnelled) exec, so they are exec actions classified by exec's
+ *           allowlist.  The project is { project }, else COMPOSE_PROJECT_NAME,
+ *           else the file's top-level `name:`, else its directory's name,
+ *           normalised as docker compose does; `-p` is passed to the CLI
+ *           only when the project was given.
  *
  * The daemon is found as DOCKER_HOST (unix:///path or tcp://host:port), else
  * runbook.yaml `docker: { host: ... }` (the --env environment first), else
@@ -38,7 +51,9 @@
 #include "modules.h"
 #include "runbook/runbook.h"
 
+#include <ctype.h>
 #include <lauxlib.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -411,9 +426,152 @@ static const char IMPL[] =
     "  return res\n"
     "end\n"
     "\n"
-    "return function(verb, host, a, b)\n"
+    "-- docker compose, by the labels compose puts on the containers it creates\n"
+    "local PROJECT, SERVICE = 'com.docker.compose.project', 'com.docker.compose.service'\n"
+    "local function by_service(a, b)\n"
+    "  if (a.service or '') ~= (b.service or '') then return (a.service or '') < (b.service or '') "
+    "end\n"
+    "  return (a.name or '') < (b.name or '')\n"
+    "end\n"
+    "\n"
+    "function V.compose_ps(ctx, project, opts)\n"
+    "  opts = opts or {}\n"
+    "  local labels = { PROJECT .. '=' .. project }\n"
+    "  if opts.service ~= nil then labels[2] = SERVICE .. '=' .. tostring(opts.service) end\n"
+    "  local list = V.ps(ctx, { all = opts.all ~= false, filters = { label = labels } })\n"
+    "  for _, c in ipairs(list) do c.state = c.State; c.status = c.Status end\n"
+    "  table.sort(list, by_service)\n"
+    "  return list\n"
+    "end\n"
+    "\n"
+    "function V.compose_restart(ctx, project, service, opts)\n"
+    "  opts = opts or {}\n"
+    "  local what = 'docker compose restart ' .. service\n"
+    "  local list = V.compose_ps(ctx, project, { service = service })\n"
+    "  if #list == 0 then\n"
+    "    error(what .. ': no container of service \"' .. service .. '\" in compose project \"' .. "
+    "project .. '\"', 0)\n"
+    "  end\n"
+    "  local names = {}\n"
+    "  for _, c in ipairs(list) do\n"
+    "    V.restart(ctx, c.name or c.Id, { timeout = opts.timeout })\n"
+    "    names[#names + 1] = c.name or c.Id\n"
+    "  end\n"
+    "  return { ok = true, project = project, service = service, containers = names }\n"
+    "end\n"
+    "\n"
+    "return function(verb, host, a, b, c)\n"
     "  local ctx = connect(host)\n"
-    "  return V[verb](ctx, a, b)\n"
+    "  return V[verb](ctx, a, b, c)\n"
+    "end\n";
+
+/* The compose object: `return function(file, project, explicit)`, given
+ * (ps, restart, exec) as its chunk arguments -- the hidden funnelled rows
+ * docker.compose_ps/compose_restart and the global (funnelled) exec, all
+ * captured when the module opened. */
+static const char COMPOSE[] =
+    "local ps, restart, exec = ...\n"
+    "local M = {}\n"
+    "M.__index = M\n"
+    "M.__metatable = 'docker.compose'\n"
+    "M.__tostring = function(self) return 'docker.compose(' .. self.file .. ')' end\n"
+    "\n"
+    "local function me(self, verb)\n"
+    "  if type(self) ~= 'table' or rawget(self, 'file') == nil then\n"
+    "    error('docker.compose: call it as compose:' .. verb .. '(...), with a colon', 3)\n"
+    "  end\n"
+    "  return self\n"
+    "end\n"
+    "\n"
+    "local function opts_of(verb, o)\n"
+    "  if o == nil then return {} end\n"
+    "  if type(o) ~= 'table' then error('docker.compose:' .. verb .. ': options must be a "
+    "table', 3) end\n"
+    "  return o\n"
+    "end\n"
+    "\n"
+    "-- errors raised under a method point at the runbook line that called it\n"
+    "local function rethrow(ok, ...)\n"
+    "  if ok then return ... end\n"
+    "  local e = ...\n"
+    "  if type(e) == 'string' then error((e:gsub('^docker%.compose:%d+: ', '')), 2) end\n"
+    "  error(e, 0)\n"
+    "end\n"
+    "\n"
+    "-- `docker compose -f FILE [-p PROJECT] verb ...` through the funnelled exec\n"
+    "local function cli(self, verb, o, args)\n"
+    "  local argv = { 'docker', 'compose', '-f', self.file }\n"
+    "  if self.explicit then argv[#argv + 1] = '-p'; argv[#argv + 1] = self.project end\n"
+    "  argv[#argv + 1] = verb\n"
+    "  for _, x in ipairs(args) do argv[#argv + 1] = x end\n"
+    "  local eo = { timeout = o.timeout, check = o.check, readonly = o.readonly }\n"
+    "  return rethrow(pcall(exec, argv, next(eo) and eo or nil))\n"
+    "end\n"
+    "\n"
+    "local function services(verb, args, list)\n"
+    "  if list == nil then return args end\n"
+    "  if type(list) == 'string' then list = { list } end\n"
+    "  if type(list) ~= 'table' then error('docker.compose:' .. verb .. ': services must be a "
+    "list of names', 3) end\n"
+    "  for _, s in ipairs(list) do args[#args + 1] = tostring(s) end\n"
+    "  return args\n"
+    "end\n"
+    "\n"
+    "function M.ps(self, o)\n"
+    "  me(self, 'ps')\n"
+    "  return rethrow(pcall(ps, self.project, opts_of('ps', o)))\n"
+    "end\n"
+    "\n"
+    "function M.restart(self, service, o)\n"
+    "  me(self, 'restart')\n"
+    "  if type(service) ~= 'string' or service == '' then\n"
+    "    error('docker.compose:restart: give the service to restart', 2)\n"
+    "  end\n"
+    "  return rethrow(pcall(restart, self.project, service, opts_of('restart', o)))\n"
+    "end\n"
+    "\n"
+    "function M.pull(self, o)\n"
+    "  me(self, 'pull')\n"
+    "  o = opts_of('pull', o)\n"
+    "  return cli(self, 'pull', o, services('pull', {}, o.services))\n"
+    "end\n"
+    "\n"
+    "function M.up(self, o)\n"
+    "  me(self, 'up')\n"
+    "  o = opts_of('up', o)\n"
+    "  local args = {}\n"
+    "  if o.detach ~= false then args[#args + 1] = '-d' end\n"
+    "  if o.no_deps then args[#args + 1] = '--no-deps' end\n"
+    "  if o.build then args[#args + 1] = '--build' end\n"
+    "  if o.force_recreate then args[#args + 1] = '--force-recreate' end\n"
+    "  if o.wait then args[#args + 1] = '--wait' end\n"
+    "  return cli(self, 'up', o, services('up', args, o.services))\n"
+    "end\n"
+    "\n"
+    "function M.down(self, o)\n"
+    "  me(self, 'down')\n"
+    "  o = opts_of('down', o)\n"
+    "  local args = {}\n"
+    "  if o.volumes then args[#args + 1] = '--volumes' end\n"
+    "  if o.remove_orphans then args[#args + 1] = '--remove-orphans' end\n"
+    "  return cli(self, 'down', o, args)\n"
+    "end\n"
+    "\n"
+    "function M.logs(self, service, o)\n"
+    "  me(self, 'logs')\n"
+    "  if type(service) == 'table' and o == nil then service, o = nil, service end\n"
+    "  o = opts_of('logs', o)\n"
+    "  local args = { '--no-color' }\n"
+    "  if o.tail ~= nil then args[#args + 1] = '--tail'; args[#args + 1] = tostring(o.tail) end\n"
+    "  if o.since ~= nil then args[#args + 1] = '--since'; args[#args + 1] = tostring(o.since) "
+    "end\n"
+    "  if o.timestamps then args[#args + 1] = '--timestamps' end\n"
+    "  if service ~= nil then services('logs', args, service) end\n"
+    "  return cli(self, 'logs', o, args)\n"
+    "end\n"
+    "\n"
+    "return function(file, project, explicit)\n"
+    "  return setmetatable({ file = file, project = project, explicit = explicit }, M)\n"
     "end\n";
 
 /* ---- describe ------------------------------------------------------------ */
@@ -431,11 +589,13 @@ enum verb {
     V_STOP,
     V_KILL,
     V_UPDATE,
-    V_PRUNE
+    V_PRUNE,
+    V_COMPOSE_PS,
+    V_COMPOSE_RESTART
 };
-static const char *const VERB[] = {"ps",   "inspect", "logs",    "stats", "version",
-                                   "info", "images",  "restart", "start", "stop",
-                                   "kill", "update",  "prune"};
+static const char *const VERB[] = {"ps",   "inspect", "logs",    "stats",      "version",
+                                   "info", "images",  "restart", "start",      "stop",
+                                   "kill", "update",  "prune",   "compose_ps", "compose_restart"};
 
 /* verbs whose first argument is a container */
 static int takes_name(int v)
@@ -581,7 +741,60 @@ static void describe(lua_State *L, rb_action *a, int v)
     rb_action_set(L, a, "verb", "%s", VERB[v]);
     rb_action_set(L, a, "target", "%s", name ? name : "docker");
     rb_action_set(L, a, "words", "%s", lua_tostring(L, -1));
-    a->cls = v >= V_RESTART ? RB_MUTATE : RB_READ;
+    a->cls = v >= V_RESTART && v <= V_PRUNE ? RB_MUTATE : RB_READ;
+    a->opts = opts;
+    lua_settop(L, top);
+}
+
+/* The hidden compose rows: (project, opts) for ps, (project, service, opts)
+ * for restart; the words are the `docker compose` command an operator would
+ * type in the project's directory. */
+static void describe_compose(lua_State *L, rb_action *a, int v)
+{
+    int top = lua_gettop(L);
+    const char *project = luaL_checkstring(L, 1);
+    const char *service = NULL;
+    int opts;
+    luaL_Buffer b;
+    if (v == V_COMPOSE_RESTART) {
+        service = luaL_checkstring(L, 2);
+        if (!*service)
+            luaL_argerror(L, 2, "docker compose restart: the service name is empty");
+        opts = opts_at(L, 3, v);
+    } else {
+        opts = opts_at(L, 2, v);
+    }
+    int n = 1;
+    lua_pushstring(L, v == V_COMPOSE_PS ? "docker compose ps" : "docker compose restart");
+    if (v == V_COMPOSE_PS) {
+        if (rb_opt_bool(L, opts, "all", 1)) {
+            lua_pushliteral(L, " --all");
+            n++;
+        }
+        if (opts && lua_getfield(L, opts, "service") == LUA_TSTRING) {
+            const char *svc = lua_tostring(L, -1);
+            luaL_buffinit(L, &b);
+            luaL_addchar(&b, ' ');
+            rb_quote_arg(&b, svc);
+            luaL_pushresult(&b);
+            lua_remove(L, -2);
+            n++;
+        } else if (opts) {
+            lua_pop(L, 1);
+        }
+    } else {
+        n += flag_piece(L, opts, "timeout", "--timeout", v);
+        luaL_buffinit(L, &b);
+        luaL_addchar(&b, ' ');
+        rb_quote_arg(&b, service);
+        luaL_pushresult(&b);
+        n++;
+    }
+    lua_concat(L, n);
+    rb_action_set(L, a, "verb", "%s", v == V_COMPOSE_PS ? "compose ps" : "compose restart");
+    rb_action_set(L, a, "target", "%s", service ? service : project);
+    rb_action_set(L, a, "words", "%s", lua_tostring(L, -1));
+    a->cls = v == V_COMPOSE_RESTART ? RB_MUTATE : RB_READ;
     a->opts = opts;
     lua_settop(L, top);
 }
@@ -604,6 +817,15 @@ DESCRIBE(d_stop, V_STOP)
 DESCRIBE(d_kill, V_KILL)
 DESCRIBE(d_update, V_UPDATE)
 DESCRIBE(d_prune, V_PRUNE)
+
+static void d_compose_ps(lua_State *L, rb_action *a)
+{
+    describe_compose(L, a, V_COMPOSE_PS);
+}
+static void d_compose_restart(lua_State *L, rb_action *a)
+{
+    describe_compose(L, a, V_COMPOSE_RESTART);
+}
 
 /* ---- the call ------------------------------------------------------------ */
 
@@ -645,13 +867,14 @@ static int push_impl(lua_State *L);
 
 static int docker_call(lua_State *L, int v)
 {
-    lua_settop(L, 2);
+    lua_settop(L, 3);
     push_impl(L);
     lua_pushstring(L, VERB[v]);
     push_host(L);
     lua_pushvalue(L, 1);
     lua_pushvalue(L, 2);
-    int st = lua_pcallk(L, 4, 1, 0, 0, docker_k);
+    lua_pushvalue(L, 3);
+    int st = lua_pcallk(L, 5, 1, 0, 0, docker_k);
     return docker_k(L, st, 0);
 }
 
@@ -673,12 +896,125 @@ CALL(l_stop, V_STOP)
 CALL(l_kill, V_KILL)
 CALL(l_update, V_UPDATE)
 CALL(l_prune, V_PRUNE)
+CALL(l_compose_ps, V_COMPOSE_PS)
+CALL(l_compose_restart, V_COMPOSE_RESTART)
 
 /* note(response): keep a failed answer for the audit record */
 static int l_note(lua_State *L)
 {
     rb_note_result(L, 1);
     return 0;
+}
+
+/* ---- docker.compose(file [, { project }]) -------------------------------- */
+
+#define COMPOSE_KEY "runbook.docker.compose"
+
+/* Push name the way docker compose normalises a project name: lower case,
+ * only [a-z0-9_-], no leading '_' or '-'. */
+static void push_project_name(lua_State *L, const char *name, size_t len)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < len; i++) {
+        int c = tolower((unsigned char)name[i]);
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            ((c == '_' || c == '-') && luaL_bufflen(&b) > 0))
+            luaL_addchar(&b, (char)c);
+    }
+    luaL_pushresult(&b);
+}
+
+/* A top-level `name:` in the compose file, or 0. */
+static int push_file_name(lua_State *L, const char *file)
+{
+    FILE *f = fopen(file, "r");
+    char line[512];
+    int found = 0;
+    if (!f)
+        return 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "name:", 5) != 0)
+            continue;
+        char *v = line + 5;
+        v += strspn(v, " \t\"'");
+        size_t n = strcspn(v, " \t\r\n\"'#");
+        if (n > 0) {
+            push_project_name(L, v, n);
+            found = lua_rawlen(L, -1) > 0;
+            if (!found)
+                lua_pop(L, 1);
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* The project docker compose would use for file: COMPOSE_PROJECT_NAME, the
+ * file's top-level `name:`, else the name of the directory holding it. */
+static void push_default_project(lua_State *L, const char *file)
+{
+    const char *env = getenv("COMPOSE_PROJECT_NAME");
+    if (env && *env) {
+        push_project_name(L, env, strlen(env));
+        return;
+    }
+    if (push_file_name(L, file))
+        return;
+    const char *slash = strrchr(file, '/');
+    char dir[PATH_MAX], real[PATH_MAX];
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == file)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - file), file);
+    /* a directory that does not exist (yet) is named from the path */
+    const char *d = realpath(dir, real) ? real : dir;
+    size_t len = strlen(d);
+    while (len > 1 && d[len - 1] == '/')
+        len--;
+    size_t start = len;
+    while (start > 0 && d[start - 1] != '/')
+        start--;
+    push_project_name(L, d + start, len - start);
+}
+
+static int l_compose(lua_State *L)
+{
+    const char *file = luaL_checkstring(L, 1);
+    if (!*file)
+        luaL_argerror(L, 1, "docker.compose: the compose file is empty");
+    int t = lua_type(L, 2);
+    if (t != LUA_TNONE && t != LUA_TNIL && t != LUA_TTABLE)
+        luaL_argerror(L, 2, "docker.compose: options must be a table");
+    const char *project = t == LUA_TTABLE ? rb_opt_string(L, 2, "project") : NULL;
+    if (project && !*project)
+        luaL_argerror(L, 2, "docker.compose: the project name is empty");
+    if (lua_getfield(L, LUA_REGISTRYINDEX, COMPOSE_KEY) != LUA_TFUNCTION) {
+        lua_pop(L, 1);
+        if (luaL_loadbuffer(L, COMPOSE, sizeof COMPOSE - 1, "=docker.compose") != LUA_OK)
+            return lua_error(L);
+        lua_getfield(L, LUA_REGISTRYINDEX, "runbook.docker.compose_ps");
+        lua_getfield(L, LUA_REGISTRYINDEX, "runbook.docker.compose_restart");
+        lua_getfield(L, LUA_REGISTRYINDEX, "runbook.docker.exec");
+        lua_call(L, 3, 1);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, COMPOSE_KEY);
+    }
+    lua_pushvalue(L, 1);
+    if (project)
+        lua_pushstring(L, project);
+    else
+        push_default_project(L, file);
+    if (lua_rawlen(L, -1) == 0)
+        return luaL_error(L,
+                          "docker.compose: cannot tell the project name of %s (give { "
+                          "project = ... })",
+                          file);
+    lua_pushboolean(L, project != NULL);
+    lua_call(L, 3, 1);
+    return 1;
 }
 
 /* Push json[field] captured now, or a function raising that it is missing. */
@@ -707,9 +1043,32 @@ void mod_docker_open(lua_State *L)
         {"kill", l_kill, RB_MUTATE, d_kill, NULL},
         {"update", l_update, RB_MUTATE, d_update, NULL},
         {"prune", l_prune, RB_MUTATE, d_prune, NULL},
+        {"compose", l_compose, RB_PURE, NULL, NULL},
+        {NULL, NULL, 0, NULL, NULL},
+    };
+    /* the compose object's API verbs: funnelled docker actions, kept out of
+     * the docker table (they are reached through docker.compose(...)) */
+    static const char *const hidden_names[] = {"compose_ps", "compose_restart"};
+    static const rb_fn hidden[] = {
+        {"compose_ps", l_compose_ps, RB_READ, d_compose_ps, NULL},
+        {"compose_restart", l_compose_restart, RB_MUTATE, d_compose_restart, NULL},
         {NULL, NULL, 0, NULL, NULL},
     };
     rb_register(L, "docker", fns);
+    rb_register(L, "docker", hidden);
+    lua_getglobal(L, "docker");
+    for (int i = 0; i < 2; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "runbook.docker.%s", hidden_names[i]);
+        lua_getfield(L, -1, hidden_names[i]);
+        lua_setfield(L, LUA_REGISTRYINDEX, key);
+        lua_pushnil(L);
+        lua_setfield(L, -2, hidden_names[i]);
+    }
+    lua_pop(L, 1);
+    /* the funnelled global exec, for the compose verbs run by the CLI */
+    lua_getglobal(L, "exec");
+    lua_setfield(L, LUA_REGISTRYINDEX, "runbook.docker.exec");
     /* the json functions are taken now, before a runbook could shadow them;
      * the client itself is compiled on first use (start-up stays cheap) */
     push_json(L, "encode");

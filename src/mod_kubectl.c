@@ -20,6 +20,10 @@
  * exec: the funnel has already classified and will record this action.  A
  * non-zero exit raises "kubectl <words>: <kubectl's error line>" unless the
  * call says check = false.
+ *
+ * scale and rollout_undo return the object after the change: kubectl prints
+ * it as it was before, so a live call that succeeded reads it back with
+ * `kubectl get` inside the same action (readback()).
  */
 #include "config.h"
 #include "engine.h"
@@ -147,7 +151,7 @@ static const char *opt_duration(lua_State *L, int opts, const char *key, const c
     if (ty == LUA_TNUMBER) {
         lua_Number d = lua_tonumber(L, -1);
         if (lua_isinteger(L, -1))
-            s = lua_pushfstring(L, "%Ids", lua_tointeger(L, -1));
+            s = lua_pushfstring(L, "%Is", lua_tointeger(L, -1));
         else
             s = lua_pushfstring(L, "%ds", (int)(d + 0.999));
     } else if (ty == LUA_TSTRING) {
@@ -336,6 +340,7 @@ static void build(lua_State *L, int fn)
     const char *name = NAMES[fn];
     const char *stdin_text = NULL;
     double timeout = -1;
+    int manifest = 0;
     add(&c, "kubectl");
     switch (fn) {
     case F_GET:
@@ -475,14 +480,9 @@ static void build(lua_State *L, int fn)
         if (lua_istable(L, 1)) {
             add(&c, "-f");
             add(&c, "-");
-            lua_getfield(L, LUA_REGISTRYINDEX, ENCODE_KEY);
-            lua_pushvalue(L, 1);
-            lua_call(L, 1, 1);
-            stdin_text = lua_tostring(L, -1);
-            if (!stdin_text)
-                luaL_error(L, "kubectl.apply: cannot encode the manifest");
-            lua_replace(L, 1); /* keep the text alive as argument 1 */
-            stdin_text = lua_tostring(L, 1);
+            /* encoded into info.stdin below: the arguments are the caller's
+             * (the funnel calls describe and the call with the same ones) */
+            manifest = 1;
         } else {
             add(&c, "-f");
             add(&c, checkstr(L, 1, name, "file"));
@@ -603,8 +603,17 @@ static void build(lua_State *L, int fn)
     lua_setfield(L, S_INFO, "out");
     lua_pushinteger(L, cls);
     lua_setfield(L, S_INFO, "cls");
+    lua_pushinteger(L, fn);
+    lua_setfield(L, S_INFO, "fn");
     if (stdin_text) {
         lua_pushstring(L, stdin_text);
+        lua_setfield(L, S_INFO, "stdin");
+    } else if (manifest) {
+        lua_getfield(L, LUA_REGISTRYINDEX, ENCODE_KEY);
+        lua_pushvalue(L, 1);
+        lua_call(L, 1, 1);
+        if (!lua_isstring(L, -1))
+            luaL_error(L, "kubectl.apply: cannot encode the manifest");
         lua_setfield(L, S_INFO, "stdin");
     }
     if (timeout < 0)
@@ -713,10 +722,78 @@ static int decode_into(lua_State *L, int idx)
     return 1;
 }
 
+static int call_k(lua_State *L, int status, lua_KContext ctx);
+
+/* Push the options table of registry["runbook.exec_raw"] for this call. */
+static void push_raw_opts(lua_State *L)
+{
+    lua_createtable(L, 0, 4);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "check");
+    if (lua_getfield(L, S_INFO, "stdin") != LUA_TNIL)
+        lua_setfield(L, -2, "stdin");
+    else
+        lua_pop(L, 1);
+    if (lua_getfield(L, S_INFO, "timeout") != LUA_TNIL)
+        lua_setfield(L, -2, "timeout");
+    else
+        lua_pop(L, 1);
+}
+
+/* `kubectl scale -o json` and `kubectl rollout undo -o json` print the
+ * object as it was before the change.  After one that succeeded, read the
+ * object back with `kubectl get` -- the same target and global options: the
+ * argv with "get" for the verb words and without --replicas/--to-revision --
+ * so that the call returns the object as changed (new spec.replicas, the
+ * template rolled back to).  The read is part of the mutation's action (one
+ * action, one audit record: it is how the change reports its outcome, like
+ * the object `kubectl set`/`apply -o json` print), and it runs only live: a
+ * dry-run never reaches here.  Returns what call_k returns once the get is
+ * done. */
+static int readback(lua_State *L, int fn)
+{
+    int verbs = fn == F_SCALE ? 1 : 2; /* words after "kubectl" to drop */
+    lua_settop(L, S_RESULT);
+    lua_getfield(L, LUA_REGISTRYINDEX, RAW_KEY);
+    int n = (int)lua_rawlen(L, S_ARGV);
+    lua_createtable(L, n, 0);
+    int k = 0;
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, S_ARGV, i);
+        const char *w = lua_tostring(L, -1);
+        if (strncmp(w, "--replicas=", 11) == 0 || strncmp(w, "--to-revision=", 14) == 0 ||
+            (i > 2 && i <= 1 + verbs)) {
+            lua_pop(L, 1);
+            continue;
+        }
+        if (i == 2) {
+            lua_pop(L, 1);
+            lua_pushliteral(L, "get");
+        }
+        lua_rawseti(L, -2, ++k);
+    }
+    push_raw_opts(L);
+    int st = lua_pcallk(L, 2, 1, 0, 1, call_k);
+    return call_k(L, st, 1);
+}
+
 static int call_k(lua_State *L, int status, lua_KContext ctx)
 {
-    (void)ctx;
     const char *words = lua_tostring(L, S_WORDS);
+    if (ctx == 1) {
+        /* the read-back of a scale or undo: its object replaces the scale's output
+         * when it worked; otherwise the scale's own answer stands */
+        int ok = (status == LUA_OK || status == LUA_YIELD) && lua_istable(L, -1);
+        if (ok) {
+            lua_getfield(L, -1, "code");
+            ok = lua_tointeger(L, -1) == 0;
+            lua_pop(L, 1);
+        }
+        if (ok)
+            lua_replace(L, S_RESULT);
+        lua_settop(L, S_RESULT);
+        status = LUA_OK;
+    }
     if (status != LUA_OK && status != LUA_YIELD) {
         if (lua_type(L, -1) != LUA_TSTRING)
             return lua_error(L);
@@ -760,6 +837,11 @@ static int call_k(lua_State *L, int status, lua_KContext ctx)
         }
         return 1; /* { code, stdout, stderr, ok = false, error } */
     }
+    lua_getfield(L, S_INFO, "fn");
+    int fn = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if ((fn == F_SCALE || fn == F_ROLLOUT_UNDO) && ctx == 0)
+        return readback(L, fn);
     switch (out) {
     case K_OUT_TEXT:
         lua_getfield(L, S_RESULT, "stdout");
@@ -809,17 +891,7 @@ static int call(lua_State *L, int fn)
     if (lua_getfield(L, LUA_REGISTRYINDEX, RAW_KEY) != LUA_TFUNCTION)
         return luaL_error(L, "kubectl: exec is not available in this build");
     lua_pushvalue(L, S_ARGV);
-    lua_createtable(L, 0, 4);
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "check");
-    if (lua_getfield(L, S_INFO, "stdin") != LUA_TNIL)
-        lua_setfield(L, -2, "stdin");
-    else
-        lua_pop(L, 1);
-    if (lua_getfield(L, S_INFO, "timeout") != LUA_TNIL)
-        lua_setfield(L, -2, "timeout");
-    else
-        lua_pop(L, 1);
+    push_raw_opts(L);
     int st = lua_pcallk(L, 2, 1, 0, 0, call_k);
     return call_k(L, st, 0);
 }

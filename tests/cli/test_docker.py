@@ -20,7 +20,7 @@ DOCKER_CLI = shutil.which("docker") or "/usr/local/bin/docker"
 
 
 class FakeDocker:
-    def __init__(self, case, api=None, tcp=False):
+    def __init__(self, case, api=None, tcp=False, compose_project=None):
         if not hasattr(case, "_fakes"):
             case._fakes = []
         n = len(case._fakes)
@@ -31,6 +31,8 @@ class FakeDocker:
         argv += ["--tcp"] if tcp else ["--socket", self.sock]
         if api:
             argv += ["--api-version", api]
+        if compose_project:
+            argv += ["--compose-project", compose_project]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL)
         case.addCleanup(self.stop)
@@ -403,6 +405,148 @@ class Errors(DockerCase):
         self.assertExit(res, 1)
         self.assertIn("cannot read a size from \"lots\"", res.all)
         self.assertEqual(self.fake.requests("POST"), [])
+
+
+class Compose(DockerCase):
+    """docker.compose(file): ps/restart through the Engine API by the compose
+    labels; pull/up/down/logs through `docker compose` by the funnelled exec."""
+
+    def compose_file(self, project_dir="calendar"):
+        return self.write(os.path.join(project_dir, "docker-compose.yml"),
+                          "services:\n  api:\n    image: calendar-api\n")
+
+    def test_ps_lists_the_projects_containers(self):
+        f = self.compose_file()
+        res = self.runbook("""
+            step("ps", function()
+              local c = docker.compose(%s)
+              local t = {}
+              for _, x in ipairs(c:ps()) do t[#t + 1] = { x.name, x.service, x.state } end
+              out({ project = c.project, ps = t })
+              out(#docker.compose(%s, { project = "nothing" }):ps())
+            end)
+            """ % (json.dumps(f), json.dumps(f)))
+        self.assertExit(res, 0)
+        self.assertEqual(res.data, [{"project": "calendar",
+                                     "ps": [["calendar-api", "api", "running"],
+                                            ["calendar-db", "db", "running"]]}, 0])
+        gets = [r for r in self.fake.requests("GET") if r["path"].endswith("/containers/json")]
+        self.assertEqual(json.loads(gets[0]["args"]["filters"]),
+                         {"label": ["com.docker.compose.project=calendar"]})
+        self.assertEqual(gets[0]["args"]["all"], "1")
+        acts = self.actions(primitive="docker")
+        self.assertEqual([(a["verb"], a["class"], a["words"]) for a in acts],
+                         [("compose ps", "read", "docker compose ps --all")] * 2)
+
+    def test_project_defaults_to_the_directory_and_can_be_given(self):
+        fake = FakeDocker(self, compose_project="deployment")
+        f = self.write("deployment/docker-compose.prod.yml", "services: {}\n")
+        self.write("other/docker-compose.yml", "name: Deployment\nservices: {}\n")
+        res = self.runbook("""
+            step("ps", function()
+              local names = {}
+              for _, x in ipairs(docker.compose("deployment/docker-compose.prod.yml"):ps()) do
+                names[#names + 1] = x.name
+              end
+              out(names)
+              out(docker.compose("other/docker-compose.yml").project)
+              out(docker.compose("x/docker-compose.yml", { project = "deployment" }).project)
+              out(docker.compose("/nowhere/My_Proj.d/compose.yml").project)
+            end)
+            """, env={"DOCKER_HOST": fake.host})
+        self.assertExit(res, 0)
+        self.assertTrue(os.path.exists(f))
+        self.assertEqual(res.data[0], ["deployment-calendar-api-1", "deployment-postgres-1",
+                                       "deployment-redis-1"])
+        self.assertEqual(res.data[1:], ["deployment", "deployment", "my_projd"])
+
+    def test_restart_posts_for_exactly_that_services_containers(self):
+        fake = FakeDocker(self, compose_project="deployment")
+        self.write("deployment/docker-compose.prod.yml", "services: {}\n")
+        res = self.runbook("""
+            step("fix", function()
+              local c = docker.compose("deployment/docker-compose.prod.yml")
+              out(c:restart("calendar-api"))
+              out(c:restart("calendar-api", { timeout = 10 }))
+              out(docker.inspect("deployment-calendar-api-1").State.Status)
+            end)
+            """, env={"DOCKER_HOST": fake.host})
+        self.assertExit(res, 0)
+        self.assertEqual(res.data[0], {"ok": True, "project": "deployment",
+                                       "service": "calendar-api",
+                                       "containers": ["deployment-calendar-api-1"]})
+        self.assertEqual(res.data[2], "running")
+        posts = [(r["path"], r["query"]) for r in fake.requests("POST")]
+        self.assertEqual(posts, [
+            ("/v1.47/containers/deployment-calendar-api-1/restart", ""),
+            ("/v1.47/containers/deployment-calendar-api-1/restart", "t=10"),
+        ])
+        acts = self.actions(primitive="docker")
+        self.assertEqual([(a["verb"], a["target"], a["class"], a["words"]) for a in acts[:2]], [
+            ("compose restart", "calendar-api", "mutate", "docker compose restart calendar-api"),
+            ("compose restart", "calendar-api", "mutate",
+             "docker compose restart --timeout 10 calendar-api"),
+        ])
+        self.assertIn("docker compose restart calendar-api", res.out)
+
+    def test_restart_of_an_unknown_service_names_it(self):
+        f = self.compose_file()
+        res = self.runbook("""
+            step("fix", function() docker.compose(%s):restart("worker") end)
+            """ % json.dumps(f))
+        self.assertExit(res, 1)
+        self.assertIn('docker compose restart worker: no container of service "worker" in '
+                      'compose project "calendar"', res.all)
+        self.assertRegex(res.all, r"docker-\d+\.lua:3: docker compose restart worker")
+        self.assertEqual(self.fake.requests("POST"), [])
+
+    def test_dry_run_restart_sends_nothing(self):
+        f = self.compose_file()
+        res = self.runbook("""
+            step("fix", function()
+              local c = docker.compose(%s)
+              out(#c:ps())
+              local r = c:restart("api")
+              out({ ok = r.ok, dry_run = r.dry_run })
+            end)
+            """ % json.dumps(f), "--dry-run")
+        self.assertExit(res, 0)
+        self.assertEqual(res.data, [2, {"ok": True, "dry_run": True}])
+        self.assertIn("would: docker compose restart api", res.out)
+        self.assertEqual(self.fake.requests("POST"), [])
+        acts = self.actions(primitive="docker")
+        self.assertEqual([a["simulated"] for a in acts], [False, True])
+
+    def test_cli_verbs_go_through_exec(self):
+        f = self.compose_file()
+        marker = self.path("docker-ran")
+        # a `docker` first on PATH: a dry-run must never run it for a write
+        self.script("docker", 'echo "$@" >> %s\necho "api-1  | line"\n' % marker)
+        res = self.runbook("""
+            step("cli", function()
+              local c = docker.compose(%s)
+              out(c:up{}.dry_run)
+              c:up{ services = { "api" }, no_deps = true }
+              c:pull()
+              c:down()
+              docker.compose(%s, { project = "cal" }):up{ detach = false }
+              out(c:logs("api", { tail = 5 }).stdout)
+            end)
+            """ % (json.dumps(f), json.dumps(f)), "--dry-run")
+        self.assertExit(res, 0)
+        self.assertIn("would: docker compose -f %s up -d\n" % f, res.out)
+        self.assertIn("would: docker compose -f %s up -d --no-deps api" % f, res.out)
+        self.assertIn("would: docker compose -f %s pull" % f, res.out)
+        self.assertIn("would: docker compose -f %s down" % f, res.out)
+        self.assertIn("would: docker compose -f %s -p cal up\n" % f, res.out)
+        self.assertEqual(res.data, [True, "api-1  | line\n"])
+        # only the read (logs) ran
+        self.assertEqual(self.lines(marker),
+                         ["compose -f %s logs --no-color --tail 5 api" % f])
+        acts = self.actions(primitive="exec")
+        self.assertEqual([(a["class"], a["simulated"]) for a in acts],
+                         [("mutate", True)] * 5 + [("read", False)])
+        self.assertEqual(self.fake.requests(), [])
 
 
 if __name__ == "__main__":

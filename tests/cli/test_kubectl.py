@@ -131,6 +131,156 @@ end)
             "kubectl get deployment calendar-api -n default --context=fake-prod"])
 
 
+NS = '{ namespace = "carbon-ingestion" }'
+DEPLOY = "/apis/apps/v1/namespaces/carbon-ingestion/deployments/enrichment-service"
+MANIFEST = """{ apiVersion = "v1", kind = "Pod",
+    metadata = { name = "debug-pod", namespace = "carbon-ingestion", labels = { app = "debug" } },
+    spec = { containers = { { name = "sh", image = "busybox:1.36" } } } }"""
+
+# One call per mutating primitive: (lua call, words printed in dry-run)
+MUTATIONS = [
+    ('kubectl.scale("deployment/enrichment-service", 4, %s)' % NS,
+     "kubectl scale deployment/enrichment-service --replicas=4 -n carbon-ingestion"),
+    ('kubectl.rollout_undo("deployment/enrichment-service", %s)' % NS,
+     "kubectl rollout undo deployment/enrichment-service -n carbon-ingestion"),
+    ('kubectl.set_env("deployment/enrichment-service", { K = "v", LOG = "debug" }, %s)' % NS,
+     "kubectl set env deployment/enrichment-service K=v LOG=debug -n carbon-ingestion"),
+    ('kubectl.set_image("deployment/enrichment-service", '
+     '{ ["enrichment-service"] = "enrich:1.5" }, %s)' % NS,
+     "kubectl set image deployment/enrichment-service enrichment-service=enrich:1.5 "
+     "-n carbon-ingestion"),
+    ('kubectl.delete("pod", "enrichment-service-7d9f-fghij", %s)' % NS,
+     "kubectl delete pod enrichment-service-7d9f-fghij -n carbon-ingestion"),
+    ('kubectl.apply(%s, %s)' % (MANIFEST, NS),
+     "kubectl apply -f - -n carbon-ingestion"),
+]
+
+
+class Verbs(KubeCase):
+    """describe, top, rollout status/history/undo, set env/image, delete,
+    apply, wait and exec_in through the real kubectl against the fake."""
+
+    def test_reads(self):
+        res = self.runbook("""
+step("reads", function()
+  local ns = %s
+  out({ pod = kubectl.describe("pod", "enrichment-service-7d9f-abcde", ns) })
+  out({ deploy = kubectl.describe("deployment/enrichment-service", ns) })
+  local ok, err = pcall(kubectl.top, "pod", nil, ns)
+  out({ ok = ok, err = tostring(err) })
+  out({ status = kubectl.rollout_status("deployment/enrichment-service",
+                                        { namespace = "carbon-ingestion", wait_timeout = 10 }) })
+  out({ history = kubectl.rollout_history("deployment/enrichment-service", ns) })
+  local w = kubectl.wait("deployment/enrichment-service",
+                         { ["for"] = "condition=Available", timeout = 10,
+                           namespace = "carbon-ingestion" })
+  out({ wait = w })
+end)
+""" % NS)
+        self.assertExit(res, 0)
+        d = res.data
+        self.assertIn("Name:         enrichment-service-7d9f-abcde", d[0]["pod"])
+        self.assertIn("Events:          <none>", d[0]["pod"])
+        self.assertIn("3 desired | 3 updated | 3 total | 3 available | 0 unavailable",
+                      d[1]["deploy"])
+        self.assertFalse(d[2]["ok"])
+        self.assertIn("kubectl top pod -n carbon-ingestion: error: Metrics API not available",
+                      d[2]["err"])
+        self.assertIn('deployment "enrichment-service" successfully rolled out',
+                      d[3]["status"]["stdout"])
+        hist = d[4]["history"]["stdout"]
+        self.assertIn("REVISION  CHANGE-CAUSE", hist)
+        self.assertEqual([l.split() for l in hist.splitlines() if l[:1].isdigit()],
+                         [["1", "<none>"], ["2", "<none>"]])
+        self.assertIn("condition met", d[5]["wait"]["stdout"])
+        self.assertTrue(self.kube.requests(
+            path="/api/v1/namespaces/carbon-ingestion/events"))
+        self.assertEqual(self.writes(), [])
+        acts = self.actions(primitive="kubectl")
+        self.assertIn("kubectl wait deployment/enrichment-service --for=condition=Available "
+                      "--timeout=10s -n carbon-ingestion", [a.get("words") for a in acts])
+        self.assertFalse([a for a in acts if a.get("simulated")])
+
+    def test_mutations_live_send_exact_requests(self):
+        body = "".join("  out({ r = %s })\n" % call for call, _ in MUTATIONS)
+        res = self.runbook('step("ops", function()\n%send)\n' % body)
+        self.assertExit(res, 0)
+        scaled, undone, env, image, deleted, applied = [x["r"] for x in res.data]
+        # scale returns the object after the change (a read-back), not before
+        self.assertEqual(scaled["spec"]["replicas"], 4)
+        self.assertTrue(scaled["ok"])
+        self.assertEqual(undone["spec"]["template"]["spec"]["containers"][0]["image"],
+                         "enrich:1.3")
+        self.assertEqual(applied["metadata"]["name"], "debug-pod")
+        w = self.writes()
+        self.assertEqual([(r["method"], r["path"]) for r in w], [
+            ("PATCH", DEPLOY + "/scale"),
+            ("PATCH", DEPLOY),
+            ("PATCH", DEPLOY),
+            ("PATCH", DEPLOY),
+            ("DELETE", "/api/v1/namespaces/carbon-ingestion/pods/enrichment-service-7d9f-fghij"),
+            ("POST", "/api/v1/namespaces/carbon-ingestion/pods"),
+        ])
+        self.assertEqual(w[0]["body"], {"spec": {"replicas": 4}})
+        # rollout undo: a JSON patch of the template back to revision 1
+        self.assertEqual(w[1]["content_type"], "application/json-patch+json")
+        ops = {op["path"]: op["value"] for op in w[1]["body"]}
+        self.assertEqual(ops["/spec/template"]["spec"]["containers"][0]["image"], "enrich:1.3")
+        # set env / set image: strategic merge patches of the named container
+        self.assertEqual(w[2]["content_type"], "application/strategic-merge-patch+json")
+        c = w[2]["body"]["spec"]["template"]["spec"]["containers"]
+        self.assertEqual(c, [{"name": "enrichment-service",
+                              "env": [{"name": "K", "value": "v"},
+                                      {"name": "LOG", "value": "debug"}]}])
+        c = w[3]["body"]["spec"]["template"]["spec"]["containers"]
+        self.assertEqual(c, [{"name": "enrichment-service", "image": "enrich:1.5"}])
+        self.assertEqual(w[4]["body"], {"propagationPolicy": "Background"})
+        self.assertEqual(w[5]["query"].get("fieldManager"), "kubectl-client-side-apply")
+        self.assertEqual(w[5]["body"]["spec"]["containers"],
+                         [{"name": "sh", "image": "busybox:1.36"}])
+        self.assertIn("kubectl.kubernetes.io/last-applied-configuration",
+                      w[5]["body"]["metadata"]["annotations"])
+        # the scale's read-back is a GET after its PATCH
+        reqs = self.kube.requests()
+        i = next(i for i, r in enumerate(reqs) if r["path"] == DEPLOY + "/scale"
+                 and r["method"] == "PATCH")
+        self.assertTrue([r for r in reqs[i + 1:] if r["method"] == "GET"
+                         and r["path"] == DEPLOY])
+        words = [a.get("words") for a in self.actions(primitive="kubectl")]
+        self.assertEqual(words, [w for _, w in MUTATIONS])
+
+    def test_mutations_dry_run_reach_nothing(self):
+        body = "".join("  out({ r = %s })\n" % call for call, _ in MUTATIONS)
+        res = self.runbook('step("ops", function()\n%send)\n' % body, "--dry-run")
+        self.assertExit(res, 0)
+        for _, words in MUTATIONS:
+            self.assertIn("would: " + words, res.out)
+        self.assertEqual([x["r"] for x in res.data], [{"ok": True, "dry_run": True}] * 6)
+        self.assertEqual(self.kube.requests(), [])
+        sim = [a for a in self.actions(primitive="kubectl") if a.get("simulated")]
+        self.assertEqual(len(sim), len(MUTATIONS))
+
+    def test_exec_in_is_not_faked_error_names_pod(self):
+        # The fake does not speak the SPDY/websocket exec stream; it answers
+        # as an API server does to a plain request: 400 Upgrade request required
+        res = self.runbook("""
+step("x", function()
+  local ok, err = pcall(kubectl.exec_in, "enrichment-service-7d9f-abcde", { "ls", "/" },
+                        { namespace = "carbon-ingestion" })
+  out({ ok = ok, err = tostring(err) })
+end)
+""")
+        self.assertExit(res, 0)
+        self.assertFalse(res.data[0]["ok"])
+        self.assertIn("kubectl exec enrichment-service-7d9f-abcde -n carbon-ingestion -- ls /: ",
+                      res.data[0]["err"])
+        self.assertIn("Upgrade request required", res.data[0]["err"])
+        execs = self.kube.requests(
+            path="/api/v1/namespaces/carbon-ingestion/pods/enrichment-service-7d9f-abcde/exec")
+        self.assertTrue(execs)
+        self.assertEqual(execs[-1]["query"].get("command"), "/")
+
+
 class DryRun(KubeCase):
     def test_reads_reach_the_fake_writes_never_do(self):
         res = self.runbook("""
@@ -157,6 +307,57 @@ end)
             path="/apis/apps/v1/namespaces/carbon-ingestion/deployments/enrichment-service"))
         sim = [a for a in self.actions(primitive="kubectl") if a.get("simulated")]
         self.assertEqual(len(sim), 3)
+
+
+# argv given to kubectl.run -> does it mutate (print `would:` in dry-run)?
+CLASSES = [
+    (["get", "pods", "-n", "default"], False),
+    (["describe", "deployment", "x"], False),
+    (["logs", "p", "--tail=5"], False),
+    (["top", "pod"], False),
+    (["explain", "pods"], False),
+    (["version", "--client"], False),
+    (["api-resources"], False),
+    (["auth", "can-i", "delete", "pods"], False),
+    (["rollout", "status", "deployment/x"], False),
+    (["rollout", "history", "deployment/x"], False),
+    (["diff", "-f", "m.yaml"], False),
+    (["wait", "pod/p", "--for=delete"], False),
+    (["--context", "fake", "-n", "x", "get", "pods"], False),  # options before the verb
+    (["-o", "json", "get", "pods"], False),
+    (["rollout", "restart", "deployment/x"], True),
+    (["rollout", "undo", "deployment/x"], True),
+    (["rollout", "pause", "deployment/x"], True),
+    (["scale", "deployment/x", "--replicas=2"], True),
+    (["set", "image", "deployment/x", "x=y:1"], True),
+    (["delete", "pod", "p"], True),
+    (["apply", "-f", "m.yaml"], True),
+    (["create", "namespace", "n"], True),
+    (["patch", "deployment", "x", "--type", "merge"], True),
+    (["label", "pod", "p", "a=b"], True),
+    (["drain", "node-1"], True),
+    (["exec", "p", "--", "ls"], True),
+    (["auth", "reconcile", "-f", "r.yaml"], True),
+    (["-n", "get", "delete", "pod", "p"], True),  # "get" is -n's value, the verb is delete
+    (["--", "get"], True),  # no verb before --: unknown, so it mutates
+]
+
+
+class ClassificationTable(KubeCase):
+    def test_table(self):
+        calls = "".join("  kubectl.run({ %s }, { check = false })\n" %
+                        ", ".join(lua_str(w) for w in argv) for argv, _ in CLASSES)
+        res = self.runbook('step("c", function()\n%send)\n' % calls, "--dry-run")
+        self.assertExit(res, 0)
+        would = [l.split("would: ", 1)[1] for l in res.out.splitlines() if "would: " in l]
+        for argv, mutates in CLASSES:
+            words = " ".join(["kubectl"] + argv)
+            with self.subTest(argv=argv):
+                self.assertEqual(any(w.startswith(words) for w in would), mutates, would)
+        self.assertEqual(len(would), sum(m for _, m in CLASSES))
+        self.assertEqual(self.writes(), [])
+        acts = self.actions(primitive="kubectl")
+        self.assertEqual([a.get("simulated") is True for a in acts], [m for _, m in CLASSES])
 
 
 class Classification(KubeCase):
