@@ -157,8 +157,10 @@ MUTATIONS = [
 
 
 class Verbs(KubeCase):
-    """describe, top, rollout status/history/undo, set env/image, delete,
-    apply, wait and exec_in through the real kubectl against the fake."""
+    """describe, top (pod and node, from metrics.k8s.io), rollout
+    status/history/undo, set env/image, delete, apply, wait and exec_in
+    (over the WebSocket exec stream) through the real kubectl against the
+    fake."""
 
     def test_reads(self):
         res = self.runbook("""
@@ -166,8 +168,7 @@ step("reads", function()
   local ns = %s
   out({ pod = kubectl.describe("pod", "enrichment-service-7d9f-abcde", ns) })
   out({ deploy = kubectl.describe("deployment/enrichment-service", ns) })
-  local ok, err = pcall(kubectl.top, "pod", nil, ns)
-  out({ ok = ok, err = tostring(err) })
+  out({ top = kubectl.top("pod", nil, ns) })
   out({ status = kubectl.rollout_status("deployment/enrichment-service",
                                         { namespace = "carbon-ingestion", wait_timeout = 10 }) })
   out({ history = kubectl.rollout_history("deployment/enrichment-service", ns) })
@@ -183,9 +184,14 @@ end)
         self.assertIn("Events:          <none>", d[0]["pod"])
         self.assertIn("3 desired | 3 updated | 3 total | 3 available | 0 unavailable",
                       d[1]["deploy"])
-        self.assertFalse(d[2]["ok"])
-        self.assertIn("kubectl top pod -n carbon-ingestion: error: Metrics API not available",
-                      d[2]["err"])
+        # kubectl top pod: the table of the namespace's PodMetrics (metrics-server
+        # reports nanocores and KiB; kubectl prints millicores and MiB)
+        top = [l.split() for l in d[2]["top"].splitlines()]
+        self.assertEqual(top, [["NAME", "CPU(cores)", "MEMORY(bytes)"],
+                               ["enrichment-service-7d9f-abcde", "125m", "64Mi"],
+                               ["enrichment-service-7d9f-fghij", "98m", "48Mi"]])
+        self.assertTrue(self.kube.requests(
+            path="/apis/metrics.k8s.io/v1beta1/namespaces/carbon-ingestion/pods"))
         self.assertIn('deployment "enrichment-service" successfully rolled out',
                       d[3]["status"]["stdout"])
         hist = d[4]["history"]["stdout"]
@@ -260,25 +266,71 @@ end)
         sim = [a for a in self.actions(primitive="kubectl") if a.get("simulated")]
         self.assertEqual(len(sim), len(MUTATIONS))
 
-    def test_exec_in_is_not_faked_error_names_pod(self):
-        # The fake does not speak the SPDY/websocket exec stream; it answers
-        # as an API server does to a plain request: 400 Upgrade request required
+    def test_top_node(self):
+        res = self.runbook("""
+step("t", function() out({ top = kubectl.top("node") }) end)
+""")
+        self.assertExit(res, 0)
+        top = [l.split() for l in res.data[0]["top"].splitlines()]
+        # 850m of 4 cores allocatable, 4096Mi of 16Gi
+        self.assertEqual(top, [["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"],
+                               ["node-1", "850m", "21%", "4096Mi", "25%"]])
+        self.assertTrue(self.kube.requests(path="/apis/metrics.k8s.io/v1beta1/nodes"))
+        self.assertEqual(self.writes(), [])
+
+    def test_exec_in_websocket_stdout_and_exit_code(self):
+        # kubectl 1.32 execs over a WebSocket (v5.channel.k8s.io); the fake
+        # answers with canned output on channel 1 and a Status on channel 3
         res = self.runbook("""
 step("x", function()
-  local ok, err = pcall(kubectl.exec_in, "enrichment-service-7d9f-abcde", { "ls", "/" },
+  local ns = { namespace = "carbon-ingestion" }
+  local r = kubectl.exec_in("enrichment-service-7d9f-abcde", { "ls", "/" }, ns)
+  out({ ok = r.ok, code = r.code, stdout = r.stdout })
+  local h = kubectl.exec_in("enrichment-service-7d9f-abcde", { "cat", "/etc/hostname" }, ns)
+  out({ stdout = h.stdout })
+  local ok, err = pcall(kubectl.exec_in, "enrichment-service-7d9f-abcde",
+                        { "sh", "-c", "exit 3" }, ns)
+  out({ ok = ok, err = tostring(err) })
+  local f = kubectl.exec_in("enrichment-service-7d9f-abcde", { "sh", "-c", "exit 3" },
+                            { namespace = "carbon-ingestion", check = false })
+  out({ ok = f.ok, code = f.code, error = f.error })
+end)
+""")
+        self.assertExit(res, 0)
+        d = res.data
+        self.assertEqual(d[0], {"ok": True, "code": 0, "stdout": "bin\netc\n"})
+        self.assertEqual(d[1], {"stdout": "enrichment-service-7d9f-abcde\n"})
+        self.assertFalse(d[2]["ok"])
+        self.assertIn("kubectl exec enrichment-service-7d9f-abcde -n carbon-ingestion -- "
+                      "sh -c 'exit 3': command terminated with exit code 3", d[2]["err"])
+        self.assertEqual(d[3]["code"], 3)
+        self.assertFalse(d[3]["ok"])
+        self.assertIn("command terminated with exit code 3", d[3]["error"])
+        execs = self.kube.requests(
+            path="/api/v1/namespaces/carbon-ingestion/pods/enrichment-service-7d9f-abcde/exec")
+        self.assertEqual([(e["method"], e["status"], e["protocol"], e["command"])
+                          for e in execs[:2]],
+                         [("GET", 101, "v5.channel.k8s.io", ["ls", "/"]),
+                          ("GET", 101, "v5.channel.k8s.io", ["cat", "/etc/hostname"])])
+        self.assertEqual(execs[0]["query"].get("stdout"), "true")
+        # exec mutates (SPEC §3): recorded as a live action
+        words = [a.get("words") for a in self.actions(primitive="kubectl")]
+        self.assertIn("kubectl exec enrichment-service-7d9f-abcde -n carbon-ingestion -- ls /",
+                      words)
+
+    def test_exec_in_no_such_pod_error_names_pod(self):
+        res = self.runbook("""
+step("x", function()
+  local ok, err = pcall(kubectl.exec_in, "nope-pod", { "ls", "/" },
                         { namespace = "carbon-ingestion" })
   out({ ok = ok, err = tostring(err) })
 end)
 """)
         self.assertExit(res, 0)
         self.assertFalse(res.data[0]["ok"])
-        self.assertIn("kubectl exec enrichment-service-7d9f-abcde -n carbon-ingestion -- ls /: ",
+        self.assertIn("kubectl exec nope-pod -n carbon-ingestion -- ls /: "
+                      'Error from server (NotFound): pods "nope-pod" not found',
                       res.data[0]["err"])
-        self.assertIn("Upgrade request required", res.data[0]["err"])
-        execs = self.kube.requests(
-            path="/api/v1/namespaces/carbon-ingestion/pods/enrichment-service-7d9f-abcde/exec")
-        self.assertTrue(execs)
-        self.assertEqual(execs[-1]["query"].get("command"), "/")
 
 
 class DryRun(KubeCase):
