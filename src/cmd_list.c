@@ -249,22 +249,8 @@ int cmd_show(int argc, char **argv)
             printf("\n%s\n", desc);
         if (lua_istable(L, params)) {
             printf("\nparams:\n");
-            /* sorted: a table's own order is no order at all */
-            lua_newtable(L);
+            rb_push_sorted_keys(L, params);
             int names = lua_gettop(L);
-            lua_pushnil(L);
-            while (lua_next(L, params)) {
-                lua_pop(L, 1);
-                if (lua_type(L, -1) == LUA_TSTRING) {
-                    lua_pushvalue(L, -1);
-                    lua_rawseti(L, names, (lua_Integer)lua_rawlen(L, names) + 1);
-                }
-            }
-            lua_getglobal(L, "table");
-            lua_getfield(L, -1, "sort");
-            lua_pushvalue(L, names);
-            lua_call(L, 1, 0);
-            lua_pop(L, 1);
             lua_Integer np = (lua_Integer)lua_rawlen(L, names);
             for (lua_Integer k = 1; k <= np; k++) {
                 lua_rawgeti(L, names, k);

@@ -83,6 +83,10 @@ void engine_free(rb_engine *E);
 
 const char *mode_name(rb_mode m);
 
+/* Push an array of the string keys of table t, sorted: a table's own order
+ * is no order, and output and URLs should not change from run to run. */
+void rb_push_sorted_keys(lua_State *L, int t);
+
 /* Print an error value (string, or anything with __tostring) with redaction. */
 const char *engine_errmsg(lua_State *L, int idx);
 

@@ -76,6 +76,25 @@ void rb_quote_arg(luaL_Buffer *b, const char *s)
     luaL_addchar(b, '\'');
 }
 
+void rb_push_sorted_keys(lua_State *L, int t)
+{
+    t = lua_absindex(L, t);
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, -3, (lua_Integer)lua_rawlen(L, -3) + 1);
+        }
+    }
+    lua_getglobal(L, "table");
+    lua_getfield(L, -1, "sort");
+    lua_pushvalue(L, -3);
+    lua_call(L, 1, 0);
+    lua_pop(L, 1);
+}
+
 int rb_opt_bool(lua_State *L, int opts, const char *key, int dflt)
 {
     if (!opts || !lua_istable(L, opts))

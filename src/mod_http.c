@@ -292,19 +292,8 @@ static const char *full_url(lua_State *L, int req, CURL *e)
     luaL_addvalue(&b);
     char sep = strchr(base, '?') ? '&' : '?';
     /* sorted keys: the same call gives the same URL (and audit words) */
-    lua_newtable(L);
+    rb_push_sorted_keys(L, q);
     int keys = lua_gettop(L);
-    lua_pushnil(L);
-    while (lua_next(L, q)) {
-        lua_pop(L, 1);
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, keys, (lua_Integer)lua_rawlen(L, keys) + 1);
-    }
-    lua_getglobal(L, "table");
-    lua_getfield(L, -1, "sort");
-    lua_pushvalue(L, keys);
-    lua_call(L, 1, 0);
-    lua_pop(L, 1);
     lua_Integer nk = (lua_Integer)lua_rawlen(L, keys);
     for (lua_Integer i = 1; i <= nk; i++) {
         lua_rawgeti(L, keys, i);
