@@ -340,6 +340,26 @@ class RunbookTestCase(unittest.TestCase):
             argv += ["--require-auth", require_auth]
         return self._fixture(FixtureServer(self, argv + list(args), log, "smtp", n))
 
+    def fake_kube(self):
+        """Start tests/fixtures/fake_kube.py (a fake of the Kubernetes API wire
+        protocol: no cluster runs here) and point kubectl at it: KUBECONFIG,
+        and a private KUBECACHEDIR so discovery is never cached across tests."""
+        self.kc = self.path("kubeconfig")
+        log = self.path("kube.jsonl")
+        srv = self._fixture(FixtureServer(
+            self, [sys.executable, os.path.join(FIXTURES, "fake_kube.py"), "--log", log,
+                   "--kubeconfig", self.kc], log, "http", 0))
+        self.env["KUBECONFIG"] = self.kc
+        self.env["KUBECACHEDIR"] = self.path("kubecache")
+        return srv
+
+    @staticmethod
+    def kube_writes(srv):
+        """What changed the fake cluster (`auth can-i` is a read that POSTs a
+        SelfSubjectAccessReview)."""
+        return [r for r in srv.requests() if r["method"] not in ("GET", "HEAD")
+                and not r["path"].endswith("/selfsubjectaccessreviews")]
+
     def _fixture(self, srv):
         if not hasattr(self, "_fixtures"):
             self._fixtures = []

@@ -11,7 +11,7 @@ import shutil
 import sys
 import unittest
 
-from rbtest import FIXTURES, SRC, FixtureServer, RunbookTestCase
+from rbtest import SRC, RunbookTestCase
 from test_docker import FakeDocker
 
 sys.dont_write_bytecode = True
@@ -95,13 +95,7 @@ class Carbon(RunbookTestCase):
 
     def setUp(self):
         super().setUp()
-        self.kc = self.path("kubeconfig")
-        log = self.path("kube.jsonl")
-        self.kube = self._fixture(FixtureServer(
-            self, [sys.executable, os.path.join(FIXTURES, "fake_kube.py"), "--log", log,
-                   "--kubeconfig", self.kc], log, "http", 0))
-        self.env["KUBECONFIG"] = self.kc
-        self.env["KUBECACHEDIR"] = self.path("kubecache")
+        self.kube = self.fake_kube()
         self.kafka_log = self.path("kafka-calls")
         self.fake_kafka(LAG_HIGH)
 
@@ -111,8 +105,7 @@ class Carbon(RunbookTestCase):
                     % (self.kafka_log, self.path("kafka-out.txt")))
 
     def writes(self):
-        return [r for r in self.kube.requests() if r["method"] not in ("GET", "HEAD")
-                and not r["path"].endswith("/selfsubjectaccessreviews")]
+        return self.kube_writes(self.kube)
 
     def test_dry_run_would_scale_and_writes_nothing(self):
         res = self.run_rb(CARBON, "--dry-run", "--param", "parallelism=8")

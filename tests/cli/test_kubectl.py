@@ -8,7 +8,7 @@ import shutil
 import sys
 import unittest
 
-from rbtest import FIXTURES, FixtureServer, RunbookTestCase, lua_str
+from rbtest import RunbookTestCase, lua_str
 
 sys.dont_write_bytecode = True
 
@@ -22,13 +22,7 @@ class KubeCase(RunbookTestCase):
 
     def setUp(self):
         super().setUp()
-        self.kc = self.path("kubeconfig")
-        log = self.path("kube.jsonl")
-        self.kube = self._fixture(FixtureServer(
-            self, [sys.executable, os.path.join(FIXTURES, "fake_kube.py"), "--log", log,
-                   "--kubeconfig", self.kc], log, "http", 0))
-        self.env["KUBECONFIG"] = self.kc
-        self.env["KUBECACHEDIR"] = self.path("kubecache")
+        self.kube = self.fake_kube()
         self._n = 0
 
     def runbook(self, body, *flags, **kw):
@@ -40,9 +34,7 @@ class KubeCase(RunbookTestCase):
         return res
 
     def writes(self):
-        # `auth can-i` is a read that POSTs a SelfSubjectAccessReview
-        return [r for r in self.kube.requests() if r["method"] not in ("GET", "HEAD")
-                and not r["path"].endswith("/selfsubjectaccessreviews")]
+        return self.kube_writes(self.kube)
 
 
 class Live(KubeCase):
