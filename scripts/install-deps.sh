@@ -15,6 +15,7 @@ PACKAGES=(
   libedit-dev libcurl4-openssl-dev libpq-dev
   lua-check            # luacheck, used by `runbook check`
   python3 sqlite3      # the CLI tests, and inspecting audit databases
+  postgresql postgresql-client  # the db tests start a throwaway server; pg_dump/pg_restore
   valgrind procps      # the leak check; ps/pgrep for the tests
   "$@"
 )

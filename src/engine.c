@@ -276,6 +276,7 @@ static int open_all(lua_State *L)
     mod_notify_open(L);
     mod_kubectl_open(L);
     mod_docker_open(L);
+    mod_db_open(L);
     rbfile_open(L);
     return run_internal(L);
 }

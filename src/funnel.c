@@ -243,6 +243,109 @@ static int simulate(lua_State *L, call *c)
     return push_simulated(L, c->row, &c->a);
 }
 
+/* ---- rehearsals ------------------------------------------------------------
+ * A rehearsal performs the call where nothing can change (see rb_fn).  It
+ * says "this would write" with rb_rehearsed(), which leaves a flag and the
+ * evidence in the registry for the continuation to read. */
+#define REHEARSED "runbook.rehearsed"
+
+void rb_rehearsed(lua_State *L, const char *evidence)
+{
+    if (evidence)
+        lua_pushstring(L, evidence);
+    else
+        lua_pushboolean(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, REHEARSED);
+}
+
+enum { REHEARSE_PROBE = 1, REHEARSE_DRY_RUN = 2 };
+#define CTX(nargs, why) ((lua_KContext)(nargs)*4 + (why))
+
+static int act(lua_State *L, call *c);
+static int perform(lua_State *L, call *c);
+
+static int rehearse_k(lua_State *L, int status, lua_KContext ctx)
+{
+    int nargs = (int)(ctx / 4), why = (int)(ctx % 4);
+    call *c = call_of(L, nargs);
+    if (status != LUA_OK && status != LUA_YIELD) /* the rehearsal failed: so would the call */
+        return finish(L, status, nargs);
+    int t = lua_getfield(L, LUA_REGISTRYINDEX, REHEARSED);
+    int wrote = t != LUA_TNIL;
+    /* the evidence string stays referenced from the stack slot below the
+     * results until the record is written */
+    lua_insert(L, nargs + 2);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, REHEARSED);
+    if (why == REHEARSE_PROBE && !wrote) {
+        c->a.cls = RB_READ; /* proved: it ran where writes are refused */
+        lua_remove(L, nargs + 2);
+        return finish(L, LUA_OK, nargs);
+    }
+    c->a.cls = RB_MUTATE;
+    rb_engine *E = rb_engine_of(L);
+    if (why == REHEARSE_PROBE && !(E->mode == MODE_DRY_RUN)) {
+        lua_settop(L, nargs + 1); /* live: the rehearsal's answer is not the call's */
+        return act(L, c);
+    }
+    if (why == REHEARSE_PROBE && E->confirm_actions && !E->assume_yes) {
+        lua_settop(L, nargs + 1);
+        return act(L, c);
+    }
+    rb_action_result r = {0};
+    r.status = "simulated";
+    r.simulated = 1;
+    r.evidence = lua_type(L, nargs + 2) == LUA_TSTRING ? lua_tostring(L, nargs + 2) : NULL;
+    record(L, c, &r);
+    lua_remove(L, nargs + 2);
+    return lua_gettop(L) - (nargs + 1);
+}
+
+static int rehearse(lua_State *L, call *c, int why)
+{
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, REHEARSED);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, NOTED);
+    lua_pushcfunction(L, c->row->rehearse);
+    for (int i = 1; i <= c->nargs; i++)
+        lua_pushvalue(L, i);
+    lua_KContext ctx = CTX(c->nargs, why);
+    return rehearse_k(L, lua_pcallk(L, c->nargs, LUA_MULTRET, 0, ctx, rehearse_k), ctx);
+}
+
+/* A call known to mutate: ask where the mode wants it, then simulate,
+ * rehearse or perform it. */
+static int act(lua_State *L, call *c)
+{
+    rb_engine *E = rb_engine_of(L);
+    if (c->a.cls == RB_MUTATE && E->confirm_actions && !E->assume_yes) {
+        int yes = prompt_yes_no(E, L, c->a.words);
+        journal_answer(E, L, "action", c->a.words, yes ? "y" : "n");
+        if (!yes) {
+            rb_action_result r = {0};
+            r.status = "declined";
+            r.answer = "n";
+            record(L, c, &r);
+            return luaL_error(L, "%s: declined by the operator", c->a.words);
+        }
+    }
+    if (c->a.cls == RB_MUTATE && E->mode == MODE_DRY_RUN)
+        return c->row->rehearse ? rehearse(L, c, REHEARSE_DRY_RUN) : simulate(L, c);
+    return perform(L, c);
+}
+
+static int perform(lua_State *L, call *c)
+{
+    int nargs = c->nargs;
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, NOTED);
+    lua_pushcfunction(L, c->row->fn);
+    for (int i = 1; i <= nargs; i++)
+        lua_pushvalue(L, i);
+    return finish(L, lua_pcallk(L, nargs, LUA_MULTRET, 0, (lua_KContext)nargs, funnel_k), nargs);
+}
+
 static int funnel_call(lua_State *L)
 {
     const rb_fn *row = (const rb_fn *)lua_touserdata(L, lua_upvalueindex(1));
@@ -267,6 +370,8 @@ static int funnel_call(lua_State *L)
     a.target = "";
     a.words = row->name;
     a.cls = row->cls == RB_READ ? RB_READ : RB_MUTATE; /* unknown is MUTATE */
+    if (row->cls == RB_BY_ARGS && row->rehearse)
+        a.cls = RB_BY_ARGS; /* describe() may prove it either way, or leave it to trying */
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, ANCHORS);
     row->describe(L, &a);
@@ -280,37 +385,41 @@ static int funnel_call(lua_State *L)
     lua_setiuservalue(L, -2, 1);
     lua_pushnil(L);
     lua_setfield(L, LUA_REGISTRYINDEX, ANCHORS);
+    int unproven = c->a.cls == RB_BY_ARGS && row->rehearse;
     if (c->a.cls != RB_READ)
         c->a.cls = RB_MUTATE;
     if (c->a.opts > 0 && c->a.opts <= nargs && lua_istable(L, c->a.opts)) {
-        if (lua_getfield(L, c->a.opts, "readonly") == LUA_TBOOLEAN)
+        if (lua_getfield(L, c->a.opts, "readonly") == LUA_TBOOLEAN) {
             c->a.cls = lua_toboolean(L, -1) ? RB_READ : RB_MUTATE;
+            unproven = 0;
+        }
         lua_pop(L, 1);
     }
     c->t0 = rb_now();
 
-    if (c->a.cls == RB_MUTATE && E->confirm_actions && !E->assume_yes) {
-        int yes = prompt_yes_no(E, L, c->a.words);
-        journal_answer(E, L, "action", c->a.words, yes ? "y" : "n");
-        if (!yes) {
-            rb_action_result r = {0};
-            r.status = "declined";
-            r.answer = "n";
-            record(L, c, &r);
-            return luaL_error(L, "%s: declined by the operator", c->a.words);
-        }
-    }
     if (E->intercept)
         return E->intercept(L, &c->a, nargs);
-    if (c->a.cls == RB_MUTATE && E->mode == MODE_DRY_RUN)
-        return simulate(L, c);
+    if (unproven)
+        return rehearse(L, c, REHEARSE_PROBE);
+    return act(L, c);
+}
 
-    lua_pushnil(L);
-    lua_setfield(L, LUA_REGISTRYINDEX, NOTED);
-    lua_pushcfunction(L, row->fn);
-    for (int i = 1; i <= nargs; i++)
-        lua_pushvalue(L, i);
-    return finish(L, lua_pcallk(L, nargs, LUA_MULTRET, 0, (lua_KContext)nargs, funnel_k), nargs);
+void rb_register_at(lua_State *L, int idx, const char *primitive, const rb_fn *fns)
+{
+    idx = lua_absindex(L, idx);
+    for (const rb_fn *f = fns; f->name; f++) {
+        if (f->cls == RB_PURE) {
+            lua_pushcfunction(L, f->fn);
+        } else {
+            if (!f->describe)
+                luaL_error(L, "primitive %s.%s has no describe hook", primitive ? primitive : "",
+                           f->name);
+            lua_pushlightuserdata(L, (void *)f);
+            lua_pushstring(L, primitive ? primitive : "");
+            lua_pushcclosure(L, funnel_call, 2);
+        }
+        lua_setfield(L, idx, f->name);
+    }
 }
 
 void rb_register(lua_State *L, const char *module, const rb_fn *fns)
@@ -325,18 +434,6 @@ void rb_register(lua_State *L, const char *module, const rb_fn *fns)
     } else {
         lua_pushglobaltable(L);
     }
-    for (const rb_fn *f = fns; f->name; f++) {
-        if (f->cls == RB_PURE) {
-            lua_pushcfunction(L, f->fn);
-        } else {
-            if (!f->describe)
-                luaL_error(L, "primitive %s.%s has no describe hook", module ? module : "",
-                           f->name);
-            lua_pushlightuserdata(L, (void *)f);
-            lua_pushstring(L, module ? module : "");
-            lua_pushcclosure(L, funnel_call, 2);
-        }
-        lua_setfield(L, -2, f->name);
-    }
+    rb_register_at(L, -1, module, fns);
     lua_pop(L, 1);
 }

@@ -137,6 +137,7 @@ static int action_record(rb_engine *E, lua_State *L, int args, int nargs, const 
     excerpt(&w, L, "stdout", r->out, r->out_len);
     excerpt(&w, L, "stderr", r->err, r->err_len);
     jw_kstr(&w, "answer", r->answer);
+    redacted_str(&w, L, "evidence", r->evidence);
     redacted_str(&w, L, "error", r->error);
     jw_obj_end(&w);
     int rc = emit(E, "action", "action", &w);
@@ -159,7 +160,10 @@ int journal_action(rb_engine *E, lua_State *L, int args, int nargs, const rb_act
         char d[32], suffix[64];
         fmt_duration(d, sizeof d, r->duration);
         if (r->simulated) {
-            human(E, L, YELLOW, "would:", a->words, NULL);
+            const char *ev = r->evidence ? lua_pushfstring(L, "  (%s)", r->evidence) : NULL;
+            human(E, L, YELLOW, "would:", a->words, ev);
+            if (ev)
+                lua_pop(L, 1);
         } else if (strcmp(r->status, "error") == 0) {
             snprintf(suffix, sizeof suffix, "  (%s)", d);
             human(E, L, RED, "✗", a->words, suffix);

@@ -20,9 +20,10 @@ typedef struct rb_action_result {
     size_t out_len;
     const char *err;
     size_t err_len;
-    const char *error;  /* the error message, when status is "error" */
-    const char *answer; /* for confirmations */
-    double duration;    /* seconds */
+    const char *error;    /* the error message, when status is "error" */
+    const char *answer;   /* for confirmations */
+    const char *evidence; /* a rehearsal's account of what would happen */
+    double duration;      /* seconds */
 } rb_action_result;
 
 /* An action: arguments are at args..args+nargs-1 on L's stack. */

@@ -382,15 +382,15 @@ void mod_base_open(lua_State *L)
         lua_setfield(L, -2, levels[i]);
     }
     lua_setglobal(L, "log");
-    static const rb_fn base[] = {{"print", l_print, RB_PURE, NULL, NULL},
-                                 {"sleep", l_sleep, RB_PURE, NULL, NULL},
-                                 {"now", l_now, RB_PURE, NULL, NULL},
-                                 {"env", l_env, RB_PURE, NULL, NULL},
-                                 {"secret", l_secret, RB_PURE, NULL, NULL},
-                                 {"check", l_check, RB_PURE, NULL, NULL},
-                                 {"confirm", l_confirm, RB_PURE, NULL, NULL},
-                                 {"parallel", l_parallel, RB_PURE, NULL, NULL},
-                                 {NULL, NULL, 0, NULL, NULL}};
+    static const rb_fn base[] = {{"print", l_print, RB_PURE, NULL, NULL, NULL},
+                                 {"sleep", l_sleep, RB_PURE, NULL, NULL, NULL},
+                                 {"now", l_now, RB_PURE, NULL, NULL, NULL},
+                                 {"env", l_env, RB_PURE, NULL, NULL, NULL},
+                                 {"secret", l_secret, RB_PURE, NULL, NULL, NULL},
+                                 {"check", l_check, RB_PURE, NULL, NULL, NULL},
+                                 {"confirm", l_confirm, RB_PURE, NULL, NULL, NULL},
+                                 {"parallel", l_parallel, RB_PURE, NULL, NULL, NULL},
+                                 {NULL, NULL, 0, NULL, NULL, NULL}};
     rb_register(L, NULL, base);
     /* internals for src/lua: a registry table, never a global */
     lua_newtable(L);

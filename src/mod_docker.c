@@ -1030,29 +1030,29 @@ static void push_json(lua_State *L, const char *field)
 void mod_docker_open(lua_State *L)
 {
     static const rb_fn fns[] = {
-        {"ps", l_ps, RB_READ, d_ps, NULL},
-        {"inspect", l_inspect, RB_READ, d_inspect, NULL},
-        {"logs", l_logs, RB_READ, d_logs, NULL},
-        {"stats", l_stats, RB_READ, d_stats, NULL},
-        {"version", l_version, RB_READ, d_version, NULL},
-        {"info", l_info, RB_READ, d_info, NULL},
-        {"images", l_images, RB_READ, d_images, NULL},
-        {"restart", l_restart, RB_MUTATE, d_restart, NULL},
-        {"start", l_start, RB_MUTATE, d_start, NULL},
-        {"stop", l_stop, RB_MUTATE, d_stop, NULL},
-        {"kill", l_kill, RB_MUTATE, d_kill, NULL},
-        {"update", l_update, RB_MUTATE, d_update, NULL},
-        {"prune", l_prune, RB_MUTATE, d_prune, NULL},
-        {"compose", l_compose, RB_PURE, NULL, NULL},
-        {NULL, NULL, 0, NULL, NULL},
+        {"ps", l_ps, RB_READ, d_ps, NULL, NULL},
+        {"inspect", l_inspect, RB_READ, d_inspect, NULL, NULL},
+        {"logs", l_logs, RB_READ, d_logs, NULL, NULL},
+        {"stats", l_stats, RB_READ, d_stats, NULL, NULL},
+        {"version", l_version, RB_READ, d_version, NULL, NULL},
+        {"info", l_info, RB_READ, d_info, NULL, NULL},
+        {"images", l_images, RB_READ, d_images, NULL, NULL},
+        {"restart", l_restart, RB_MUTATE, d_restart, NULL, NULL},
+        {"start", l_start, RB_MUTATE, d_start, NULL, NULL},
+        {"stop", l_stop, RB_MUTATE, d_stop, NULL, NULL},
+        {"kill", l_kill, RB_MUTATE, d_kill, NULL, NULL},
+        {"update", l_update, RB_MUTATE, d_update, NULL, NULL},
+        {"prune", l_prune, RB_MUTATE, d_prune, NULL, NULL},
+        {"compose", l_compose, RB_PURE, NULL, NULL, NULL},
+        {NULL, NULL, 0, NULL, NULL, NULL},
     };
     /* the compose object's API verbs: funnelled docker actions, kept out of
      * the docker table (they are reached through docker.compose(...)) */
     static const char *const hidden_names[] = {"compose_ps", "compose_restart"};
     static const rb_fn hidden[] = {
-        {"compose_ps", l_compose_ps, RB_READ, d_compose_ps, NULL},
-        {"compose_restart", l_compose_restart, RB_MUTATE, d_compose_restart, NULL},
-        {NULL, NULL, 0, NULL, NULL},
+        {"compose_ps", l_compose_ps, RB_READ, d_compose_ps, NULL, NULL},
+        {"compose_restart", l_compose_restart, RB_MUTATE, d_compose_restart, NULL, NULL},
+        {NULL, NULL, 0, NULL, NULL, NULL},
     };
     rb_register(L, "docker", fns);
     rb_register(L, "docker", hidden);

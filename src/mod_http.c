@@ -842,15 +842,15 @@ static int simulate_response(lua_State *L, const rb_action *a)
 void mod_http_open(lua_State *L)
 {
     static const rb_fn fns[] = {
-        {"request", l_request, RB_BY_ARGS, describe_request, simulate_response},
-        {"get", l_get, RB_READ, d_get, simulate_response},
-        {"head", l_head, RB_READ, d_head, simulate_response},
-        {"options", l_options, RB_READ, d_options, simulate_response},
-        {"delete", l_delete, RB_MUTATE, d_delete, simulate_response},
-        {"post", l_post, RB_MUTATE, d_post, simulate_response},
-        {"put", l_put, RB_MUTATE, d_put, simulate_response},
-        {"patch", l_patch, RB_MUTATE, d_patch, simulate_response},
-        {NULL, NULL, 0, NULL, NULL}};
+        {"request", l_request, RB_BY_ARGS, describe_request, simulate_response, NULL},
+        {"get", l_get, RB_READ, d_get, simulate_response, NULL},
+        {"head", l_head, RB_READ, d_head, simulate_response, NULL},
+        {"options", l_options, RB_READ, d_options, simulate_response, NULL},
+        {"delete", l_delete, RB_MUTATE, d_delete, simulate_response, NULL},
+        {"post", l_post, RB_MUTATE, d_post, simulate_response, NULL},
+        {"put", l_put, RB_MUTATE, d_put, simulate_response, NULL},
+        {"patch", l_patch, RB_MUTATE, d_patch, simulate_response, NULL},
+        {NULL, NULL, 0, NULL, NULL, NULL}};
     rb_register(L, "http", fns);
     lua_pushcfunction(L, l_http_raw);
     lua_setfield(L, LUA_REGISTRYINDEX, "runbook.http_raw");

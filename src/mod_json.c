@@ -477,9 +477,9 @@ static int l_json_encode(lua_State *L)
 }
 
 static const rb_fn json_fns[] = {
-    {"decode", l_json_decode, RB_PURE, NULL, NULL},
-    {"encode", l_json_encode, RB_PURE, NULL, NULL},
-    {NULL, NULL, 0, NULL, NULL},
+    {"decode", l_json_decode, RB_PURE, NULL, NULL, NULL},
+    {"encode", l_json_encode, RB_PURE, NULL, NULL, NULL},
+    {NULL, NULL, 0, NULL, NULL, NULL},
 };
 
 void mod_json_open(lua_State *L)

@@ -1248,11 +1248,11 @@ static int l_email(lua_State *L)
 void mod_notify_open(lua_State *L)
 {
     static const rb_fn fns[] = {
-        {"slack", l_slack, RB_MUTATE, describe_slack, simulate_http},
-        {"webhook", l_webhook, RB_MUTATE, describe_webhook, simulate_http},
-        {"pagerduty", l_pagerduty, RB_MUTATE, describe_pagerduty, simulate_pagerduty},
-        {"email", l_email, RB_MUTATE, describe_email, simulate_email},
-        {NULL, NULL, 0, NULL, NULL},
+        {"slack", l_slack, RB_MUTATE, describe_slack, simulate_http, NULL},
+        {"webhook", l_webhook, RB_MUTATE, describe_webhook, simulate_http, NULL},
+        {"pagerduty", l_pagerduty, RB_MUTATE, describe_pagerduty, simulate_pagerduty, NULL},
+        {"email", l_email, RB_MUTATE, describe_email, simulate_email, NULL},
+        {NULL, NULL, 0, NULL, NULL, NULL},
     };
     rb_register(L, "notify", fns);
     /* the helpers a runbook could shadow: taken now, while they are ours */

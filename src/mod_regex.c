@@ -79,8 +79,8 @@ void mod_regex_open(lua_State *L)
     lua_pushcfunction(L, re_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
-    static const rb_fn fns[] = {{"match", l_match, RB_PURE, NULL, NULL},
-                                {"find", l_find, RB_PURE, NULL, NULL},
-                                {NULL, NULL, 0, NULL, NULL}};
+    static const rb_fn fns[] = {{"match", l_match, RB_PURE, NULL, NULL, NULL},
+                                {"find", l_find, RB_PURE, NULL, NULL, NULL},
+                                {NULL, NULL, 0, NULL, NULL, NULL}};
     rb_register(L, "regex", fns);
 }

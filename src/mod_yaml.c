@@ -999,10 +999,10 @@ static int l_yaml_encode(lua_State *L)
 }
 
 static const rb_fn yaml_fns[] = {
-    {"decode", l_yaml_decode, RB_PURE, NULL, NULL},
-    {"encode", l_yaml_encode, RB_PURE, NULL, NULL},
-    {"load", l_yaml_load, RB_READ, yaml_load_describe, NULL}, /* reads a file */
-    {NULL, NULL, 0, NULL, NULL},
+    {"decode", l_yaml_decode, RB_PURE, NULL, NULL, NULL},
+    {"encode", l_yaml_encode, RB_PURE, NULL, NULL, NULL},
+    {"load", l_yaml_load, RB_READ, yaml_load_describe, NULL, NULL}, /* reads a file */
+    {NULL, NULL, 0, NULL, NULL, NULL},
 };
 
 void mod_yaml_open(lua_State *L)

@@ -6,6 +6,7 @@
  */
 #include "runbook/runbook.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,8 +106,48 @@ void rb_secrets_clear(void)
     nsecrets = 0;
 }
 
+/* A password in a URL's userinfo (postgres://user:PASSWORD@host) is a
+ * secret wherever the URL comes from -- a param, a config value, a literal:
+ * it is registered the first time a URL carrying it is written out, in the
+ * URL's form and percent-decoded (the form a PGPASSWORD would carry). */
+static void add_url_passwords(lua_State *L, const char *s, size_t len)
+{
+    const char *end = s + len;
+    for (const char *p = s; (p = memmem(p, (size_t)(end - p), "://", 3)) != NULL;) {
+        p += 3;
+        const char *colon = NULL, *q = p;
+        while (q < end && *q != '@' && !strchr("/?#\"' \t\n", *q)) {
+            if (*q == ':' && !colon)
+                colon = q;
+            q++;
+        }
+        if (q >= end || *q != '@' || !colon || q - colon < 2)
+            continue;
+        char pw[512], plain[512];
+        size_t n = (size_t)(q - colon - 1), k = 0;
+        if (n >= sizeof pw)
+            continue;
+        memcpy(pw, colon + 1, n);
+        pw[n] = '\0';
+        for (size_t i = 0; i < n; i++) {
+            unsigned hi, lo;
+            if (pw[i] == '%' && i + 2 < n + 1 && sscanf(pw + i + 1, "%1x%1x", &hi, &lo) == 2) {
+                plain[k++] = (char)(hi * 16 + lo);
+                i += 2;
+            } else {
+                plain[k++] = pw[i];
+            }
+        }
+        plain[k] = '\0';
+        add_one(L, pw);
+        rb_secret_add(L, plain);
+        p = q;
+    }
+}
+
 const char *rb_redact(lua_State *L, const char *s, size_t len)
 {
+    add_url_passwords(L, s, len);
     int hit = 0;
     for (int i = 0; i < nsecrets && !hit; i++)
         hit = memmem(s, len, secrets[i], lens[i]) != NULL;

@@ -60,11 +60,29 @@ typedef struct rb_fn {
     rb_class cls;            /* fixed class, RB_BY_ARGS, or RB_PURE */
     rb_describe_fn describe; /* required unless RB_PURE */
     rb_simulate_fn simulate; /* optional */
+    /* Optional: perform the call in a way that cannot change anything (a
+     * database's read-only transaction, a rolled-back savepoint).  Called
+     * with the call's arguments (a) when describe() left a->cls RB_BY_ARGS
+     * because only trying can tell -- if the rehearsal returns without
+     * calling rb_rehearsed() the call was a read and its results are the
+     * call's results -- and (b) in dry-run for a MUTATE call, instead of
+     * simulate, so dry-run shows evidence (rows that would change) rather
+     * than a canned answer.  May yield through rb_await(). */
+    lua_CFunction rehearse;
 } rb_fn;
 
 /* Register fns as fields of global table `module` (created if missing), or as
  * globals when module is NULL.  Non-pure rows are wrapped by the funnel. */
 void rb_register(lua_State *L, const char *module, const rb_fn *fns);
+/* Register fns as fields of the table at idx (an object's methods), wrapped
+ * by the funnel as actions of `primitive`. */
+void rb_register_at(lua_State *L, int idx, const char *primitive, const rb_fn *fns);
+
+/* Called by a rehearse hook that found the call would change something:
+ * what it returns is the dry-run result, and evidence (may be NULL) says
+ * what would happen ("3 rows would change"); it is printed after `would:`
+ * and recorded. */
+void rb_rehearsed(lua_State *L, const char *evidence);
 
 /* Set one string field of an action being described: which is one of
  * "verb", "target", "words".  The string is formatted like lua_pushfstring

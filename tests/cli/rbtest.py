@@ -467,6 +467,27 @@ class FixtureServer:
         return False
 
 
+def pg_cluster(**kw):
+    """A started tests/fixtures/pg_cluster.PgCluster: a real PostgreSQL on
+    127.0.0.1 and a private unix socket, superuser "rb" (kw: superuser,
+    password).  stop() it (or addCleanup(pg.stop)); it is also stopped at
+    exit.  Skips when no server binaries exist, except under CI=true."""
+    sys.path.insert(0, FIXTURES)
+    dont, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        import pg_cluster as _pg
+    finally:
+        sys.path.remove(FIXTURES)
+        sys.dont_write_bytecode = dont
+    if _pg.find_bindir() is None:
+        msg = ("PostgreSQL server binaries (initdb, pg_ctl, postgres) not found: "
+               "install postgresql or set PG_BINDIR")
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            raise RuntimeError(msg)
+        raise unittest.SkipTest(msg)
+    return _pg.PgCluster(**kw).start()
+
+
 # ---- processes ------------------------------------------------------------
 
 def live_in_group(pgid):

@@ -132,6 +132,28 @@ class Redaction(RunbookTestCase):
         self.assertExit(res, 1)
         self.assertIn("NOT_SET_ANYWHERE", res.all)
 
+    def test_password_in_a_url_is_a_secret_wherever_it_comes_from(self):
+        pw, pw2 = "url-Pw%2F9-xq", "lit-Pw-44q"   # %2F: percent-encoded in the URL
+        rb = self.write("url.lua", """
+            runbook { name = "t/url", params = { dsn = { default = "" } } }
+            step("s", function()
+              log.info("connecting to %%s", params.dsn)
+              local other = "https://ops:%(pw2)s@example.invalid/x"
+              print("url " .. other)
+              exec({"printenv", "PGPASSWORD"}, { env = { PGPASSWORD = "url-Pw/9-xq" } })
+              error("cannot reach " .. params.dsn)
+            end)
+        """ % {"pw2": pw2})
+        res = self.run_rb(rb, "--param", "dsn=postgres://app:%s@127.0.0.1:1/x" % pw, "-v")
+        self.assertExit(res, 1)
+        self.assertIn("postgres://app:****@127.0.0.1:1/x", res.all)
+        self.assertIn("https://ops:****@example.invalid/x", res.all)
+        for leaked in (pw, pw2, "url-Pw/9-xq"):
+            self.assertNotIn(leaked, res.all)
+            for f in glob.glob(self.audit + "*"):
+                with open(f, "rb") as fh:
+                    self.assertNotIn(leaked.encode(), fh.read(), f)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

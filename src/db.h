@@ -1,0 +1,45 @@
+/*
+ * The db primitive, shared between its module (mod_db.c) and its two
+ * drivers (db_sqlite.c, db_pg.c).  A connection's methods take the same
+ * arguments in both: self, sql, parameters..., and an options table last
+ * (a table is never a parameter, so a trailing one is the options).
+ */
+#ifndef RUNBOOK_DB_H
+#define RUNBOOK_DB_H
+
+#include "runbook/runbook.h"
+
+#define DB_QUERY_TIMEOUT   300.0 /* seconds: a statement's default limit */
+#define DB_CONNECT_TIMEOUT 10.0
+
+typedef struct db_call {
+    const char *sql;
+    int first_param; /* stack index of the first parameter */
+    int nparams;
+    int opts; /* stack index of the options table, 0 if none */
+} db_call;
+
+/* Read self, sql, parameters and options from a method call's stack. */
+void db_call_parse(lua_State *L, db_call *dc);
+/* Fill an action: verb, target (the redacted URL) and words
+ * "db exec sqlite:app.db: UPDATE t SET ..." (whitespace folded, bounded). */
+void db_describe(lua_State *L, rb_action *a, const char *display, const char *verb,
+                 const char *sql);
+/* SQL NULL: json.null (a NULL light userdata), so rows encode as JSON nulls */
+void db_push_null(lua_State *L);
+int db_is_null(lua_State *L, int idx);
+/* A new empty array that encodes as [] */
+void db_new_rows(lua_State *L, int n);
+
+/* db.open's drivers: push the connection object */
+int db_sqlite_open(lua_State *L, const char *path, int opts);
+int db_pg_open(lua_State *L, const char *url, int opts); /* may yield */
+/* Create the drivers' connection metatables (with funnelled methods). */
+void db_sqlite_init(lua_State *L);
+void db_pg_init(lua_State *L);
+/* Register a PostgreSQL URL's password (and PGPASSWORD) as secrets. */
+void db_pg_secrets(lua_State *L, const char *url);
+/* sqlite:/pg: URL parsing for describe and for tools (pg_dump) */
+int db_pg_url_info(lua_State *L, const char *url); /* pushes a table */
+
+#endif

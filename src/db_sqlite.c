@@ -1,0 +1,506 @@
+/*
+ * The SQLite driver of db: a connection object over the sqlite3 C API.
+ *
+ * Classification is proved, not guessed: describe() prepares the statement
+ * and asks sqlite3_stmt_readonly().  A write in dry-run is rehearsed: it
+ * runs inside a SAVEPOINT that is rolled back, so constraints and triggers
+ * are exercised and the output says how many rows it would change.
+ * Prepared statements are kept in a small per-connection cache keyed by
+ * their text, so describe() and the call share one prepare and a loop of
+ * inserts prepares once.
+ */
+#include "db.h"
+#include "engine.h"
+#include "loop.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define META      "runbook.db.sqlite"
+#define CACHE_N   16
+#define BUSY_WAIT 5.0 /* seconds to wait for another writer's lock */
+
+typedef struct sq_conn {
+    sqlite3 *db;
+    char *display; /* "sqlite:path" */
+    struct {
+        char *sql;
+        sqlite3_stmt *st;
+    } cache[CACHE_N];
+    int next;        /* cache slot to replace next */
+    double deadline; /* of the statement running, for the progress handler */
+} sq_conn;
+
+static sq_conn *check_conn(lua_State *L)
+{
+    sq_conn *c = (sq_conn *)luaL_checkudata(L, 1, META);
+    if (!c->db)
+        luaL_error(L, "db: %s is closed", c->display ? c->display : "connection");
+    return c;
+}
+
+static void conn_close(sq_conn *c)
+{
+    for (int i = 0; i < CACHE_N; i++) {
+        sqlite3_finalize(c->cache[i].st);
+        free(c->cache[i].sql);
+        c->cache[i].st = NULL;
+        c->cache[i].sql = NULL;
+    }
+    if (c->db)
+        sqlite3_close_v2(c->db);
+    c->db = NULL;
+}
+
+/* A long statement stops at its deadline or on Ctrl-C. */
+static int progress(void *ud)
+{
+    sq_conn *c = (sq_conn *)ud;
+    return loop_interrupted() || (c->deadline > 0 && rb_now() > c->deadline);
+}
+
+static int only_space(const char *p)
+{
+    /* the tail after the last statement may hold whitespace and comments */
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ';')
+        p++;
+    return *p == '\0';
+}
+
+/* The cached statement for sql (a single statement), reset for reuse; NULL
+ * when sql holds several statements or does not prepare (message in db). */
+static sqlite3_stmt *cached(sq_conn *c, const char *sql, int *multi)
+{
+    *multi = 0;
+    for (int i = 0; i < CACHE_N; i++)
+        if (c->cache[i].sql && strcmp(c->cache[i].sql, sql) == 0) {
+            sqlite3_reset(c->cache[i].st);
+            sqlite3_clear_bindings(c->cache[i].st);
+            return c->cache[i].st;
+        }
+    sqlite3_stmt *st = NULL;
+    const char *tail = NULL;
+    if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, &tail) != SQLITE_OK)
+        return NULL;
+    if (!st || !only_space(tail)) {
+        sqlite3_finalize(st);
+        *multi = 1;
+        return NULL;
+    }
+    int i = c->next;
+    c->next = (c->next + 1) % CACHE_N;
+    sqlite3_finalize(c->cache[i].st);
+    free(c->cache[i].sql);
+    c->cache[i].sql = strdup(sql);
+    c->cache[i].st = c->cache[i].sql ? st : NULL;
+    if (!c->cache[i].sql)
+        sqlite3_finalize(st);
+    return c->cache[i].st;
+}
+
+/* ---- classification ------------------------------------------------------ */
+
+/* READ when every statement is read-only; a statement that does not prepare
+ * is READ too, since it fails before touching anything (the call reports it). */
+static void classify(sq_conn *c, const char *sql, rb_action *a)
+{
+    int multi;
+    sqlite3_stmt *st = cached(c, sql, &multi);
+    if (st || !multi) {
+        a->cls = !st || sqlite3_stmt_readonly(st) ? RB_READ : RB_MUTATE;
+        return;
+    }
+    a->cls = RB_READ;
+    for (const char *p = sql; *p && a->cls == RB_READ;) {
+        const char *tail = NULL;
+        if (sqlite3_prepare_v2(c->db, p, -1, &st, &tail) != SQLITE_OK) {
+            /* a later statement may need what an earlier one creates */
+            a->cls = p == sql ? RB_READ : RB_MUTATE;
+            return;
+        }
+        if (!st)
+            break;
+        if (!sqlite3_stmt_readonly(st))
+            a->cls = RB_MUTATE;
+        sqlite3_finalize(st);
+        p = tail;
+    }
+}
+
+static void describe_stmt(lua_State *L, rb_action *a, const char *verb)
+{
+    sq_conn *c = check_conn(L);
+    db_call dc;
+    db_call_parse(L, &dc);
+    a->opts = dc.opts;
+    db_describe(L, a, c->display, verb, dc.sql);
+    classify(c, dc.sql, a);
+}
+
+static void describe_query(lua_State *L, rb_action *a)
+{
+    describe_stmt(L, a, "query");
+}
+
+static void describe_exec(lua_State *L, rb_action *a)
+{
+    describe_stmt(L, a, "exec");
+}
+
+/* ---- running statements --------------------------------------------------- */
+
+static int bind_params(lua_State *L, sq_conn *c, sqlite3_stmt *st, const db_call *dc, char *err,
+                       size_t errlen)
+{
+    int want = sqlite3_bind_parameter_count(st);
+    if (want != dc->nparams) {
+        snprintf(err, errlen, "the statement takes %d parameter%s, %d given", want,
+                 want == 1 ? "" : "s", dc->nparams);
+        return -1;
+    }
+    for (int i = 0; i < dc->nparams; i++) {
+        int idx = dc->first_param + i, rc;
+        switch (lua_type(L, idx)) {
+        case LUA_TNIL:
+            rc = sqlite3_bind_null(st, i + 1);
+            break;
+        case LUA_TBOOLEAN:
+            rc = sqlite3_bind_int64(st, i + 1, lua_toboolean(L, idx));
+            break;
+        case LUA_TNUMBER:
+            rc = lua_isinteger(L, idx)
+                     ? sqlite3_bind_int64(st, i + 1, (sqlite3_int64)lua_tointeger(L, idx))
+                     : sqlite3_bind_double(st, i + 1, lua_tonumber(L, idx));
+            break;
+        case LUA_TSTRING: {
+            size_t n;
+            const char *s = lua_tolstring(L, idx, &n);
+            rc = sqlite3_bind_text64(st, i + 1, s, n, SQLITE_TRANSIENT, SQLITE_UTF8);
+            break;
+        }
+        default:
+            if (db_is_null(L, idx)) {
+                rc = sqlite3_bind_null(st, i + 1);
+                break;
+            }
+            snprintf(err, errlen, "parameter %d: cannot bind a %s", i + 1, luaL_typename(L, idx));
+            return -1;
+        }
+        if (rc != SQLITE_OK) {
+            snprintf(err, errlen, "parameter %d: %s", i + 1, sqlite3_errmsg(c->db));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void push_row(lua_State *L, sqlite3_stmt *st)
+{
+    int n = sqlite3_column_count(st);
+    lua_createtable(L, 0, n);
+    for (int i = 0; i < n; i++) {
+        switch (sqlite3_column_type(st, i)) {
+        case SQLITE_INTEGER:
+            lua_pushinteger(L, (lua_Integer)sqlite3_column_int64(st, i));
+            break;
+        case SQLITE_FLOAT:
+            lua_pushnumber(L, sqlite3_column_double(st, i));
+            break;
+        case SQLITE_NULL:
+            db_push_null(L);
+            break;
+        default: /* text and blobs: bytes as they are */
+            lua_pushlstring(L, (const char *)sqlite3_column_blob(st, i),
+                            (size_t)sqlite3_column_bytes(st, i));
+        }
+        lua_setfield(L, -2, sqlite3_column_name(st, i));
+    }
+}
+
+/* Run one prepared statement to its end; rows are appended to the table on
+ * top when want_rows.  Returns 0 or -1 with the message in err. */
+static int step_all(lua_State *L, sq_conn *c, sqlite3_stmt *st, int want_rows, char *err,
+                    size_t errlen)
+{
+    int rc;
+    lua_Integer n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (want_rows) {
+            push_row(L, st);
+            lua_rawseti(L, -2, ++n);
+        }
+    if (rc != SQLITE_DONE) {
+        if (rc == SQLITE_INTERRUPT)
+            snprintf(err, errlen, "%s", loop_interrupted() ? "interrupted" : "timed out");
+        else
+            snprintf(err, errlen, "%s", sqlite3_errmsg(c->db));
+        sqlite3_reset(st);
+        return -1;
+    }
+    sqlite3_reset(st);
+    return 0;
+}
+
+/* Run the call's SQL: pushes the rows (want_rows) and sets *changes.
+ * Returns 0, or -1 with the message in err. */
+static int run_sql(lua_State *L, sq_conn *c, const db_call *dc, int want_rows,
+                   sqlite3_int64 *changes, char *err, size_t errlen)
+{
+    double timeout = rb_opt_number(L, dc->opts, "timeout", DB_QUERY_TIMEOUT);
+    c->deadline = timeout > 0 ? rb_now() + timeout : 0;
+    sqlite3_int64 before = sqlite3_total_changes64(c->db);
+    int multi, rc = 0;
+    if (want_rows)
+        db_new_rows(L, 0);
+    sqlite3_stmt *st = cached(c, dc->sql, &multi);
+    if (st) {
+        rc = bind_params(L, c, st, dc, err, errlen);
+        if (rc == 0)
+            rc = step_all(L, c, st, want_rows, err, errlen);
+        sqlite3_clear_bindings(st);
+    } else if (!multi) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(c->db));
+        rc = -1;
+    } else if (want_rows || dc->nparams) {
+        snprintf(err, errlen, "%s takes one statement: split the SQL into several calls",
+                 want_rows ? "query" : "exec with parameters");
+        rc = -1;
+    } else {
+        for (const char *p = dc->sql; *p && rc == 0;) {
+            const char *tail = NULL;
+            if (sqlite3_prepare_v2(c->db, p, -1, &st, &tail) != SQLITE_OK) {
+                snprintf(err, errlen, "%s", sqlite3_errmsg(c->db));
+                rc = -1;
+                break;
+            }
+            if (!st)
+                break;
+            rc = step_all(L, c, st, 0, err, errlen);
+            sqlite3_finalize(st);
+            p = tail;
+        }
+    }
+    c->deadline = 0;
+    *changes = sqlite3_total_changes64(c->db) - before;
+    return rc;
+}
+
+static int fail(lua_State *L, sq_conn *c, const char *verb, const char *err)
+{
+    return luaL_error(L, "db %s %s: %s", verb, c->display, err);
+}
+
+/* conn:query(sql, ...) -> { {col = value, ...}, ... } */
+static int l_query(lua_State *L)
+{
+    sq_conn *c = check_conn(L);
+    db_call dc;
+    db_call_parse(L, &dc);
+    char err[512];
+    sqlite3_int64 changes;
+    if (run_sql(L, c, &dc, 1, &changes, err, sizeof err) != 0)
+        return fail(L, c, "query", err);
+    return 1;
+}
+
+/* conn:exec(sql, ...) -> rows changed */
+static int l_exec(lua_State *L)
+{
+    sq_conn *c = check_conn(L);
+    db_call dc;
+    db_call_parse(L, &dc);
+    char err[512];
+    sqlite3_int64 changes;
+    if (run_sql(L, c, &dc, 0, &changes, err, sizeof err) != 0)
+        return fail(L, c, "exec", err);
+    lua_pushinteger(L, (lua_Integer)changes);
+    return 1;
+}
+
+/* Dry-run of a write: the same call inside a savepoint that is rolled back. */
+static int rehearse(lua_State *L, int want_rows)
+{
+    const char *verb = want_rows ? "query" : "exec";
+    sq_conn *c = check_conn(L);
+    db_call dc;
+    db_call_parse(L, &dc);
+    char err[512];
+    if (sqlite3_exec(c->db, "SAVEPOINT runbook_rehearsal", NULL, NULL, NULL) != SQLITE_OK)
+        return fail(L, c, verb, sqlite3_errmsg(c->db));
+    sqlite3_int64 changes;
+    int rc = run_sql(L, c, &dc, want_rows, &changes, err, sizeof err);
+    sqlite3_exec(c->db, "ROLLBACK TO runbook_rehearsal; RELEASE runbook_rehearsal", NULL, NULL,
+                 NULL);
+    if (rc != 0 && strstr(err, "within a transaction")) {
+        /* VACUUM and journal-mode changes cannot run inside a savepoint */
+        lua_settop(L, dc.opts ? dc.opts : dc.first_param + dc.nparams - 1);
+        char ev[600];
+        snprintf(ev, sizeof ev, "not rehearsed: %s", err);
+        rb_rehearsed(L, ev);
+        if (want_rows)
+            db_new_rows(L, 0);
+        else
+            lua_pushinteger(L, 0);
+        return 1;
+    }
+    if (rc != 0)
+        return fail(L, c, verb, err);
+    char ev[96];
+    snprintf(ev, sizeof ev, "%lld row%s would change; rehearsed and rolled back",
+             (long long)changes, changes == 1 ? "" : "s");
+    rb_rehearsed(L, ev);
+    if (!want_rows)
+        lua_pushinteger(L, (lua_Integer)changes);
+    return 1;
+}
+
+static int l_rehearse_query(lua_State *L)
+{
+    return rehearse(L, 1);
+}
+
+static int l_rehearse_exec(lua_State *L)
+{
+    return rehearse(L, 0);
+}
+
+/* ---- backup ---------------------------------------------------------------- */
+
+static void describe_backup_to(lua_State *L, rb_action *a)
+{
+    sq_conn *c = check_conn(L);
+    const char *path = luaL_checkstring(L, 2);
+    a->opts = lua_istable(L, 3) ? 3 : 0;
+    rb_action_set(L, a, "verb", "backup");
+    rb_action_set(L, a, "target", "%s", path);
+    rb_action_set(L, a, "words", "db backup %s -> %s", c->display, path);
+}
+
+/* conn:backup_to(path) -> { path, pages }   the online backup API: a
+ * consistent copy of the database while others keep using it */
+static int l_backup_to(lua_State *L)
+{
+    sq_conn *c = check_conn(L);
+    const char *path = luaL_checkstring(L, 2);
+    double timeout = rb_opt_number(L, lua_istable(L, 3) ? 3 : 0, "timeout", DB_QUERY_TIMEOUT);
+    double until = rb_now() + timeout;
+    sqlite3 *dst = NULL;
+    int rc = sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        lua_pushstring(L, dst ? sqlite3_errmsg(dst) : sqlite3_errstr(rc));
+        sqlite3_close_v2(dst);
+        return luaL_error(L, "db backup %s -> %s: %s", c->display, path, lua_tostring(L, -1));
+    }
+    sqlite3_backup *b = sqlite3_backup_init(dst, "main", c->db, "main");
+    if (!b) {
+        lua_pushstring(L, sqlite3_errmsg(dst));
+        sqlite3_close_v2(dst);
+        return luaL_error(L, "db backup %s -> %s: %s", c->display, path, lua_tostring(L, -1));
+    }
+    do {
+        rc = sqlite3_backup_step(b, 256);
+        if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL); /* another writer holds the lock */
+        }
+    } while ((rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED) && rb_now() < until &&
+             !loop_interrupted());
+    int pages = sqlite3_backup_pagecount(b);
+    sqlite3_backup_finish(b);
+    if (rc != SQLITE_DONE) {
+        const char *why = rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED
+                              ? (loop_interrupted() ? "interrupted" : "timed out")
+                              : sqlite3_errmsg(dst);
+        lua_pushstring(L, why);
+        sqlite3_close_v2(dst);
+        return luaL_error(L, "db backup %s -> %s: %s", c->display, path, lua_tostring(L, -1));
+    }
+    sqlite3_close_v2(dst);
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, path);
+    lua_setfield(L, -2, "path");
+    lua_pushinteger(L, pages);
+    lua_setfield(L, -2, "pages");
+    return 1;
+}
+
+/* ---- the object ------------------------------------------------------------ */
+
+static int l_close(lua_State *L)
+{
+    sq_conn *c = (sq_conn *)luaL_checkudata(L, 1, META);
+    conn_close(c);
+    return 0;
+}
+
+static int l_gc(lua_State *L)
+{
+    sq_conn *c = (sq_conn *)luaL_checkudata(L, 1, META);
+    conn_close(c);
+    free(c->display);
+    c->display = NULL;
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    sq_conn *c = (sq_conn *)luaL_checkudata(L, 1, META);
+    lua_pushfstring(L, "db connection %s%s", c->display ? c->display : "?",
+                    c->db ? "" : " (closed)");
+    return 1;
+}
+
+int db_sqlite_open(lua_State *L, const char *path, int opts)
+{
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+    if (rb_opt_bool(L, opts, "create", 0))
+        flags |= SQLITE_OPEN_CREATE;
+    const char *q = strchr(path, '?');
+    char file[4096];
+    snprintf(file, sizeof file, "%.*s", q ? (int)(q - path) : (int)strlen(path), path);
+    if (q && strstr(q, "mode=ro"))
+        flags = (flags & ~(SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) | SQLITE_OPEN_READONLY;
+    sq_conn *c = (sq_conn *)lua_newuserdatauv(L, sizeof *c, 0);
+    memset(c, 0, sizeof *c);
+    luaL_setmetatable(L, META);
+    const char *display = lua_pushfstring(L, "sqlite:%s", file);
+    c->display = strdup(display);
+    lua_pop(L, 1);
+    int rc = sqlite3_open_v2(file, &c->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        const char *why = c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc);
+        lua_pushfstring(
+            L, "db open sqlite:%s: %s%s", file, why,
+            (flags & SQLITE_OPEN_CREATE) ? "" : " (no such file? { create = true } makes one)");
+        conn_close(c);
+        return lua_error(L);
+    }
+    sqlite3_extended_result_codes(c->db, 1);
+    sqlite3_busy_timeout(c->db, (int)(rb_opt_number(L, opts, "busy_timeout", BUSY_WAIT) * 1000));
+    sqlite3_progress_handler(c->db, 1000, progress, c);
+    return 1;
+}
+
+void db_sqlite_init(lua_State *L)
+{
+    static const rb_fn methods[] = {
+        {"query", l_query, RB_BY_ARGS, describe_query, NULL, l_rehearse_query},
+        {"exec", l_exec, RB_BY_ARGS, describe_exec, NULL, l_rehearse_exec},
+        {"backup_to", l_backup_to, RB_MUTATE, describe_backup_to, NULL, NULL},
+        {"close", l_close, RB_PURE, NULL, NULL, NULL},
+        {NULL, NULL, 0, NULL, NULL, NULL}};
+    luaL_newmetatable(L, META);
+    lua_newtable(L);
+    rb_register_at(L, -1, "db", methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, l_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+}
