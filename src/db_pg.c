@@ -35,6 +35,7 @@ typedef struct pg_conn {
     PGconn *c;
     char *display; /* the URL as given, for messages (secrets redacted on output) */
     int busy;      /* an op is in flight: one statement at a time per connection */
+    int nwrites;   /* statement texts remembered as writes */
 } pg_conn;
 
 enum unit_kind { U_CMD, U_SYNC };
@@ -46,7 +47,8 @@ typedef struct pg_op {
     pg_conn *pc;
     PGconn *connecting; /* ST_CONNECT: the connection being made */
     int stage, want_rows, pipeline;
-    const char *why; /* ST_EXPLAIN: why the statement was not run (a static string) */
+    const char *why; /* ST_EXPLAIN: why the statement was not run (kept alive by the
+                        connection's table of writes, or static) */
     int n, cur, stmt_unit;
     int kind[MAXUNIT];
     PGresult *res[MAXUNIT];
@@ -242,13 +244,17 @@ static pg_op *op_new(lua_State *L, const rb_pq *pq, pg_conn *pc, int stage, doub
 
 /* ---- sending ---------------------------------------------------------------- */
 
-/* The call's parameters as text (NULL for SQL NULL), kept alive on the
- * stack in a table; returns a malloc'd array. */
-static const char **param_values(lua_State *L, const db_call *dc)
+/* The call's parameters as text (NULL for SQL NULL).  The array and the
+ * converted strings are Lua values left on the stack, so nothing leaks when a
+ * parameter is refused or the call fails later. */
+static const char **param_values(lua_State *L, const db_call *dc, const char *verb,
+                                 const char *display)
 {
-    const char **v = (const char **)calloc((size_t)dc->nparams + 1, sizeof *v);
-    if (!v)
-        luaL_error(L, "db: out of memory");
+    if (dc->nparams == 0)
+        return NULL;
+    const char **v =
+        (const char **)lua_newuserdatauv(L, ((size_t)dc->nparams + 1) * sizeof *v, 0);
+    memset(v, 0, ((size_t)dc->nparams + 1) * sizeof *v);
     lua_createtable(L, dc->nparams, 0); /* anchors the converted strings */
     for (int i = 0; i < dc->nparams; i++) {
         int idx = dc->first_param + i;
@@ -273,8 +279,8 @@ static const char **param_values(lua_State *L, const db_call *dc)
         default:
             if (db_is_null(L, idx))
                 continue;
-            free(v);
-            luaL_error(L, "db: parameter %d: cannot bind a %s", i + 1, luaL_typename(L, idx));
+            luaL_error(L, "db %s %s: parameter %d: cannot bind a %s", verb, display, i + 1,
+                       luaL_typename(L, idx));
         }
         v[i] = lua_tostring(L, -1);
         lua_rawseti(L, -2, i + 1);
@@ -485,14 +491,13 @@ static int run(lua_State *L, int want_rows)
     db_call dc;
     db_call_parse(L, &dc);
     int top = lua_gettop(L);
+    const char **values = param_values(L, &dc, want_rows ? "query" : "exec", pc->display);
     pg_op *o = start(L, pc, &dc, ST_RUN, want_rows);
-    const char **values = dc.nparams ? param_values(L, &dc) : NULL;
     /* without parameters the simple protocol runs a script of statements */
     o->n = 1;
     o->kind[0] = U_CMD;
     int ok = values ? o->pq->sendQueryParams(pc->c, dc.sql, dc.nparams, NULL, values, NULL, NULL, 0)
                     : o->pq->sendQuery(pc->c, dc.sql);
-    free(values);
     lua_settop(L, top);
     if (!ok)
         return send_failed(L, o);
@@ -511,20 +516,33 @@ static int l_exec(lua_State *L)
 
 /* ---- proving and rehearsing ----------------------------------------------- */
 
-static void remember_write(lua_State *L, const char *sql)
+#define REFUSED    "refused by a read-only transaction, not executed"
+#define NOT_TRIED  "not tried, could not be proved read-only: "
+#define MAX_WRITES 1024 /* texts remembered per connection: a loop of literal
+                           values must not grow the table without end */
+
+/* Remember that sql writes, and why we know (the dry-run evidence starts
+ * with it).  The table is the connection's user value. */
+static void remember_write(lua_State *L, pg_conn *pc, const char *sql, const char *why)
 {
+    if (++pc->nwrites > MAX_WRITES) {
+        lua_newtable(L);
+        lua_setiuservalue(L, 1, 1);
+        pc->nwrites = 1;
+    }
     lua_getiuservalue(L, 1, 1);
-    lua_pushboolean(L, 1);
+    lua_pushstring(L, why);
     lua_setfield(L, -2, sql);
     lua_pop(L, 1);
 }
 
-static int known_write(lua_State *L, const char *sql)
+/* Why sql is known to write, or NULL.  The string stays in the table. */
+static const char *known_write(lua_State *L, const char *sql)
 {
     lua_getiuservalue(L, 1, 1);
-    int w = lua_getfield(L, -1, sql) != LUA_TNIL;
+    const char *why = lua_getfield(L, -1, sql) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
     lua_pop(L, 2);
-    return w;
+    return why;
 }
 
 static int simulated_answer(lua_State *L, int want_rows)
@@ -589,12 +607,11 @@ static int explain(lua_State *L, pg_conn *pc, int want_rows, const char *why)
     db_call dc;
     db_call_parse(L, &dc);
     int top = lua_gettop(L);
-    pg_op *o = start(L, pc, &dc, ST_EXPLAIN, want_rows);
-    o->why = why ? why : "refused by a read-only transaction, not executed";
-    const char **values = dc.nparams ? param_values(L, &dc) : NULL;
+    const char **values = param_values(L, &dc, want_rows ? "query" : "exec", pc->display);
     const char *sql = lua_pushfstring(L, "EXPLAIN (FORMAT JSON) %s", dc.sql);
+    pg_op *o = start(L, pc, &dc, ST_EXPLAIN, want_rows);
+    o->why = why;
     int ok = send_guarded(o, sql, dc.nparams, values);
-    free(values);
     lua_settop(L, top);
     if (!ok)
         return send_failed(L, o);
@@ -631,15 +648,14 @@ static int probe_k(lua_State *L, int status, lua_KContext ctx)
         return raise_for(L, o, NULL, r);
     db_call dc;
     db_call_parse(L, &dc);
-    remember_write(L, dc.sql);
-    pg_conn *pc = o->pc;
-    if (refused) {
-        rb_op_free(&o->op);
-        return explain(L, pc, want_rows, NULL);
-    }
-    lua_pushfstring(L, "not tried, could not be proved read-only: %s",
-                    primary ? primary : "unknown");
+    if (refused)
+        lua_pushliteral(L, REFUSED);
+    else
+        lua_pushfstring(L, NOT_TRIED "%s", primary ? primary : "unknown");
+    remember_write(L, o->pc, dc.sql, lua_tostring(L, -1));
     rb_op_free(&o->op);
+    /* a write: live, the funnel now runs it; in dry-run it asks again for
+     * the evidence (explain) */
     rb_rehearsed(L, lua_tostring(L, -1));
     lua_pop(L, 1);
     return simulated_answer(L, want_rows);
@@ -654,13 +670,17 @@ static int rehearse(lua_State *L, int want_rows)
         return explain(L, pc, want_rows,
                        "not executed: it calls a function a read-only "
                        "transaction does not stop");
-    if (known_write(L, dc.sql)) /* dry-run of a proved write: evidence only */
-        return explain(L, pc, want_rows, NULL);
+    const char *why = known_write(L, dc.sql);
+    if (why && strncmp(why, NOT_TRIED, strlen(NOT_TRIED)) == 0) { /* EXPLAIN cannot either */
+        rb_rehearsed(L, why);
+        return simulated_answer(L, want_rows);
+    }
+    if (why) /* dry-run of a proved write: evidence only */
+        return explain(L, pc, want_rows, why);
     int top = lua_gettop(L);
+    const char **values = param_values(L, &dc, want_rows ? "query" : "exec", pc->display);
     pg_op *o = start(L, pc, &dc, ST_PROBE, want_rows);
-    const char **values = dc.nparams ? param_values(L, &dc) : NULL;
     int ok = send_guarded(o, dc.sql, dc.nparams, values);
-    free(values);
     lua_settop(L, top);
     if (!ok)
         return send_failed(L, o);

@@ -178,6 +178,25 @@ static void record(lua_State *L, call *c, rb_action_result *r)
                    c->a.words);
 }
 
+/* "file:line: " of the Lua code that made the call -- the runbook's, not
+ * the engine's own Lua (db.backup calling exec): a runbook author needs the
+ * line they wrote. */
+static void push_caller_where(lua_State *L)
+{
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        lua_getinfo(L, "Sl", &ar);
+        if (strncmp(ar.source, "=runbook/", 9) == 0)
+            continue;
+        if (ar.currentline > 0) {
+            lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+            return;
+        }
+        break; /* called from C (pcall): as luaL_where, no position */
+    }
+    lua_pushliteral(L, "");
+}
+
 static int finish(lua_State *L, int status, int nargs)
 {
     call *c = call_of(L, nargs);
@@ -186,7 +205,7 @@ static int finish(lua_State *L, int status, int nargs)
         /* name the runbook line that made the call: the primitive raised
          * from C, where Lua knows no line */
         if (lua_type(L, -1) == LUA_TSTRING) {
-            luaL_where(L, 1);
+            push_caller_where(L);
             const char *where = lua_tostring(L, -1);
             const char *msg = lua_tostring(L, -2);
             if (*where && strncmp(msg, where, strlen(where)) != 0) {
@@ -283,12 +302,9 @@ static int rehearse_k(lua_State *L, int status, lua_KContext ctx)
         return finish(L, LUA_OK, nargs);
     }
     c->a.cls = RB_MUTATE;
-    rb_engine *E = rb_engine_of(L);
-    if (why == REHEARSE_PROBE && !(E->mode == MODE_DRY_RUN)) {
-        lua_settop(L, nargs + 1); /* live: the rehearsal's answer is not the call's */
-        return act(L, c);
-    }
-    if (why == REHEARSE_PROBE && E->confirm_actions && !E->assume_yes) {
+    if (why == REHEARSE_PROBE) {
+        /* proved a write: the probe's answer is not the call's.  act() runs
+         * it live, or in dry-run rehearses it again for the evidence */
         lua_settop(L, nargs + 1);
         return act(L, c);
     }

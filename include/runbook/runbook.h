@@ -63,11 +63,13 @@ typedef struct rb_fn {
     /* Optional: perform the call in a way that cannot change anything (a
      * database's read-only transaction, a rolled-back savepoint).  Called
      * with the call's arguments (a) when describe() left a->cls RB_BY_ARGS
-     * because only trying can tell -- if the rehearsal returns without
+     * because only trying can tell: if the rehearsal returns without
      * calling rb_rehearsed() the call was a read and its results are the
-     * call's results -- and (b) in dry-run for a MUTATE call, instead of
-     * simulate, so dry-run shows evidence (rows that would change) rather
-     * than a canned answer.  May yield through rb_await(). */
+     * call's results; if it calls rb_rehearsed() the call is a write, which
+     * the mode then performs or rehearses again as (b); and (b) in dry-run
+     * for a MUTATE call, instead of simulate, so dry-run shows evidence
+     * (rows that would change) rather than a canned answer.  May yield
+     * through rb_await(). */
     lua_CFunction rehearse;
 } rb_fn;
 

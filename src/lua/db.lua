@@ -267,6 +267,13 @@ function db.verify(path, opts)
       for name in pairs(manifest and manifest.tables or {}) do
         if not in_archive[name] then problem("table %s has no data in the archive", name) end
       end
+      -- the table of contents is at the start: a truncated or damaged
+      -- archive still lists, so read all of it (the data goes nowhere)
+      if #report.problems == 0 then
+        local full = exec({ opts.pg_restore or "pg_restore", "--file=/dev/null", path },
+                          { readonly = true, check = false, timeout = opts.timeout or 3600 })
+        if full.code ~= 0 then problem("pg_restore cannot read the archive: %s", last_line(full.stderr)) end
+      end
     end
   else
     problem("neither a SQLite database nor a pg_dump custom-format archive")

@@ -168,6 +168,35 @@ class RunbookTestCase(unittest.TestCase):
             args += ["--audit", audit]
         return self.rb(*(args + list(flags)), **kw)
 
+    # A runbook under test reports values with out(x): one "@@" + JSON line
+    # each, read back in order as res.data.
+    OUT = 'local function out(x) print("@@" .. json.encode(x)) end\n'
+
+    def runbook_text(self, body, name="t/case", head=""):
+        """The text of a runbook named `name` whose code (body, dedented) can
+        call out(x); head goes between the preamble and the body."""
+        return ("runbook { name = %s }\n" % lua_str(name) + self.OUT + head +
+                textwrap.dedent(body).lstrip("\n"))
+
+    def run_body(self, body, *flags, name="t/case", head="", **kw):
+        """Write runbook_text(body) to a new file and run it: res.data holds
+        what it out()ed, res.file the file."""
+        self._body_n = getattr(self, "_body_n", 0) + 1
+        f = self.write("case-%d.lua" % self._body_n, self.runbook_text(body, name, head),
+                       dedent=False)
+        res = self.run_rb(f, *flags, **kw)
+        res.file = f
+        res.data = [json.loads(l[l.index("@@") + 2:]) for l in res.out.splitlines() if "@@" in l]
+        return res
+
+    def assertNoSecret(self, res, secret):
+        """secret is in neither output nor any byte of the audit database."""
+        self.assertNotIn(secret, res.all)
+        for name in os.listdir(self.tmp):  # audit.db and any -wal / -journal
+            if name.startswith(os.path.basename(self.audit)):
+                with open(self.path(name), "rb") as f:
+                    self.assertNotIn(secret.encode(), f.read(), name)
+
     def spawn(self, *args, env=None, cwd=None, **kw):
         """Start `runbook ARGS...` in the background, in its own session, with
         stdout/stderr going to files (self.tmp/out-N.txt)."""

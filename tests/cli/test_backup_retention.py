@@ -32,12 +32,8 @@ class Retention(RunbookTestCase):
             f.write("half")
 
     def run_lua(self, body, *flags):
-        f = self.write("r.lua", 'runbook { name = "t/backup" }\nlocal backup = require "backup"\n'
-                       'local function out(x) print("@@" .. json.encode(x)) end\n'
-                       'step("s", function()\n' + body + '\nend)\n')
-        res = self.run_rb(f, *flags)
-        res.data = [json.loads(l[l.index("@@") + 2:]) for l in res.out.splitlines() if "@@" in l]
-        return res
+        return self.run_body('step("s", function()\n' + body + '\nend)\n', *flags,
+                             name="t/backup", head='local backup = require "backup"\n')
 
     def remaining(self):
         return sorted(os.listdir(self.dir))

@@ -76,22 +76,13 @@ class FakeDocker:
 
 
 class DockerCase(RunbookTestCase):
-    PREAMBLE = ('runbook { name = "t/docker" }\n'
-                'local function out(x) print("@@" .. json.encode(x)) end\n')
-
     def setUp(self):
         super().setUp()
         self.fake = FakeDocker(self)
         self.env["DOCKER_HOST"] = self.fake.host
-        self._n = 0
 
     def runbook(self, body, *flags, **kw):
-        self._n += 1
-        f = self.write("docker-%d.lua" % self._n,
-                       self.PREAMBLE + textwrap.dedent(body).lstrip("\n"), dedent=False)
-        res = self.run_rb(f, *flags, **kw)
-        res.data = [json.loads(l[l.index("@@") + 2:]) for l in res.out.splitlines() if "@@" in l]
-        return res
+        return self.run_body(body, *flags, name="t/docker", **kw)
 
     def cli(self, *args, host=None):
         env = self.child_env({"DOCKER_HOST": host or self.fake.host})
@@ -497,7 +488,7 @@ class Compose(DockerCase):
         self.assertExit(res, 1)
         self.assertIn('docker compose restart worker: no container of service "worker" in '
                       'compose project "calendar"', res.all)
-        self.assertRegex(res.all, r"docker-\d+\.lua:3: docker compose restart worker")
+        self.assertRegex(res.all, r"case-\d+\.lua:3: docker compose restart worker")
         self.assertEqual(self.fake.requests("POST"), [])
 
     def test_dry_run_restart_sends_nothing(self):

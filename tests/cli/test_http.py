@@ -27,28 +27,20 @@ class HttpCase(RunbookTestCase):
     whose preamble defines B (the server's base URL) and out(x), which prints
     one JSON line that the test reads back as res.data[i]."""
 
-    PREAMBLE = ('runbook { name = %s }\n'
-                'local B = %s\n'
-                'local function out(x) print("@@" .. json.encode(x)) end\n')
-
     def setUp(self):
         super().setUp()
         self.srv = self.httpd()
-        self._n = 0
+
+    def head(self, base=None):
+        return "local B = %s\n" % lua_str(base or self.srv.base)
 
     def runbook_file(self, body, name="t/http", base=None):
-        self._n += 1
-        text = self.PREAMBLE % (lua_str(name), lua_str(base or self.srv.base))
-        text += textwrap.dedent(body).lstrip("\n")
-        return self.write("http-%d.lua" % self._n, text, dedent=False)
+        self._file_n = getattr(self, "_file_n", 0) + 1
+        return self.write("http-%d.lua" % self._file_n,
+                          self.runbook_text(body, name, self.head(base)), dedent=False)
 
     def runbook(self, body, *flags, name="t/http", base=None, **kw):
-        f = self.runbook_file(body, name, base)
-        res = self.run_rb(f, *flags, **kw)
-        res.file = f
-        res.data = [json.loads(l[l.index("@@") + 2:]) for l in res.out.splitlines()
-                    if "@@" in l]
-        return res
+        return self.run_body(body, *flags, name=name, head=self.head(base), **kw)
 
     def line_of(self, path, marker):
         """1-based line number of the line containing marker in path."""

@@ -17,21 +17,12 @@ KUBECTL = shutil.which("kubectl")
 
 @unittest.skipUnless(KUBECTL, "kubectl is not installed")
 class KubeCase(RunbookTestCase):
-    PREAMBLE = ('runbook { name = "t/kube" }\n'
-                'local function out(x) print("@@" .. json.encode(x)) end\n')
-
     def setUp(self):
         super().setUp()
         self.kube = self.fake_kube()
-        self._n = 0
 
     def runbook(self, body, *flags, **kw):
-        self._n += 1
-        f = self.write("kube-%d.lua" % self._n, self.PREAMBLE + body)
-        res = self.run_rb(f, *flags, **kw)
-        res.data = [json.loads(l[l.index("@@") + 2:]) for l in res.out.splitlines()
-                    if "@@" in l]
-        return res
+        return self.run_body(body, *flags, name="t/kube", **kw)
 
     def writes(self):
         return self.kube_writes(self.kube)
