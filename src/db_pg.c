@@ -252,8 +252,7 @@ static const char **param_values(lua_State *L, const db_call *dc, const char *ve
 {
     if (dc->nparams == 0)
         return NULL;
-    const char **v =
-        (const char **)lua_newuserdatauv(L, ((size_t)dc->nparams + 1) * sizeof *v, 0);
+    const char **v = (const char **)lua_newuserdatauv(L, ((size_t)dc->nparams + 1) * sizeof *v, 0);
     memset(v, 0, ((size_t)dc->nparams + 1) * sizeof *v);
     lua_createtable(L, dc->nparams, 0); /* anchors the converted strings */
     for (int i = 0; i < dc->nparams; i++) {
@@ -516,10 +515,11 @@ static int l_exec(lua_State *L)
 
 /* ---- proving and rehearsing ----------------------------------------------- */
 
-#define REFUSED    "refused by a read-only transaction, not executed"
-#define NOT_TRIED  "not tried, could not be proved read-only: "
-#define MAX_WRITES 1024 /* texts remembered per connection: a loop of literal
-                           values must not grow the table without end */
+#define REFUSED   "refused by a read-only transaction, not executed"
+#define NOT_TRIED "not tried, could not be proved read-only: "
+#define MAX_WRITES                                                                                 \
+    1024 /* texts remembered per connection: a loop of literal                                     \
+            values must not grow the table without end */
 
 /* Remember that sql writes, and why we know (the dry-run evidence starts
  * with it).  The table is the connection's user value. */

@@ -16,7 +16,7 @@ void mod_regex_open(lua_State *L);   /* regex.match/find: POSIX ERE */
 void mod_notify_open(lua_State *L);  /* notify.slack/webhook/pagerduty/email */
 void mod_kubectl_open(lua_State *L); /* kubectl.*: the kubectl CLI */
 void mod_docker_open(lua_State *L);  /* docker.*: the Docker Engine API */
-void mod_db_open(lua_State *L);     /* db.*: SQLite and PostgreSQL */
+void mod_db_open(lua_State *L);      /* db.*: SQLite and PostgreSQL */
 void rbfile_open(lua_State *L);      /* runbook{}, step() */
 
 #endif
