@@ -560,6 +560,21 @@ end)
         self.assertIn("password authentication failed", opens[1]["error"])
         self.assertEqual(self.step_status(), {"closed": "ok", "badpw": "failed"})
 
+    def test_pg_environment_fills_in_the_url(self):
+        # PGHOST (the unix socket dir), PGPORT, PGUSER, PGPASSWORD as libpq reads them
+        for k, v in PG.env().items():
+            self.env[k] = v
+        self.env["PGPASSWORD"] = PG.password
+        res = self.runbook("""
+step("env", function()
+  local c = db.open("postgresql:///%s")
+  out(c:query("SELECT current_database() AS db, current_user AS u"))
+end)
+""" % self.dbname)
+        self.assertExit(res, 0)
+        self.assertEqual(res.data[0], [{"db": self.dbname, "u": "rb"}])
+        self.assertNoSecret(res, PG.password)
+
     def test_parallel_tasks_each_with_their_own_connection(self):
         self.sql("CREATE TABLE seen (task int PRIMARY KEY, pid int)")
         res = self.runbook("""
