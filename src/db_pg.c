@@ -666,6 +666,12 @@ static int rehearse(lua_State *L, int want_rows)
     pg_conn *pc = check_conn(L);
     db_call dc;
     db_call_parse(L, &dc);
+    if (dc.opts && lua_getfield(L, dc.opts, "readonly") == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+        lua_pop(L, 1); /* the runbook says it writes: never tried */
+        return explain(L, pc, want_rows, "not executed: marked readonly = false");
+    }
+    if (dc.opts)
+        lua_pop(L, 1);
     if (calls_effectful_function(dc.sql))
         return explain(L, pc, want_rows,
                        "not executed: it calls a function a read-only "

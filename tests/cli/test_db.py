@@ -456,6 +456,7 @@ end)
 step("kill", function()
   local c = db.open(%s)
   out(c:query("SELECT pg_terminate_backend($1) AS t", %d))
+  out(c:query("SELECT 1 AS one", { readonly = false }))  -- the runbook's word: a write
 end)
 """ % (self.U, pid)
         res = self.runbook(body, "--dry-run")
@@ -463,11 +464,13 @@ end)
         self.assertEqual(res.data[0], [])
         self.assertIn("not executed: it calls a function a read-only transaction does not stop",
                       res.out)
+        self.assertEqual(res.data[1], [])
+        self.assertIn("SELECT 1 AS one  (not executed: marked readonly = false", res.out)
         self.assertIsNone(victim.poll(), "dry-run ended the other session")
         self.assertEqual(self.action("SELECT pg_terminate_backend")["class"], "mutate")
         res = self.runbook(body)  # live, it does what it says
         self.assertExit(res, 0)
-        self.assertEqual(res.data[0], [{"t": True}])
+        self.assertEqual(res.data, [[{"t": True}], [{"one": 1}]])
         victim.wait(timeout=30)
 
     def test_classification_in_the_audit(self):
