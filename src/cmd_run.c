@@ -13,6 +13,7 @@
 #include "prompt.h"
 #include "rbfile.h"
 #include "runner.h"
+#include "session.h"
 #include "util.h"
 
 #include <getopt.h>
@@ -44,196 +45,6 @@ static const char RUN_HELP[] =
     "\n"
     "Exit codes: 0 success, 1 a step failed or timed out, 2 invalid input,\n"
     "3 aborted by the operator, 130 interrupted.\n";
-
-enum {
-    OPT_DRY = 1000,
-    OPT_CONFIRM,
-    OPT_YES,
-    OPT_PARAM,
-    OPT_ENV,
-    OPT_CONFIG,
-    OPT_AUDIT,
-    OPT_NO_AUDIT,
-    OPT_OUTPUT,
-    OPT_FROM,
-    OPT_RESUME,
-    OPT_ROLLBACK,
-    OPT_TIMEOUT,
-    OPT_HELP
-};
-
-static const struct option run_options[] = {{"dry-run", no_argument, NULL, OPT_DRY},
-                                            {"confirm", no_argument, NULL, OPT_CONFIRM},
-                                            {"yes", no_argument, NULL, OPT_YES},
-                                            {"param", required_argument, NULL, OPT_PARAM},
-                                            {"env", required_argument, NULL, OPT_ENV},
-                                            {"config", required_argument, NULL, OPT_CONFIG},
-                                            {"audit", required_argument, NULL, OPT_AUDIT},
-                                            {"no-audit", no_argument, NULL, OPT_NO_AUDIT},
-                                            {"output", required_argument, NULL, OPT_OUTPUT},
-                                            {"from", required_argument, NULL, OPT_FROM},
-                                            {"resume", required_argument, NULL, OPT_RESUME},
-                                            {"rollback", no_argument, NULL, OPT_ROLLBACK},
-                                            {"timeout", required_argument, NULL, OPT_TIMEOUT},
-                                            {"verbose", no_argument, NULL, 'v'},
-                                            {"help", no_argument, NULL, OPT_HELP},
-                                            {NULL, 0, NULL, 0}};
-
-/* The flags that are not about a specific runbook, shared with `repl`. */
-typedef struct run_args {
-    int dry_run, confirm, yes, no_audit, rollback, verbose, json;
-    const char *env, *config, *audit, *from, *resume, *target;
-    double timeout;
-    char **params;
-    int n_params;
-} run_args;
-
-static int parse(int argc, char **argv, run_args *a)
-{
-    memset(a, 0, sizeof *a);
-    a->params = calloc((size_t)argc + 1, sizeof *a->params);
-    optind = 1;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "+:v", run_options, NULL)) != -1) {
-        switch (c) {
-        case OPT_DRY:
-            a->dry_run = 1;
-            break;
-        case OPT_CONFIRM:
-            a->confirm = 1;
-            break;
-        case OPT_YES:
-            a->yes = 1;
-            break;
-        case OPT_PARAM:
-            if (!strchr(optarg, '=') || optarg[0] == '=')
-                return usage_error("--param %s: expected NAME=VALUE", optarg);
-            a->params[a->n_params++] = optarg;
-            break;
-        case OPT_ENV:
-            a->env = optarg;
-            break;
-        case OPT_CONFIG:
-            a->config = optarg;
-            break;
-        case OPT_AUDIT:
-            a->audit = optarg;
-            break;
-        case OPT_NO_AUDIT:
-            a->no_audit = 1;
-            break;
-        case OPT_OUTPUT:
-            if (strcmp(optarg, "json") == 0)
-                a->json = 1;
-            else if (strcmp(optarg, "text") != 0)
-                return usage_error("--output %s: expected text or json", optarg);
-            break;
-        case OPT_FROM:
-            a->from = optarg;
-            break;
-        case OPT_RESUME:
-            a->resume = optarg;
-            break;
-        case OPT_ROLLBACK:
-            a->rollback = 1;
-            break;
-        case OPT_TIMEOUT: {
-            a->timeout = rb_parse_duration(optarg);
-            if (a->timeout <= 0)
-                return usage_error("--timeout %s: expected seconds (or 90s, 5m, 1h)", optarg);
-            break;
-        }
-        case 'v':
-            a->verbose = 1;
-            break;
-        case OPT_HELP:
-            fputs(RUN_HELP, stdout);
-            return -1;
-        case ':':
-            return usage_error("run: %s needs a value (see runbook run --help)", argv[optind - 1]);
-        default:
-            return usage_error("run: unknown option '%s' (see runbook run --help)",
-                               argv[optind - 1]);
-        }
-    }
-    if (optind < argc)
-        a->target = argv[optind++];
-    /* options after the runbook name are accepted too */
-    if (optind < argc) {
-        int rest = argc - optind + 1;
-        char **sub = argv + optind - 1;
-        run_args more;
-        char **keep = a->params;
-        int kept = a->n_params;
-        int rc = parse(rest, sub, &more);
-        if (rc != 0) {
-            free(more.params);
-            return rc;
-        }
-        const char *target = a->target;
-        for (int i = 0; i < more.n_params; i++)
-            keep[kept++] = more.params[i];
-        free(more.params);
-        if (more.target)
-            return usage_error("run: one runbook at a time ('%s' and '%s')", target, more.target);
-        *a = (run_args){a->dry_run | more.dry_run,
-                        a->confirm | more.confirm,
-                        a->yes | more.yes,
-                        a->no_audit | more.no_audit,
-                        a->rollback | more.rollback,
-                        a->verbose | more.verbose,
-                        a->json | more.json,
-                        more.env ? more.env : a->env,
-                        more.config ? more.config : a->config,
-                        more.audit ? more.audit : a->audit,
-                        more.from ? more.from : a->from,
-                        more.resume ? more.resume : a->resume,
-                        target,
-                        more.timeout > 0 ? more.timeout : a->timeout,
-                        keep,
-                        kept};
-    }
-    return 0;
-}
-
-/* { cli = { k = {v...} }, env = environments[env].params, config = params } */
-static int push_params_input(rb_engine *E, lua_State *L, const run_args *a)
-{
-    lua_createtable(L, 0, 3);
-    lua_newtable(L);
-    for (int i = 0; i < a->n_params; i++) {
-        const char *eq = strchr(a->params[i], '=');
-        lua_pushlstring(L, a->params[i], (size_t)(eq - a->params[i])); /* cli key */
-        lua_pushvalue(L, -1);
-        if (lua_rawget(L, -3) == LUA_TNIL) { /* cli key values */
-            lua_pop(L, 1);
-            lua_newtable(L);
-            lua_pushvalue(L, -2);
-            lua_pushvalue(L, -2);
-            lua_rawset(L, -5);
-        }
-        lua_pushstring(L, eq + 1);
-        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-        lua_pop(L, 2);
-    }
-    lua_setfield(L, -2, "cli");
-    if (a->env) {
-        config_push(E->config, L, a->env, "params");
-        lua_setfield(L, -2, "env");
-    }
-    config_push(E->config, L, NULL, "params");
-    lua_setfield(L, -2, "config");
-    return lua_gettop(L);
-}
-
-static int environment_exists(rb_engine *E, lua_State *L, const char *env)
-{
-    config_push(E->config, L, NULL, "environments");
-    int ok = lua_istable(L, -1) && (lua_pushstring(L, env), lua_rawget(L, -2)) == LUA_TTABLE;
-    lua_settop(L, 0);
-    return ok;
-}
 
 /* --resume: put the earlier run's state into the runbook's state table */
 static int restore_state(lua_State *L, int rb, const char *json)
@@ -311,7 +122,7 @@ static int prun(lua_State *L)
 int cmd_run(int argc, char **argv)
 {
     run_args a;
-    int rc = parse(argc, argv, &a);
+    int rc = run_args_parse(argc, argv, &a, "run", RUN_HELP);
     if (rc != 0) {
         free(a.params);
         return rc < 0 ? 0 : rc;
@@ -335,20 +146,11 @@ int cmd_run(int argc, char **argv)
     rb_config cfg;
     audit_resume res;
     memset(&res, 0, sizeof res);
-    E->config = &cfg;
     int exit_code = 2;
-    if (config_load(&cfg, L, a.config, a.config != NULL, err, sizeof err) != 0) {
-        usage_error("%s", err);
-        E->config = NULL;
+    if (session_open(E, &cfg, &a) != 0)
         goto out;
-    }
-    if (a.env && !environment_exists(E, L, a.env)) {
-        usage_error("--env %s: no such environment in %s", a.env,
-                    cfg.path[0] ? cfg.path : "runbook.yaml (there is no runbook.yaml here)");
-        goto out;
-    }
-    E->env_name = a.env;
     E->mode = a.dry_run ? MODE_DRY_RUN : MODE_LIVE;
+    E->dry_run = a.dry_run;
     E->purpose = PURPOSE_RUN;
     E->output = a.json ? OUT_JSON : OUT_TEXT;
     E->assume_yes = a.yes;
@@ -361,28 +163,6 @@ int cmd_run(int argc, char **argv)
         goto out;
     }
 
-    char abuf[4096];
-    /* the keys of the --env environment chosen on the command line count as
-     * command line (SPEC §7): its `audit:` beats RUNBOOK_AUDIT */
-    const char *audit_flag = a.audit;
-    int no_audit = a.no_audit;
-    char envaudit[4096];
-    if (a.env && !a.audit && !a.no_audit) {
-        config_push(&cfg, L, a.env, "audit");
-        if (lua_type(L, -1) == LUA_TSTRING)
-            audit_flag = rb_expand_home(lua_tostring(L, -1), envaudit, sizeof envaudit);
-        else if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1))
-            no_audit = 1;
-        lua_pop(L, 1);
-    }
-    const char *apath = config_audit_path(&cfg, audit_flag, no_audit, abuf, sizeof abuf);
-    if (apath) {
-        E->audit = audit_open(apath, err, sizeof err);
-        if (!E->audit) {
-            usage_error("audit: %s", err);
-            goto out;
-        }
-    }
     if (a.resume) {
         if (!E->audit) {
             usage_error("--resume reads the audit log, which is turned off in the config");

@@ -24,7 +24,8 @@ typedef enum rb_output { OUT_TEXT, OUT_JSON } rb_output;
 
 typedef struct rb_engine {
     lua_State *L;
-    rb_mode mode;
+    rb_mode mode; /* what the run record calls it: live, dry-run, repl */
+    int dry_run;  /* mutating actions are simulated (--dry-run, the REPL's .dry on) */
     rb_purpose purpose;
     rb_output output;
     int confirm_steps;   /* --confirm */

@@ -346,7 +346,7 @@ static int act(lua_State *L, call *c)
             return luaL_error(L, "%s: declined by the operator", c->a.words);
         }
     }
-    if (c->a.cls == RB_MUTATE && E->mode == MODE_DRY_RUN)
+    if (c->a.cls == RB_MUTATE && E->dry_run)
         return c->row->rehearse ? rehearse(L, c, REHEARSE_DRY_RUN) : simulate(L, c);
     return perform(L, c);
 }

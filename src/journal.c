@@ -232,7 +232,7 @@ int journal_run_start(rb_engine *E, lua_State *L)
     int rc = emit(E, "run_start", "run", &w);
     jw_free(&w);
     if (E->output == OUT_TEXT && E->depth == 0) {
-        const char *mode = E->mode == MODE_DRY_RUN ? "  [dry-run: nothing will be changed]" : "";
+        const char *mode = E->dry_run ? "  [dry-run: nothing will be changed]" : "";
         fprintf(E->out, "%s▶ %s%s%s%s%s\n", c_(E, BOLD), E->runbook_name,
                 E->runbook_title ? " — " : "", E->runbook_title ? E->runbook_title : "",
                 c_(E, RESET), mode);

@@ -1,0 +1,228 @@
+/* run and repl: flags, params input, config/env/audit (see session.h). */
+#include "session.h"
+#include "audit.h"
+#include "commands.h"
+#include "util.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    OPT_DRY = 1000,
+    OPT_CONFIRM,
+    OPT_YES,
+    OPT_PARAM,
+    OPT_ENV,
+    OPT_CONFIG,
+    OPT_AUDIT,
+    OPT_NO_AUDIT,
+    OPT_OUTPUT,
+    OPT_FROM,
+    OPT_RESUME,
+    OPT_ROLLBACK,
+    OPT_TIMEOUT,
+    OPT_HELP
+};
+
+static const struct option run_options[] = {{"dry-run", no_argument, NULL, OPT_DRY},
+                                            {"confirm", no_argument, NULL, OPT_CONFIRM},
+                                            {"yes", no_argument, NULL, OPT_YES},
+                                            {"param", required_argument, NULL, OPT_PARAM},
+                                            {"env", required_argument, NULL, OPT_ENV},
+                                            {"config", required_argument, NULL, OPT_CONFIG},
+                                            {"audit", required_argument, NULL, OPT_AUDIT},
+                                            {"no-audit", no_argument, NULL, OPT_NO_AUDIT},
+                                            {"output", required_argument, NULL, OPT_OUTPUT},
+                                            {"from", required_argument, NULL, OPT_FROM},
+                                            {"resume", required_argument, NULL, OPT_RESUME},
+                                            {"rollback", no_argument, NULL, OPT_ROLLBACK},
+                                            {"timeout", required_argument, NULL, OPT_TIMEOUT},
+                                            {"verbose", no_argument, NULL, 'v'},
+                                            {"help", no_argument, NULL, OPT_HELP},
+                                            {NULL, 0, NULL, 0}};
+
+int run_args_parse(int argc, char **argv, run_args *a, const char *cmd, const char *help)
+{
+    memset(a, 0, sizeof *a);
+    a->params = calloc((size_t)argc + 1, sizeof *a->params);
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "+:v", run_options, NULL)) != -1) {
+        switch (c) {
+        case OPT_DRY:
+            a->dry_run = 1;
+            break;
+        case OPT_CONFIRM:
+            a->confirm = 1;
+            break;
+        case OPT_YES:
+            a->yes = 1;
+            break;
+        case OPT_PARAM:
+            if (!strchr(optarg, '=') || optarg[0] == '=')
+                return usage_error("--param %s: expected NAME=VALUE", optarg);
+            a->params[a->n_params++] = optarg;
+            break;
+        case OPT_ENV:
+            a->env = optarg;
+            break;
+        case OPT_CONFIG:
+            a->config = optarg;
+            break;
+        case OPT_AUDIT:
+            a->audit = optarg;
+            break;
+        case OPT_NO_AUDIT:
+            a->no_audit = 1;
+            break;
+        case OPT_OUTPUT:
+            if (strcmp(optarg, "json") == 0)
+                a->json = 1;
+            else if (strcmp(optarg, "text") != 0)
+                return usage_error("--output %s: expected text or json", optarg);
+            break;
+        case OPT_FROM:
+            a->from = optarg;
+            break;
+        case OPT_RESUME:
+            a->resume = optarg;
+            break;
+        case OPT_ROLLBACK:
+            a->rollback = 1;
+            break;
+        case OPT_TIMEOUT: {
+            a->timeout = rb_parse_duration(optarg);
+            if (a->timeout <= 0)
+                return usage_error("--timeout %s: expected seconds (or 90s, 5m, 1h)", optarg);
+            break;
+        }
+        case 'v':
+            a->verbose = 1;
+            break;
+        case OPT_HELP:
+            fputs(help, stdout);
+            return -1;
+        case ':':
+            return usage_error("%s: %s needs a value (see runbook %s --help)", cmd,
+                               argv[optind - 1], cmd);
+        default:
+            return usage_error("%s: unknown option '%s' (see runbook %s --help)", cmd,
+                               argv[optind - 1], cmd);
+        }
+    }
+    if (optind < argc)
+        a->target = argv[optind++];
+    /* options after the runbook name are accepted too */
+    if (optind < argc) {
+        int rest = argc - optind + 1;
+        char **sub = argv + optind - 1;
+        run_args more;
+        char **keep = a->params;
+        int kept = a->n_params;
+        int rc = run_args_parse(rest, sub, &more, cmd, help);
+        if (rc != 0) {
+            free(more.params);
+            return rc;
+        }
+        const char *target = a->target;
+        for (int i = 0; i < more.n_params; i++)
+            keep[kept++] = more.params[i];
+        free(more.params);
+        if (more.target)
+            return usage_error("%s: one runbook at a time ('%s' and '%s')", cmd, target,
+                               more.target);
+        *a = (run_args){a->dry_run | more.dry_run,
+                        a->confirm | more.confirm,
+                        a->yes | more.yes,
+                        a->no_audit | more.no_audit,
+                        a->rollback | more.rollback,
+                        a->verbose | more.verbose,
+                        a->json | more.json,
+                        more.env ? more.env : a->env,
+                        more.config ? more.config : a->config,
+                        more.audit ? more.audit : a->audit,
+                        more.from ? more.from : a->from,
+                        more.resume ? more.resume : a->resume,
+                        target,
+                        more.timeout > 0 ? more.timeout : a->timeout,
+                        keep,
+                        kept};
+    }
+    return 0;
+}
+
+int push_params_input(rb_engine *E, lua_State *L, const run_args *a)
+{
+    lua_createtable(L, 0, 3);
+    lua_newtable(L);
+    for (int i = 0; i < a->n_params; i++) {
+        const char *eq = strchr(a->params[i], '=');
+        lua_pushlstring(L, a->params[i], (size_t)(eq - a->params[i])); /* cli key */
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, -3) == LUA_TNIL) { /* cli key values */
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -2);
+            lua_pushvalue(L, -2);
+            lua_rawset(L, -5);
+        }
+        lua_pushstring(L, eq + 1);
+        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+        lua_pop(L, 2);
+    }
+    lua_setfield(L, -2, "cli");
+    if (a->env) {
+        config_push(E->config, L, a->env, "params");
+        lua_setfield(L, -2, "env");
+    }
+    config_push(E->config, L, NULL, "params");
+    lua_setfield(L, -2, "config");
+    return lua_gettop(L);
+}
+
+static int environment_exists(rb_engine *E, lua_State *L, const char *env)
+{
+    config_push(E->config, L, NULL, "environments");
+    int ok = lua_istable(L, -1) && (lua_pushstring(L, env), lua_rawget(L, -2)) == LUA_TTABLE;
+    lua_settop(L, 0);
+    return ok;
+}
+
+int session_open(rb_engine *E, rb_config *cfg, const run_args *a)
+{
+    lua_State *L = E->L;
+    char err[4096];
+    E->config = cfg;
+    if (config_load(cfg, L, a->config, a->config != NULL, err, sizeof err) != 0) {
+        E->config = NULL;
+        return usage_error("%s", err);
+    }
+    if (a->env && !environment_exists(E, L, a->env))
+        return usage_error("--env %s: no such environment in %s", a->env,
+                           cfg->path[0] ? cfg->path
+                                        : "runbook.yaml (there is no runbook.yaml here)");
+    E->env_name = a->env;
+    /* the keys of the --env environment chosen on the command line count as
+     * command line (SPEC §7): its `audit:` beats RUNBOOK_AUDIT */
+    char abuf[4096], envaudit[4096];
+    const char *audit_flag = a->audit;
+    int no_audit = a->no_audit;
+    if (a->env && !a->audit && !a->no_audit) {
+        config_push(cfg, L, a->env, "audit");
+        if (lua_type(L, -1) == LUA_TSTRING)
+            audit_flag = rb_expand_home(lua_tostring(L, -1), envaudit, sizeof envaudit);
+        else if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+            no_audit = 1;
+        lua_pop(L, 1);
+    }
+    const char *apath = config_audit_path(cfg, audit_flag, no_audit, abuf, sizeof abuf);
+    if (apath) {
+        E->audit = audit_open(apath, err, sizeof err);
+        if (!E->audit)
+            return usage_error("audit: %s", err);
+    }
+    return 0;
+}
