@@ -11,6 +11,7 @@
 
 typedef struct audit audit;
 typedef struct rb_config rb_config;
+typedef struct rb_action_result rb_action_result;
 
 typedef enum rb_mode { MODE_LIVE, MODE_DRY_RUN, MODE_SCENARIO, MODE_REPL } rb_mode;
 
@@ -71,6 +72,8 @@ typedef struct rb_engine {
     /* scenario mode (tests): answers every action from mocks instead of the
      * world; arguments at 1..nargs, the call's userdata at nargs+1 */
     int (*intercept)(lua_State *L, rb_action *a, int nargs);
+    /* the REPL: told of every action once it is recorded */
+    void (*on_action)(struct rb_engine *E, const rb_action *a, const rb_action_result *r);
     /* nesting of run_runbook(), for record names */
     int depth;
 } rb_engine;

@@ -335,7 +335,7 @@ static int rehearse(lua_State *L, call *c, int why)
 static int act(lua_State *L, call *c)
 {
     rb_engine *E = rb_engine_of(L);
-    if (c->a.cls == RB_MUTATE && E->confirm_actions && !E->assume_yes) {
+    if (c->a.cls == RB_MUTATE && E->confirm_actions && !E->assume_yes && !E->dry_run) {
         int yes = prompt_yes_no(E, L, c->a.words);
         journal_answer(E, L, "action", c->a.words, yes ? "y" : "n");
         if (!yes) {
@@ -345,6 +345,7 @@ static int act(lua_State *L, call *c)
             record(L, c, &r);
             return luaL_error(L, "%s: declined by the operator", c->a.words);
         }
+        c->t0 = rb_now(); /* the action's time is its own, not the operator's */
     }
     if (c->a.cls == RB_MUTATE && E->dry_run)
         return c->row->rehearse ? rehearse(L, c, REHEARSE_DRY_RUN) : simulate(L, c);

@@ -156,6 +156,8 @@ int journal_action(rb_engine *E, lua_State *L, int args, int nargs, const rb_act
     int rc = 0;
     if (E->audit || E->output == OUT_JSON) /* with neither, there is no record to build */
         rc = action_record(E, L, args, nargs, a, r);
+    if (E->on_action)
+        E->on_action(E, a, r);
     if (E->output == OUT_TEXT) {
         char d[32], suffix[64];
         fmt_duration(d, sizeof d, r->duration);
@@ -231,7 +233,7 @@ int journal_run_start(rb_engine *E, lua_State *L)
     jw_obj_end(&w);
     int rc = emit(E, "run_start", "run", &w);
     jw_free(&w);
-    if (E->output == OUT_TEXT && E->depth == 0) {
+    if (E->output == OUT_TEXT && E->depth == 0 && E->mode != MODE_REPL) {
         const char *mode = E->dry_run ? "  [dry-run: nothing will be changed]" : "";
         fprintf(E->out, "%s▶ %s%s%s%s%s\n", c_(E, BOLD), E->runbook_name,
                 E->runbook_title ? " — " : "", E->runbook_title ? E->runbook_title : "",
@@ -348,7 +350,7 @@ int journal_run_end(rb_engine *E, lua_State *L, const char *outcome, int exit_co
     jw_obj_end(&w);
     int rc = emit(E, "run_end", "run", &w);
     jw_free(&w);
-    if (E->output == OUT_TEXT && E->depth == 0) {
+    if (E->output == OUT_TEXT && E->depth == 0 && E->mode != MODE_REPL) {
         char d[32];
         fmt_duration(d, sizeof d, now - E->started);
         const char *col = strcmp(outcome, "success") == 0 ? GREEN : RED;

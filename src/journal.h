@@ -9,7 +9,7 @@
 
 #include "engine.h"
 
-typedef struct rb_action_result {
+struct rb_action_result {
     const char *status; /* "ok", "error", "simulated", "declined" */
     int simulated;
     int has_exit_code;
@@ -24,7 +24,7 @@ typedef struct rb_action_result {
     const char *answer;   /* for confirmations */
     const char *evidence; /* a rehearsal's account of what would happen */
     double duration;      /* seconds */
-} rb_action_result;
+};
 
 /* An action: arguments are at args..args+nargs-1 on L's stack. */
 int journal_action(rb_engine *E, lua_State *L, int args, int nargs, const rb_action *a,

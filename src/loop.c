@@ -92,6 +92,20 @@ int loop_interrupted(void)
     return sig_count;
 }
 
+int loop_signal_fd(void)
+{
+    return sigpipe_fds[0];
+}
+
+void loop_clear_interrupts(void)
+{
+    char buf[64];
+    if (sigpipe_fds[0] >= 0)
+        while (read(sigpipe_fds[0], buf, sizeof buf) > 0)
+            ;
+    sig_count = 0;
+}
+
 /* ---- ops and tasks ------------------------------------------------------ */
 
 static void queue(rb_task *t)

@@ -47,6 +47,11 @@ rb_task *loop_task_of(lua_State *L);
 void loop_install_signals(void);
 /* Number of SIGINTs received. */
 int loop_interrupted(void);
+/* The REPL: the signal self-pipe, readable after a SIGINT, to poll at the
+ * prompt; and forgetting the Ctrl-Cs already dealt with (a statement
+ * interrupted, a line cleared), so the next statement runs. */
+int loop_signal_fd(void);
+void loop_clear_interrupts(void);
 /* Cancel every op in flight with `why` (interrupt, run timeout). */
 void loop_cancel_all(const char *why);
 
