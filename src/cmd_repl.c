@@ -80,6 +80,7 @@ typedef struct repl {
     int nstmt;
     int stmt_actions;     /* actions of the statement running */
     char last_error[512]; /* of the last statement or step that failed */
+    char first_words[256]; /* what the running statement did first: its step's name in .save */
     char history[4096];
 } repl;
 
@@ -243,7 +244,11 @@ static void on_action(rb_engine *E, const rb_action *a, const rb_action_result *
 {
     repl *R = the_repl;
     lua_State *L = E->L;
-    R->stmt_actions++;
+    if (R->stmt_actions++ == 0) {
+        const char *w = rb_redact(L, a->words, strlen(a->words));
+        snprintf(R->first_words, sizeof R->first_words, "%s", w);
+        lua_pop(L, 1);
+    }
     lua_getfield(L, LUA_REGISTRYINDEX, ACTIONS_KEY);
     lua_createtable(L, 0, 4);
     lua_pushinteger(L, R->nstmt);
@@ -269,6 +274,10 @@ static void remember_statement(repl *R, const char *src, int expr)
     lua_setfield(L, -2, "actions");
     lua_pushboolean(L, expr);
     lua_setfield(L, -2, "expr");
+    if (R->stmt_actions > 0) {
+        lua_pushstring(L, R->first_words);
+        lua_setfield(L, -2, "title");
+    }
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
     lua_pop(L, 1);
 }

@@ -236,7 +236,7 @@ local SQL = { SELECT = 1, INSERT = 1, UPDATE = 1, DELETE = 1, WITH = 1, CREATE =
 local function liftable(v)
   local first = (v:match("^%s*(%a+)") or ""):upper()
   return #v >= 2 and #v <= 200 and not v:find("[\n ]") and v:find("[%d./:_-]") ~= nil and
-         not SQL[first]
+         v:sub(1, 1) ~= "-" and not SQL[first]
 end
 
 local function lua_string(s)
@@ -244,7 +244,8 @@ local function lua_string(s)
 end
 
 -- rt.repl_save(statements, run_id) -> the text of a runbook.  statements:
--- { src, actions (count), expr (a bare expression) } of the successful
+-- { src, actions (count), expr (a bare expression), title (its first
+-- action's words) } of the successful
 -- statements, in order.  Those that acted become steps; definitions without
 -- actions (helpers, assignments) stay at the top so the steps can use them;
 -- bare expressions without actions (looking at a value) are left out.
@@ -280,7 +281,7 @@ function rt.repl_save(statements, run_id)
       -- a bare expression that acted: as a statement when it is a call,
       -- else its value is kept in a local
       if s.expr and not load(body, "=save", "t", {}) then body = "local _ = " .. body end
-      local title = s.src:gsub("%s+", " "):sub(1, 60)
+      local title = (s.title or s.src):gsub("%s+", " "):sub(1, 70)
       steps[#steps + 1] = string.format("step(%s, function()\n  %s\nend)\n",
                                         lua_string(title), body:gsub("\n", "\n  "))
     elseif not s.expr then
