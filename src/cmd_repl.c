@@ -78,8 +78,8 @@ typedef struct repl {
     int line_done, eof;
     int failed; /* a statement failed (piped mode's exit code) */
     int nstmt;
-    int stmt_actions;     /* actions of the statement running */
-    char last_error[512]; /* of the last statement or step that failed */
+    int stmt_actions;      /* actions of the statement running */
+    char last_error[512];  /* of the last statement or step that failed */
     char first_words[256]; /* what the running statement did first: its step's name in .save */
     char history[4096];
 } repl;

@@ -109,13 +109,15 @@ show = function(v, depth, seen, indent)
   return tostring(v)
 end
 
--- rt.repl_show(n, ...) -> the n values, one per line
+-- rt.repl_show(n, ...) -> the n values, tab-separated as lua.c prints
+-- them, or one per line when one of them takes several
 function rt.repl_show(n, ...)
-  local out = {}
+  local out, multi = {}, false
   for i = 1, n do
     out[i] = show((select(i, ...)), 0, {}, "")
+    multi = multi or out[i]:find("\n") ~= nil
   end
-  return table.concat(out, "\n")
+  return table.concat(out, multi and "\n" or "\t")
 end
 
 -- ---- completion --------------------------------------------------------------
@@ -274,7 +276,26 @@ function rt.repl_save(statements, run_id)
     out[#out + 1] = src:sub(pos)
     return table.concat(out)
   end
+  -- the session's globals (x = ..., function f()) become the file's
+  -- locals, declared first: steps share them as upvalues, and `runbook
+  -- check` sees nothing undefined
+  local locals, seen = {}, {}
+  local function declare(src)
+    local names = src:match("^%s*function%s+([%a_][%w_]*)%s*%(")
+    if not names then
+      names = src:match("^%s*([%a_][%w_]*%s*[,%w_%s]*)=[^=]")
+    end
+    for name in (names or ""):gmatch("[%a_][%w_]*") do
+      if not seen[name] and name ~= "local" then
+        seen[name] = true
+        locals[#locals + 1] = name
+      end
+    end
+  end
   local top, steps = {}, {}
+  for _, s in ipairs(statements) do
+    if s.actions > 0 or not s.expr then declare(s.src) end
+  end
   for _, s in ipairs(statements) do
     if s.actions > 0 then
       local body = lift(s.src)
@@ -303,6 +324,7 @@ runbook {
   },
 }
 
-%s%s%s]], run_id, run_id, run_id, table.concat(p, "\n"),
+%s%s%s%s]], run_id, run_id, run_id, table.concat(p, "\n"),
+    #locals > 0 and ("local " .. table.concat(locals, ", ") .. "\n\n") or "",
     table.concat(top, "\n"), #top > 0 and "\n\n" or "", table.concat(steps, "\n"))
 end

@@ -558,9 +558,11 @@ def kill_group(pgid):
 class PtyRun:
     """`runbook ARGS...` with a pseudo-terminal as its controlling terminal
     (and stdin), stdout/stderr to files: prompts, which the binary writes to
-    and reads from /dev/tty, are read and answered on the master side."""
+    and reads from /dev/tty, are read and answered on the master side.
+    With all_tty=True stdout and stderr are the terminal too (an interactive
+    program); the out/err files then stay empty and everything is in .buf."""
 
-    def __init__(self, case, *args, env=None, cwd=None):
+    def __init__(self, case, *args, env=None, cwd=None, all_tty=False):
         self.case = case
         master, slave = os.openpty()
         self.master = master
@@ -575,8 +577,10 @@ class PtyRun:
             # after setsid (start_new_session): fd 0 is the slave
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-        self.proc = subprocess.Popen([BIN] + [str(a) for a in args], stdin=slave, stdout=out,
-                                     stderr=err, cwd=cwd or case.tmp, env=case.child_env(env),
+        self.proc = subprocess.Popen([BIN] + [str(a) for a in args], stdin=slave,
+                                     stdout=slave if all_tty else out,
+                                     stderr=slave if all_tty else err,
+                                     cwd=cwd or case.tmp, env=case.child_env(env),
                                      start_new_session=True, preexec_fn=make_controlling)
         os.close(slave)
         out.close()
