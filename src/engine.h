@@ -91,6 +91,10 @@ const char *mode_name(rb_mode m);
  * is no order, and output and URLs should not change from run to run. */
 void rb_push_sorted_keys(lua_State *L, int t);
 
+/* Push "file:line: " of the runbook code that made the current call, past
+ * the engine's own Lua (wait_until calling sleep): for error messages. */
+void rb_where(lua_State *L);
+
 /* Print an error value (string, or anything with __tostring) with redaction. */
 const char *engine_errmsg(lua_State *L, int idx);
 

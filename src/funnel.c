@@ -181,7 +181,7 @@ static void record(lua_State *L, call *c, rb_action_result *r)
 /* "file:line: " of the Lua code that made the call -- the runbook's, not
  * the engine's own Lua (db.backup calling exec): a runbook author needs the
  * line they wrote. */
-static void push_caller_where(lua_State *L)
+void rb_where(lua_State *L)
 {
     lua_Debug ar;
     for (int level = 1; lua_getstack(L, level, &ar); level++) {
@@ -205,7 +205,7 @@ static int finish(lua_State *L, int status, int nargs)
         /* name the runbook line that made the call: the primitive raised
          * from C, where Lua knows no line */
         if (lua_type(L, -1) == LUA_TSTRING) {
-            push_caller_where(L);
+            rb_where(L);
             const char *where = lua_tostring(L, -1);
             const char *msg = lua_tostring(L, -2);
             if (*where && strncmp(msg, where, strlen(where)) != 0) {

@@ -96,7 +96,7 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx)
     rb_op *op = (rb_op *)ctx;
     int failed = op->error[0] != '\0';
     if (failed) {
-        luaL_where(L, 1); /* the runbook line that slept */
+        rb_where(L); /* the runbook line that slept */
         lua_pushfstring(L, "sleep: %s", op->error);
         lua_concat(L, 2);
     }
