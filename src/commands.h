@@ -8,6 +8,7 @@ int cmd_show(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_repl(int argc, char **argv);
+int cmd_test(int argc, char **argv);
 
 /* "runbook: " + message on stderr; returns 2 (usage / invalid input) */
 int usage_error(const char *fmt, ...);

@@ -34,6 +34,10 @@ void db_new_rows(lua_State *L, int n);
 /* db.open's drivers: push the connection object */
 int db_sqlite_open(lua_State *L, const char *path, int opts);
 int db_pg_open(lua_State *L, const char *url, int opts); /* may yield */
+/* A scenario's stand-in connection for a mocked database: statements are
+ * classified by their first word and answered by the mocks; display is the
+ * URL the runbook opened. */
+int db_stand_in(lua_State *L, const char *display);
 /* Create the drivers' connection metatables (with funnelled methods). */
 void db_sqlite_init(lua_State *L);
 void db_pg_init(lua_State *L);

@@ -69,11 +69,21 @@ typedef struct rb_engine {
     /* listing refused to run a primitive (top-level code that acts) */
     int list_refused;
     const char *list_refused_what; /* the first primitive refused */
-    /* scenario mode (tests): answers every action from mocks instead of the
-     * world; arguments at 1..nargs, the call's userdata at nargs+1 */
-    int (*intercept)(lua_State *L, rb_action *a, int nargs);
+    /* scenario mode (tests): every action is answered by this function
+     * (called like the primitive, with its arguments) instead of the world;
+     * the funnel sets intercept_row/intercept_action to the call's */
+    lua_CFunction intercept;
+    const rb_fn *intercept_row;
+    const rb_action *intercept_action;
+    /* scenario mode: sleep and the clocks move in virtual time */
+    int virtual_clock;
+    double vclock; /* seconds slept so far */
     /* the REPL: told of every action once it is recorded */
     void (*on_action)(struct rb_engine *E, const rb_action *a, const rb_action_result *r);
+    /* the step that failed the run (scenario expectations) */
+    int failed_index;
+    char failed_step[512];
+    char failed_error[1024];
     /* nesting of run_runbook(), for record names */
     int depth;
 } rb_engine;

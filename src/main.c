@@ -26,6 +26,8 @@ static const struct command {
     {"run", cmd_run, "run a runbook: live, --dry-run, or --confirm step by step"},
     {"repl", cmd_repl,
      "an interactive console: every primitive at hand, actions confirmed and audited"},
+    {"test", cmd_test,
+     "run scenario tests (*.scenario.yaml): runbooks against mocks, no real actions"},
     {"check", cmd_check, "validate runbooks without running them (syntax, metadata, globals)"},
     {"list", cmd_list, "list the runbooks of the library"},
     {"show", cmd_show, "show a runbook's metadata, params and steps"},

@@ -169,6 +169,8 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
                 lua_pushfstring(L, "when: %s", lua_tostring(L, -1));
                 journal_step(E, L, i, total, name, "failed", now, now, lua_tostring(L, -1), state);
                 snprintf(errbuf, sizeof errbuf, "step %d \"%s\": %s", i, name, lua_tostring(L, -1));
+                E->failed_index = i;
+                snprintf(E->failed_step, sizeof E->failed_step, "%s", name);
                 outcome = loop_interrupted() ? "interrupted" : "failed";
                 exit_code = loop_interrupted() ? 130 : 1;
                 run_error = errbuf;
@@ -249,6 +251,10 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
         outcome = interrupted ? "interrupted" : "failed";
         exit_code = interrupted ? 130 : 1;
         run_error = errbuf;
+        E->failed_index = i;
+        snprintf(E->failed_step, sizeof E->failed_step, "%s", name);
+        snprintf(E->failed_error, sizeof E->failed_error, "%.*s",
+                 nl ? (int)(nl - msg) : (int)strlen(msg), msg);
         lua_settop(L, state);
         break;
     }

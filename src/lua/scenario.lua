@@ -1,0 +1,491 @@
+-- Scenarios (SPEC §8): load and check a *.scenario.yaml, answer every
+-- action of the runbook from its mocks (nothing reaches the outside world),
+-- and judge the run against its expectations.  The C side (src/scenario.c)
+-- runs the runbook and calls rt.scenario_call for every action.
+local rt = ...
+
+local S -- the scenario being run: { path, dir, mocks, expect, ... }
+local scenario_dir = "." -- where body_file & co. are read from
+
+-- ---- loading ---------------------------------------------------------------
+
+local PRIMITIVES = { http = 1, exec = 1, sh = 1, docker = 1, kubectl = 1, db = 1, notify = 1 }
+local MATCH_KEYS = {
+  http = { method = 1, url = 1, headers = 1, json = 1, words = 1 },
+  exec = { argv = 1, command = 1, words = 1 },
+  sh = { command = 1, words = 1 },
+  docker = { verb = 1, name = 1, words = 1 },
+  kubectl = { verb = 1, kind = 1, name = 1, namespace = 1, args = 1, words = 1 },
+  db = { sql = 1, verb = 1, url = 1, words = 1 },
+  notify = { channel = 1, words = 1 },
+}
+local MOCK_KEYS = { respond = 1, times = 1, required = 1 }
+local TOP_KEYS = { runbook = 1, params = 1, env = 1, mocks = 1, expect = 1, confirm = 1,
+                   fs = 1, description = 1, name = 1, skip = 1 }
+local EXPECT_KEYS = { outcome = 1, failed_step = 1, actions = 1, not_actions = 1,
+                      notifications = 1, state = 1, output = 1 }
+
+local function bad(fmt, ...)
+  error({ scenario = string.format(fmt, ...) }, 0)
+end
+
+local function read_file(dir, name)
+  local path = name:sub(1, 1) == "/" and name or (dir .. "/" .. name)
+  local ok, data = pcall(fs.read, path)
+  if not ok then bad("cannot read %s: %s", name, tostring(data)) end
+  return data
+end
+
+local function check_keys(t, allowed, where)
+  for k in pairs(t) do
+    if not allowed[k] then
+      local names = {}
+      for n in pairs(allowed) do names[#names + 1] = n end
+      table.sort(names)
+      bad("%s: unknown key '%s' (expected one of: %s)", where, tostring(k), table.concat(names, ", "))
+    end
+  end
+end
+
+-- rt.scenario_load(path) -> { runbook, params (table of strings), confirm }
+function rt.scenario_load(path)
+  local ok, doc = pcall(yaml.load, path)
+  if not ok then
+    return nil, (tostring(doc):gsub("^yaml%.load ", ""))
+  end
+  local okc, err = pcall(function()
+    if type(doc) ~= "table" then bad("a scenario is a mapping (runbook, params, mocks, expect)") end
+    check_keys(doc, TOP_KEYS, "scenario")
+    if type(doc.runbook) ~= "string" then bad("runbook: the runbook to test (a name or a path) is required") end
+    local mocks = {}
+    for i, m in ipairs(doc.mocks or {}) do
+      local where = string.format("mocks[%d]", i)
+      if type(m) ~= "table" then bad("%s: a mock is a mapping", where) end
+      local prim
+      for k in pairs(m) do
+        if PRIMITIVES[k] then
+          if prim then bad("%s: one primitive per mock (%s and %s)", where, prim, k) end
+          prim = k
+        elseif not MOCK_KEYS[k] then
+          bad("%s: unknown key '%s' (a mock is one of http, exec, sh, docker, kubectl, db, notify, " ..
+              "with respond, times, required)", where, tostring(k))
+        end
+      end
+      if not prim then bad("%s: which primitive does it answer? (http, exec, sh, docker, kubectl, db, notify)", where) end
+      local match = m[prim]
+      if type(match) ~= "table" then bad("%s.%s: the call to match, as a mapping", where, prim) end
+      check_keys(match, MATCH_KEYS[prim], where .. "." .. prim)
+      local responses = m.respond
+      if responses == nil then responses = { {} } end
+      if type(responses) ~= "table" then bad("%s.respond: a mapping, or a list of them (a sequence)", where) end
+      if responses[1] == nil then responses = { responses } end
+      for j, r in ipairs(responses) do
+        if type(r) ~= "table" then bad("%s.respond[%d]: a mapping", where, j) end
+        for _, f in ipairs({ "body_file", "stdout_file", "stderr_file", "json_file" }) do
+          if r[f] then
+            local data = read_file(scenario_dir, r[f])
+            r[f] = nil
+            if f == "json_file" then r.json = json.decode(data)
+            else r[f:gsub("_file$", "")] = data end
+          end
+        end
+      end
+      if m.times ~= nil and (math.type(m.times) ~= "integer" or m.times < 1) then
+        bad("%s.times: a whole number >= 1", where)
+      end
+      mocks[#mocks + 1] = { index = i, primitive = prim, match = match, responses = responses,
+                            times = m.times, required = m.required == true, calls = 0 }
+    end
+    local expect = doc.expect or {}
+    if type(expect) ~= "table" then bad("expect: a mapping") end
+    check_keys(expect, EXPECT_KEYS, "expect")
+    S = { path = path, doc = doc, mocks = mocks, expect = expect, actions = {},
+          notifications = {}, confirm = doc.confirm, confirm_n = 0 }
+  end)
+  if not okc then
+    if type(err) == "table" and err.scenario then return nil, err.scenario end
+    error(err, 0)
+  end
+  local params = {}
+  for k, v in pairs(doc.params or {}) do
+    params[k] = type(v) == "table" and v or tostring(v)
+  end
+  return { runbook = doc.runbook, params = params, env = doc.env, fs = doc.fs,
+           skip = doc.skip and tostring(doc.skip) or nil }
+end
+
+-- set by the C side before loading: the directory of the scenario file
+function rt.scenario_dir(dir) scenario_dir = dir end
+
+-- ---- matching --------------------------------------------------------------------
+
+-- shell-style glob: * any run, ? one character; everything else literal
+local function glob(pattern, s)
+  local p = "^" .. pattern:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".") .. "$"
+  return s:match(p) ~= nil
+end
+
+local function text_match(want, got)
+  if type(got) ~= "string" then return false end
+  want = tostring(want)
+  if want:find("[*?]") then return glob(want, got) end
+  return want == got
+end
+
+-- every key of want is in got with an equal value (tables compared the same way)
+local function subset(want, got)
+  if type(want) ~= "table" then
+    if type(want) == "number" and type(got) == "number" then return want == got end
+    return tostring(want) == tostring(got)
+  end
+  if type(got) ~= "table" then return false end
+  for k, v in pairs(want) do
+    if not subset(v, got[k]) then return false end
+  end
+  return true
+end
+
+-- the request table of an http call: http.request{...}, http.get(url, opts),
+-- http.post(url, body_or_opts)
+local function http_request(args)
+  if type(args[1]) == "table" then return args[1] end
+  if type(args[2]) == "table" then return args[2] end
+  return {}
+end
+
+local function lower_keys(t)
+  local out = {}
+  for k, v in pairs(t or {}) do out[tostring(k):lower()] = v end
+  return out
+end
+
+-- Does mock m match the call?  Returns true, or false and the first reason.
+local function matches(m, call)
+  local w = m.match
+  if m.primitive ~= call.primitive and not (m.primitive == "sh" and call.primitive == "sh") then
+    return false, "another primitive"
+  end
+  if w.words and not text_match(w.words, call.words) then
+    return false, string.format("words: wanted '%s'", w.words)
+  end
+  local p = m.primitive
+  if p == "http" then
+    if w.method and tostring(w.method):upper() ~= call.verb:upper() then
+      return false, string.format("method: wanted %s, got %s", w.method, call.verb)
+    end
+    if w.url and not text_match(w.url, call.target) then
+      return false, string.format("url: wanted %s, got %s", w.url, call.target)
+    end
+    local req = http_request(call.args)
+    if w.headers and not subset(lower_keys(w.headers), lower_keys(req.headers)) then
+      return false, "headers: the request's headers do not include the mock's"
+    end
+    if w.json and not subset(w.json, req.json) then
+      return false, "json: the request's JSON body does not include the mock's"
+    end
+  elseif p == "exec" then
+    if w.argv then
+      local argv = call.args[1]
+      local same = type(argv) == "table" and #argv == #w.argv
+      for i = 1, #w.argv do same = same and tostring(argv[i]) == tostring(w.argv[i]) end
+      if not same then return false, "argv: wanted " .. table.concat(w.argv, " ") end
+    end
+    if w.command and not text_match(w.command, call.words) then
+      return false, string.format("command: wanted '%s'", w.command)
+    end
+  elseif p == "sh" then
+    if w.command and not text_match(w.command, tostring(call.args[1])) then
+      return false, string.format("command: wanted '%s'", w.command)
+    end
+  elseif p == "docker" then
+    if w.verb and w.verb ~= call.verb then return false, string.format("verb: wanted %s, got %s", w.verb, call.verb) end
+    if w.name and not text_match(w.name, call.target) then
+      return false, string.format("name: wanted %s, got %s", w.name, call.target)
+    end
+  elseif p == "kubectl" then
+    if w.verb and w.verb ~= call.verb then return false, string.format("verb: wanted %s, got %s", w.verb, call.verb) end
+    if w.kind then
+      local target = w.name and (w.kind .. "/" .. w.name) or w.kind
+      if not (text_match(target, call.target) or call.target:match("^" .. w.kind:gsub("%p", "%%%0") .. "/")
+              and not w.name) then
+        return false, string.format("kind/name: wanted %s, got %s", target, call.target)
+      end
+    elseif w.name and not call.target:find(w.name, 1, true) then
+      return false, string.format("name: wanted %s, got %s", w.name, call.target)
+    end
+    if w.namespace and not (" " .. call.words .. " "):find(" %-n " .. w.namespace:gsub("%p", "%%%0") .. " ") then
+      return false, string.format("namespace: wanted %s", w.namespace)
+    end
+    for _, a in ipairs(w.args or {}) do
+      if not (" " .. call.words .. " "):find(" " .. tostring(a):gsub("%p", "%%%0") .. " ") then
+        return false, string.format("args: %s not in the command", a)
+      end
+    end
+  elseif p == "db" then
+    if w.verb and w.verb ~= call.verb then return false, string.format("verb: wanted %s, got %s", w.verb, call.verb) end
+    if w.sql then
+      local sql = (call.words:match("^db %S+ [^:]*:%S*: (.*)$") or call.words:match(": (.*)$") or "")
+      if not text_match(w.sql, sql) then return false, string.format("sql: wanted '%s'", w.sql) end
+    end
+    if w.url and not text_match(w.url, call.target) then
+      return false, string.format("url: wanted %s, got %s", w.url, call.target)
+    end
+  elseif p == "notify" then
+    if w.channel and w.channel ~= call.verb then
+      return false, string.format("channel: wanted %s, got %s", w.channel, call.verb)
+    end
+  end
+  if m.times and m.calls >= m.times then
+    return false, string.format("already answered %d time%s (times: %d)", m.calls, m.calls == 1 and "" or "s", m.times)
+  end
+  return true
+end
+
+local function describe_mock(m)
+  local parts = {}
+  local keys = {}
+  for k in pairs(m.match) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local v = m.match[k]
+    parts[#parts + 1] = k .. ": " .. (type(v) == "table" and json.encode(v) or tostring(v))
+  end
+  return string.format("mocks[%d] %s { %s }", m.index, m.primitive, table.concat(parts, ", "))
+end
+
+-- ---- answering ---------------------------------------------------------------------
+
+local function fail_call(call, msg)
+  error(call.words .. ": " .. msg, 0)
+end
+
+local function http_response(call, r)
+  local req = http_request(call.args)
+  if r.error then
+    if req.check == false then
+      return setmetatable({ ok = false, status = 0, error = r.error }, rt.http_response_mt)
+    end
+    fail_call(call, r.error)
+  end
+  local body = r.body or (r.json ~= nil and json.encode(r.json)) or ""
+  local headers = lower_keys(r.headers)
+  if r.json ~= nil and not headers["content-type"] then headers["content-type"] = "application/json" end
+  local status = r.status or 200
+  return setmetatable({ status = status, ok = status < 400, body = body, headers = headers,
+                        time = 0.0, url = call.target, method = call.verb }, rt.http_response_mt)
+end
+
+local function last_line(s)
+  local line = ""
+  for l in tostring(s or ""):gmatch("[^\n]+") do line = l end
+  return line
+end
+
+local function exec_result(call, r)
+  local code = r.code or 0
+  local res = { code = code, ok = code == 0, stdout = r.stdout or "", stderr = r.stderr or "", time = 0.0 }
+  local opts = call.primitive == "sh" and call.args[2] or call.args[2]
+  if code ~= 0 and not (type(opts) == "table" and opts.check == false) then
+    rt.note_result(res)
+    local why = last_line(res.stderr)
+    fail_call(call, string.format("exit code %d%s", code, why ~= "" and (": " .. why) or ""))
+  end
+  return res
+end
+
+local function plain_result(call, r)
+  if r.error then fail_call(call, r.error) end
+  if call.primitive == "db" then
+    if call.verb == "query" then return setmetatable(r.rows or {}, json.array_mt) end
+    if call.verb == "exec" then return r.affected or 0 end
+  end
+  if r.json ~= nil then return r.json end
+  if r.result ~= nil then return r.result end
+  local out = {}
+  for k, v in pairs(r) do out[k] = v end
+  if next(out) == nil then out.ok = true end
+  return out
+end
+
+-- ---- fs in a scratch directory -------------------------------------------------
+
+local scratch
+
+local function in_scratch(p)
+  if type(p) ~= "string" then return p end
+  if p:sub(1, 1) == "/" then return scratch .. p end
+  return scratch .. "/" .. p
+end
+
+local function out_of_scratch(v)
+  if type(v) == "string" and v:sub(1, #scratch + 1) == scratch .. "/" then return v:sub(#scratch + 1) end
+  if type(v) == "table" then
+    for k, x in pairs(v) do v[k] = out_of_scratch(x) end
+  end
+  return v
+end
+
+-- rt.scenario_scratch(dir, files): the scratch directory, seeded with
+-- files = { ["/etc/app.conf"] = "text" | { file = "name next to the scenario" } }
+function rt.scenario_scratch(dir, files)
+  scratch = dir
+  for path, content in pairs(files or {}) do
+    if type(content) == "table" then
+      if not content.file then bad("fs[%s]: the text, or { file = NAME }", path) end
+      content = read_file(scenario_dir, content.file)
+    end
+    local full = in_scratch(path)
+    fs.mkdir(full:match("^(.*)/[^/]*$"), { parents = true })
+    fs.write(full, tostring(content), { mode = "0644" })
+  end
+end
+
+local PATH_ARGS = { copy = 2, move = 2 }
+
+-- rt.scenario_call(info, raw, ...) -> the action's result, from the mocks.
+-- info: { primitive, verb, target, words, class }; raw: the primitive's own
+-- function (fs works for real, inside the scenario's scratch directory).
+function rt.scenario_call(info, raw, ...)
+  local call = info
+  call.args = table.pack(...)
+  if call.primitive == "fs" or (call.primitive == "yaml" and call.verb == "load") then
+    local args = { ... }
+    args[1] = in_scratch(args[1])
+    if PATH_ARGS[call.verb] then args[2] = in_scratch(args[2]) end
+    return out_of_scratch(raw(table.unpack(args, 1, call.args.n)))
+  end
+  if call.primitive == "db" and call.verb == "open" then
+    return rt.scenario_db_conn(call.target)
+  end
+  if call.primitive == "sleep" or call.primitive == "confirm" then return raw(...) end
+  local closest, closest_why, best = nil, nil, -1
+  for _, m in ipairs(S.mocks) do
+    local ok, why = matches(m, call)
+    if ok then
+      m.calls = m.calls + 1
+      local r = m.responses[math.min(m.calls, #m.responses)]
+      if call.primitive == "notify" then
+        local a = call.args[1]
+        local text = type(a) == "table" and (a.text or a.summary or a.subject or a.body) or nil
+        if call.verb == "webhook" then text = json.encode(call.args[2]) end
+        S.notifications[#S.notifications + 1] = { channel = call.verb, text = tostring(text or "") }
+      end
+      if call.primitive == "http" then return http_response(call, r) end
+      if call.primitive == "exec" or call.primitive == "sh" then return exec_result(call, r) end
+      return plain_result(call, r)
+    end
+    if m.primitive == call.primitive then
+      local score = why:find("^already") and 2 or 1
+      if score > best then closest, closest_why, best = m, why, score end
+    end
+  end
+  local hint = closest and string.format("; closest: %s, which did not match: %s", describe_mock(closest), closest_why)
+               or string.format("; there is no %s mock", call.primitive)
+  local msg = string.format("no mock answers `%s`%s", call.words, hint)
+  S.unmatched = S.unmatched or msg -- fails the scenario even if the runbook caught it
+  error(msg, 0)
+end
+
+-- every action the run recorded, for expectations (set by the C side)
+function rt.scenario_action(words, class, status)
+  S.actions[#S.actions + 1] = { words = words, class = class, status = status }
+end
+
+-- confirm(question): the scenario's answers in order (yes when it gives none)
+function rt.scenario_confirm(question)
+  local c = S.confirm
+  if c == nil then return true end
+  if type(c) == "boolean" then return c end
+  if type(c) == "table" then
+    if c[1] ~= nil then
+      S.confirm_n = S.confirm_n + 1
+      local a = c[math.min(S.confirm_n, #c)]
+      return a == true or a == "yes" or a == "y"
+    end
+    for pattern, answer in pairs(c) do
+      if question:find(pattern, 1, true) or glob(pattern, question) then
+        return answer == true or answer == "yes" or answer == "y"
+      end
+    end
+  end
+  return true
+end
+
+-- ---- judging ----------------------------------------------------------------------------
+
+local function as_list(v)
+  if v == nil then return {} end
+  if type(v) ~= "table" then return { v } end
+  return v
+end
+
+local function action_match(want, words)
+  want = tostring(want)
+  if want:find("[*?]") then return glob(want, words) end
+  return words == want or words:sub(1, #want + 1) == want .. " "
+end
+
+-- rt.scenario_verdict(result) -> { failures } where result has outcome,
+-- failed_step, state, output
+function rt.scenario_verdict(result)
+  local e, failures = S.expect, {}
+  local function fail(fmt, ...) failures[#failures + 1] = string.format(fmt, ...) end
+  if S.unmatched then fail("%s", S.unmatched) end
+  local want_outcome = e.outcome or "success"
+  if want_outcome ~= result.outcome then
+    fail("outcome: expected %s, got %s%s", want_outcome, result.outcome,
+         result.error and (" (" .. result.error .. ")") or "")
+  end
+  if e.failed_step ~= nil then
+    local fs_ = e.failed_step
+    if not (tostring(fs_) == tostring(result.failed_step) or tostring(fs_) == tostring(result.failed_index)) then
+      fail("failed_step: expected %s, got %s", tostring(fs_), tostring(result.failed_step or "none"))
+    end
+  end
+  local taken = {}
+  for _, a in ipairs(S.actions) do
+    if a.class == "mutate" and a.status ~= "error" and a.status ~= "declined" then taken[#taken + 1] = a.words end
+  end
+  local pos = 1
+  for _, want in ipairs(as_list(e.actions)) do
+    local found
+    for i = pos, #taken do
+      if action_match(want, taken[i]) then found = i; break end
+    end
+    if not found then
+      fail("actions: expected `%s`%s; mutating actions taken: %s", tostring(want),
+           pos > 1 and " after the ones before it" or "",
+           #taken > 0 and table.concat(taken, "; ") or "none")
+      break
+    end
+    pos = found + 1
+  end
+  for _, not_want in ipairs(as_list(e.not_actions)) do
+    for _, words in ipairs(taken) do
+      if action_match(not_want, words) then fail("not_actions: `%s` was taken", words) end
+    end
+  end
+  for _, n in ipairs(as_list(e.notifications)) do
+    local ok = false
+    for _, got in ipairs(S.notifications) do
+      if (n.channel == nil or n.channel == got.channel) and
+         (n.text == nil or got.text:find(n.text, 1, true) or glob(n.text, got.text)) then
+        ok = true
+      end
+    end
+    if not ok then fail("notifications: none on %s matching '%s'", tostring(n.channel or "any channel"), tostring(n.text or "")) end
+  end
+  if e.state ~= nil and not subset(e.state, result.state) then
+    fail("state: expected %s to be part of %s", json.encode(e.state), json.encode(result.state or {}))
+  end
+  for _, pattern in ipairs(as_list(e.output)) do
+    pattern = tostring(pattern)
+    if not (result.output:find(pattern, 1, true) or glob("*" .. pattern .. "*", result.output)) then
+      fail("output: no '%s' in the output", pattern)
+    end
+  end
+  for _, m in ipairs(S.mocks) do
+    if m.required and m.calls == 0 then fail("required mock never called: %s", describe_mock(m)) end
+  end
+  return failures
+end

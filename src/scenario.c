@@ -1,0 +1,339 @@
+/*
+ * One scenario (SPEC §8), run hermetically: the runbook's every action is
+ * answered by the scenario's mocks through the funnel's intercept hook
+ * (src/lua/scenario.lua matches and answers), fs works inside a scratch
+ * directory seeded from the scenario, sleep and the clocks are virtual, and
+ * nothing is audited.  The verdict -- the run's outcome against the
+ * scenario's expectations -- is one JSON line, read by `runbook test`
+ * (cmd_test.c), which runs scenarios as child processes, in parallel.
+ */
+#include "scenario.h"
+#include "db.h"
+#include "engine.h"
+#include "journal.h"
+#include "jsonw.h"
+#include "loop.h"
+#include "rbfile.h"
+#include "runner.h"
+#include "util.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int rt_call(lua_State *L, const char *fn, int nargs, int nres)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
+    lua_getfield(L, -1, fn);
+    lua_remove(L, -2);
+    lua_insert(L, -(nargs + 1));
+    lua_call(L, nargs, nres);
+    return nres;
+}
+
+/* Called in place of every primitive: rt.scenario_call(info, raw, args...) */
+static int intercept(lua_State *L)
+{
+    rb_engine *E = rb_engine_of(L);
+    const rb_action *a = E->intercept_action;
+    int nargs = lua_gettop(L);
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, a->primitive);
+    lua_setfield(L, -2, "primitive");
+    lua_pushstring(L, a->verb);
+    lua_setfield(L, -2, "verb");
+    lua_pushstring(L, a->target);
+    lua_setfield(L, -2, "target");
+    lua_pushstring(L, a->words);
+    lua_setfield(L, -2, "words");
+    lua_pushstring(L, a->cls == RB_READ ? "read" : "mutate");
+    lua_setfield(L, -2, "class");
+    lua_pushcfunction(L, E->intercept_row->fn);
+    for (int i = 1; i <= nargs; i++)
+        lua_pushvalue(L, i);
+    lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
+    lua_getfield(L, -1, "scenario_call");
+    lua_remove(L, -2);
+    lua_insert(L, nargs + 1);
+    lua_call(L, nargs + 2, LUA_MULTRET);
+    return lua_gettop(L) - nargs;
+}
+
+static void on_action(rb_engine *E, const rb_action *a, const rb_action_result *r)
+{
+    lua_State *L = E->L;
+    lua_pushstring(L, a->words);
+    lua_pushstring(L, a->cls == RB_READ ? "read" : "mutate");
+    lua_pushstring(L, r->status);
+    rt_call(L, "scenario_action", 3, 0);
+}
+
+/* rt.note_result(t): a mocked command that fails keeps its exit code */
+static int rt_note_result(lua_State *L)
+{
+    rb_note_result(L, 1);
+    return 0;
+}
+
+/* rt.scenario_db_conn(url): a stand-in connection for a mocked database */
+static int rt_db_conn(lua_State *L)
+{
+    return db_stand_in(L, luaL_checkstring(L, 1));
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st, (void)flag, (void)f;
+    return remove(p);
+}
+
+typedef struct one {
+    const char *path;
+    char scratch[PATH_MAX];
+    char *out; /* the run's human view, captured */
+    size_t out_len;
+    int exit_code;
+    const char *malformed; /* the scenario itself is wrong */
+} one;
+
+static const char *outcome_of(int code)
+{
+    switch (code) {
+    case 0:
+        return "success";
+    case 1:
+        return "failed";
+    case 3:
+        return "aborted";
+    case 130:
+        return "interrupted";
+    default:
+        return "invalid";
+    }
+}
+
+/* The runbook a scenario names: a path next to the scenario, else a
+ * library name. */
+static int find_runbook(const char *scenario, const char *name, char *out, size_t n)
+{
+    char copy[PATH_MAX];
+    snprintf(copy, sizeof copy, "%s", scenario);
+    const char *dir = dirname(copy);
+    char cand[PATH_MAX * 2];
+    for (int k = 0; k < 2; k++) {
+        snprintf(cand, sizeof cand, "%s/%s%s", dir, name, k ? ".lua" : "");
+        if (access(cand, R_OK) == 0 && rbfile_find(cand, out, n) == 0)
+            return 0;
+    }
+    return rbfile_find(name, out, n);
+}
+
+static int prun(lua_State *L)
+{
+    one *o = lua_touserdata(L, 1);
+    rb_engine *E = rb_engine_of(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
+    int rt = lua_gettop(L);
+    lua_pushcfunction(L, rt_note_result);
+    lua_setfield(L, rt, "note_result");
+    lua_pushcfunction(L, rt_db_conn);
+    lua_setfield(L, rt, "scenario_db_conn");
+    lua_getfield(L, LUA_REGISTRYINDEX, "runbook.http_response");
+    lua_setfield(L, rt, "http_response_mt");
+
+    char copy[PATH_MAX];
+    snprintf(copy, sizeof copy, "%s", o->path);
+    lua_pushstring(L, dirname(copy));
+    rt_call(L, "scenario_dir", 1, 0);
+    /* the scenario's own loading and seeding are not the runbook's output */
+    FILE *out = E->out, *quiet = fopen("/dev/null", "w");
+    if (quiet)
+        E->out = quiet;
+    lua_pushstring(L, o->path);
+    rt_call(L, "scenario_load", 1, 2);
+    if (lua_isnil(L, -2)) {
+        const char *msg = lua_tostring(L, -1);
+        o->malformed = strncmp(msg, o->path, strlen(o->path)) == 0
+                           ? msg
+                           : lua_pushfstring(L, "%s: %s", o->path, msg);
+        lua_setfield(L, LUA_REGISTRYINDEX, "runbook.scenario.error");
+        return 0;
+    }
+    lua_pop(L, 1);
+    int sc = lua_gettop(L);
+    if (lua_getfield(L, sc, "skip") == LUA_TSTRING) {
+        lua_setfield(L, LUA_REGISTRYINDEX, "runbook.scenario.skip");
+        return 0;
+    }
+    lua_pop(L, 1);
+
+    /* fs works for real, under a scratch directory seeded from `fs:` */
+    snprintf(o->scratch, sizeof o->scratch, "%s/runbook-scenario.XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(o->scratch))
+        return luaL_error(L, "cannot create a scratch directory: %s", strerror(errno));
+    lua_pushstring(L, o->scratch);
+    lua_getfield(L, sc, "fs");
+    rt_call(L, "scenario_scratch", 2, 0);
+    E->out = out;
+    if (quiet)
+        fclose(quiet);
+
+    lua_getfield(L, sc, "runbook");
+    char rbpath[PATH_MAX];
+    if (find_runbook(o->path, lua_tostring(L, -1), rbpath, sizeof rbpath) != 0) {
+        o->malformed =
+            lua_pushfstring(L, "%s: runbook: no runbook named '%s'", o->path, lua_tostring(L, -1));
+        lua_setfield(L, LUA_REGISTRYINDEX, "runbook.scenario.error");
+        return 0;
+    }
+    lua_pop(L, 1);
+
+    /* params: the scenario's, as if given with --param */
+    lua_createtable(L, 0, 1);
+    lua_newtable(L);
+    lua_getfield(L, sc, "params");
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        if (lua_istable(L, -1)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, -5);
+        } else {
+            lua_createtable(L, 1, 0);
+            lua_insert(L, -2);
+            lua_rawseti(L, -2, 1);
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, -5);
+        }
+    }
+    lua_pop(L, 1);
+    lua_setfield(L, -2, "cli");
+    int in = lua_gettop(L);
+
+    E->intercept = intercept;
+    E->virtual_clock = 1;
+    E->on_action = on_action;
+    if (rbfile_load(L, rbpath, in) != 0) {
+        o->malformed =
+            lua_pushfstring(L, "%s: runbook %s: %s", o->path, rbpath, lua_tostring(L, -1));
+        lua_setfield(L, LUA_REGISTRYINDEX, "runbook.scenario.error");
+        return 0;
+    }
+    int rb = lua_gettop(L);
+    lua_getfield(L, rb, "meta");
+    lua_getfield(L, -1, "name");
+    E->runbook_name = lua_tostring(L, -1);
+    snprintf(E->path, sizeof E->path, "%s", rbpath);
+    E->params_json = strdup("{}");
+    run_opts opts = {0};
+    o->exit_code = runner_run(E, L, rb, &opts);
+    fflush(E->out);
+
+    /* the verdict */
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, outcome_of(o->exit_code));
+    lua_setfield(L, -2, "outcome");
+    if (E->failed_index) {
+        lua_pushstring(L, E->failed_error);
+        lua_setfield(L, -2, "error");
+        lua_pushstring(L, E->failed_step);
+        lua_setfield(L, -2, "failed_step");
+        lua_pushinteger(L, E->failed_index);
+        lua_setfield(L, -2, "failed_index");
+    }
+    lua_getfield(L, rb, "env");
+    lua_getfield(L, -1, "state");
+    lua_setfield(L, -3, "state");
+    lua_pop(L, 1);
+    lua_pushlstring(L, o->out ? o->out : "", o->out_len);
+    lua_setfield(L, -2, "output");
+    rt_call(L, "scenario_verdict", 1, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "runbook.scenario.failures");
+    return 0;
+}
+
+int scenario_run_one(const char *path)
+{
+    double t0 = rb_now();
+    char err[4096];
+    rb_engine *E = engine_new(err, sizeof err);
+    if (!E) {
+        fprintf(stderr, "runbook: %s\n", err);
+        return 2;
+    }
+    one o;
+    memset(&o, 0, sizeof o);
+    o.path = path;
+    E->mode = MODE_SCENARIO;
+    E->purpose = PURPOSE_RUN;
+    E->output = OUT_TEXT;
+    E->verbose = 1;
+    rb_new_run_id(E->run_id);
+    FILE *capture = open_memstream(&o.out, &o.out_len);
+    FILE *real_out = E->out;
+    if (capture)
+        E->out = capture;
+    loop_install_signals();
+    lua_State *L = E->L;
+    lua_pushcfunction(L, prun);
+    lua_pushlightuserdata(L, &o);
+    const char *crash = NULL;
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+        crash = engine_errmsg(L, -1);
+    if (capture) {
+        fclose(capture);
+        E->out = real_out;
+    }
+    if (o.scratch[0])
+        nftw(o.scratch, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+
+    jsonw w;
+    jw_init(&w);
+    jw_obj(&w);
+    jw_kstr(&w, "scenario", path);
+    jw_kint(&w, "duration_ms", (long long)((rb_now() - t0) * 1000 + 0.5));
+    jw_kint(&w, "exit_code", o.exit_code);
+    jw_key(&w, "failures");
+    jw_arr(&w);
+    int ok = 1;
+    if (crash) {
+        jw_string(&w, crash);
+        ok = 0;
+    } else if (lua_getfield(L, LUA_REGISTRYINDEX, "runbook.scenario.skip") == LUA_TSTRING) {
+        jw_string(&w, lua_tostring(L, -1));
+        ok = 3;
+    } else if (lua_getfield(L, LUA_REGISTRYINDEX, "runbook.scenario.error") == LUA_TSTRING) {
+        jw_string(&w, lua_tostring(L, -1));
+        ok = -1;
+    } else if (lua_getfield(L, LUA_REGISTRYINDEX, "runbook.scenario.failures") == LUA_TTABLE) {
+        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            jw_string(&w, lua_tostring(L, -1));
+            lua_pop(L, 1);
+            ok = 0;
+        }
+    }
+    jw_arr_end(&w);
+    jw_kstr(&w, "status",
+            ok == 3  ? "skipped"
+            : ok > 0 ? "passed"
+            : ok < 0 ? "malformed"
+                     : "failed");
+    jw_key(&w, "output");
+    jw_string(&w, o.out ? o.out : "");
+    jw_obj_end(&w);
+    printf("%s\n", jw_str_result(&w));
+    fflush(stdout);
+    jw_free(&w);
+    free(o.out);
+    engine_free(E);
+    return ok > 0 ? 0 : ok < 0 ? 2 : 1; /* skipped (3) counts as passed here */
+}

@@ -1,0 +1,9 @@
+/* One scenario run hermetically, its verdict printed as a JSON line
+ * (scenario.c); `runbook test` (cmd_test.c) runs them as child processes. */
+#ifndef RUNBOOK_SCENARIO_H
+#define RUNBOOK_SCENARIO_H
+
+/* Exit code: 0 passed, 1 failed, 2 the scenario itself is malformed. */
+int scenario_run_one(const char *path);
+
+#endif
