@@ -197,8 +197,11 @@ static int write_junit(const char *file, int failed, double total_s)
         }
         fputs(">\n", f);
         if (r->status == 3) {
+            const char *why = r->failures ? r->failures : "";
+            char msg[512];
+            snprintf(msg, sizeof msg, "%.*s", (int)strcspn(why, "\n"), why);
             fputs("    <skipped message=\"", f);
-            xml_text(f, r->failures ? r->failures : "");
+            xml_text(f, msg);
             fputs("\"/>\n", f);
         } else {
             const char *first = r->failures ? r->failures : "failed";
@@ -332,7 +335,8 @@ int cmd_test(int argc, char **argv)
                 printf("%s✓%s %s %s(%lld ms)%s\n", green, off, r->path, dim, r->ms, off);
             } else if (r->status == 3) {
                 skipped++;
-                printf("- %s (skipped: %s)\n", r->path, r->failures ? r->failures : "");
+                const char *why = r->failures ? r->failures : "";
+                printf("- %s (skipped: %.*s)\n", r->path, (int)strcspn(why, "\n"), why);
             } else {
                 failed++;
                 printf("%s✗%s %s %s(%lld ms)%s\n", red, off, r->path, dim, r->ms, off);

@@ -8,6 +8,7 @@
  * (cmd_test.c), which runs scenarios as child processes, in parallel.
  */
 #include "scenario.h"
+#include "config.h"
 #include "db.h"
 #include "engine.h"
 #include "journal.h"
@@ -179,10 +180,21 @@ static int prun(lua_State *L)
         return luaL_error(L, "cannot create a scratch directory: %s", strerror(errno));
     lua_pushstring(L, o->scratch);
     lua_getfield(L, sc, "fs");
-    rt_call(L, "scenario_scratch", 2, 0);
+    rt_call(L, "scenario_scratch", 2, 1);
     E->out = out;
     if (quiet)
         fclose(quiet);
+    if (lua_isstring(L, -1)) { /* a seed file that cannot be read, say */
+        o->malformed = lua_pushfstring(L, "%s: fs: %s", o->path, lua_tostring(L, -1));
+        lua_setfield(L, LUA_REGISTRYINDEX, "runbook.scenario.error");
+        return 0;
+    }
+    lua_pop(L, 1);
+    /* runbook.yaml (notify endpoints, readonly_commands, kubectl defaults)
+     * and the scenario's `env:` environment, as `run` would use them */
+    if (lua_getfield(L, sc, "env") == LUA_TSTRING)
+        E->env_name = lua_tostring(L, -1); /* anchored: sc stays on the stack */
+    lua_pop(L, 1);
 
     lua_getfield(L, sc, "runbook");
     char rbpath[PATH_MAX];
@@ -282,10 +294,17 @@ int scenario_run_one(const char *path)
         E->out = capture;
     loop_install_signals();
     lua_State *L = E->L;
+    rb_config cfg;
+    const char *crash = NULL;
+    if (config_load(&cfg, L, NULL, 0, err, sizeof err) == 0)
+        E->config = &cfg;
+    else
+        crash = lua_pushstring(L, err);
     lua_pushcfunction(L, prun);
     lua_pushlightuserdata(L, &o);
-    const char *crash = NULL;
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+    if (crash)
+        lua_pop(L, 2);
+    else if (lua_pcall(L, 1, 0, 0) != LUA_OK)
         crash = engine_errmsg(L, -1);
     if (capture) {
         fclose(capture);
@@ -316,8 +335,10 @@ int scenario_run_one(const char *path)
         lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_rawgeti(L, -1, i);
-            jw_string(&w, lua_tostring(L, -1));
-            lua_pop(L, 1);
+            size_t len;
+            const char *f = lua_tolstring(L, -1, &len);
+            jw_string(&w, rb_redact(L, f, len)); /* the runbook's secrets stay out of CI logs */
+            lua_pop(L, 2);
             ok = 0;
         }
     }
@@ -328,7 +349,7 @@ int scenario_run_one(const char *path)
             : ok < 0 ? "malformed"
                      : "failed");
     jw_key(&w, "output");
-    jw_string(&w, o.out ? o.out : "");
+    jw_string(&w, o.out ? rb_redact(L, o.out, o.out_len) : "");
     jw_obj_end(&w);
     printf("%s\n", jw_str_result(&w));
     fflush(stdout);

@@ -20,6 +20,12 @@ local MATCH_KEYS = {
   notify = { channel = 1, words = 1 },
 }
 local MOCK_KEYS = { respond = 1, times = 1, required = 1 }
+local RESPOND_KEYS = {
+  http = { status = 1, body = 1, body_file = 1, json = 1, json_file = 1, headers = 1, error = 1 },
+  exec = { code = 1, stdout = 1, stdout_file = 1, stderr = 1, stderr_file = 1, error = 1 },
+  sh = { code = 1, stdout = 1, stdout_file = 1, stderr = 1, stderr_file = 1, error = 1 },
+  db = { rows = 1, affected = 1, json = 1, json_file = 1, error = 1 },
+}
 local TOP_KEYS = { runbook = 1, params = 1, env = 1, mocks = 1, expect = 1, confirm = 1,
                    fs = 1, description = 1, name = 1, skip = 1 }
 local EXPECT_KEYS = { outcome = 1, failed_step = 1, actions = 1, not_actions = 1,
@@ -54,7 +60,9 @@ function rt.scenario_load(path)
     return nil, (tostring(doc):gsub("^yaml%.load ", ""))
   end
   local okc, err = pcall(function()
-    if type(doc) ~= "table" then bad("a scenario is a mapping (runbook, params, mocks, expect)") end
+    if type(doc) ~= "table" or doc[1] ~= nil then
+      bad("a scenario is a mapping (runbook, params, mocks, expect)")
+    end
     check_keys(doc, TOP_KEYS, "scenario")
     if type(doc.runbook) ~= "string" then bad("runbook: the runbook to test (a name or a path) is required") end
     local mocks = {}
@@ -81,6 +89,7 @@ function rt.scenario_load(path)
       if responses[1] == nil then responses = { responses } end
       for j, r in ipairs(responses) do
         if type(r) ~= "table" then bad("%s.respond[%d]: a mapping", where, j) end
+        if RESPOND_KEYS[prim] then check_keys(r, RESPOND_KEYS[prim], string.format("%s.respond[%d]", where, j)) end
         for _, f in ipairs({ "body_file", "stdout_file", "stderr_file", "json_file" }) do
           if r[f] then
             local data = read_file(scenario_dir, r[f])
@@ -159,84 +168,97 @@ local function lower_keys(t)
   return out
 end
 
--- Does mock m match the call?  Returns true, or false and the first reason.
+-- header values that are credentials never reach a report
+local CREDENTIALS = { authorization = 1, ["proxy-authorization"] = 1, cookie = 1, ["x-api-key"] = 1,
+                      ["x-auth-token"] = 1 }
+local function masked(headers)
+  local out = {}
+  for k, v in pairs(headers) do
+    out[k] = CREDENTIALS[tostring(k):lower()] and "****" or v
+  end
+  return out
+end
+
+-- Does mock m match the call?  Returns true, or false, the first reason and
+-- how many of its fields did match (the closest mock is the one with most).
 local function matches(m, call)
   local w = m.match
-  if m.primitive ~= call.primitive and not (m.primitive == "sh" and call.primitive == "sh") then
-    return false, "another primitive"
+  if m.primitive ~= call.primitive then return false, "another primitive", -1 end
+  local good, why = 0, nil
+  local function field(ok, fmt, ...)
+    if ok then
+      good = good + 1
+    elseif not why then
+      why = string.format(fmt, ...)
+    end
   end
-  if w.words and not text_match(w.words, call.words) then
-    return false, string.format("words: wanted '%s'", w.words)
-  end
+  local function esc(x) return tostring(x):gsub("%p", "%%%0") end
+  if w.words then field(text_match(w.words, call.words), "words: wanted '%s', got '%s'", w.words, call.words) end
   local p = m.primitive
   if p == "http" then
-    if w.method and tostring(w.method):upper() ~= call.verb:upper() then
-      return false, string.format("method: wanted %s, got %s", w.method, call.verb)
+    if w.method then
+      field(tostring(w.method):upper() == call.verb:upper(), "method: wanted %s, got %s", w.method, call.verb)
     end
-    if w.url and not text_match(w.url, call.target) then
-      return false, string.format("url: wanted %s, got %s", w.url, call.target)
-    end
+    if w.url then field(text_match(w.url, call.target), "url: wanted %s, got %s", w.url, call.target) end
     local req = http_request(call.args)
-    if w.headers and not subset(lower_keys(w.headers), lower_keys(req.headers)) then
-      return false, "headers: the request's headers do not include the mock's"
+    if w.headers then
+      field(subset(lower_keys(w.headers), lower_keys(req.headers)), "headers: wanted %s, got %s",
+            json.encode(masked(w.headers)), json.encode(masked(req.headers or {})))
     end
-    if w.json and not subset(w.json, req.json) then
-      return false, "json: the request's JSON body does not include the mock's"
+    if w.json then
+      field(subset(w.json, req.json), "json: wanted %s, got %s", json.encode(w.json),
+            req.json ~= nil and json.encode(req.json) or "no JSON body")
     end
   elseif p == "exec" then
     if w.argv then
       local argv = call.args[1]
       local same = type(argv) == "table" and #argv == #w.argv
       for i = 1, #w.argv do same = same and tostring(argv[i]) == tostring(w.argv[i]) end
-      if not same then return false, "argv: wanted " .. table.concat(w.argv, " ") end
+      field(same, "argv: wanted %s, got %s", table.concat(w.argv, " "), call.words)
     end
-    if w.command and not text_match(w.command, call.words) then
-      return false, string.format("command: wanted '%s'", w.command)
+    if w.command then
+      field(text_match(w.command, call.words), "command: wanted '%s', got '%s'", w.command, call.words)
     end
   elseif p == "sh" then
-    if w.command and not text_match(w.command, tostring(call.args[1])) then
-      return false, string.format("command: wanted '%s'", w.command)
+    if w.command then
+      local cmd = tostring(call.args[1])
+      field(text_match(w.command, cmd), "command: wanted '%s', got '%s'", w.command, cmd)
     end
   elseif p == "docker" then
-    if w.verb and w.verb ~= call.verb then return false, string.format("verb: wanted %s, got %s", w.verb, call.verb) end
-    if w.name and not text_match(w.name, call.target) then
-      return false, string.format("name: wanted %s, got %s", w.name, call.target)
-    end
+    if w.verb then field(w.verb == call.verb, "verb: wanted %s, got %s", w.verb, call.verb) end
+    if w.name then field(text_match(w.name, call.target), "name: wanted %s, got %s", w.name, call.target) end
   elseif p == "kubectl" then
-    if w.verb and w.verb ~= call.verb then return false, string.format("verb: wanted %s, got %s", w.verb, call.verb) end
+    if w.verb then field(w.verb == call.verb, "verb: wanted %s, got %s", w.verb, call.verb) end
     if w.kind then
       local target = w.name and (w.kind .. "/" .. w.name) or w.kind
-      if not (text_match(target, call.target) or call.target:match("^" .. w.kind:gsub("%p", "%%%0") .. "/")
-              and not w.name) then
-        return false, string.format("kind/name: wanted %s, got %s", target, call.target)
-      end
-    elseif w.name and not call.target:find(w.name, 1, true) then
-      return false, string.format("name: wanted %s, got %s", w.name, call.target)
+      local ok = text_match(target, call.target) or
+                 (not w.name and call.target:match("^" .. esc(w.kind) .. "/") ~= nil)
+      field(ok, "kind/name: wanted %s, got %s", target, call.target)
+    elseif w.name then
+      field(call.target:find(w.name, 1, true) ~= nil, "name: wanted %s, got %s", w.name, call.target)
     end
-    if w.namespace and not (" " .. call.words .. " "):find(" %-n " .. w.namespace:gsub("%p", "%%%0") .. " ") then
-      return false, string.format("namespace: wanted %s", w.namespace)
+    if w.namespace then
+      local got = (" " .. call.words .. " "):match(" %-n (%S+) ") or "none"
+      field(got == w.namespace, "namespace: wanted %s, got %s", w.namespace, got)
     end
     for _, a in ipairs(w.args or {}) do
-      if not (" " .. call.words .. " "):find(" " .. tostring(a):gsub("%p", "%%%0") .. " ") then
-        return false, string.format("args: %s not in the command", a)
-      end
+      field((" " .. call.words .. " "):find(" " .. esc(a) .. " ") ~= nil,
+            "args: wanted %s in the command, got %s", tostring(a), call.words)
     end
   elseif p == "db" then
-    if w.verb and w.verb ~= call.verb then return false, string.format("verb: wanted %s, got %s", w.verb, call.verb) end
+    if w.verb then field(w.verb == call.verb, "verb: wanted %s, got %s", w.verb, call.verb) end
     if w.sql then
-      local sql = (call.words:match("^db %S+ [^:]*:%S*: (.*)$") or call.words:match(": (.*)$") or "")
-      if not text_match(w.sql, sql) then return false, string.format("sql: wanted '%s'", w.sql) end
+      local sql = type(call.args[2]) == "string" and call.args[2]:gsub("%s+", " "):gsub("^ ", ""):gsub(" $", "") or ""
+      field(text_match(w.sql, sql), "sql: wanted '%s', got '%s'", w.sql, sql)
     end
-    if w.url and not text_match(w.url, call.target) then
-      return false, string.format("url: wanted %s, got %s", w.url, call.target)
-    end
+    if w.url then field(text_match(w.url, call.target), "url: wanted %s, got %s", w.url, call.target) end
   elseif p == "notify" then
-    if w.channel and w.channel ~= call.verb then
-      return false, string.format("channel: wanted %s, got %s", w.channel, call.verb)
-    end
+    if w.channel then field(w.channel == call.verb, "channel: wanted %s, got %s", w.channel, call.verb) end
   end
+  if why then return false, why, good end
   if m.times and m.calls >= m.times then
-    return false, string.format("already answered %d time%s (times: %d)", m.calls, m.calls == 1 and "" or "s", m.times)
+    return false, string.format("already answered %d time%s (times: %d)", m.calls,
+                                m.calls == 1 and "" or "s", m.times), good + 1
   end
   return true
 end
@@ -248,6 +270,7 @@ local function describe_mock(m)
   table.sort(keys)
   for _, k in ipairs(keys) do
     local v = m.match[k]
+    if k == "headers" and type(v) == "table" then v = masked(v) end
     parts[#parts + 1] = k .. ": " .. (type(v) == "table" and json.encode(v) or tostring(v))
   end
   return string.format("mocks[%d] %s { %s }", m.index, m.primitive, table.concat(parts, ", "))
@@ -255,15 +278,18 @@ end
 
 -- ---- answering ---------------------------------------------------------------------
 
+-- errors in the primitives' own words: "http GET URL: ...", "exec ARGV: ..."
 local function fail_call(call, msg)
-  error(call.words .. ": " .. msg, 0)
+  local prefix = (call.primitive == "http" or call.primitive == "exec") and (call.primitive .. " ") or ""
+  error(prefix .. call.words .. ": " .. msg, 0)
 end
 
 local function http_response(call, r)
   local req = http_request(call.args)
   if r.error then
     if req.check == false then
-      return setmetatable({ ok = false, status = 0, error = r.error }, rt.http_response_mt)
+      return setmetatable({ ok = false, status = 0, error = "http " .. call.words .. ": " .. r.error },
+                          rt.http_response_mt)
     end
     fail_call(call, r.error)
   end
@@ -328,6 +354,13 @@ end
 -- rt.scenario_scratch(dir, files): the scratch directory, seeded with
 -- files = { ["/etc/app.conf"] = "text" | { file = "name next to the scenario" } }
 function rt.scenario_scratch(dir, files)
+  local ok, err = pcall(function() return rt.scenario_seed(dir, files) end)
+  if ok then return nil end
+  if type(err) == "table" and err.scenario then return err.scenario end
+  return tostring(err)
+end
+
+function rt.scenario_seed(dir, files)
   scratch = dir
   for path, content in pairs(files or {}) do
     if type(content) == "table" then
@@ -374,10 +407,8 @@ function rt.scenario_call(info, raw, ...)
       if call.primitive == "exec" or call.primitive == "sh" then return exec_result(call, r) end
       return plain_result(call, r)
     end
-    if m.primitive == call.primitive then
-      local score = why:find("^already") and 2 or 1
-      if score > best then closest, closest_why, best = m, why, score end
-    end
+    local score = select(3, matches(m, call)) or -1
+    if m.primitive == call.primitive and score > best then closest, closest_why, best = m, why, score end
   end
   local hint = closest and string.format("; closest: %s, which did not match: %s", describe_mock(closest), closest_why)
                or string.format("; there is no %s mock", call.primitive)
@@ -402,7 +433,11 @@ function rt.scenario_confirm(question)
       local a = c[math.min(S.confirm_n, #c)]
       return a == true or a == "yes" or a == "y"
     end
-    for pattern, answer in pairs(c) do
+    local patterns = {}
+    for pattern in pairs(c) do patterns[#patterns + 1] = pattern end
+    table.sort(patterns, function(a, b) return #a > #b end) -- the most specific first
+    for _, pattern in ipairs(patterns) do
+      local answer = c[pattern]
       if question:find(pattern, 1, true) or glob(pattern, question) then
         return answer == true or answer == "yes" or answer == "y"
       end
