@@ -15,6 +15,9 @@
 #include "util.h"
 #include <lualib.h>
 
+#include "scenario.h"
+
+#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -187,8 +190,149 @@ static void lint(problems *p, lua_State *E, const char *file)
     lua_close(C);
 }
 
+/* The line of the first occurrence of needle in text (1 when absent). */
+static int line_of(const char *text, const char *needle)
+{
+    const char *at = text ? strstr(text, needle) : NULL;
+    int line = 1;
+    for (const char *p = text; at && p < at; p++)
+        line += *p == '\n';
+    return line;
+}
+
+/* run_runbook("NAME", ...) with a literal NAME must name a runbook that exists */
+static void check_run_runbook(problems *p, const char *file)
+{
+    size_t len;
+    char *src = rb_read_file(file, &len);
+    if (!src)
+        return;
+    for (const char *at = src; (at = strstr(at, "run_runbook")) != NULL; at += 11) {
+        const char *q = at + 11;
+        while (*q == ' ' || *q == '\t' || *q == '(')
+            q++;
+        if (*q != '"' && *q != '\'')
+            continue;
+        const char *end = strchr(q + 1, *q);
+        if (!end || end - q > 1024)
+            continue;
+        char name[1100], found[4096];
+        snprintf(name, sizeof name, "%.*s", (int)(end - q - 1), q + 1);
+        if (rbfile_find(name, found, sizeof found) != 0) {
+            int line = 1;
+            const char *bol = src;
+            for (const char *c = src; c < at; c++)
+                if (*c == '\n') {
+                    line++;
+                    bol = c + 1;
+                }
+            char msg[1300];
+            snprintf(msg, sizeof msg,
+                     "run_runbook: no runbook named '%s' (looked for a file, then in ./runbooks, "
+                     "RUNBOOK_PATH and the installed library)",
+                     name);
+            report(p, file, line, (int)(at - bol) + 1, "run_runbook", msg, 1);
+        }
+    }
+    free(src);
+}
+
+/* A scenario: it loads (YAML, its schema), names a runbook that exists, and
+ * gives only params that runbook declares. */
+static void check_scenario(problems *p, rb_engine *E, const char *file)
+{
+    lua_State *L = E->L;
+    size_t len;
+    char *text = rb_read_file(file, &len);
+    rb_purpose purpose = E->purpose;
+    E->purpose = PURPOSE_RUN; /* reading the scenario (yaml.load, fs.read) is reading */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", file);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
+    lua_getfield(L, -1, "scenario_dir");
+    lua_pushstring(L, dir);
+    lua_call(L, 1, 0);
+    lua_getfield(L, -1, "scenario_load");
+    lua_pushstring(L, file);
+    int ok = lua_pcall(L, 1, 2, 0) == LUA_OK;
+    E->purpose = purpose;
+    if (!ok || lua_isnil(L, -2)) {
+        const char *msg = lua_tostring(L, -1);
+        const char *key = msg ? strstr(msg, "unknown key '") : NULL;
+        if (key) { /* the schema names the key; the text knows its line */
+            char needle[300];
+            snprintf(needle, sizeof needle, "%.*s:", (int)strcspn(key + 13, "'"), key + 13);
+            report(p, file, line_of(text, needle), 1, "scenario", msg, 1);
+        } else {
+            report_load_error(p, file, msg ? msg : "cannot load", 1);
+        }
+    } else {
+        int sc = lua_gettop(L) - 1;
+        lua_getfield(L, sc, "runbook");
+        char rbpath[4096];
+        if (scenario_find_runbook(file, lua_tostring(L, -1), rbpath, sizeof rbpath) != 0) {
+            char msg[600];
+            snprintf(msg, sizeof msg, "runbook: no runbook named '%s'", lua_tostring(L, -1));
+            report(p, file, line_of(text, "runbook:"), 1, "scenario", msg, 1);
+        } else if (rbfile_load(L, rbpath, 0) == 0) {
+            int rb = lua_gettop(L);
+            lua_getfield(L, rb, "meta");
+            lua_getfield(L, -1, "params");
+            int declared = lua_gettop(L);
+            lua_getfield(L, sc, "params");
+            lua_pushnil(L);
+            while (lua_istable(L, -2) && lua_next(L, -2)) {
+                lua_pop(L, 1);
+                lua_pushvalue(L, -1);
+                if (!lua_istable(L, declared) || lua_rawget(L, declared) == LUA_TNIL) {
+                    char msg[5000], needle[300];
+                    snprintf(msg, sizeof msg, "params.%s: runbook %s declares no param '%s'",
+                             lua_tostring(L, -2), rbpath, lua_tostring(L, -2));
+                    snprintf(needle, sizeof needle, "%s:", lua_tostring(L, -2));
+                    report(p, file, line_of(text, needle), 1, "scenario", msg, 1);
+                }
+                lua_pop(L, 1);
+            }
+        }
+    }
+    lua_settop(L, 0);
+    free(text);
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int is_scenario(const char *path)
+{
+    size_t n = strlen(path), k = strlen(".scenario.yaml");
+    return n > k && strcmp(path + n - k, ".scenario.yaml") == 0;
+}
+
+static file_list *scenario_walk;
+static int walk_scenarios(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st, (void)f;
+    if (flag == FTW_F && is_scenario(path)) {
+        char **np = realloc(scenario_walk->paths, (size_t)(scenario_walk->n + 1) * sizeof *np);
+        if (np) {
+            scenario_walk->paths = np;
+            np[scenario_walk->n++] = strdup(path);
+        }
+    }
+    return 0;
+}
+
 int cmd_check(int argc, char **argv)
 {
+    file_list scenarios = {0};
+    scenario_walk = &scenarios;
     problems p = {0};
     file_list files = {0};
     int explicit = 0;
@@ -199,8 +343,10 @@ int cmd_check(int argc, char **argv)
             puts("usage: runbook check [--json] FILE|DIR...\n\n"
                  "Validate runbooks without running them: Lua syntax, runbook{} metadata,\n"
                  "param declarations, step options, reads of undefined globals and unknown\n"
-                 "functions of the primitives (with luacheck).  Directories are searched for\n"
-                 "*.lua (lib/ and tests/ are skipped).  Default: ./runbooks.\n"
+                 "functions of the primitives (with luacheck), run_runbook targets that do\n"
+                 "not exist, and scenarios (*.scenario.yaml): their YAML and keys, the\n"
+                 "runbook they name and the params they give.  Directories are searched for\n"
+                 "*.lua (lib/ and tests/ are skipped) and *.scenario.yaml.  Default: ./runbooks.\n"
                  "Prints file:line:col: problems; exit 1 when there is an error.");
             file_list_free(&files);
             return 0;
@@ -216,6 +362,9 @@ int cmd_check(int argc, char **argv)
             }
             if (S_ISDIR(st.st_mode)) {
                 library_scan(argv[i], &files);
+                nftw(argv[i], walk_scenarios, 16, FTW_PHYS);
+            } else if (is_scenario(argv[i])) {
+                walk_scenarios(argv[i], &st, FTW_F, NULL);
             } else {
                 char **np = realloc(files.paths, (size_t)(files.n + 1) * sizeof *np);
                 char *copy = strdup(argv[i]);
@@ -229,6 +378,8 @@ int cmd_check(int argc, char **argv)
             }
         }
     }
+    if (!explicit)
+        nftw("runbooks", walk_scenarios, 16, FTW_PHYS);
     if (!explicit && library_scan("runbooks", &files) != 0) {
         file_list_free(&files);
         return usage_error("check: which files? (runbook check FILE|DIR...)");
@@ -248,15 +399,21 @@ int cmd_check(int argc, char **argv)
         }
         lua_settop(L, 0);
         lint(&p, L, files.paths[i]);
+        check_run_runbook(&p, files.paths[i]);
     }
+    qsort(scenarios.paths, (size_t)scenarios.n, sizeof *scenarios.paths, by_name);
+    for (int i = 0; i < scenarios.n; i++)
+        check_scenario(&p, E, scenarios.paths[i]);
     if (!p.json) {
         if (p.lint_missing)
             fprintf(stderr, "runbook: note: luacheck is not installed, so undefined globals were "
                             "not checked (apt-get install lua-check)\n");
-        printf("%d file%s checked: %d error%s, %d warning%s\n", files.n, files.n == 1 ? "" : "s",
-               p.errors, p.errors == 1 ? "" : "s", p.warnings, p.warnings == 1 ? "" : "s");
+        int nf = files.n + scenarios.n;
+        printf("%d file%s checked: %d error%s, %d warning%s\n", nf, nf == 1 ? "" : "s", p.errors,
+               p.errors == 1 ? "" : "s", p.warnings, p.warnings == 1 ? "" : "s");
     }
     engine_free(E);
     file_list_free(&files);
+    file_list_free(&scenarios);
     return p.errors ? 1 : 0;
 }

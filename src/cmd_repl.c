@@ -240,8 +240,9 @@ static int run_function(repl *R, int show)
 }
 
 /* Counts the actions of the statement running, and keeps them for .audit */
-static void on_action(rb_engine *E, const rb_action *a, const rb_action_result *r)
+static void on_action(rb_engine *E, lua_State *co, const rb_action *a, const rb_action_result *r)
 {
+    (void)co;
     repl *R = the_repl;
     lua_State *L = E->L;
     if (R->stmt_actions++ == 0) {
@@ -770,10 +771,10 @@ int cmd_repl(int argc, char **argv)
         free(a.params);
         return rc < 0 ? 0 : rc;
     }
-    if (a.confirm || a.from || a.resume || a.rollback || a.timeout > 0 || a.json) {
+    if (a.confirm || a.from || a.resume || a.rollback || a.timeout > 0 || a.json || a.record) {
         free(a.params);
-        return usage_error("repl: --confirm, --from, --resume, --rollback, --timeout and "
-                           "--output are for `runbook run`");
+        return usage_error("repl: --confirm, --from, --resume, --rollback, --timeout, --record "
+                           "and --output are for `runbook run`");
     }
     char err[4096];
     rb_engine *E = engine_new(err, sizeof err);

@@ -12,6 +12,7 @@
 #include "loop.h"
 #include "prompt.h"
 #include "rbfile.h"
+#include "record.h"
 #include "runner.h"
 #include "session.h"
 #include "util.h"
@@ -41,6 +42,8 @@ static const char RUN_HELP[] =
     "  --resume RUN_ID     skip the steps RUN_ID completed and restore its state\n"
     "  --rollback          after a failure, run the `undo` of completed steps in reverse\n"
     "  --timeout S         limit the whole run to S seconds\n"
+    "  --record FILE       write the run as a scenario for `runbook test`: reads become\n"
+    "                      mocks with their real responses, mutations expectations\n"
     "  -v, --verbose       show read actions and tracebacks too\n"
     "\n"
     "Exit codes: 0 success, 1 a step failed or timed out, 2 invalid input,\n"
@@ -83,6 +86,8 @@ static int prun(lua_State *L)
     rb_engine *E = rb_engine_of(L);
     ctx->exit_code = 2;
     int in = push_params_input(E, L, a);
+    if (a->record)
+        record_start(E);
     if (rbfile_load(L, ctx->path, in) != 0) {
         usage_error("%s", lua_tostring(L, -1));
         return 0;
@@ -116,6 +121,8 @@ static int prun(lua_State *L)
     }
     run_opts o = {a->from, a->rollback, a->timeout, res->done, res->n_done};
     ctx->exit_code = runner_run(E, L, rb, &o);
+    if (a->record && record_finish(E, L, rb, a->record, ctx->exit_code) != 0 && ctx->exit_code == 0)
+        ctx->exit_code = 1;
     return 0;
 }
 

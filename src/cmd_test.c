@@ -35,6 +35,8 @@ static const char TEST_HELP[] =
     "  --junit FILE        also write JUnit XML (for CI test reports)\n"
     "  --filter PATTERN    only scenarios whose path contains PATTERN (or matches it as a glob)\n"
     "  -j, --jobs N        scenarios run at once (default: the number of CPUs)\n"
+    "  --coverage          then, per runbook: the steps no scenario ran, and the calls\n"
+    "                      that may change something that no scenario exercised\n"
     "\n"
     "Exit codes: 0 every scenario passed, 1 one failed (or is malformed), 2 bad usage.\n";
 
@@ -50,6 +52,7 @@ typedef struct result {
 static result *found;
 static size_t n_found, cap_found;
 static const char *filter;
+static int coverage;
 
 static int wanted(const char *path)
 {
@@ -123,6 +126,17 @@ static void collect(rb_engine *E, result *r, int wstatus)
                         : strcmp(st, "malformed") == 0 ? 2
                         : strcmp(st, "skipped") == 0   ? 3
                                                        : 1;
+            if (coverage) {
+                int doc = lua_gettop(L) - 1;
+                lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
+                lua_getfield(L, -1, "coverage_merge");
+                lua_getfield(L, doc, "coverage");
+                if (lua_istable(L, -1))
+                    lua_pcall(L, 1, 0, 0);
+                else
+                    lua_pop(L, 2);
+                lua_pop(L, 1);
+            }
             lua_getfield(L, -2, "duration_ms");
             r->ms = (long long)lua_tointeger(L, -1);
             lua_getfield(L, -3, "failures");
@@ -223,10 +237,13 @@ static int write_junit(const char *file, int failed, double total_s)
 
 int cmd_test(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"junit", required_argument, NULL, 'J'}, {"filter", required_argument, NULL, 'F'},
-        {"jobs", required_argument, NULL, 'j'},  {"one", required_argument, NULL, 'O'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"junit", required_argument, NULL, 'J'},
+                                         {"filter", required_argument, NULL, 'F'},
+                                         {"jobs", required_argument, NULL, 'j'},
+                                         {"one", required_argument, NULL, 'O'},
+                                         {"coverage", no_argument, NULL, 'C'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     const char *junit = NULL;
     long jobs = sysconf(_SC_NPROCESSORS_ONLN);
     optind = 1;
@@ -247,6 +264,9 @@ int cmd_test(int argc, char **argv)
             break;
         case 'O':
             return scenario_run_one(optarg);
+        case 'C':
+            coverage = 1;
+            break;
         case 'h':
             fputs(TEST_HELP, stdout);
             return 0;
@@ -353,6 +373,14 @@ int cmd_test(int argc, char **argv)
     if (skipped)
         printf(", %d skipped", skipped);
     printf(" (%.2f s)\n", total);
+    if (coverage) {
+        lua_State *L = E->L;
+        lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
+        lua_getfield(L, -1, "coverage_report");
+        if (lua_pcall(L, 0, 1, 0) == LUA_OK)
+            printf("%s\n", lua_tostring(L, -1));
+        lua_settop(L, 0);
+    }
     rmdir(tmpdir);
     int rc = 0;
     if (junit && write_junit(junit, failed, total) != 0)

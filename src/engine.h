@@ -75,11 +75,18 @@ typedef struct rb_engine {
     lua_CFunction intercept;
     const rb_fn *intercept_row;
     const rb_action *intercept_action;
+    /* run --record: told of every action with its arguments (args..args+nargs-1)
+     * and its results (res..res+nres-1), or the error, once recorded */
+    void (*on_result)(lua_State *L, const rb_action *a, int simulated, int nargs, int res, int nres,
+                      const char *error);
     /* scenario mode: sleep and the clocks move in virtual time */
     int virtual_clock;
     double vclock; /* seconds slept so far */
     /* the REPL: told of every action once it is recorded */
-    void (*on_action)(struct rb_engine *E, const rb_action *a, const rb_action_result *r);
+    void (*on_action)(struct rb_engine *E, lua_State *L, const rb_action *a,
+                      const rb_action_result *r);
+    /* scenario coverage: told of every step's outcome */
+    void (*on_step)(struct rb_engine *E, int index, const char *name, const char *status);
     /* the step that failed the run (scenario expectations) */
     int failed_index;
     char failed_step[512];

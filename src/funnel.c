@@ -217,9 +217,13 @@ static int finish(lua_State *L, int status, int nargs)
         }
         r.status = "error";
         r.error = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(error object)";
-        if (lua_getfield(L, LUA_REGISTRYINDEX, NOTED) == LUA_TTABLE)
-            read_result(L, lua_gettop(L), &r); /* the noted table stays on the stack */
+        int noted = lua_getfield(L, LUA_REGISTRYINDEX, NOTED) == LUA_TTABLE ? lua_gettop(L) : 0;
+        if (noted)
+            read_result(L, noted, &r); /* the noted table stays on the stack */
         record(L, c, &r);
+        rb_engine *E = rb_engine_of(L);
+        if (E->on_result)
+            E->on_result(L, &c->a, 0, nargs, noted, noted ? 1 : 0, r.error);
         lua_pushnil(L);
         lua_setfield(L, LUA_REGISTRYINDEX, NOTED);
         lua_pop(L, 1);
@@ -230,6 +234,9 @@ static int finish(lua_State *L, int status, int nargs)
     if (nres > 0)
         read_result(L, nargs + 2, &r);
     record(L, c, &r);
+    rb_engine *E = rb_engine_of(L);
+    if (E->on_result)
+        E->on_result(L, &c->a, 0, nargs, nargs + 2, nres, NULL);
     return nres;
 }
 
@@ -259,6 +266,9 @@ static int simulate(lua_State *L, call *c)
     r.simulated = 1;
     record(L, c, &r);
     lua_settop(L, c->nargs + 1);
+    rb_engine *E = rb_engine_of(L);
+    if (E->on_result)
+        E->on_result(L, &c->a, 1, c->nargs, 0, 0, NULL);
     return push_simulated(L, c->row, &c->a);
 }
 
@@ -314,6 +324,9 @@ static int rehearse_k(lua_State *L, int status, lua_KContext ctx)
     r.evidence = lua_type(L, nargs + 2) == LUA_TSTRING ? lua_tostring(L, nargs + 2) : NULL;
     record(L, c, &r);
     lua_remove(L, nargs + 2);
+    rb_engine *E = rb_engine_of(L);
+    if (E->on_result)
+        E->on_result(L, &c->a, 1, nargs, 0, 0, NULL);
     return lua_gettop(L) - (nargs + 1);
 }
 

@@ -157,7 +157,7 @@ int journal_action(rb_engine *E, lua_State *L, int args, int nargs, const rb_act
     if (E->audit || E->output == OUT_JSON) /* with neither, there is no record to build */
         rc = action_record(E, L, args, nargs, a, r);
     if (E->on_action)
-        E->on_action(E, a, r);
+        E->on_action(E, L, a, r);
     if (E->output == OUT_TEXT) {
         char d[32], suffix[64];
         fmt_duration(d, sizeof d, r->duration);
@@ -277,6 +277,8 @@ void journal_step_start(rb_engine *E, lua_State *L, int index, int total, const 
 int journal_step(rb_engine *E, lua_State *L, int index, int total, const char *name,
                  const char *status, double start, double end, const char *error, int state)
 {
+    if (E->on_step && E->depth == 0)
+        E->on_step(E, index, name, status);
     char ts[32];
     jsonw w;
     jw_init(&w);

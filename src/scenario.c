@@ -65,19 +65,37 @@ static int intercept(lua_State *L)
     return lua_gettop(L) - nargs;
 }
 
-static void on_action(rb_engine *E, const rb_action *a, const rb_action_result *r)
+static void on_action(rb_engine *E, lua_State *co, const rb_action *a, const rb_action_result *r)
 {
     lua_State *L = E->L;
     lua_pushstring(L, a->words);
     lua_pushstring(L, a->cls == RB_READ ? "read" : "mutate");
     lua_pushstring(L, r->status);
-    rt_call(L, "scenario_action", 3, 0);
+    rb_where(co); /* "file:line: " of the runbook's call, for coverage */
+    lua_xmove(co, L, 1);
+    rt_call(L, "scenario_action", 4, 0);
+}
+
+static void on_step(rb_engine *E, int index, const char *name, const char *status)
+{
+    lua_State *L = E->L;
+    lua_pushinteger(L, index);
+    lua_pushstring(L, name);
+    lua_pushstring(L, status);
+    rt_call(L, "scenario_step", 3, 0);
 }
 
 /* rt.note_result(t): a mocked command that fails keeps its exit code */
 static int rt_note_result(lua_State *L)
 {
     rb_note_result(L, 1);
+    return 0;
+}
+
+/* rt.mkdir_parents(path): the directories above path, in the scratch dir */
+static int rt_mkdir_parents(lua_State *L)
+{
+    rb_mkdir_parents(luaL_checkstring(L, 1));
     return 0;
 }
 
@@ -120,7 +138,7 @@ static const char *outcome_of(int code)
 
 /* The runbook a scenario names: a path next to the scenario, else a
  * library name. */
-static int find_runbook(const char *scenario, const char *name, char *out, size_t n)
+int scenario_find_runbook(const char *scenario, const char *name, char *out, size_t n)
 {
     char copy[PATH_MAX];
     snprintf(copy, sizeof copy, "%s", scenario);
@@ -144,6 +162,8 @@ static int prun(lua_State *L)
     lua_setfield(L, rt, "note_result");
     lua_pushcfunction(L, rt_db_conn);
     lua_setfield(L, rt, "scenario_db_conn");
+    lua_pushcfunction(L, rt_mkdir_parents);
+    lua_setfield(L, rt, "mkdir_parents");
     lua_getfield(L, LUA_REGISTRYINDEX, "runbook.http_response");
     lua_setfield(L, rt, "http_response_mt");
 
@@ -198,7 +218,7 @@ static int prun(lua_State *L)
 
     lua_getfield(L, sc, "runbook");
     char rbpath[PATH_MAX];
-    if (find_runbook(o->path, lua_tostring(L, -1), rbpath, sizeof rbpath) != 0) {
+    if (scenario_find_runbook(o->path, lua_tostring(L, -1), rbpath, sizeof rbpath) != 0) {
         o->malformed =
             lua_pushfstring(L, "%s: runbook: no runbook named '%s'", o->path, lua_tostring(L, -1));
         lua_setfield(L, LUA_REGISTRYINDEX, "runbook.scenario.error");
@@ -232,6 +252,7 @@ static int prun(lua_State *L)
     E->intercept = intercept;
     E->virtual_clock = 1;
     E->on_action = on_action;
+    E->on_step = on_step;
     if (rbfile_load(L, rbpath, in) != 0) {
         o->malformed =
             lua_pushfstring(L, "%s: runbook %s: %s", o->path, rbpath, lua_tostring(L, -1));
@@ -242,7 +263,13 @@ static int prun(lua_State *L)
     lua_getfield(L, rb, "meta");
     lua_getfield(L, -1, "name");
     E->runbook_name = lua_tostring(L, -1);
-    snprintf(E->path, sizeof E->path, "%s", rbpath);
+    /* the runbook as the operator names it: relative to here when it is below */
+    char real[PATH_MAX], cwd[PATH_MAX];
+    if (realpath(rbpath, real) && getcwd(cwd, sizeof cwd) && strncmp(real, cwd, strlen(cwd)) == 0 &&
+        real[strlen(cwd)] == '/')
+        snprintf(E->path, sizeof E->path, "%s", real + strlen(cwd) + 1);
+    else
+        snprintf(E->path, sizeof E->path, "%s", rbpath);
     E->params_json = strdup("{}");
     run_opts opts = {0};
     o->exit_code = runner_run(E, L, rb, &opts);
@@ -268,6 +295,14 @@ static int prun(lua_State *L)
     lua_setfield(L, -2, "output");
     rt_call(L, "scenario_verdict", 1, 1);
     lua_setfield(L, LUA_REGISTRYINDEX, "runbook.scenario.failures");
+    lua_pushstring(L, E->path);
+    lua_getfield(L, rb, "steps");
+    size_t srclen = 0;
+    char *src = rb_read_file(rbpath, &srclen); /* fs is the scenario's scratch world */
+    lua_pushlstring(L, src ? src : "", src ? srclen : 0);
+    free(src);
+    rt_call(L, "scenario_coverage", 3, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "runbook.scenario.coverage");
     return 0;
 }
 
@@ -348,6 +383,11 @@ int scenario_run_one(const char *path)
             : ok > 0 ? "passed"
             : ok < 0 ? "malformed"
                      : "failed");
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "runbook.scenario.coverage") == LUA_TTABLE) {
+        jw_key(&w, "coverage");
+        jw_lua(&w, L, -1);
+    }
+    lua_pop(L, 1);
     jw_key(&w, "output");
     jw_string(&w, o.out ? rb_redact(L, o.out, o.out_len) : "");
     jw_obj_end(&w);

@@ -6,4 +6,9 @@
 /* Exit code: 0 passed, 1 failed, 2 the scenario itself is malformed. */
 int scenario_run_one(const char *path);
 
+/* The runbook a scenario names: a path next to the scenario (with or
+ * without .lua), else a library name.  0 and out filled, or -1. */
+#include <stddef.h>
+int scenario_find_runbook(const char *scenario, const char *name, char *out, size_t n);
+
 #endif

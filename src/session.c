@@ -23,6 +23,7 @@ enum {
     OPT_RESUME,
     OPT_ROLLBACK,
     OPT_TIMEOUT,
+    OPT_RECORD,
     OPT_HELP
 };
 
@@ -39,6 +40,7 @@ static const struct option run_options[] = {{"dry-run", no_argument, NULL, OPT_D
                                             {"resume", required_argument, NULL, OPT_RESUME},
                                             {"rollback", no_argument, NULL, OPT_ROLLBACK},
                                             {"timeout", required_argument, NULL, OPT_TIMEOUT},
+                                            {"record", required_argument, NULL, OPT_RECORD},
                                             {"verbose", no_argument, NULL, 'v'},
                                             {"help", no_argument, NULL, OPT_HELP},
                                             {NULL, 0, NULL, 0}};
@@ -99,6 +101,9 @@ int run_args_parse(int argc, char **argv, run_args *a, const char *cmd, const ch
                 return usage_error("--timeout %s: expected seconds (or 90s, 5m, 1h)", optarg);
             break;
         }
+        case OPT_RECORD:
+            a->record = optarg;
+            break;
         case 'v':
             a->verbose = 1;
             break;
@@ -147,6 +152,7 @@ int run_args_parse(int argc, char **argv, run_args *a, const char *cmd, const ch
                         more.from ? more.from : a->from,
                         more.resume ? more.resume : a->resume,
                         target,
+                        more.record ? more.record : a->record,
                         more.timeout > 0 ? more.timeout : a->timeout,
                         keep,
                         kept};

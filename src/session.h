@@ -11,7 +11,7 @@
 
 typedef struct run_args {
     int dry_run, confirm, yes, no_audit, rollback, verbose, json;
-    const char *env, *config, *audit, *from, *resume, *target;
+    const char *env, *config, *audit, *from, *resume, *target, *record;
     double timeout;
     char **params; /* "NAME=VALUE", malloc'd array */
     int n_params;

@@ -385,7 +385,15 @@ function rt.scenario_call(info, raw, ...)
     local args = { ... }
     args[1] = in_scratch(args[1])
     if PATH_ARGS[call.verb] then args[2] = in_scratch(args[2]) end
-    return out_of_scratch(raw(table.unpack(args, 1, call.args.n)))
+    if call.class == "mutate" then -- the directories the real world had
+      rt.mkdir_parents(PATH_ARGS[call.verb] and args[2] or args[1])
+    end
+    local r = table.pack(pcall(raw, table.unpack(args, 1, call.args.n)))
+    if not r[1] then -- the primitive's own message, with the runbook's paths
+      local msg = tostring(r[2]):gsub("^runbook/scenario%.lua:%d+: ", "")
+      error(out_of_scratch(msg:gsub(scratch:gsub("%p", "%%%0"), "")), 0)
+    end
+    return out_of_scratch(table.unpack(r, 2, r.n))
   end
   if call.primitive == "db" and call.verb == "open" then
     return rt.scenario_db_conn(call.target)
@@ -417,9 +425,93 @@ function rt.scenario_call(info, raw, ...)
   error(msg, 0)
 end
 
--- every action the run recorded, for expectations (set by the C side)
-function rt.scenario_action(words, class, status)
+-- every action the run recorded, for expectations and coverage (set by the
+-- C side; where is "file:line: " of the runbook's call)
+function rt.scenario_action(words, class, status, where)
   S.actions[#S.actions + 1] = { words = words, class = class, status = status }
+  local line = tonumber(tostring(where):match(":(%d+): $"))
+  if line then S.lines = S.lines or {}; S.lines[line] = true end
+end
+
+function rt.scenario_step(index, name, status)
+  S.steps = S.steps or {}
+  S.steps[index] = status
+end
+
+-- calls that may change the world, found in the source by name: the ones no
+-- scenario reached are what coverage reports
+local MUTATING_CALLS = {
+  "exec%s*[%({]", "sh%s*[%({]", "fs%.write", "fs%.append", "fs%.remove", "fs%.mkdir", "fs%.copy",
+  "fs%.move", "http%.post", "http%.put", "http%.patch", "http%.delete", "http%.request",
+  "docker%.restart", "docker%.start", "docker%.stop", "docker%.kill", "docker%.update",
+  "docker%.prune", "kubectl%.scale", "kubectl%.rollout_restart", "kubectl%.rollout_undo",
+  "kubectl%.set_env", "kubectl%.set_image", "kubectl%.delete", "kubectl%.apply", "kubectl%.run",
+  "notify%.%a+", ":exec%s*%(", "db%.backup", "db%.restore", ":restart%s*%(", ":up%s*[%({]",
+}
+
+-- rt.scenario_coverage(runbook_path, steps, source) -> { runbook, steps = {{name, ran}},
+-- calls = {{line, call}} (possibly mutating), lines = {exercised lines} }
+function rt.scenario_coverage(path, steps, src)
+  local cov = { runbook = path, steps = setmetatable({}, json.array_mt),
+                calls = setmetatable({}, json.array_mt), lines = setmetatable({}, json.array_mt) }
+  for i, s in ipairs(steps or {}) do
+    local st = S.steps and S.steps[i]
+    cov.steps[i] = { name = s.name, ran = st == "ok" or st == "failed" }
+  end
+  local n = 0
+  for line in (src or ""):gmatch("([^\n]*)\n?") do
+    n = n + 1
+    local code = line:gsub("%-%-.*$", "")
+    for _, pat in ipairs(MUTATING_CALLS) do
+      local call = code:match("[%w_.:]*" .. pat)
+      if call then cov.calls[#cov.calls + 1] = { line = n, call = call:gsub("[%s%(%{]+$", "") }; break end
+    end
+    if n > 100000 then break end
+  end
+  for line in pairs(S.lines or {}) do cov.lines[#cov.lines + 1] = line end
+  table.sort(cov.lines)
+  return cov
+end
+
+-- ---- coverage over many scenarios (runbook test --coverage) ----------------
+
+local COV = {}
+
+function rt.coverage_merge(cov)
+  local c = COV[cov.runbook]
+  if not c then
+    c = { steps = {}, calls = cov.calls, lines = {} }
+    COV[cov.runbook] = c
+  end
+  for i, s in ipairs(cov.steps) do
+    c.steps[i] = c.steps[i] or { name = s.name }
+    c.steps[i].ran = c.steps[i].ran or s.ran
+  end
+  for _, l in ipairs(cov.lines) do c.lines[l] = true end
+end
+
+function rt.coverage_report()
+  local names = {}
+  for path in pairs(COV) do names[#names + 1] = path end
+  table.sort(names)
+  local out = { "coverage:" }
+  for _, path in ipairs(names) do
+    local c = COV[path]
+    local ran, never = 0, {}
+    for i, s in ipairs(c.steps) do
+      if s.ran then ran = ran + 1 else never[#never + 1] = string.format("%d %q", i, s.name) end
+    end
+    out[#out + 1] = string.format("  %s: %d/%d steps ran in a scenario", path, ran, #c.steps)
+    if #never > 0 then out[#out + 1] = "    steps never run: " .. table.concat(never, ", ") end
+    local missed = {}
+    for _, call in ipairs(c.calls) do
+      if not c.lines[call.line] then missed[#missed + 1] = string.format("line %d (%s)", call.line, call.call) end
+    end
+    if #missed > 0 then
+      out[#out + 1] = "    calls that may change something, never exercised: " .. table.concat(missed, ", ")
+    end
+  end
+  return table.concat(out, "\n")
 end
 
 -- confirm(question): the scenario's answers in order (yes when it gives none)
