@@ -112,7 +112,21 @@ function rt.scenario_load(path)
           notifications = {}, confirm = doc.confirm, confirm_n = 0 }
   end)
   if not okc then
-    if type(err) == "table" and err.scenario then return nil, err.scenario end
+    if type(err) == "table" and err.scenario then
+      -- point at the line: the key the schema refused, found in the text
+      local key = err.scenario:match("unknown key '([^']+)'")
+      local okr, text = pcall(fs.read, path)
+      if key and okr then
+        local n = 0
+        for line in text:gmatch("([^\n]*)\n?") do
+          n = n + 1
+          if line:find("[%s{,]" .. key:gsub("%p", "%%%0") .. "%s*:") or line:find("^" .. key:gsub("%p", "%%%0") .. "%s*:") then
+            return nil, string.format("%s:%d: %s", path, n, err.scenario)
+          end
+        end
+      end
+      return nil, err.scenario
+    end
     error(err, 0)
   end
   local params = {}

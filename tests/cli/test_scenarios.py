@@ -715,7 +715,8 @@ class Malformed(ScenarioCase):
               - docker: { verb: inspect, name: calendar-api }
                 reply: { json: {} }
             """)
-        self.assertMalformed(p, "%s: mocks[1]: unknown key 'reply' (a mock is one of http, exec, sh, "
+        # the schema's complaint points at the key's line
+        self.assertMalformed(p, "%s:4: mocks[1]: unknown key 'reply' (a mock is one of http, exec, sh, "
                                 "docker, kubectl, db, notify, with respond, times, required)" % p)
 
     def test_unknown_key_in_a_mocks_match(self):
@@ -725,16 +726,16 @@ class Malformed(ScenarioCase):
               - docker: { verb: inspect, name: calendar-api }
               - docker: { verb: restart, container: calendar-api }
             """)
-        self.assertMalformed(p, "%s: mocks[2].docker: unknown key 'container' (expected one of: "
+        self.assertMalformed(p, "%s:4: mocks[2].docker: unknown key 'container' (expected one of: "
                                 "name, verb, words)" % p)
 
     def test_unknown_keys_elsewhere(self):
         for name, text, msg in [
             ("top", "runbook: restart-unhealthy\nmock: []\n",
-             "scenario: unknown key 'mock' (expected one of: confirm, description, env, expect, "
+             ":2: scenario: unknown key 'mock' (expected one of: confirm, description, env, expect, "
              "fs, mocks, name, params, runbook, skip)"),
             ("expect", "runbook: restart-unhealthy\nexpect: { outcome: success, actoins: [] }\n",
-             "expect: unknown key 'actoins' (expected one of: actions, failed_step, not_actions, "
+             ":2: expect: unknown key 'actoins' (expected one of: actions, failed_step, not_actions, "
              "notifications, outcome, output, state)"),
             ("two", "runbook: restart-unhealthy\nmocks:\n  - { docker: { verb: ps }, exec: { argv: [x] } }\n",
              re.compile(r"mocks\[1\]: one primitive per mock \((docker and exec|exec and docker)\)")),
@@ -748,7 +749,7 @@ class Malformed(ScenarioCase):
             with self.subTest(name):
                 p = self.scenario("docker/bad-%s.scenario.yaml" % name, text)
                 if isinstance(msg, str):
-                    self.assertMalformed(p, "%s: %s" % (p, msg))
+                    self.assertMalformed(p, ("%s%s" if msg.startswith(":") else "%s: %s") % (p, msg))
                 else:
                     self.assertFails(p, re.compile(re.escape(p) + ": " + msg.pattern), exact=True)
 
