@@ -246,6 +246,9 @@ static void check_scenario(problems *p, rb_engine *E, const char *file)
     char *text = rb_read_file(file, &len);
     rb_purpose purpose = E->purpose;
     E->purpose = PURPOSE_RUN; /* reading the scenario (yaml.load, fs.read) is reading */
+    FILE *out = E->out, *quiet = fopen("/dev/null", "w"); /* ... and says nothing */
+    if (quiet)
+        E->out = quiet;
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", file);
     char *slash = strrchr(dir, '/');
@@ -261,16 +264,12 @@ static void check_scenario(problems *p, rb_engine *E, const char *file)
     lua_pushstring(L, file);
     int ok = lua_pcall(L, 1, 2, 0) == LUA_OK;
     E->purpose = purpose;
+    E->out = out;
+    if (quiet)
+        fclose(quiet);
     if (!ok || lua_isnil(L, -2)) {
-        const char *msg = lua_tostring(L, -1);
-        const char *key = msg ? strstr(msg, "unknown key '") : NULL;
-        if (key) { /* the schema names the key; the text knows its line */
-            char needle[300];
-            snprintf(needle, sizeof needle, "%.*s:", (int)strcspn(key + 13, "'"), key + 13);
-            report(p, file, line_of(text, needle), 1, "scenario", msg, 1);
-        } else {
-            report_load_error(p, file, msg ? msg : "cannot load", 1);
-        }
+        /* "file:line: message" when the loader could place it */
+        report_load_error(p, file, lua_isstring(L, -1) ? lua_tostring(L, -1) : "cannot load", 1);
     } else {
         int sc = lua_gettop(L) - 1;
         lua_getfield(L, sc, "runbook");

@@ -57,8 +57,21 @@ static void on_result(lua_State *L, const rb_action *a, int simulated, int nargs
     lua_settop(L, top);
 }
 
+/* rt.redact(s): s with every secret's value as **** */
+static int rt_redact(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    rb_redact(L, s, n);
+    return 1;
+}
+
 void record_start(rb_engine *E)
 {
+    lua_getfield(E->L, LUA_REGISTRYINDEX, "runbook.internal");
+    lua_pushcfunction(E->L, rt_redact);
+    lua_setfield(E->L, -2, "redact");
+    lua_pop(E->L, 1);
     push_rt(E->L, "record_start");
     lua_call(E->L, 0, 0);
     E->on_result = on_result;

@@ -191,5 +191,15 @@ function rt.record_finish(meta)
   local head = string.format("# Recorded by `runbook run --record` on %s: the reads are mocks with the\n" ..
                              "# responses they got, the mutating actions are expectations.  Review, then\n" ..
                              "# `runbook test %s`.\n", os.date("!%Y-%m-%d %H:%M UTC"), meta.path:match("[^/]+$"))
-  return head .. yaml.encode(doc), files
+  -- secrets out before the YAML is made, so a redacted value is written as
+  -- a quoted "****" rather than spliced into the YAML's syntax
+  local function redact(v)
+    if type(v) == "string" then return rt.redact(v) end
+    if type(v) ~= "table" then return v end
+    local out = setmetatable({}, getmetatable(v))
+    for k, x in pairs(v) do out[redact(k)] = redact(x) end
+    return out
+  end
+  for _, f in ipairs(files) do f.data = rt.redact(f.data) end
+  return head .. yaml.encode(redact(doc)), files
 end
