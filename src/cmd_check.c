@@ -400,7 +400,8 @@ int cmd_check(int argc, char **argv)
         lint(&p, L, files.paths[i]);
         check_run_runbook(&p, files.paths[i]);
     }
-    qsort(scenarios.paths, (size_t)scenarios.n, sizeof *scenarios.paths, by_name);
+    if (scenarios.n > 1)
+        qsort(scenarios.paths, (size_t)scenarios.n, sizeof *scenarios.paths, by_name);
     for (int i = 0; i < scenarios.n; i++)
         check_scenario(&p, E, scenarios.paths[i]);
     if (!p.json) {
