@@ -924,5 +924,31 @@ class Command(ScenarioCase):
         self.assertEqual(v["status"], "skipped")
 
 
+
+class Secrets(RunbookTestCase):
+    def test_secret_without_its_variable_gets_a_stand_in(self):
+        # CI runs scenarios without the real secrets; live, the same call fails
+        self.write("s.lua", """
+            runbook { name = "t/secret" }
+            step("s", function()
+              local tok = secret("RB_SCENARIO_TOKEN")
+              state.tok = tok
+              http.post("http://api.test/x", { headers = { Authorization = "Bearer " .. tok } })
+            end)
+        """)
+        self.write("s.scenario.yaml", """
+            runbook: s.lua
+            mocks:
+              - http: { method: POST, url: "http://api.test/x", headers: { Authorization: "Bearer scenario-secret-RB_SCENARIO_TOKEN" } }
+            expect:
+              actions: [ "POST http://api.test/x" ]
+              state: { tok: scenario-secret-RB_SCENARIO_TOKEN }
+        """)
+        res = self.rb("test", "s.scenario.yaml", cwd=self.tmp, drop_env=("RB_SCENARIO_TOKEN",))
+        self.assertEqual(res.code, 0, res.all)
+        res = self.rb("run", self.path("s.lua"), "--no-audit", drop_env=("RB_SCENARIO_TOKEN",))
+        self.assertEqual(res.code, 1, res.all)
+        self.assertIn("secret 'RB_SCENARIO_TOKEN' is not set", res.all)
+
 if __name__ == "__main__":
     unittest.main()
