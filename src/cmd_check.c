@@ -9,6 +9,7 @@
  * Problems print as file:line:col: message; exit 1 when there are any.
  */
 #include "commands.h"
+#include "engine.h"
 #include "jsonw.h"
 #include "library.h"
 #include "rbfile.h"
@@ -51,8 +52,9 @@ static const char LINT[] =
  * the engine's global table into the lint state (one level of fields). */
 static void push_spec(lua_State *E, lua_State *C)
 {
-    lua_newtable(C); /* spec */
-    lua_newtable(C); /* read */
+    rb_internal_load(E, "db"); /* db.backup & co. are defined there, loaded on first use */
+    lua_newtable(C);           /* spec */
+    lua_newtable(C);           /* read */
     lua_pushglobaltable(E);
     lua_pushnil(E);
     while (lua_next(E, -2)) {
@@ -256,11 +258,10 @@ static void check_scenario(problems *p, rb_engine *E, const char *file)
         *slash = '\0';
     else
         snprintf(dir, sizeof dir, ".");
-    lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
-    lua_getfield(L, -1, "scenario_dir");
+    rb_push_internal(L, "scenario", "scenario_dir");
     lua_pushstring(L, dir);
     lua_call(L, 1, 0);
-    lua_getfield(L, -1, "scenario_load");
+    rb_push_internal(L, "scenario", "scenario_load");
     lua_pushstring(L, file);
     int ok = lua_pcall(L, 1, 2, 0) == LUA_OK;
     E->purpose = purpose;

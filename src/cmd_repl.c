@@ -201,8 +201,7 @@ static void print_results(repl *R, lua_State *co, int nres)
     lua_State *L = R->L;
     if (nres <= 0)
         return;
-    lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
-    lua_getfield(L, -1, "repl_show");
+    rb_push_internal(L, "repl", "repl_show");
     lua_pushinteger(L, nres);
     lua_xmove(co, L, nres);
     if (lua_pcall(L, nres + 1, 1, 0) != LUA_OK) {
@@ -213,7 +212,7 @@ static void print_results(repl *R, lua_State *co, int nres)
         fprintf(stdout, "%s\n", red);
         lua_pop(L, 1);
     }
-    lua_pop(L, 2);
+    lua_pop(L, 1);
     fflush(stdout);
 }
 
@@ -537,13 +536,12 @@ static void do_save(repl *R, const char *file)
         fputs(".save FILE: where to write the runbook\n", stderr);
         return;
     }
-    lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
-    lua_getfield(L, -1, "repl_save");
+    rb_push_internal(L, "repl", "repl_save");
     lua_getfield(L, LUA_REGISTRYINDEX, STMTS_KEY);
     lua_pushstring(L, R->E->run_id);
     if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
         fprintf(stderr, ".save: %s\n", lua_tostring(L, -1));
-        lua_pop(L, 2);
+        lua_pop(L, 1);
         return;
     }
     size_t n;
@@ -559,7 +557,7 @@ static void do_save(repl *R, const char *file)
     } else {
         printf("saved to %s: review it, then `runbook check %s`\n", file, file);
     }
-    lua_pop(L, 3);
+    lua_pop(L, 2);
 }
 
 static void show_params(repl *R)
@@ -635,17 +633,15 @@ static char **complete(const char *text, int start, int end)
     (void)end;
     lua_State *L = complete_L;
     *the_repl->ed->attempted_completion_over = 1; /* never file names */
-    lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
-    lua_getfield(L, -1, "repl_complete");
+    rb_push_internal(L, "repl", "repl_complete");
     lua_pushstring(L, text);
     lua_getfield(L, LUA_REGISTRYINDEX, ENV_KEY);
     if (lua_pcall(L, 2, 1, 0) != LUA_OK || !lua_istable(L, -1)) {
-        lua_pop(L, 2);
+        lua_pop(L, 1);
         return NULL;
     }
     luaL_unref(L, LUA_REGISTRYINDEX, complete_ref);
     complete_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pop(L, 1);
     return the_repl->ed->completion_matches(text, complete_next);
 }
 
@@ -689,6 +685,8 @@ static int prepl(lua_State *L)
 {
     repl *R = lua_touserdata(L, 1);
     rb_engine *E = R->E;
+    rb_internal_load(L, "repl");
+    rb_internal_load(L, "db"); /* so db.backup & co. complete before first use */
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, STMTS_KEY);
     lua_newtable(L);

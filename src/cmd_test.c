@@ -128,14 +128,12 @@ static void collect(rb_engine *E, result *r, int wstatus)
                                                        : 1;
             if (coverage) {
                 int doc = lua_gettop(L) - 1;
-                lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
-                lua_getfield(L, -1, "coverage_merge");
+                rb_push_internal(L, "scenario", "coverage_merge");
                 lua_getfield(L, doc, "coverage");
                 if (lua_istable(L, -1))
                     lua_pcall(L, 1, 0, 0);
                 else
                     lua_pop(L, 2);
-                lua_pop(L, 1);
             }
             lua_getfield(L, -2, "duration_ms");
             r->ms = (long long)lua_tointeger(L, -1);
@@ -375,8 +373,7 @@ int cmd_test(int argc, char **argv)
     printf(" (%.2f s)\n", total);
     if (coverage) {
         lua_State *L = E->L;
-        lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
-        lua_getfield(L, -1, "coverage_report");
+        rb_push_internal(L, "scenario", "coverage_report");
         if (lua_pcall(L, 0, 1, 0) == LUA_OK)
             printf("%s\n", lua_tostring(L, -1));
         lua_settop(L, 0);

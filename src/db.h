@@ -38,6 +38,11 @@ int db_pg_open(lua_State *L, const char *url, int opts); /* may yield */
  * classified by their first word and answered by the mocks; display is the
  * URL the runbook opened. */
 int db_stand_in(lua_State *L, const char *display);
+/* A driver's connection metatable: methods (funnelled) as __index, whose
+ * misses load src/lua/db.lua (conn:transaction lives there), and the
+ * object's __gc, __close and __tostring. */
+void db_conn_meta(lua_State *L, const char *meta, const rb_fn *methods, lua_CFunction gc,
+                  lua_CFunction close, lua_CFunction tostring);
 /* Create the drivers' connection metatables (with funnelled methods). */
 void db_sqlite_init(lua_State *L);
 void db_pg_init(lua_State *L);

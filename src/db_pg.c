@@ -954,15 +954,5 @@ void db_pg_init(lua_State *L)
         {"exec", l_exec, RB_BY_ARGS, describe_exec, NULL, l_rehearse_exec},
         {"close", l_close, RB_PURE, NULL, NULL, NULL},
         {NULL, NULL, 0, NULL, NULL, NULL}};
-    luaL_newmetatable(L, META);
-    lua_newtable(L);
-    rb_register_at(L, -1, "db", methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
+    db_conn_meta(L, META, methods, l_gc, l_close, l_tostring);
 }

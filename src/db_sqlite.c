@@ -522,15 +522,5 @@ void db_sqlite_init(lua_State *L)
         {"backup_to", l_backup_to, RB_MUTATE, describe_backup_to, NULL, NULL},
         {"close", l_close, RB_PURE, NULL, NULL, NULL},
         {NULL, NULL, 0, NULL, NULL, NULL}};
-    luaL_newmetatable(L, META);
-    lua_newtable(L);
-    rb_register_at(L, -1, "db", methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
+    db_conn_meta(L, META, methods, l_gc, l_close, l_tostring);
 }

@@ -108,6 +108,14 @@ const char *mode_name(rb_mode m);
  * is no order, and output and URLs should not change from run to run. */
 void rb_push_sorted_keys(lua_State *L, int t);
 
+/* The engine's own Lua (src/lua/NAME.lua): run it once, when first needed;
+ * push its function rt[fn] (loading NAME first). */
+void rb_internal_load(lua_State *L, const char *name);
+void rb_push_internal(lua_State *L, const char *name, const char *fn);
+/* Push { primitive, verb, target, words, class } of an action, for the Lua
+ * that answers (scenarios) or writes down (recording) actions. */
+void rb_push_action_info(lua_State *L, const rb_action *a);
+
 /* Push "file:line: " of the runbook code that made the current call, past
  * the engine's own Lua (wait_until calling sleep): for error messages. */
 void rb_where(lua_State *L);

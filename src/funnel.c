@@ -76,6 +76,21 @@ void rb_quote_arg(luaL_Buffer *b, const char *s)
     luaL_addchar(b, '\'');
 }
 
+void rb_push_action_info(lua_State *L, const rb_action *a)
+{
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, a->primitive);
+    lua_setfield(L, -2, "primitive");
+    lua_pushstring(L, a->verb);
+    lua_setfield(L, -2, "verb");
+    lua_pushstring(L, a->target);
+    lua_setfield(L, -2, "target");
+    lua_pushstring(L, a->words);
+    lua_setfield(L, -2, "words");
+    lua_pushstring(L, a->cls == RB_READ ? "read" : "mutate");
+    lua_setfield(L, -2, "class");
+}
+
 void rb_push_sorted_keys(lua_State *L, int t)
 {
     t = lua_absindex(L, t);

@@ -215,8 +215,7 @@ static int l_confirm(lua_State *L)
     const char *q = luaL_checkstring(L, 1);
     rb_engine *E = rb_engine_of(L);
     if (E->mode == MODE_SCENARIO) { /* the scenario's answers */
-        lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
-        lua_getfield(L, -1, "scenario_confirm");
+        rb_push_internal(L, "scenario", "scenario_confirm");
         lua_pushvalue(L, 1);
         lua_call(L, 1, 1);
         int yes = lua_toboolean(L, -1);

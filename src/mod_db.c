@@ -63,6 +63,42 @@ void db_describe(lua_State *L, rb_action *a, const char *display, const char *ve
     lua_pop(L, 1);
 }
 
+/* db.backup/verify/restore and conn:transaction are plain Lua (src/lua/db.lua),
+ * compiled the first time one of them is looked up rather than at every
+ * start: the tables that hold them load it on a miss. */
+static int lazy_index(lua_State *L)
+{
+    rb_internal_load(L, "db");
+    lua_rawget(L, 1);
+    return 1;
+}
+
+static void lazy_db_lua(lua_State *L, int t)
+{
+    t = lua_absindex(L, t);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, lazy_index);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, t);
+}
+
+void db_conn_meta(lua_State *L, const char *meta, const rb_fn *methods, lua_CFunction gc,
+                  lua_CFunction close, lua_CFunction tostring)
+{
+    luaL_newmetatable(L, meta);
+    lua_newtable(L);
+    rb_register_at(L, -1, "db", methods);
+    lazy_db_lua(L, -1);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+}
+
 /* ---- db.open ---------------------------------------------------------------- */
 
 typedef enum { URL_SQLITE, URL_PG } url_kind;
@@ -146,6 +182,7 @@ void mod_db_open(lua_State *L)
     lua_getglobal(L, "db");
     db_push_null(L);
     lua_setfield(L, -2, "null");
+    lazy_db_lua(L, -1);
     lua_pop(L, 1);
     db_sqlite_init(L);
     db_pg_init(L);

@@ -14,13 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void push_rt(lua_State *L, const char *fn)
-{
-    lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
-    lua_getfield(L, -1, fn);
-    lua_remove(L, -2);
-}
-
 static void push_range(lua_State *L, int first, int n)
 {
     lua_createtable(L, n > 0 ? n : 0, 0);
@@ -34,18 +27,8 @@ static void on_result(lua_State *L, const rb_action *a, int simulated, int nargs
                       const char *error)
 {
     int top = lua_gettop(L);
-    push_rt(L, "record_action");
-    lua_createtable(L, 0, 5);
-    lua_pushstring(L, a->primitive);
-    lua_setfield(L, -2, "primitive");
-    lua_pushstring(L, a->verb);
-    lua_setfield(L, -2, "verb");
-    lua_pushstring(L, a->target);
-    lua_setfield(L, -2, "target");
-    lua_pushstring(L, a->words);
-    lua_setfield(L, -2, "words");
-    lua_pushstring(L, a->cls == RB_READ ? "read" : "mutate");
-    lua_setfield(L, -2, "class");
+    rb_push_internal(L, "record", "record_action");
+    rb_push_action_info(L, a);
     lua_pushboolean(L, simulated);
     push_range(L, 1, nargs);
     push_range(L, res, nres);
@@ -68,11 +51,12 @@ static int rt_redact(lua_State *L)
 
 void record_start(rb_engine *E)
 {
+    rb_internal_load(E->L, "record");
     lua_getfield(E->L, LUA_REGISTRYINDEX, "runbook.internal");
     lua_pushcfunction(E->L, rt_redact);
     lua_setfield(E->L, -2, "redact");
     lua_pop(E->L, 1);
-    push_rt(E->L, "record_start");
+    rb_push_internal(E->L, "record", "record_start");
     lua_call(E->L, 0, 0);
     E->on_result = on_result;
 }
@@ -111,7 +95,7 @@ int record_finish(rb_engine *E, lua_State *L, int rb, const char *path, int exit
     }
     snprintf(dir, sizeof dir, "%s", path);
     snprintf(abs, sizeof abs, "%.2047s/%.2047s", realdir, basename(dir));
-    push_rt(L, "record_finish");
+    rb_push_internal(L, "record", "record_finish");
     lua_createtable(L, 0, 8);
     lua_pushstring(L, abs);
     lua_setfield(L, -2, "path");

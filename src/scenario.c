@@ -27,11 +27,10 @@
 #include <string.h>
 #include <unistd.h>
 
+/* rt.fn(the nargs values on top) from src/lua/scenario.lua */
 static int rt_call(lua_State *L, const char *fn, int nargs, int nres)
 {
-    lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
-    lua_getfield(L, -1, fn);
-    lua_remove(L, -2);
+    rb_push_internal(L, "scenario", fn);
     lua_insert(L, -(nargs + 1));
     lua_call(L, nargs, nres);
     return nres;
@@ -43,24 +42,11 @@ static int intercept(lua_State *L)
     rb_engine *E = rb_engine_of(L);
     const rb_action *a = E->intercept_action;
     int nargs = lua_gettop(L);
-    lua_createtable(L, 0, 5);
-    lua_pushstring(L, a->primitive);
-    lua_setfield(L, -2, "primitive");
-    lua_pushstring(L, a->verb);
-    lua_setfield(L, -2, "verb");
-    lua_pushstring(L, a->target);
-    lua_setfield(L, -2, "target");
-    lua_pushstring(L, a->words);
-    lua_setfield(L, -2, "words");
-    lua_pushstring(L, a->cls == RB_READ ? "read" : "mutate");
-    lua_setfield(L, -2, "class");
+    rb_push_internal(L, "scenario", "scenario_call");
+    rb_push_action_info(L, a);
     lua_pushcfunction(L, E->intercept_row->fn);
     for (int i = 1; i <= nargs; i++)
         lua_pushvalue(L, i);
-    lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
-    lua_getfield(L, -1, "scenario_call");
-    lua_remove(L, -2);
-    lua_insert(L, nargs + 1);
     lua_call(L, nargs + 2, LUA_MULTRET);
     return lua_gettop(L) - nargs;
 }
@@ -156,6 +142,7 @@ static int prun(lua_State *L)
 {
     one *o = lua_touserdata(L, 1);
     rb_engine *E = rb_engine_of(L);
+    rb_internal_load(L, "scenario");
     lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
     int rt = lua_gettop(L);
     lua_pushcfunction(L, rt_note_result);

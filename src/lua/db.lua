@@ -133,11 +133,7 @@ local function pg_tool_env(info)
   return nil
 end
 
-local function last_line(s)
-  local line = ""
-  for l in tostring(s or ""):gmatch("[^\n]+") do line = l end
-  return line
-end
+local last_line = rt.last_line
 
 local function manifest_path(path, opts)
   return opts and opts.manifest or (path .. ".manifest.json")

@@ -70,3 +70,11 @@ function run_runbook(name, params)
   end
   return rb.env.state
 end
+
+-- rt.last_line(s): the last non-empty line of a tool's output (what says
+-- most about a failure), for the engine's own Lua
+function rt.last_line(s)
+  local line = ""
+  for l in tostring(s or ""):gmatch("[^\n]+") do line = l end
+  return line
+end

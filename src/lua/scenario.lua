@@ -331,16 +331,12 @@ local function http_response(call, r)
                         time = 0.0, url = call.target, method = call.verb }, rt.http_response_mt)
 end
 
-local function last_line(s)
-  local line = ""
-  for l in tostring(s or ""):gmatch("[^\n]+") do line = l end
-  return line
-end
+local last_line = rt.last_line
 
 local function exec_result(call, r)
   local code = r.code or 0
   local res = { code = code, ok = code == 0, stdout = r.stdout or "", stderr = r.stderr or "", time = 0.0 }
-  local opts = call.primitive == "sh" and call.args[2] or call.args[2]
+  local opts = call.args[2]
   if code ~= 0 and not (type(opts) == "table" and opts.check == false) then
     rt.note_result(res)
     local why = last_line(res.stderr)
