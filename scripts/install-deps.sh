@@ -16,6 +16,7 @@ PACKAGES=(
   lua-check            # luacheck, used by `runbook check`
   python3 sqlite3      # the CLI tests, and inspecting audit databases
   postgresql postgresql-client  # the db tests start a throwaway server; pg_dump/pg_restore
+  redis-server redis-tools      # runbooks/ integration test: a real Redis on loopback
   valgrind procps      # the leak check; ps/pgrep for the tests
   "$@"
 )

@@ -51,22 +51,94 @@ static const char *field(lua_State *L, int t, const char *k)
     return s;
 }
 
+/* A Markdown table cell: one line, pipes escaped. */
+static void md_cell(const char *s)
+{
+    fputs("| ", stdout);
+    for (; s && *s; s++) {
+        if (*s == '|')
+            fputs("\\|", stdout);
+        else if (*s == '\n' || *s == '\r')
+            putchar(' ');
+        else
+            putchar(*s);
+    }
+    putchar(' ');
+}
+
+/* One row of `list --markdown`: name (linked to the file, relative to the
+ * root it was found under), title, reference section, severity or
+ * schedule, and what it mutates -- all from the metadata, so the table in
+ * runbooks/README.md is regenerated rather than kept in step by hand. */
+static void markdown_row(lua_State *L, int meta, const char *path, const char *root)
+{
+    const char *name = field(L, meta, "name"), *rel = path;
+    size_t n = strlen(root);
+    if (strncmp(path, root, n) == 0 && path[n] == '/')
+        rel = path + n + 1;
+    printf("| [%s](%s) ", name, rel);
+    md_cell(field(L, meta, "title"));
+    md_cell(field(L, meta, "source") ? field(L, meta, "source") : "—");
+    const char *sev = field(L, meta, "severity"), *sched = field(L, meta, "schedule");
+    char when[256];
+    snprintf(when, sizeof when, "%s%s%s", sev ? sev : "", sev && sched ? ", " : "",
+             sched ? sched : "");
+    md_cell(when[0] ? when : "—");
+    int t = lua_getfield(L, meta, "mutates"), list = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    if (t == LUA_TTABLE) {
+        lua_Integer k = (lua_Integer)lua_rawlen(L, list);
+        for (lua_Integer i = 1; i <= k; i++) {
+            if (i > 1)
+                luaL_addstring(&b, "; ");
+            lua_rawgeti(L, list, i);
+            luaL_addvalue(&b);
+        }
+        if (k == 0)
+            luaL_addstring(&b, "nothing (reads only)");
+    } else {
+        luaL_addstring(&b, "not declared");
+    }
+    luaL_pushresult(&b);
+    md_cell(lua_tostring(L, -1));
+    lua_pop(L, 2);
+    puts("|");
+}
+
+/* The root a scanned file was found under (for a relative link). */
+static const char *root_of(const file_list *roots, const char *path)
+{
+    for (int i = 0; i < roots->n; i++) {
+        size_t n = strlen(roots->paths[i]);
+        if (strncmp(path, roots->paths[i], n) == 0 && path[n] == '/')
+            return roots->paths[i];
+    }
+    return "";
+}
+
 int cmd_list(int argc, char **argv)
 {
     const char *tag = NULL;
-    int json = 0;
+    int json = 0, markdown = 0;
     file_list roots = {0};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
             json = 1;
+        else if (strcmp(argv[i], "--markdown") == 0)
+            markdown = 1;
         else if (strcmp(argv[i], "--tag") == 0 && i + 1 < argc)
             tag = argv[++i];
         else if (strncmp(argv[i], "--tag=", 6) == 0)
             tag = argv[i] + 6;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            puts("usage: runbook list [--tag TAG] [--json] [DIR...]\n\n"
+            puts("usage: runbook list [--tag TAG] [--json | --markdown] [DIR...]\n\n"
                  "List the runbooks found in DIR... (default: ./runbooks, each directory of\n"
-                 "RUNBOOK_PATH, and the installed library).  No primitive runs.");
+                 "RUNBOOK_PATH, and the installed library).  No primitive runs.\n\n"
+                 "  --json      one JSON object per runbook (name, title, tags, path, steps)\n"
+                 "  --markdown  a Markdown table from the metadata: name (linked), title,\n"
+                 "              reference section (source), severity/schedule, and what it\n"
+                 "              mutates (mutates) -- runbooks/README.md is generated this way");
             file_list_free(&roots);
             return 0;
         } else if (argv[i][0] == '-') {
@@ -98,7 +170,16 @@ int cmd_list(int argc, char **argv)
     }
     lua_State *L = E->L;
     int bad = 0, shown = 0;
-    if (!json && files.n)
+    if (json && markdown) {
+        engine_free(E);
+        file_list_free(&roots);
+        file_list_free(&files);
+        return usage_error("list: --json and --markdown are exclusive");
+    }
+    if (markdown && files.n)
+        puts("| Runbook | Title | Reference section | Severity | Mutates |\n"
+             "|---|---|---|---|---|");
+    else if (!json && files.n)
         printf("%-40s %-40s %s\n", "NAME", "TITLE", "TAGS");
     for (int i = 0; i < files.n; i++) {
         if (rbfile_load(L, files.paths[i], 0) != 0) {
@@ -119,7 +200,9 @@ int cmd_list(int argc, char **argv)
         lua_getfield(L, -2, "steps");
         int nsteps = (int)lua_rawlen(L, -1);
         lua_pop(L, 1);
-        if (json) {
+        if (markdown) {
+            markdown_row(L, meta, files.paths[i], root_of(&roots, files.paths[i]));
+        } else if (json) {
             jsonw w;
             jw_init(&w);
             jw_obj(&w);

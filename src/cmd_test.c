@@ -37,6 +37,8 @@ static const char TEST_HELP[] =
     "  -j, --jobs N        scenarios run at once (default: the number of CPUs)\n"
     "  --coverage          then, per runbook: the steps no scenario ran, and the calls\n"
     "                      that may change something that no scenario exercised\n"
+    "  --require-coverage  as --coverage, and fail (exit 1) when such a call or a step\n"
+    "                      was never exercised: every mutation a runbook can make is tested\n"
     "\n"
     "Exit codes: 0 every scenario passed, 1 one failed (or is malformed), 2 bad usage.\n";
 
@@ -52,7 +54,7 @@ typedef struct result {
 static result *found;
 static size_t n_found, cap_found;
 static const char *filter;
-static int coverage;
+static int coverage; /* 1: report, 2: and require */
 
 static int wanted(const char *path)
 {
@@ -235,13 +237,11 @@ static int write_junit(const char *file, int failed, double total_s)
 
 int cmd_test(int argc, char **argv)
 {
-    static const struct option opts[] = {{"junit", required_argument, NULL, 'J'},
-                                         {"filter", required_argument, NULL, 'F'},
-                                         {"jobs", required_argument, NULL, 'j'},
-                                         {"one", required_argument, NULL, 'O'},
-                                         {"coverage", no_argument, NULL, 'C'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"junit", required_argument, NULL, 'J'}, {"filter", required_argument, NULL, 'F'},
+        {"jobs", required_argument, NULL, 'j'},  {"one", required_argument, NULL, 'O'},
+        {"coverage", no_argument, NULL, 'C'},    {"require-coverage", no_argument, NULL, 'R'},
+        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
     const char *junit = NULL;
     long jobs = sysconf(_SC_NPROCESSORS_ONLN);
     optind = 1;
@@ -263,7 +263,10 @@ int cmd_test(int argc, char **argv)
         case 'O':
             return scenario_run_one(optarg);
         case 'C':
-            coverage = 1;
+            coverage = coverage ? coverage : 1;
+            break;
+        case 'R':
+            coverage = 2;
             break;
         case 'h':
             fputs(TEST_HELP, stdout);
@@ -371,12 +374,18 @@ int cmd_test(int argc, char **argv)
     if (skipped)
         printf(", %d skipped", skipped);
     printf(" (%.2f s)\n", total);
+    int uncovered = 0;
     if (coverage) {
         lua_State *L = E->L;
         rb_push_internal(L, "scenario", "coverage_report");
-        if (lua_pcall(L, 0, 1, 0) == LUA_OK)
-            printf("%s\n", lua_tostring(L, -1));
+        if (lua_pcall(L, 0, 2, 0) == LUA_OK) {
+            printf("%s\n", lua_tostring(L, -2));
+            uncovered = (int)lua_tointeger(L, -1);
+        }
         lua_settop(L, 0);
+        if (coverage == 2 && uncovered)
+            printf("coverage required: %d runbook(s) with calls or steps no scenario exercised\n",
+                   uncovered);
     }
     rmdir(tmpdir);
     int rc = 0;
@@ -388,5 +397,5 @@ int cmd_test(int argc, char **argv)
     }
     free(found);
     engine_free(E);
-    return rc ? rc : failed ? 1 : 0;
+    return rc ? rc : failed || (coverage == 2 && uncovered) ? 1 : 0;
 }

@@ -11,8 +11,10 @@
 #include "library.h"
 #include "loop.h"
 #include "modules.h"
+#include "util.h"
 
 #include <lualib.h>
+#include <math.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +117,46 @@ static int safe_io_output(lua_State *L)
     return 1;
 }
 
+/* os.date(fmt [, t]) and os.time([t]): t may be now()'s fractional seconds,
+ * and without t they read the engine's clock -- the virtual one in a
+ * scenario -- so `os.date("!%F", now() - 86400)` works and dates in a
+ * scenario move with its sleeps. */
+static void push_engine_time(lua_State *L)
+{
+    rb_engine *E = rb_engine_of(L);
+    lua_pushinteger(L, (lua_Integer)floor(rb_wallclock() + (E ? E->vclock : 0)));
+}
+
+static int safe_os_date(lua_State *L)
+{
+    lua_settop(L, 2);
+    if (lua_isnoneornil(L, 1)) {
+        lua_pushliteral(L, "%c");
+        lua_replace(L, 1);
+    }
+    if (lua_isnil(L, 2))
+        push_engine_time(L);
+    else
+        lua_pushinteger(L, (lua_Integer)floor(luaL_checknumber(L, 2)));
+    lua_replace(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, 2, 1);
+    return 1;
+}
+
+static int safe_os_time(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1)) {
+        lua_pushvalue(L, lua_upvalueindex(1));
+        lua_pushvalue(L, 1);
+        lua_call(L, 1, 1);
+        return 1;
+    }
+    push_engine_time(L);
+    return 1;
+}
+
 /* package.searchers[2] replacement: Lua files from package.path, text only */
 static int search_lua(lua_State *L)
 {
@@ -191,6 +233,15 @@ static void sandbox(lua_State *L)
     lua_getglobal(L, "load");
     lua_pushcclosure(L, safe_load, 1);
     lua_setglobal(L, "load");
+
+    lua_getglobal(L, "os");
+    lua_getfield(L, -1, "date");
+    lua_pushcclosure(L, safe_os_date, 1);
+    lua_setfield(L, -2, "date");
+    lua_getfield(L, -1, "time");
+    lua_pushcclosure(L, safe_os_time, 1);
+    lua_setfield(L, -2, "time");
+    lua_pop(L, 1);
 
     lua_getglobal(L, "io");
     lua_getfield(L, -1, "open");

@@ -201,7 +201,9 @@ void rb_where(lua_State *L)
     lua_Debug ar;
     for (int level = 1; lua_getstack(L, level, &ar); level++) {
         lua_getinfo(L, "Sl", &ar);
-        if (strncmp(ar.source, "=runbook/", 9) == 0)
+        /* the engine's own Lua and the embedded stdlib: the operator wants
+         * the runbook's line that called them */
+        if (strncmp(ar.source, "=runbook/", 9) == 0 || strncmp(ar.source, "=stdlib/", 8) == 0)
             continue;
         if (ar.currentline > 0) {
             lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);

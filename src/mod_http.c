@@ -275,8 +275,55 @@ static const char *upper_method(lua_State *L, int req)
     return lua_tostring(L, -1);
 }
 
-/* url with the query table appended, percent-encoded */
-static const char *full_url(lua_State *L, int req, CURL *e)
+/* s percent-encoded as curl_easy_escape does: all but RFC 3986's unreserved */
+static void add_escaped(luaL_Buffer *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+            luaL_addchar(b, (char)c);
+        } else {
+            luaL_addchar(b, '%');
+            luaL_addchar(b, hex[c >> 4]);
+            luaL_addchar(b, hex[c & 15]);
+        }
+    }
+}
+
+/* url (at index url) with the query table at index query appended,
+ * percent-encoded, keys sorted: the same call gives the same URL, in the
+ * request and in the action's words (so audit, dry-run and mocks see it) */
+static const char *with_query(lua_State *L, int url, int query)
+{
+    url = lua_absindex(L, url);
+    query = lua_absindex(L, query);
+    const char *base = lua_tostring(L, url);
+    char sep = strchr(base, '?') ? '&' : '?';
+    rb_push_sorted_keys(L, query);
+    int keys = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, base);
+    lua_Integer nk = (lua_Integer)lua_rawlen(L, keys);
+    for (lua_Integer i = 1; i <= nk; i++) {
+        luaL_addchar(&b, sep);
+        sep = '&';
+        lua_rawgeti(L, keys, i);
+        add_escaped(&b, luaL_tolstring(L, -1, NULL));
+        lua_pop(L, 1); /* the string; the key stays for the lookup */
+        lua_gettable(L, query);
+        luaL_addchar(&b, '=');
+        add_escaped(&b, luaL_tolstring(L, -1, NULL));
+        lua_pop(L, 2);
+    }
+    luaL_pushresult(&b);
+    lua_remove(L, keys);
+    return lua_tostring(L, -1);
+}
+
+/* the request's url with its query table appended */
+static const char *full_url(lua_State *L, int req)
 {
     if (lua_getfield(L, req, "url") != LUA_TSTRING)
         luaL_error(L, "http: url must be a string");
@@ -284,38 +331,7 @@ static const char *full_url(lua_State *L, int req, CURL *e)
         lua_pop(L, 1);
         return lua_tostring(L, -1);
     }
-    int q = lua_gettop(L);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    const char *base = lua_tostring(L, q - 1);
-    lua_pushvalue(L, q - 1);
-    luaL_addvalue(&b);
-    char sep = strchr(base, '?') ? '&' : '?';
-    /* sorted keys: the same call gives the same URL (and audit words) */
-    rb_push_sorted_keys(L, q);
-    int keys = lua_gettop(L);
-    lua_Integer nk = (lua_Integer)lua_rawlen(L, keys);
-    for (lua_Integer i = 1; i <= nk; i++) {
-        lua_rawgeti(L, keys, i);
-        lua_pushvalue(L, -1);
-        lua_gettable(L, q);
-        const char *k = luaL_tolstring(L, -2, NULL);
-        const char *v = luaL_tolstring(L, -2, NULL);
-        char *ek = C ? C->easy_escape(e, k, 0) : NULL; /* e may be NULL since 7.82 */
-        char *ev = C ? C->easy_escape(e, v, 0) : NULL;
-        lua_pushfstring(L, "%c%s=%s", sep, ek ? ek : k, ev ? ev : v);
-        if (ek)
-            C->free(ek);
-        if (ev)
-            C->free(ev);
-        lua_replace(L, -5); /* over the key */
-        lua_pop(L, 3);
-        luaL_addvalue(&b);
-        sep = '&';
-    }
-    lua_pop(L, 1); /* keys */
-    luaL_pushresult(&b);
-    return lua_tostring(L, -1);
+    return with_query(L, -2, -1);
 }
 
 /* the request body: `body` string, or `json` table encoded (sets *is_json) */
@@ -365,7 +381,7 @@ static void read_request(lua_State *L, req_params *p)
 {
     memset(p, 0, sizeof *p);
     p->method = upper_method(L, 1); /* 2 */
-    p->url = full_url(L, 1, NULL);
+    p->url = full_url(L, 1);
     lua_pushstring(L, p->url);
     lua_replace(L, 3);
     lua_settop(L, 3);
@@ -750,6 +766,10 @@ METHOD(l_patch, "PATCH")
 static void describe_common(lua_State *L, rb_action *a, const char *method, const char *url,
                             int opts)
 {
+    if (opts && lua_getfield(L, opts, "query") == LUA_TTABLE) {
+        lua_pushstring(L, url);
+        url = with_query(L, -1, -2);
+    }
     rb_action_set(L, a, "verb", "%s", method);
     rb_action_set(L, a, "target", "%s", url);
     const char *preview = NULL;

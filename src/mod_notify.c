@@ -28,6 +28,7 @@
  */
 #include "config.h"
 #include "engine.h"
+#include "journal.h"
 #include "modules.h"
 #include "runbook/runbook.h"
 
@@ -377,6 +378,26 @@ static void set_content_type(lua_State *L, int req, const char *ctype)
 /* Each resolver reads the call's arguments (1..3), pushes the request table
  * for raw() at S_REQ, the target at S_TARGET and the words at S_WORDS. */
 
+/* An endpoint configured nowhere.  A scenario is hermetic and runs in CI
+ * without the team's runbook.yaml: it gets a stand-in (as secret() does)
+ * that no request ever reaches -- the scenario's mock answers the call.  A
+ * dry-run sends nothing either: it goes on with the stand-in, so the rest of
+ * the rehearsal is seen, and warns that a live run would fail here. */
+static int stand_in(lua_State *L, const char *missing)
+{
+    rb_engine *E = rb_engine_of(L);
+    if (!E)
+        return 0;
+    if (E->mode == MODE_SCENARIO)
+        return 1;
+    if (!E->dry_run)
+        return 0;
+    lua_pushfstring(L, "%s: a live run would fail here", missing);
+    journal_log(E, L, "warn", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return 1;
+}
+
 static void resolve_slack(lua_State *L)
 {
     const int k = K_SLACK;
@@ -392,6 +413,11 @@ static void resolve_slack(lua_State *L)
         url = keep(L, S_REQ, "url");
     } else {
         url = conf_secret_or_plain(L, "slack", "webhook_secret", "webhook", S_REQ, "url");
+    }
+    if (!url && stand_in(L, "notify.slack: no webhook configured (notify.slack."
+                            "webhook_secret in runbook.yaml)")) {
+        lua_pushliteral(L, "https://slack-webhook.not-configured.invalid/");
+        url = keep(L, S_REQ, "url");
     }
     if (!url)
         luaL_error(L, "notify.slack: no webhook: pass webhook = URL, or set notify.slack."
@@ -605,6 +631,11 @@ static void resolve_pagerduty(lua_State *L)
     } else {
         key = conf_secret_or_plain(L, "pagerduty", "routing_key_secret", "routing_key", event,
                                    "routing_key");
+    }
+    if (!key && stand_in(L, "notify.pagerduty: no routing key configured (notify."
+                            "pagerduty.routing_key_secret in runbook.yaml)")) {
+        lua_pushliteral(L, "routing-key-not-configured");
+        key = keep(L, event, "routing_key");
     }
     if (!key || !*key)
         luaL_error(L, "notify.pagerduty: no routing_key: pass routing_key = ..., or set "
@@ -940,6 +971,8 @@ static void resolve_email(lua_State *L)
         url = arg_str(L, args, k, "url");
     if (!url)
         url = conf_str(L, "email", "smtp");
+    if (!url && stand_in(L, "notify.email: no SMTP server configured (notify.email.smtp)"))
+        url = "smtp://smtp.not-configured.invalid";
     if (!url)
         luaL_error(L, "notify.email: no SMTP server: pass smtp = \"smtp://host:port\", or set "
                       "notify.email.smtp in runbook.yaml");
@@ -955,6 +988,8 @@ static void resolve_email(lua_State *L)
     const char *from = arg_str(L, args, k, "from");
     if (!from)
         from = conf_str(L, "email", "from");
+    if (!from && stand_in(L, "notify.email: no sender configured (notify.email.from)"))
+        from = "runbook@not-configured.invalid";
     if (!from)
         luaL_error(L, "notify.email: no sender: pass from = \"oncall@example.com\", or set "
                       "notify.email.from in runbook.yaml");
@@ -977,6 +1012,16 @@ static void resolve_email(lua_State *L)
             nto = collect_addrs(L, t, "to", rcpt);
             lua_remove(L, t);
         }
+    }
+    if (nto == 0 && stand_in(L, "notify.email: no recipients (to, or notify.email.to "
+                                "in runbook.yaml)")) {
+        lua_settop(L, rcpt); /* drop the nil of the missing `to` */
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "oncall@not-configured.invalid");
+        lua_setfield(L, -2, "to");
+        int t = lua_gettop(L);
+        nto = collect_addrs(L, t, "to", rcpt);
+        lua_remove(L, t);
     }
     if (nto == 0)
         luaL_error(L, "notify.email: no recipient: pass to = \"a@example.com\" (or a list)");

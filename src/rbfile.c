@@ -18,8 +18,9 @@
 #define RUNBOOK_SHARE_DIR "/usr/local/share/runbook"
 #endif
 
-static const char *const META_KEYS[] = {"name",  "title",  "description", "tags",     "params",
-                                        "owner", "source", "version",     "severity", NULL};
+static const char *const META_KEYS[] = {"name",     "title",    "description", "tags",
+                                        "params",   "owner",    "source",      "version",
+                                        "severity", "schedule", "mutates",     NULL};
 static const char *const STEP_KEYS[] = {"when",        "undo", "timeout", "continue_on_error",
                                         "description", NULL};
 
@@ -71,15 +72,16 @@ static int l_runbook(lua_State *L)
         if (lua_type(L, -1) != LUA_TSTRING || !known(META_KEYS, lua_tostring(L, -1)))
             return input_error(L,
                                "runbook{}: unknown field '%s' (known: name, title, description, "
-                               "tags, params, owner, source, version, severity)",
+                               "tags, params, owner, source, version, severity, schedule, "
+                               "mutates)",
                                luaL_tolstring(L, -1, NULL));
     }
     if (lua_getfield(L, 1, "name") != LUA_TSTRING || lua_rawlen(L, -1) == 0)
         return input_error(L, "runbook{}: 'name' is required (a string, e.g. "
                               "\"calendar-api/high-error-rate\")");
     lua_pop(L, 1);
-    static const char *const strings[] = {"title",   "description", "owner", "source",
-                                          "version", "severity",    NULL};
+    static const char *const strings[] = {"title",   "description", "owner",    "source",
+                                          "version", "severity",    "schedule", NULL};
     for (int i = 0; strings[i]; i++) {
         int t = lua_getfield(L, 1, strings[i]);
         if (t != LUA_TNIL && t != LUA_TSTRING)
@@ -87,19 +89,23 @@ static int l_runbook(lua_State *L)
                                lua_typename(L, t));
         lua_pop(L, 1);
     }
-    int t = lua_getfield(L, 1, "tags");
-    if (t == LUA_TTABLE) {
-        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-        for (lua_Integer i = 1; i <= n; i++) {
-            if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
-                return input_error(L, "runbook{}: tags must be strings (tag %d is a %s)", (int)i,
-                                   luaL_typename(L, -1));
-            lua_pop(L, 1);
+    /* tags; mutates: what the runbook may change, in words, for `list --markdown` */
+    static const char *const lists[] = {"tags", "mutates", NULL};
+    for (int k = 0; lists[k]; k++) {
+        int t = lua_getfield(L, 1, lists[k]);
+        if (t == LUA_TTABLE) {
+            lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+            for (lua_Integer i = 1; i <= n; i++) {
+                if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
+                    return input_error(L, "runbook{}: '%s' must be strings (item %d is a %s)",
+                                       lists[k], (int)i, luaL_typename(L, -1));
+                lua_pop(L, 1);
+            }
+        } else if (t != LUA_TNIL) {
+            return input_error(L, "runbook{}: '%s' must be a list of strings", lists[k]);
         }
-    } else if (t != LUA_TNIL) {
-        return input_error(L, "runbook{}: 'tags' must be a list of strings");
+        lua_pop(L, 1);
     }
-    lua_pop(L, 1);
 
     /* params, resolved now so the rest of the file can use them */
     lua_pushcfunction(L, resolve_params);

@@ -19,12 +19,15 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* rt.fn(the nargs values on top) from src/lua/scenario.lua */
@@ -51,14 +54,29 @@ static int intercept(lua_State *L)
     return lua_gettop(L) - nargs;
 }
 
+static char runbook_chunk[PATH_MAX + 1]; /* "@path" of the runbook under test */
+
+/* The line of the runbook file itself that led to the action -- past the
+ * engine's and stdlib's frames, and a library module's -- so a call made
+ * through `require "redis"` counts at the runbook's line. 0: none. */
+static int runbook_line(lua_State *co)
+{
+    lua_Debug ar;
+    for (int level = 0; lua_getstack(co, level, &ar); level++) {
+        lua_getinfo(co, "Sl", &ar);
+        if (ar.currentline > 0 && strcmp(ar.source, runbook_chunk) == 0)
+            return ar.currentline;
+    }
+    return 0;
+}
+
 static void on_action(rb_engine *E, lua_State *co, const rb_action *a, const rb_action_result *r)
 {
     lua_State *L = E->L;
     lua_pushstring(L, a->words);
     lua_pushstring(L, a->cls == RB_READ ? "read" : "mutate");
     lua_pushstring(L, r->status);
-    rb_where(co); /* "file:line: " of the runbook's call, for coverage */
-    lua_xmove(co, L, 1);
+    lua_pushinteger(L, runbook_line(co)); /* for coverage */
     rt_call(L, "scenario_action", 4, 0);
 }
 
@@ -82,6 +100,19 @@ static int rt_note_result(lua_State *L)
 static int rt_mkdir_parents(lua_State *L)
 {
     rb_mkdir_parents(luaL_checkstring(L, 1));
+    return 0;
+}
+
+/* rt.set_mtime(path, epoch): a seed's age (fs: { text, age_days }) */
+static int rt_set_mtime(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    double t = luaL_checknumber(L, 2);
+    struct timespec ts[2];
+    ts[0].tv_sec = ts[1].tv_sec = (time_t)t;
+    ts[0].tv_nsec = ts[1].tv_nsec = (long)((t - (double)(time_t)t) * 1e9);
+    if (utimensat(AT_FDCWD, path, ts, 0) != 0)
+        return luaL_error(L, "%s: cannot set its time: %s", path, strerror(errno));
     return 0;
 }
 
@@ -151,6 +182,8 @@ static int prun(lua_State *L)
     lua_setfield(L, rt, "scenario_db_conn");
     lua_pushcfunction(L, rt_mkdir_parents);
     lua_setfield(L, rt, "mkdir_parents");
+    lua_pushcfunction(L, rt_set_mtime);
+    lua_setfield(L, rt, "set_mtime");
     lua_getfield(L, LUA_REGISTRYINDEX, "runbook.http_response");
     lua_setfield(L, rt, "http_response_mt");
 
@@ -178,6 +211,9 @@ static int prun(lua_State *L)
         lua_setfield(L, LUA_REGISTRYINDEX, "runbook.scenario.skip");
         return 0;
     }
+    lua_pop(L, 1);
+    lua_getfield(L, sc, "rollback");
+    int rollback = lua_toboolean(L, -1);
     lua_pop(L, 1);
 
     /* fs works for real, under a scratch directory seeded from `fs:` */
@@ -240,6 +276,7 @@ static int prun(lua_State *L)
     E->virtual_clock = 1;
     E->on_action = on_action;
     E->on_step = on_step;
+    snprintf(runbook_chunk, sizeof runbook_chunk, "@%s", rbpath);
     if (rbfile_load(L, rbpath, in) != 0) {
         o->malformed =
             lua_pushfstring(L, "%s: runbook %s: %s", o->path, rbpath, lua_tostring(L, -1));
@@ -259,6 +296,7 @@ static int prun(lua_State *L)
         snprintf(E->path, sizeof E->path, "%s", rbpath);
     E->params_json = strdup("{}");
     run_opts opts = {0};
+    opts.rollback = rollback;
     o->exit_code = runner_run(E, L, rb, &opts);
     fflush(E->out);
 

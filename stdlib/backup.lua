@@ -64,7 +64,10 @@ local function plan(backups, opts)
   end
   local sorted = {}
   for i, b in ipairs(backups) do sorted[i] = b end
-  table.sort(sorted, function(a, b) return a.mtime > b.mtime end)
+  table.sort(sorted, function(a, b) -- newest first; equal times: by name, as backup.list
+    if a.mtime ~= b.mtime then return a.mtime > b.mtime end
+    return a.path > b.path
+  end)
   local r = { keep = list(), delete = list() }
   for i, b in ipairs(sorted) do
     local keep = i == 1                                       -- never the newest

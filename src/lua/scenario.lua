@@ -27,7 +27,7 @@ local RESPOND_KEYS = {
   db = { rows = 1, affected = 1, json = 1, json_file = 1, error = 1 },
 }
 local TOP_KEYS = { runbook = 1, params = 1, env = 1, mocks = 1, expect = 1, confirm = 1,
-                   fs = 1, description = 1, name = 1, skip = 1 }
+                   fs = 1, description = 1, name = 1, skip = 1, rollback = 1 }
 local EXPECT_KEYS = { outcome = 1, failed_step = 1, actions = 1, not_actions = 1,
                       notifications = 1, state = 1, output = 1 }
 
@@ -65,6 +65,9 @@ function rt.scenario_load(path)
     end
     check_keys(doc, TOP_KEYS, "scenario")
     if type(doc.runbook) ~= "string" then bad("runbook: the runbook to test (a name or a path) is required") end
+    if doc.rollback ~= nil and type(doc.rollback) ~= "boolean" then
+      bad("rollback: true or false (run as with --rollback: undo completed steps when one fails)")
+    end
     local mocks = {}
     for i, m in ipairs(doc.mocks or {}) do
       local where = string.format("mocks[%d]", i)
@@ -147,7 +150,7 @@ function rt.scenario_load(path)
     params[k] = type(v) == "table" and v or tostring(v)
   end
   return { runbook = doc.runbook, params = params, env = doc.env, fs = doc.fs,
-           skip = doc.skip and tostring(doc.skip) or nil }
+           skip = doc.skip and tostring(doc.skip) or nil, rollback = doc.rollback == true }
 end
 
 -- set by the C side before loading: the directory of the scenario file
@@ -334,6 +337,9 @@ end
 local last_line = rt.last_line
 
 local function exec_result(call, r)
+  -- a failure before any exit code (not found, timed out) raises whatever
+  -- check says, as the real exec does
+  if r.error then fail_call(call, r.error) end
   local code = r.code or 0
   local res = { code = code, ok = code == 0, stdout = r.stdout or "", stderr = r.stderr or "", time = 0.0 }
   local opts = call.args[2]
@@ -386,16 +392,34 @@ function rt.scenario_scratch(dir, files)
   return tostring(err)
 end
 
+-- A seed is the text, or { file = NAME | text = "...", age_days = N }: age_days
+-- sets the file's modification time that many days before the scenario's
+-- now(), so retention (backup.plan{ keep_days }) can be tested.  Seeds are
+-- written in path order, so files without an age are oldest-first by name.
 function rt.scenario_seed(dir, files)
   scratch = dir
-  for path, content in pairs(files or {}) do
+  local paths = {}
+  for path in pairs(files or {}) do paths[#paths + 1] = tostring(path) end
+  table.sort(paths)
+  for _, path in ipairs(paths) do
+    local content, age = files[path], nil
     if type(content) == "table" then
-      if not content.file then bad("fs[%s]: the text, or { file = NAME }", path) end
-      content = read_file(scenario_dir, content.file)
+      for k in pairs(content) do
+        if k ~= "file" and k ~= "text" and k ~= "age_days" then
+          bad("fs[%s]: unknown key '%s' (file, text, age_days)", path, tostring(k))
+        end
+      end
+      if (content.file == nil) == (content.text == nil) then
+        bad("fs[%s]: the text, or { file = NAME } or { text = ... }, with an optional age_days", path)
+      end
+      age = content.age_days
+      if age ~= nil and type(age) ~= "number" then bad("fs[%s]: age_days must be a number", path) end
+      content = content.text or read_file(scenario_dir, content.file)
     end
     local full = in_scratch(path)
     fs.mkdir(full:match("^(.*)/[^/]*$"), { parents = true })
     fs.write(full, tostring(content), { mode = "0644" })
+    if age then rt.set_mtime(full, now() - age * 86400) end
   end
 end
 
@@ -452,11 +476,10 @@ function rt.scenario_call(info, raw, ...)
 end
 
 -- every action the run recorded, for expectations and coverage (set by the
--- C side; where is "file:line: " of the runbook's call)
-function rt.scenario_action(words, class, status, where)
+-- C side; line: the runbook file's line that led to it, 0 if none)
+function rt.scenario_action(words, class, status, line)
   S.actions[#S.actions + 1] = { words = words, class = class, status = status }
-  local line = tonumber(tostring(where):match(":(%d+): $"))
-  if line then S.lines = S.lines or {}; S.lines[line] = true end
+  if line > 0 then S.lines = S.lines or {}; S.lines[line] = true end
 end
 
 function rt.scenario_step(index, name, status)
@@ -473,7 +496,50 @@ local MUTATING_CALLS = {
   "docker%.prune", "kubectl%.scale", "kubectl%.rollout_restart", "kubectl%.rollout_undo",
   "kubectl%.set_env", "kubectl%.set_image", "kubectl%.delete", "kubectl%.apply", "kubectl%.run",
   "notify%.%a+", ":exec%s*%(", "db%.backup", "db%.restore", ":restart%s*%(", ":up%s*[%({]",
+  ":down%s*[%({]", ":pull%s*[%({]", "run_runbook%s*%(",
+  -- stdlib functions that change something (stdlib/*.lua)
+  "compose%.restart", "compose%.stop", "compose%.start", "compose%.up", "escalation%.notify",
+  "kafka%.reset_offsets", "backup%.prune", ":optimize%s*%(", ":drop_partition%s*%(", ":del%s*%(",
+  ":flushdb%s*%(", ":config_set%s*%(", ":command%s*%(",
 }
+
+-- The source with the text of comments and string literals blanked out
+-- (newlines kept, so line numbers hold): a description that mentions
+-- `notify.slack` is not a call.
+local function code_only(src)
+  local out, i, n = {}, 1, #src
+  local function blank(a, b) out[#out + 1] = (src:sub(a, b):gsub("[^\n]", " ")) end
+  while i <= n do
+    local a = src:find("[-\"'%[]", i)
+    if not a then out[#out + 1] = src:sub(i); break end
+    out[#out + 1] = src:sub(i, a - 1)
+    local c = src:sub(a, a)
+    local long = src:match("^%[(=*)%[", c == "-" and a + 2 or a)
+    if c == "-" and src:sub(a, a + 1) ~= "--" then
+      out[#out + 1] = c; i = a + 1
+    elseif c == "[" and not long then
+      out[#out + 1] = c; i = a + 1
+    elseif long and (c == "[" or src:sub(a, a + 1) == "--") then
+      local open = c == "[" and a or a + 2
+      local _, e = src:find("]" .. long .. "]", open, true)
+      e = e or n
+      blank(a, e); i = e + 1
+    elseif c == "-" then -- a line comment
+      local e = (src:find("\n", a, true) or n + 1) - 1
+      blank(a, e); i = e + 1
+    else -- a quoted string, with escapes
+      local j = a + 1
+      while j <= n do
+        local d = src:sub(j, j)
+        if d == "\\" then j = j + 2
+        elseif d == c or d == "\n" then break
+        else j = j + 1 end
+      end
+      out[#out + 1] = c; blank(a + 1, j - 1); out[#out + 1] = src:sub(j, j); i = j + 1
+    end
+  end
+  return table.concat(out)
+end
 
 -- rt.scenario_coverage(runbook_path, steps, source) -> { runbook, steps = {{name, ran}},
 -- calls = {{line, call}} (possibly mutating), lines = {exercised lines} }
@@ -485,9 +551,8 @@ function rt.scenario_coverage(path, steps, src)
     cov.steps[i] = { name = s.name, ran = st == "ok" or st == "failed" }
   end
   local n = 0
-  for line in (src or ""):gmatch("([^\n]*)\n?") do
+  for code in code_only(src or ""):gmatch("([^\n]*)\n?") do
     n = n + 1
-    local code = line:gsub("%-%-.*$", "")
     for _, pat in ipairs(MUTATING_CALLS) do
       local call = code:match("[%w_.:]*" .. pat)
       if call then cov.calls[#cov.calls + 1] = { line = n, call = call:gsub("[%s%(%{]+$", "") }; break end
@@ -520,7 +585,7 @@ function rt.coverage_report()
   local names = {}
   for path in pairs(COV) do names[#names + 1] = path end
   table.sort(names)
-  local out = { "coverage:" }
+  local out, uncovered = { "coverage:" }, 0
   for _, path in ipairs(names) do
     local c = COV[path]
     local ran, never = 0, {}
@@ -536,8 +601,9 @@ function rt.coverage_report()
     if #missed > 0 then
       out[#out + 1] = "    calls that may change something, never exercised: " .. table.concat(missed, ", ")
     end
+    if #missed > 0 or #never > 0 then uncovered = uncovered + 1 end
   end
-  return table.concat(out, "\n")
+  return table.concat(out, "\n"), uncovered
 end
 
 -- confirm(question): the scenario's answers in order (yes when it gives none)

@@ -517,6 +517,60 @@ def pg_cluster(**kw):
     return _pg.PgCluster(**kw).start()
 
 
+class RedisServer:
+    """A real redis-server (Debian's redis-server package) on 127.0.0.1 at a
+    free port, nothing saved to disk, in its own temporary directory.
+    cli(*args) runs redis-cli against it and returns stdout."""
+
+    def __init__(self, workdir):
+        import socket
+        self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", "no", "--dir", workdir, "--daemonize", "no", "--logfile", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.time() + 30
+        while True:
+            try:
+                if self.cli("PING").strip() == "PONG":
+                    break
+            except subprocess.CalledProcessError:
+                pass
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.stop()
+                raise RuntimeError("redis-server did not start on port %d" % self.port)
+            time.sleep(0.05)
+
+    def cli(self, *args):
+        return subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(self.port)] + list(args),
+                              check=True, capture_output=True, text=True, timeout=30).stdout
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def redis_server(workdir):
+    """A started RedisServer; skips when redis-server is not installed,
+    except under CI=true (scripts/install-deps.sh installs it)."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        msg = "redis-server/redis-cli not found: install redis-server and redis-tools"
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            raise RuntimeError(msg)
+        raise unittest.SkipTest(msg)
+    return RedisServer(workdir)
+
+
 # ---- processes ------------------------------------------------------------
 
 def live_in_group(pgid):

@@ -76,6 +76,45 @@ class Library(RunbookTestCase):
         self.assertEqual(rows["db/backup"]["title"], "Back up the database")
         self.assertUntouched()
 
+    def test_list_markdown(self):
+        self.write(os.path.join(self.lib, "ops", "drain.lua"), """
+            runbook { name = "ops/drain", title = "Drain | fail over", severity = "P1",
+                      schedule = "on demand", source = "004_c5e4c638679021cc.txt › Gateway",
+                      mutates = { "drains node A", "moves traffic to B" } }
+            step("Drain", function() end)
+            """)
+        self.write(os.path.join(self.lib, "ops", "look.lua"), """
+            runbook { name = "ops/look", title = "Look", mutates = {} }
+            step("Look", function() end)
+            """)
+        res = self.rb("list", "--markdown", self.lib)
+        self.assertExit(res, 0)
+        self.assertUntouched()
+        lines = res.out.splitlines()
+        self.assertEqual(lines[0], "| Runbook | Title | Reference section | Severity | Mutates |")
+        self.assertEqual(lines[1], "|---|---|---|---|---|")
+        rows = {l.split("](")[0][3:]: l for l in lines[2:]}
+        self.assertEqual(list(rows), ["db/backup", "ops/drain", "ops/look", "ops/restart"])
+        self.assertEqual(rows["ops/drain"],
+                         "| [ops/drain](ops/drain.lua) | Drain \\| fail over | "
+                         "004_c5e4c638679021cc.txt › Gateway | P1, on demand | "
+                         "drains node A; moves traffic to B |")
+        self.assertIn("| nothing (reads only) |", rows["ops/look"])
+        self.assertIn("| — | — | not declared |", rows["db/backup"])
+        res = self.rb("list", "--markdown", "--json", self.lib)
+        self.assertExit(res, 2)
+        self.assertIn("exclusive", res.err)
+
+    def test_mutates_must_be_strings(self):
+        f = self.write("bad.lua", """
+            runbook { name = "t/bad", mutates = { "x", 3 } }
+            step("s", function() end)
+            """)
+        res = self.rb("run", f, "--no-audit")
+        self.assertExit(res, 2)
+        self.assertIn("bad.lua:1: runbook{}: 'mutates' must be strings (item 2 is a number)",
+                      res.err)
+
     def test_show(self):
         res = self.rb("show", "ops/restart")
         self.assertExit(res, 0)

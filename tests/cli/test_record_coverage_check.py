@@ -559,6 +559,71 @@ class Coverage(RunbookTestCase):
         cov, res = self.coverage("cov2", passed=2)
         self.assertEqual(cov, ["coverage:", "  cov2/coverage.lua: 4/4 steps ran in a scenario"], res)
 
+    def test_require_coverage_fails_until_every_call_is_exercised(self):
+        res = self.rb("test", "--require-coverage", "cov")
+        self.assertExit(res, 1)
+        self.assertIn("2 passed, 0 failed", res.out)
+        self.assertIn("never exercised: line %d (notify.slack)" % self.slack_line, res.out)
+        self.assertIn("coverage required: 1 runbook(s) with calls or steps no scenario "
+                      "exercised", res.out)
+        text = self.read("cov/coverage.lua").replace("return false end", "return true end")
+        self.write("cov2/coverage.lua", text, dedent=False)
+        for name, body in (("up", COV_UP), ("down", COV_DOWN)):
+            self.write("cov2/%s.scenario.yaml" % name, body.replace(
+                "expect:", "  - notify: { channel: slack }\nexpect:"))
+        res = self.rb("test", "--require-coverage", "cov2")
+        self.assertExit(res, 0)
+        self.assertNotIn("coverage required", res.out)
+
+    def test_a_call_through_a_library_module_counts_at_the_runbooks_line(self):
+        # the action happens inside lib/restarter.lua; coverage marks the
+        # runbook line that called it, not the module's line number
+        self.write("libcov/lib/restarter.lua", """
+            local M = {}
+            -- padding so the module's own line numbers differ from the runbook's
+
+
+
+            function M.restart(base) return http.post(base .. "/restart") end
+            return M
+            """)
+        self.write("libcov/runbooks/t/mod.lua", """
+            runbook { name = "t/mod" }
+            local restarter = require "restarter"
+            step("Restart", function()
+              restarter.restart("http://svc.test")
+              http.post("http://svc.test/again")
+            end)
+            """)
+        self.write("libcov/runbooks/t/mod.scenario.yaml", """
+            runbook: mod.lua
+            mocks:
+              - http: { method: POST, url: "http://svc.test/restart" }
+              - http: { method: POST, url: "http://svc.test/again" }
+            """)
+        res = self.rb("test", "--coverage", "runbooks", cwd=self.path("libcov"))
+        self.assertExit(res, 0)
+        self.assertIn("runbooks/t/mod.lua: 1/1 steps ran", res.out, res)
+        self.assertNotIn("never exercised", res.out, res)
+
+    def test_calls_named_in_strings_and_comments_are_not_calls(self):
+        self.write("strs/s.lua", """
+            runbook { name = "t/strs", params = { x = { default = "see notify.slack in runbook.yaml",
+              help = 'or fs.write(x)' } }, description = [[
+              docker.restart("x") in a long string ]] }
+            --[==[ kubectl.scale( in a block comment
+            ]==]
+            step("a", { when = false }, function()
+              local s = "a \\"quoted notify.slack(\\" b" .. 'x' -- fs.remove( in a comment
+              http.post("http://svc.test/a")
+            end)
+            """)
+        self.write("strs/s.scenario.yaml", "runbook: s.lua\n")
+        res = self.rb("test", "--coverage", "strs")
+        self.assertExit(res, 0)
+        self.assertIn("calls that may change something, never exercised: line 8 (http.post)\n",
+                      res.out)
+
     def test_without_the_flag_no_coverage(self):
         res = self.rb("test", "cov")
         self.assertExit(res, 0)

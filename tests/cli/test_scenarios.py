@@ -733,7 +733,7 @@ class Malformed(ScenarioCase):
         for name, text, msg in [
             ("top", "runbook: restart-unhealthy\nmock: []\n",
              ":2: scenario: unknown key 'mock' (expected one of: confirm, description, env, expect, "
-             "fs, mocks, name, params, runbook, skip)"),
+             "fs, mocks, name, params, rollback, runbook, skip)"),
             ("expect", "runbook: restart-unhealthy\nexpect: { outcome: success, actoins: [] }\n",
              ":2: expect: unknown key 'actoins' (expected one of: actions, failed_step, not_actions, "
              "notifications, outcome, output, state)"),
@@ -949,6 +949,165 @@ class Secrets(RunbookTestCase):
         res = self.rb("run", self.path("s.lua"), "--no-audit", drop_env=("RB_SCENARIO_TOKEN",))
         self.assertEqual(res.code, 1, res.all)
         self.assertIn("secret 'RB_SCENARIO_TOKEN' is not set", res.all)
+
+    def test_notify_without_endpoints_gets_stand_ins(self):
+        # no runbook.yaml: the team's webhook, routing key and SMTP server are
+        # configured nowhere in CI; the mocks answer, nothing is sent
+        self.write("n.lua", """
+            runbook { name = "t/notify" }
+            step("page", function()
+              notify.slack{ text = "disk full" }
+              notify.pagerduty{ summary = "disk full", severity = "critical" }
+              notify.email{ subject = "disk full", body = "on db-1" }
+            end)
+        """)
+        self.write("n.scenario.yaml", """
+            runbook: n.lua
+            mocks:
+              - notify: { channel: slack }
+              - notify: { channel: pagerduty }
+              - notify: { channel: email }
+            expect:
+              notifications:
+                - { channel: slack, text: "disk full" }
+                - { channel: pagerduty }
+                - { channel: email }
+        """)
+        res = self.rb("test", "n.scenario.yaml", cwd=self.tmp)
+        self.assertEqual(res.code, 0, res.all)
+        res = self.rb("run", self.path("n.lua"), "--no-audit")
+        self.assertEqual(res.code, 1, res.all)
+        self.assertIn("notify.slack: no webhook", res.all)
+        # a dry-run sends nothing either: it goes on, and says live would fail
+        res = self.rb("run", self.path("n.lua"), "--no-audit", "--dry-run")
+        self.assertEqual(res.code, 0, res.all)
+        self.assertIn("notify.slack: no webhook configured (notify.slack.webhook_secret in "
+                      "runbook.yaml): a live run would fail here", res.all)
+        self.assertIn('would: notify slack slack-webhook.not-configured.invalid: "disk full"', res.all)
+        self.assertIn("notify.pagerduty: no routing key configured", res.all)
+        self.assertIn("notify.email: no SMTP server configured", res.all)
+        self.assertIn('would: notify email oncall@not-configured.invalid: "disk full"', res.all)
+
+
+class Rollback(RunbookTestCase):
+    RB = """
+        runbook { name = "t/rollback" }
+        step("Switch traffic", { undo = function() http.post("http://lb.test/switch/blue") end },
+        function() http.post("http://lb.test/switch/green") end)
+        step("Verify", function() check(http.get("http://green.test/healthz").status == 200, "green unhealthy") end)
+    """
+
+    def scenario(self, rollback):
+        self.write("r.lua", self.RB)
+        self.write("r.scenario.yaml", """
+            runbook: r.lua
+            %s
+            mocks:
+              - http: { method: POST, url: "http://lb.test/switch/*" }
+              - http: { method: GET, url: "http://green.test/healthz" }
+                respond: { status: 503 }
+            expect:
+              outcome: failed
+              failed_step: Verify
+              actions: [ "POST http://lb.test/switch/green", "POST http://lb.test/switch/blue" ]
+        """ % rollback)
+        return self.rb("test", "r.scenario.yaml", "--coverage", cwd=self.tmp)
+
+    def test_rollback_runs_the_undo_of_completed_steps(self):
+        res = self.scenario("rollback: true")
+        self.assertEqual(res.code, 0, res.all)
+        self.assertNotIn("never exercised", res.out)
+
+    def test_without_rollback_no_undo(self):
+        res = self.scenario("")
+        self.assertEqual(res.code, 1, res.all)
+        self.assertIn("POST http://lb.test/switch/blue", res.out)
+
+    def test_rollback_must_be_a_boolean(self):
+        res = self.scenario("rollback: sometimes")
+        self.assertEqual(res.code, 1, res.all)
+        self.assertIn("rollback: true or false", res.out)
+
+
+class SeedsAndExecErrors(RunbookTestCase):
+    def test_seed_ages_order_backups(self):
+        self.write("s.lua", """
+            runbook { name = "t/seed" }
+            local backup = require "backup"
+            step("list", function()
+              state.names = {}
+              for _, b in ipairs(backup.list("/backups/*.tar.gz")) do
+                state.names[#state.names + 1] = b.name .. ":" .. math.floor(b.age_days + 0.5)
+              end
+              local plan = backup.plan(backup.list("/backups/*.tar.gz"), { keep_days = 7 })
+              state.delete = {}
+              for _, b in ipairs(plan.delete) do state.delete[#state.delete + 1] = b.name end
+            end)
+        """)
+        self.write("s.scenario.yaml", """
+            runbook: s.lua
+            fs:
+              /backups/a.tar.gz: { text: "x", age_days: 1 }
+              /backups/b.tar.gz: { text: "x", age_days: 10 }
+              /backups/c.tar.gz: "plain"
+            expect:
+              state: { names: [ "c.tar.gz:0", "a.tar.gz:1", "b.tar.gz:10" ], delete: [ b.tar.gz ] }
+        """)
+        res = self.rb("test", "s.scenario.yaml", cwd=self.tmp)
+        self.assertEqual(res.code, 0, res.all)
+
+    def test_seed_keys_are_checked(self):
+        self.write("s.lua", 'runbook { name = "t/seed" }\nstep("s", function() end)\n')
+        self.write("s.scenario.yaml", """
+            runbook: s.lua
+            fs:
+              /backups/a.tar.gz: { text: "x", age: 1 }
+        """)
+        res = self.rb("test", "s.scenario.yaml", cwd=self.tmp)
+        self.assertEqual(res.code, 1, res.all)
+        self.assertIn("fs[/backups/a.tar.gz]: unknown key 'age' (file, text, age_days)", res.out)
+
+    def test_os_date_and_time_follow_the_virtual_clock(self):
+        # os.date takes now()'s fractional seconds; without a time, os.date
+        # and os.time read the engine's clock, which a scenario's sleep moves
+        self.write("d.lua", """
+            runbook { name = "t/dates" }
+            step("d", function()
+              local t0 = os.time()
+              state.yesterday_ok = os.date("!%Y-%m-%d", now() - 86400) == os.date("!%Y-%m-%d", t0 - 86400)
+              sleep(2 * 86400)
+              state.advanced = os.time() - t0
+              state.explicit = os.time{ year = 2024, month = 1, day = 1, hour = 12 } > 0
+              state.epoch_year = os.date("!*t", 0).year
+            end)
+        """)
+        self.write("d.scenario.yaml", """
+            runbook: d.lua
+            expect:
+              state: { yesterday_ok: true, advanced: 172800, explicit: true, epoch_year: 1970 }
+        """)
+        res = self.rb("test", "d.scenario.yaml", cwd=self.tmp)
+        self.assertEqual(res.code, 0, res.all)
+
+    def test_exec_mock_error_raises_like_a_timeout(self):
+        self.write("e.lua", """
+            runbook { name = "t/exec-error" }
+            step("s", function()
+              local ok, err = pcall(exec, { "pg_dump", "app" }, { timeout = 5 })
+              state.ok, state.err = ok, tostring(err)
+            end)
+        """)
+        self.write("e.scenario.yaml", """
+            runbook: e.lua
+            mocks:
+              - exec: { command: "pg_dump app" }
+                respond: { error: "timed out after 5 s" }
+            expect:
+              state: { ok: false, err: "exec pg_dump app: timed out after 5 s" }
+        """)
+        res = self.rb("test", "e.scenario.yaml", cwd=self.tmp)
+        self.assertEqual(res.code, 0, res.all)
+
 
 if __name__ == "__main__":
     unittest.main()
