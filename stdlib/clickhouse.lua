@@ -34,6 +34,7 @@
 -- Errors name the server and quote ClickHouse:
 --   clickhouse http://ch:8123 query `SELECT ...`: HTTP 404: Code: 60. DB::Exception: ...
 local support = require "stdlib_support"
+local cause = support.cause
 local list = support.list
 local fail, public = support.errors("clickhouse")
 
@@ -45,10 +46,6 @@ local function urlencode(s)
   return (tostring(s):gsub("[^%w%-%._~]", function(c)
     return string.format("%%%02X", c:byte())
   end))
-end
-
-local function cause(e)
-  return (tostring(e):gsub("^[^:\n]*%.lua:%d+: ", ""))
 end
 
 local function short(sql)

@@ -34,6 +34,7 @@
 -- compose.up(file [, { project, services, no_deps, build, force_recreate,
 --   wait }]) -> `docker compose ... up -d ...`.
 local support = require "stdlib_support"
+local cause = support.cause
 local list = support.list
 local fail, public = support.errors("compose")
 
@@ -76,10 +77,6 @@ local function services_of(fn, s)
 end
 
 -- the cause of an error raised by a primitive, without a Lua position
-local function cause(e)
-  return (tostring(e):gsub("^[^:\n]*%.lua:%d+: ", ""))
-end
-
 local function health_of(c)
   local h = c.Health or c.health
   if type(h) == "table" then h = h.Status or h.status end

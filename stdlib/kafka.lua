@@ -36,32 +36,13 @@
 --   Without topic: --all-topics.  preview = true runs kafka's own --dry-run
 --   instead of --execute (a read).
 local support = require "stdlib_support"
+local cause = support.cause
+local last_line = support.last_line
+local words_of = support.words
 local list = support.list
 local fail, public = support.errors("kafka")
 
 local M = {}
-
-local function words_of(argv)
-  local out = {}
-  for i, a in ipairs(argv) do
-    a = tostring(a)
-    if a == "" or a:find("[%s'\"]") then a = "'" .. a:gsub("'", "'\\''") .. "'" end
-    out[i] = a
-  end
-  return table.concat(out, " ")
-end
-
-local function last_line(s)
-  local line = ""
-  for l in tostring(s or ""):gmatch("[^\n]+") do
-    if l:find("%S") then line = l end
-  end
-  return (line:gsub("^%s+", ""):gsub("%s+$", ""))
-end
-
-local function cause(e)
-  return (tostring(e):gsub("^[^:\n]*%.lua:%d+: ", ""))
-end
 
 local function need(fn, o, key)
   local v = o[key]

@@ -46,36 +46,15 @@
 -- Errors name the command and quote redis-cli:
 --   redis: redis-cli -h redis -p 6379 INFO memory: exit 1: Could not connect to Redis at redis:6379: Connection refused
 local support = require "stdlib_support"
+local cause = support.cause
+local last_line = support.last_line
+local words_of = support.words
 local list = support.list
 local fail, public = support.errors("redis")
 
 local M = {}
 local Client = {}
 Client.__index = Client
-
-local function cause(e)
-  return (tostring(e):gsub("^[^:\n]*%.lua:%d+: ", ""))
-end
-
-local function quote(a)
-  a = tostring(a)
-  if a == "" or a:find("[%s'\"*?$`\\]") then return "'" .. a:gsub("'", "'\\''") .. "'" end
-  return a
-end
-
-local function words_of(argv)
-  local out = {}
-  for i, a in ipairs(argv) do out[i] = quote(a) end
-  return table.concat(out, " ")
-end
-
-local function last_line(s)
-  local line = ""
-  for l in tostring(s or ""):gmatch("[^\n]+") do
-    if l:find("%S") then line = l end
-  end
-  return (line:gsub("^%s+", ""):gsub("%s+$", ""))
-end
 
 local function me(self, fn)
   if getmetatable(self) ~= Client then fail("redis: call it as r:%s(...), with a colon", fn) end

@@ -26,4 +26,30 @@ function M.errors(tag)
   return fail, public
 end
 
+-- an error message without the "file.lua:123: " its raiser put in front
+function M.cause(e)
+  return (tostring(e):gsub("^[^:\n]*%.lua:%d+: ", ""))
+end
+
+-- the last non-blank line of a command's output, trimmed
+function M.last_line(s)
+  local line = ""
+  for l in tostring(s or ""):gmatch("[^\n]+") do
+    if l:find("%S") then line = l end
+  end
+  return (line:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+-- argv as the operator would type it, quoted as the engine's own words are
+-- (exec's dry-run and audit lines), for error messages
+function M.words(argv)
+  local out = {}
+  for i, a in ipairs(argv) do
+    a = tostring(a)
+    if a == "" or a:find("[%s'\"*?$`\\]") then a = "'" .. a:gsub("'", "'\\''") .. "'" end
+    out[i] = a
+  end
+  return table.concat(out, " ")
+end
+
 return M

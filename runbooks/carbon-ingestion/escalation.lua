@@ -48,13 +48,7 @@ step("Is service completely down?", {
     state.facts.service_down = params.service_down == "yes"
     return
   end
-  local endpoints = {}
-  for _, s in ipairs(ci.services) do
-    endpoints[#endpoints + 1] = { name = s.name, url = string.format("http://%s:%d/health", params.host, s.port) }
-  end
-  endpoints[#endpoints + 1] = { name = ci.quality_service.name,
-                                url = string.format("http://%s:%d/health", params.host, ci.quality_service.port) }
-  local r = health.check(endpoints, { timeout = 10 })
+  local r = health.check(ci.health_endpoints(params.host), { timeout = 10 })
   health.report(r)
   state.down = r.down
   state.facts.service_down = #r.down > 0

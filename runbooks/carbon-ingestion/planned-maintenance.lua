@@ -333,13 +333,7 @@ step("Verify data flow", {
                 "committed offsets advanced since they resumed.",
   when = function() return WINDOW and not state.rehearsal end,
 }, function()
-  local endpoints = {}
-  for _, s in ipairs(ci.services) do
-    endpoints[#endpoints + 1] = { name = s.name, url = string.format("http://%s:%d/health", params.host, s.port) }
-  end
-  endpoints[#endpoints + 1] = { name = ci.quality_service.name,
-                                url = string.format("http://%s:%d/health", params.host, ci.quality_service.port) }
-  local r = health.check(endpoints, { timeout = 10 })
+  local r = health.check(ci.health_endpoints(params.host), { timeout = 10 })
   health.report(r)
   state.down = r.down
   local total, offsets = lag_now()

@@ -197,6 +197,18 @@ function M.quality_report(doc)
   return score_of(body), sources
 end
 
+-- the /health endpoints of every pipeline service and the data-quality
+-- service on host, for stdlib health.check
+function M.health_endpoints(host)
+  local out = {}
+  for _, s in ipairs(M.services) do
+    out[#out + 1] = { name = s.name, url = string.format("http://%s:%d/health", host, s.port) }
+  end
+  out[#out + 1] = { name = M.quality_service.name,
+                    url = string.format("http://%s:%d/health", host, M.quality_service.port) }
+  return out
+end
+
 -- an error's message without the "file.lua:123: " its raiser put in front
 function M.cause(err)
   return (tostring(err):gsub("^[^\n]-%.lua:%d+: ", ""))

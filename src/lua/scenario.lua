@@ -93,7 +93,8 @@ function rt.scenario_load(path)
       for j, r in ipairs(responses) do
         if type(r) ~= "table" then bad("%s.respond[%d]: a mapping", where, j) end
         if RESPOND_KEYS[prim] then check_keys(r, RESPOND_KEYS[prim], string.format("%s.respond[%d]", where, j)) end
-        for _, f in ipairs({ "body_file", "stdout_file", "stderr_file", "json_file" }) do
+        -- result_file: a text result (kubectl.logs, kubectl.top, docker.logs)
+        for _, f in ipairs({ "body_file", "stdout_file", "stderr_file", "json_file", "result_file" }) do
           if r[f] then
             local data = read_file(scenario_dir, r[f])
             r[f] = nil
@@ -351,8 +352,25 @@ local function exec_result(call, r)
   return res
 end
 
+-- the call's options table, if it passed one with check = false
+local function unchecked(call)
+  for i = 1, call.args.n or #call.args do
+    local a = call.args[i]
+    if type(a) == "table" and a.check == false then return true end
+  end
+  return false
+end
+
 local function plain_result(call, r)
-  if r.error then fail_call(call, r.error) end
+  if r.error then
+    -- kubectl with check = false answers as it does live: the failed
+    -- command's result instead of an error
+    if call.primitive == "kubectl" and unchecked(call) then
+      local code = r.code or 1
+      return { ok = false, code = code, stdout = "", stderr = r.error, error = r.error }
+    end
+    fail_call(call, r.error)
+  end
   if call.primitive == "db" then
     if call.verb == "query" then return setmetatable(r.rows or {}, json.array_mt) end
     if call.verb == "exec" then return r.affected or 0 end

@@ -1089,6 +1089,31 @@ class SeedsAndExecErrors(RunbookTestCase):
         res = self.rb("test", "d.scenario.yaml", cwd=self.tmp)
         self.assertEqual(res.code, 0, res.all)
 
+    def test_kubectl_result_file_and_check_false(self):
+        self.write("k.lua", """
+            runbook { name = "t/kubectl" }
+            step("s", function()
+              state.logs = kubectl.logs("api-0", { namespace = "prod", tail = 5 })
+              local r = kubectl.get("deployment", "gone", { namespace = "prod", check = false })
+              state.ok, state.err = r.ok, r.error
+              state.raised = not pcall(kubectl.get, "deployment", "gone", { namespace = "prod" })
+            end)
+        """)
+        self.write("api-0.log", "line one\nERROR boom\n")
+        self.write("k.scenario.yaml", """
+            runbook: k.lua
+            mocks:
+              - kubectl: { verb: logs, name: api-0 }
+                respond: { result_file: api-0.log }
+              - kubectl: { verb: get, kind: deployment, name: gone }
+                respond: { error: 'deployments.apps "gone" not found' }
+            expect:
+              state: { logs: "line one\\nERROR boom\\n", ok: false,
+                       err: 'deployments.apps "gone" not found', raised: true }
+        """)
+        res = self.rb("test", "k.scenario.yaml", cwd=self.tmp)
+        self.assertEqual(res.code, 0, res.all)
+
     def test_exec_mock_error_raises_like_a_timeout(self):
         self.write("e.lua", """
             runbook { name = "t/exec-error" }
