@@ -36,6 +36,7 @@ typedef enum rb_class {
  */
 typedef struct rb_action {
     const char *primitive; /* "exec", "fs" (set by the funnel) */
+    const char *fn;        /* the row's name: "get", "rollout_restart" (set by the funnel) */
     const char *verb;      /* "run", "write", "GET", "restart" */
     const char *target;    /* a path, a URL, a container, argv[0] */
     const char *words;     /* the action in an operator's words, as printed
@@ -46,13 +47,43 @@ typedef struct rb_action {
                               the funnel honours opts.readonly there */
 } rb_action;
 
-/* Fill a->verb/target/words/cls (and a->opts) from the arguments at 1..top.
- * May raise with luaL_argerror for misuse; must not yield. */
+/* Fill a->verb/target/words/cls (and a->opts) from the arguments at 1..top,
+ * and the action's structured fields with rb_field_*().  May raise with
+ * luaL_argerror for misuse; must not yield. */
 typedef void (*rb_describe_fn)(lua_State *L, rb_action *a);
 
 /* Push the result a mutating call returns in dry-run; return the count.
  * NULL means { ok = true, dry_run = true }. */
 typedef int (*rb_simulate_fn)(lua_State *L, const rb_action *a);
+
+/* ---- the structured fields of an action ---------------------------------
+ * A row lists the fields its describe() sets.  Every mode reads them: the
+ * audit and JSON events carry them, a scenario mock matches on the ones
+ * flagged RB_MATCH (by type: RB_STR a glob, RB_LIST element by element,
+ * RB_SET every wanted element present, RB_MAP a subset with keys compared
+ * without case, numbers and booleans equal; "****" matches any value), and
+ * --record writes the RB_KEY ones as the mock that answers the call. */
+typedef enum rb_ftype { RB_STR, RB_INT, RB_NUM, RB_BOOL, RB_LIST, RB_SET, RB_MAP } rb_ftype;
+enum { RB_MATCH = 1, RB_KEY = 2 | 1 };
+
+typedef struct rb_field {
+    const char *name;
+    rb_ftype type;
+    int flags; /* RB_MATCH, RB_KEY (a recording matches on it; implies RB_MATCH) */
+} rb_field;
+
+/* In a describe hook: set field `name` of the action being described to the
+ * value on top of the stack (popped).  The name must be one of the row's
+ * fields.  The helpers push and set in one call. */
+void rb_field_set(lua_State *L, const char *name);
+void rb_field_str(lua_State *L, const char *name, const char *value); /* NULL: not set */
+void rb_field_int(lua_State *L, const char *name, lua_Integer value);
+
+/* Row flags */
+enum {
+    RB_NOTICE = 1, /* a notification: a scenario's expect.notifications judges it
+                      (field "channel", else the verb; field "text") */
+};
 
 typedef struct rb_fn {
     const char *name;
@@ -71,7 +102,43 @@ typedef struct rb_fn {
      * (rows that would change) rather than a canned answer.  May yield
      * through rb_await(). */
     lua_CFunction rehearse;
+
+    /* ---- what every mode reads (Terraform's schema: modes never know a
+     * primitive by name) ---- */
+    const rb_field *fields; /* the structured fields of its action, {NULL}-ended */
+    /* What a scenario mock may answer with, space-separated ("status body
+     * json headers error"); a key K also accepts K_file (read beside the
+     * scenario; json_file is decoded).  NULL: "json result error". */
+    const char *respond;
+    /* A mock's answer -> the call's results.  Called as
+     * answer(respond, info, args...) where info is the action
+     * { primitive, fn, verb, target, words, class, fields }; returns the
+     * results or raises as the real call would (respond.error, a failed
+     * exit code with check).  NULL: respond.error raises "<words>: <error>",
+     * respond.json or respond.result is the result, else a copy of respond. */
+    lua_CFunction answer;
+    /* The call's real outcome -> the respond table a recording writes.
+     * Called as recorded(info, error_or_nil, results...); returns one table.
+     * NULL: { error = cause } or { json = result } (a table) or
+     * { result = result } (a string). */
+    lua_CFunction recorded;
+    /* Arguments that are paths, as a bit mask (bit 0: argument 1): a row with
+     * paths runs for real in a scenario, inside the scenario's scratch
+     * directory, those arguments re-rooted there. */
+    unsigned paths;
+    /* Where the world is replaced by mocks, the call's result when it is an
+     * object rather than data (db.open's stand-in connection). */
+    lua_CFunction stand_in;
+    int flags; /* RB_NOTICE */
 } rb_fn;
+
+/* The modules an engine is created with (Lua's linit.c is the model): the
+ * embedder's table, {NULL}-ended.  open registers the module's rows. */
+typedef struct rb_module {
+    const char *name;
+    void (*open)(lua_State *L);
+    void (*close)(void); /* optional: process-wide resources (libcurl) */
+} rb_module;
 
 /* Register fns as fields of global table `module` (created if missing), or as
  * globals when module is NULL.  Non-pure rows are wrapped by the funnel. */

@@ -9,7 +9,7 @@
  * API, so it links with only the data files and util.c.
  */
 #include "config.h"
-#include "modules.h"
+#include "primitives.h"
 #include "runbook/runbook.h"
 #include "yamlconv.h"
 

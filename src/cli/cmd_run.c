@@ -6,6 +6,7 @@
  */
 #include "audit.h"
 #include "commands.h"
+#include "modules.h"
 #include "config.h"
 #include "engine.h"
 #include "jsonw.h"
@@ -144,7 +145,7 @@ int cmd_run(int argc, char **argv)
     }
 
     char err[4096];
-    rb_engine *E = engine_new(err, sizeof err);
+    rb_engine *E = engine_new(rb_builtin_modules, err, sizeof err);
     if (!E) {
         free(a.params);
         return usage_error("%s", err);

@@ -10,7 +10,7 @@
 #include "engine.h"
 #include "library.h"
 #include "loop.h"
-#include "modules.h"
+#include "rbfile.h"
 #include "util.h"
 
 #include <lualib.h>
@@ -22,12 +22,31 @@
 
 void rb_secrets_clear(void);
 
-static rb_engine *the_engine;
-
+/* The engine is the Lua state's allocator data: every coroutine of the state
+ * reaches it in O(1), and any number of engines can live in one process. */
 rb_engine *rb_engine_of(lua_State *L)
 {
-    (void)L;
-    return the_engine;
+    void *ud = NULL;
+    if (L)
+        lua_getallocf(L, &ud);
+    return (rb_engine *)ud;
+}
+
+static void *engine_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud, (void)osize;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    return realloc(ptr, nsize);
+}
+
+static int engine_panic(lua_State *L)
+{
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "runbook: unprotected error in Lua: %s\n", msg ? msg : "(not a string)");
+    return 0; /* abort() follows */
 }
 
 const char *mode_name(rb_mode m)
@@ -354,25 +373,18 @@ static int run_internal(lua_State *L)
     return 0;
 }
 
+/* The sandbox, the engine's own functions, then the embedder's modules. */
 static int open_all(lua_State *L)
 {
     sandbox(L);
     mod_base_open(L);
-    mod_exec_open(L);
-    mod_fs_open(L);
-    mod_json_open(L);
-    mod_yaml_open(L);
-    mod_http_open(L);
-    mod_regex_open(L);
-    mod_notify_open(L);
-    mod_kubectl_open(L);
-    mod_docker_open(L);
-    mod_db_open(L);
     rbfile_open(L);
+    for (const rb_module *m = rb_engine_of(L)->modules; m && m->name; m++)
+        m->open(L);
     return run_internal(L);
 }
 
-rb_engine *engine_new(char *err, size_t errlen)
+rb_engine *engine_new(const rb_module *modules, char *err, size_t errlen)
 {
     rb_engine *E = calloc(1, sizeof *E);
     if (!E) {
@@ -380,13 +392,14 @@ rb_engine *engine_new(char *err, size_t errlen)
         return NULL;
     }
     E->out = stdout;
-    E->L = luaL_newstate();
+    E->modules = modules;
+    E->L = lua_newstate(engine_alloc, E);
     if (!E->L) {
         free(E);
         snprintf(err, errlen, "cannot create a Lua state");
         return NULL;
     }
-    the_engine = E;
+    lua_atpanic(E->L, engine_panic);
     /* new threads copy the main thread's extra space: it must say "no task" */
     *(void **)lua_getextraspace(E->L) = NULL;
     lua_pushcfunction(E->L, open_all);
@@ -394,7 +407,6 @@ rb_engine *engine_new(char *err, size_t errlen)
         snprintf(err, errlen, "%s", lua_tostring(E->L, -1));
         lua_close(E->L);
         free(E);
-        the_engine = NULL;
         return NULL;
     }
     return E;
@@ -405,15 +417,15 @@ void engine_free(rb_engine *E)
     if (!E)
         return;
     loop_shutdown();
-    mod_http_close();
+    for (const rb_module *m = E->modules; m && m->name; m++)
+        if (m->close)
+            m->close();
     if (E->L)
         lua_close(E->L);
     if (E->tty)
         fclose(E->tty);
     free(E->params_json);
     rb_secrets_clear();
-    if (the_engine == E)
-        the_engine = NULL;
     free(E);
 }
 

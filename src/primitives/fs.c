@@ -12,7 +12,7 @@
  * raise "fs.VERB PATH: strerror".  File descriptors, directory streams and
  * temporary files live in a to-be-closed guard, so a raise never leaks them.
  */
-#include "modules.h"
+#include "primitives.h"
 #include "runbook/runbook.h"
 #include "yamlconv.h"
 
@@ -756,19 +756,19 @@ static int l_move(lua_State *L)
 }
 
 static const rb_fn fs_fns[] = {
-    {"read", l_read, RB_READ, describe_read, NULL, NULL},
-    {"exists", l_exists, RB_READ, describe_exists, NULL, NULL},
-    {"list", l_list, RB_READ, describe_list, NULL, NULL},
-    {"glob", l_glob, RB_READ, describe_glob, NULL, NULL},
-    {"stat", l_stat, RB_READ, describe_stat, NULL, NULL},
-    {"sha256", l_sha256, RB_READ, describe_sha256, NULL, NULL},
-    {"write", l_write, RB_MUTATE, describe_write, NULL, NULL},
-    {"append", l_append, RB_MUTATE, describe_append, NULL, NULL},
-    {"remove", l_remove, RB_MUTATE, describe_remove, NULL, NULL},
-    {"mkdir", l_mkdir, RB_MUTATE, describe_mkdir, NULL, NULL},
-    {"copy", l_copy, RB_MUTATE, describe_copy, NULL, NULL},
-    {"move", l_move, RB_MUTATE, describe_move, NULL, NULL},
-    {NULL, NULL, 0, NULL, NULL, NULL},
+    {.name = "read", .fn = l_read, .cls = RB_READ, .describe = describe_read},
+    {.name = "exists", .fn = l_exists, .cls = RB_READ, .describe = describe_exists},
+    {.name = "list", .fn = l_list, .cls = RB_READ, .describe = describe_list},
+    {.name = "glob", .fn = l_glob, .cls = RB_READ, .describe = describe_glob},
+    {.name = "stat", .fn = l_stat, .cls = RB_READ, .describe = describe_stat},
+    {.name = "sha256", .fn = l_sha256, .cls = RB_READ, .describe = describe_sha256},
+    {.name = "write", .fn = l_write, .cls = RB_MUTATE, .describe = describe_write},
+    {.name = "append", .fn = l_append, .cls = RB_MUTATE, .describe = describe_append},
+    {.name = "remove", .fn = l_remove, .cls = RB_MUTATE, .describe = describe_remove},
+    {.name = "mkdir", .fn = l_mkdir, .cls = RB_MUTATE, .describe = describe_mkdir},
+    {.name = "copy", .fn = l_copy, .cls = RB_MUTATE, .describe = describe_copy},
+    {.name = "move", .fn = l_move, .cls = RB_MUTATE, .describe = describe_move},
+    {.name = NULL},
 };
 
 void mod_fs_open(lua_State *L)

@@ -48,7 +48,7 @@
  */
 #include "config.h"
 #include "engine.h"
-#include "modules.h"
+#include "primitives.h"
 #include "runbook/runbook.h"
 
 #include <ctype.h>
@@ -1030,29 +1030,29 @@ static void push_json(lua_State *L, const char *field)
 void mod_docker_open(lua_State *L)
 {
     static const rb_fn fns[] = {
-        {"ps", l_ps, RB_READ, d_ps, NULL, NULL},
-        {"inspect", l_inspect, RB_READ, d_inspect, NULL, NULL},
-        {"logs", l_logs, RB_READ, d_logs, NULL, NULL},
-        {"stats", l_stats, RB_READ, d_stats, NULL, NULL},
-        {"version", l_version, RB_READ, d_version, NULL, NULL},
-        {"info", l_info, RB_READ, d_info, NULL, NULL},
-        {"images", l_images, RB_READ, d_images, NULL, NULL},
-        {"restart", l_restart, RB_MUTATE, d_restart, NULL, NULL},
-        {"start", l_start, RB_MUTATE, d_start, NULL, NULL},
-        {"stop", l_stop, RB_MUTATE, d_stop, NULL, NULL},
-        {"kill", l_kill, RB_MUTATE, d_kill, NULL, NULL},
-        {"update", l_update, RB_MUTATE, d_update, NULL, NULL},
-        {"prune", l_prune, RB_MUTATE, d_prune, NULL, NULL},
-        {"compose", l_compose, RB_PURE, NULL, NULL, NULL},
-        {NULL, NULL, 0, NULL, NULL, NULL},
+        {.name = "ps", .fn = l_ps, .cls = RB_READ, .describe = d_ps},
+        {.name = "inspect", .fn = l_inspect, .cls = RB_READ, .describe = d_inspect},
+        {.name = "logs", .fn = l_logs, .cls = RB_READ, .describe = d_logs},
+        {.name = "stats", .fn = l_stats, .cls = RB_READ, .describe = d_stats},
+        {.name = "version", .fn = l_version, .cls = RB_READ, .describe = d_version},
+        {.name = "info", .fn = l_info, .cls = RB_READ, .describe = d_info},
+        {.name = "images", .fn = l_images, .cls = RB_READ, .describe = d_images},
+        {.name = "restart", .fn = l_restart, .cls = RB_MUTATE, .describe = d_restart},
+        {.name = "start", .fn = l_start, .cls = RB_MUTATE, .describe = d_start},
+        {.name = "stop", .fn = l_stop, .cls = RB_MUTATE, .describe = d_stop},
+        {.name = "kill", .fn = l_kill, .cls = RB_MUTATE, .describe = d_kill},
+        {.name = "update", .fn = l_update, .cls = RB_MUTATE, .describe = d_update},
+        {.name = "prune", .fn = l_prune, .cls = RB_MUTATE, .describe = d_prune},
+        {.name = "compose", .fn = l_compose, .cls = RB_PURE},
+        {.name = NULL},
     };
     /* the compose object's API verbs: funnelled docker actions, kept out of
      * the docker table (they are reached through docker.compose(...)) */
     static const char *const hidden_names[] = {"compose_ps", "compose_restart"};
     static const rb_fn hidden[] = {
-        {"compose_ps", l_compose_ps, RB_READ, d_compose_ps, NULL, NULL},
-        {"compose_restart", l_compose_restart, RB_MUTATE, d_compose_restart, NULL, NULL},
-        {NULL, NULL, 0, NULL, NULL, NULL},
+        {.name = "compose_ps", .fn = l_compose_ps, .cls = RB_READ, .describe = d_compose_ps},
+        {.name = "compose_restart", .fn = l_compose_restart, .cls = RB_MUTATE, .describe = d_compose_restart},
+        {.name = NULL},
     };
     rb_register(L, "docker", fns);
     rb_register(L, "docker", hidden);

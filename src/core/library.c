@@ -90,10 +90,10 @@ void library_roots(file_list *out)
     add(out, RUNBOOK_SHARE_DIR "/runbooks");
 }
 
-rb_engine *library_engine(void)
+rb_engine *library_engine(const rb_module *modules)
 {
     char err[1024];
-    rb_engine *E = engine_new(err, sizeof err);
+    rb_engine *E = engine_new(modules, err, sizeof err);
     if (!E) {
         fprintf(stderr, "runbook: %s\n", err);
         return NULL;

@@ -1,7 +1,7 @@
 /*
  * The engine: one Lua state, its sandbox, the run being executed and the
- * options that shape it.  There is one engine per process; primitives reach
- * it through rb_engine_of(L).
+ * options that shape it.  The engine is the Lua state's allocator data:
+ * rb_engine_of(L) from any coroutine.
  */
 #ifndef RUNBOOK_ENGINE_H
 #define RUNBOOK_ENGINE_H
@@ -25,6 +25,7 @@ typedef enum rb_output { OUT_TEXT, OUT_JSON } rb_output;
 
 typedef struct rb_engine {
     lua_State *L;
+    const rb_module *modules; /* the embedder's table (src/cli/modules.c) */
     rb_mode mode; /* what the run record calls it: live, dry-run, repl */
     int dry_run;  /* mutating actions are simulated (--dry-run, the REPL's .dry on) */
     rb_purpose purpose;
@@ -97,9 +98,13 @@ typedef struct rb_engine {
 
 rb_engine *rb_engine_of(lua_State *L);
 
+/* The engine's own functions (src/core/base.c, src/core/rbfile.c). */
+void mod_base_open(lua_State *L); /* log, print, sleep, now, env, secret, check, confirm, parallel */
+void rbfile_open(lua_State *L);   /* runbook{}, step() */
+
 /* Create the Lua state with the sandboxed standard library and every
  * primitive registered.  Returns NULL (with a message in err) on failure. */
-rb_engine *engine_new(char *err, size_t errlen);
+rb_engine *engine_new(const rb_module *modules, char *err, size_t errlen);
 void engine_free(rb_engine *E);
 
 const char *mode_name(rb_mode m);
@@ -115,6 +120,8 @@ void rb_push_internal(lua_State *L, const char *name, const char *fn);
 /* Push { primitive, verb, target, words, class } of an action, for the Lua
  * that answers (scenarios) or writes down (recording) actions. */
 void rb_push_action_info(lua_State *L, const rb_action *a);
+/* Push the structured fields of an action in flight (an empty table if none). */
+void rb_push_action_fields(lua_State *L, const rb_action *a);
 
 /* Push "file:line: " of the runbook code that made the current call, past
  * the engine's own Lua (wait_until calling sleep): for error messages. */

@@ -9,6 +9,7 @@
  * Problems print as file:line:col: message; exit 1 when there are any.
  */
 #include "commands.h"
+#include "modules.h"
 #include "engine.h"
 #include "jsonw.h"
 #include "library.h"
@@ -384,7 +385,7 @@ int cmd_check(int argc, char **argv)
         file_list_free(&files);
         return usage_error("check: which files? (runbook check FILE|DIR...)");
     }
-    rb_engine *E = library_engine();
+    rb_engine *E = library_engine(rb_builtin_modules);
     if (!E) {
         file_list_free(&files);
         return 2;

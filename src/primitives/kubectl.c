@@ -27,7 +27,7 @@
  */
 #include "config.h"
 #include "engine.h"
-#include "modules.h"
+#include "primitives.h"
 #include "runbook/runbook.h"
 
 #include <lauxlib.h>
@@ -956,24 +956,24 @@ static int l_defaults(lua_State *L)
 void mod_kubectl_open(lua_State *L)
 {
     static const rb_fn fns[] = {
-        {"get", l_get, RB_BY_ARGS, d_get, NULL, NULL},
-        {"describe", l_describe, RB_BY_ARGS, d_describe, NULL, NULL},
-        {"logs", l_logs, RB_BY_ARGS, d_logs, NULL, NULL},
-        {"top", l_top, RB_BY_ARGS, d_top, NULL, NULL},
-        {"scale", l_scale, RB_BY_ARGS, d_scale, NULL, NULL},
-        {"rollout_status", l_rollout_status, RB_BY_ARGS, d_rollout_status, NULL, NULL},
-        {"rollout_restart", l_rollout_restart, RB_BY_ARGS, d_rollout_restart, NULL, NULL},
-        {"rollout_undo", l_rollout_undo, RB_BY_ARGS, d_rollout_undo, NULL, NULL},
-        {"rollout_history", l_rollout_history, RB_BY_ARGS, d_rollout_history, NULL, NULL},
-        {"set_env", l_set_env, RB_BY_ARGS, d_set_env, NULL, NULL},
-        {"set_image", l_set_image, RB_BY_ARGS, d_set_image, NULL, NULL},
-        {"delete", l_delete, RB_BY_ARGS, d_delete, NULL, NULL},
-        {"apply", l_apply, RB_BY_ARGS, d_apply, NULL, NULL},
-        {"wait", l_wait, RB_BY_ARGS, d_wait, NULL, NULL},
-        {"exec_in", l_exec_in, RB_BY_ARGS, d_exec_in, NULL, NULL},
-        {"run", l_run, RB_BY_ARGS, d_run, NULL, NULL},
-        {"defaults", l_defaults, RB_PURE, NULL, NULL, NULL},
-        {NULL, NULL, 0, NULL, NULL, NULL},
+        {.name = "get", .fn = l_get, .cls = RB_BY_ARGS, .describe = d_get},
+        {.name = "describe", .fn = l_describe, .cls = RB_BY_ARGS, .describe = d_describe},
+        {.name = "logs", .fn = l_logs, .cls = RB_BY_ARGS, .describe = d_logs},
+        {.name = "top", .fn = l_top, .cls = RB_BY_ARGS, .describe = d_top},
+        {.name = "scale", .fn = l_scale, .cls = RB_BY_ARGS, .describe = d_scale},
+        {.name = "rollout_status", .fn = l_rollout_status, .cls = RB_BY_ARGS, .describe = d_rollout_status},
+        {.name = "rollout_restart", .fn = l_rollout_restart, .cls = RB_BY_ARGS, .describe = d_rollout_restart},
+        {.name = "rollout_undo", .fn = l_rollout_undo, .cls = RB_BY_ARGS, .describe = d_rollout_undo},
+        {.name = "rollout_history", .fn = l_rollout_history, .cls = RB_BY_ARGS, .describe = d_rollout_history},
+        {.name = "set_env", .fn = l_set_env, .cls = RB_BY_ARGS, .describe = d_set_env},
+        {.name = "set_image", .fn = l_set_image, .cls = RB_BY_ARGS, .describe = d_set_image},
+        {.name = "delete", .fn = l_delete, .cls = RB_BY_ARGS, .describe = d_delete},
+        {.name = "apply", .fn = l_apply, .cls = RB_BY_ARGS, .describe = d_apply},
+        {.name = "wait", .fn = l_wait, .cls = RB_BY_ARGS, .describe = d_wait},
+        {.name = "exec_in", .fn = l_exec_in, .cls = RB_BY_ARGS, .describe = d_exec_in},
+        {.name = "run", .fn = l_run, .cls = RB_BY_ARGS, .describe = d_run},
+        {.name = "defaults", .fn = l_defaults, .cls = RB_PURE},
+        {.name = NULL},
     };
     rb_register(L, "kubectl", fns);
     if (lua_getglobal(L, "json") == LUA_TTABLE) {

@@ -4,7 +4,8 @@
 #define RUNBOOK_SCENARIO_H
 
 /* Exit code: 0 passed, 1 failed, 2 the scenario itself is malformed. */
-int scenario_run_one(const char *path);
+#include "runbook/runbook.h"
+int scenario_run_one(const rb_module *modules, const char *path);
 
 /* The runbook a scenario names: a path next to the scenario (with or
  * without .lua), else a library name.  0 and out filled, or -1. */

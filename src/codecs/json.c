@@ -11,7 +11,7 @@
  * their exact value, and a null object member is dropped (as in yaml).
  */
 #include "jsonw.h"
-#include "modules.h"
+#include "primitives.h"
 #include "runbook/runbook.h"
 #include "yamlconv.h"
 
@@ -477,9 +477,9 @@ static int l_json_encode(lua_State *L)
 }
 
 static const rb_fn json_fns[] = {
-    {"decode", l_json_decode, RB_PURE, NULL, NULL, NULL},
-    {"encode", l_json_encode, RB_PURE, NULL, NULL, NULL},
-    {NULL, NULL, 0, NULL, NULL, NULL},
+    {.name = "decode", .fn = l_json_decode, .cls = RB_PURE},
+    {.name = "encode", .fn = l_json_encode, .cls = RB_PURE},
+    {.name = NULL},
 };
 
 void mod_json_open(lua_State *L)

@@ -29,7 +29,7 @@
 #include "config.h"
 #include "engine.h"
 #include "journal.h"
-#include "modules.h"
+#include "primitives.h"
 #include "runbook/runbook.h"
 
 #include <lauxlib.h>
@@ -1293,11 +1293,11 @@ static int l_email(lua_State *L)
 void mod_notify_open(lua_State *L)
 {
     static const rb_fn fns[] = {
-        {"slack", l_slack, RB_MUTATE, describe_slack, simulate_http, NULL},
-        {"webhook", l_webhook, RB_MUTATE, describe_webhook, simulate_http, NULL},
-        {"pagerduty", l_pagerduty, RB_MUTATE, describe_pagerduty, simulate_pagerduty, NULL},
-        {"email", l_email, RB_MUTATE, describe_email, simulate_email, NULL},
-        {NULL, NULL, 0, NULL, NULL, NULL},
+        {.name = "slack", .fn = l_slack, .cls = RB_MUTATE, .describe = describe_slack, .simulate = simulate_http},
+        {.name = "webhook", .fn = l_webhook, .cls = RB_MUTATE, .describe = describe_webhook, .simulate = simulate_http},
+        {.name = "pagerduty", .fn = l_pagerduty, .cls = RB_MUTATE, .describe = describe_pagerduty, .simulate = simulate_pagerduty},
+        {.name = "email", .fn = l_email, .cls = RB_MUTATE, .describe = describe_email, .simulate = simulate_email},
+        {.name = NULL},
     };
     rb_register(L, "notify", fns);
     /* the helpers a runbook could shadow: taken now, while they are ours */

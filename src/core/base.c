@@ -8,7 +8,7 @@
 #include "engine.h"
 #include "journal.h"
 #include "loop.h"
-#include "modules.h"
+#include "engine.h"
 #include "prompt.h"
 #include "util.h"
 #include "yamlconv.h"
@@ -398,15 +398,15 @@ void mod_base_open(lua_State *L)
         lua_setfield(L, -2, levels[i]);
     }
     lua_setglobal(L, "log");
-    static const rb_fn base[] = {{"print", l_print, RB_PURE, NULL, NULL, NULL},
-                                 {"sleep", l_sleep, RB_PURE, NULL, NULL, NULL},
-                                 {"now", l_now, RB_PURE, NULL, NULL, NULL},
-                                 {"env", l_env, RB_PURE, NULL, NULL, NULL},
-                                 {"secret", l_secret, RB_PURE, NULL, NULL, NULL},
-                                 {"check", l_check, RB_PURE, NULL, NULL, NULL},
-                                 {"confirm", l_confirm, RB_PURE, NULL, NULL, NULL},
-                                 {"parallel", l_parallel, RB_PURE, NULL, NULL, NULL},
-                                 {NULL, NULL, 0, NULL, NULL, NULL}};
+    static const rb_fn base[] = {{.name = "print", .fn = l_print, .cls = RB_PURE},
+                                 {.name = "sleep", .fn = l_sleep, .cls = RB_PURE},
+                                 {.name = "now", .fn = l_now, .cls = RB_PURE},
+                                 {.name = "env", .fn = l_env, .cls = RB_PURE},
+                                 {.name = "secret", .fn = l_secret, .cls = RB_PURE},
+                                 {.name = "check", .fn = l_check, .cls = RB_PURE},
+                                 {.name = "confirm", .fn = l_confirm, .cls = RB_PURE},
+                                 {.name = "parallel", .fn = l_parallel, .cls = RB_PURE},
+                                 {.name = NULL}};
     rb_register(L, NULL, base);
     /* internals for src/lua: a registry table, never a global */
     lua_newtable(L);

@@ -11,7 +11,7 @@
 #include "curl_lazy.h"
 #include "engine.h"
 #include "loop.h"
-#include "modules.h"
+#include "primitives.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -862,15 +862,15 @@ static int simulate_response(lua_State *L, const rb_action *a)
 void mod_http_open(lua_State *L)
 {
     static const rb_fn fns[] = {
-        {"request", l_request, RB_BY_ARGS, describe_request, simulate_response, NULL},
-        {"get", l_get, RB_READ, d_get, simulate_response, NULL},
-        {"head", l_head, RB_READ, d_head, simulate_response, NULL},
-        {"options", l_options, RB_READ, d_options, simulate_response, NULL},
-        {"delete", l_delete, RB_MUTATE, d_delete, simulate_response, NULL},
-        {"post", l_post, RB_MUTATE, d_post, simulate_response, NULL},
-        {"put", l_put, RB_MUTATE, d_put, simulate_response, NULL},
-        {"patch", l_patch, RB_MUTATE, d_patch, simulate_response, NULL},
-        {NULL, NULL, 0, NULL, NULL, NULL}};
+        {.name = "request", .fn = l_request, .cls = RB_BY_ARGS, .describe = describe_request, .simulate = simulate_response},
+        {.name = "get", .fn = l_get, .cls = RB_READ, .describe = d_get, .simulate = simulate_response},
+        {.name = "head", .fn = l_head, .cls = RB_READ, .describe = d_head, .simulate = simulate_response},
+        {.name = "options", .fn = l_options, .cls = RB_READ, .describe = d_options, .simulate = simulate_response},
+        {.name = "delete", .fn = l_delete, .cls = RB_MUTATE, .describe = d_delete, .simulate = simulate_response},
+        {.name = "post", .fn = l_post, .cls = RB_MUTATE, .describe = d_post, .simulate = simulate_response},
+        {.name = "put", .fn = l_put, .cls = RB_MUTATE, .describe = d_put, .simulate = simulate_response},
+        {.name = "patch", .fn = l_patch, .cls = RB_MUTATE, .describe = d_patch, .simulate = simulate_response},
+        {.name = NULL}};
     rb_register(L, "http", fns);
     lua_pushcfunction(L, l_http_raw);
     lua_setfield(L, LUA_REGISTRYINDEX, "runbook.http_raw");

@@ -517,10 +517,10 @@ int db_stand_in(lua_State *L, const char *display)
 void db_sqlite_init(lua_State *L)
 {
     static const rb_fn methods[] = {
-        {"query", l_query, RB_BY_ARGS, describe_query, NULL, l_rehearse_query},
-        {"exec", l_exec, RB_BY_ARGS, describe_exec, NULL, l_rehearse_exec},
-        {"backup_to", l_backup_to, RB_MUTATE, describe_backup_to, NULL, NULL},
-        {"close", l_close, RB_PURE, NULL, NULL, NULL},
-        {NULL, NULL, 0, NULL, NULL, NULL}};
+        {.name = "query", .fn = l_query, .cls = RB_BY_ARGS, .describe = describe_query, .rehearse = l_rehearse_query},
+        {.name = "exec", .fn = l_exec, .cls = RB_BY_ARGS, .describe = describe_exec, .rehearse = l_rehearse_exec},
+        {.name = "backup_to", .fn = l_backup_to, .cls = RB_MUTATE, .describe = describe_backup_to},
+        {.name = "close", .fn = l_close, .cls = RB_PURE},
+        {.name = NULL}};
     db_conn_meta(L, META, methods, l_gc, l_close, l_tostring);
 }

@@ -5,6 +5,7 @@
  * scenario and `N passed, N failed`, optionally JUnit XML for CI.
  */
 #include "commands.h"
+#include "modules.h"
 #include "engine.h"
 #include "scenario.h"
 #include "util.h"
@@ -261,7 +262,7 @@ int cmd_test(int argc, char **argv)
                 return usage_error("test: --jobs %s: a number >= 1", optarg);
             break;
         case 'O':
-            return scenario_run_one(optarg);
+            return scenario_run_one(rb_builtin_modules, optarg);
         case 'C':
             coverage = coverage ? coverage : 1;
             break;
@@ -313,7 +314,7 @@ int cmd_test(int argc, char **argv)
     if (!mkdtemp(tmpdir))
         return usage_error("test: cannot create a temporary directory: %s", strerror(errno));
     char err[512];
-    rb_engine *E = engine_new(err, sizeof err);
+    rb_engine *E = engine_new(rb_builtin_modules, err, sizeof err);
     if (!E)
         return usage_error("%s", err);
 

@@ -6,7 +6,7 @@
 #include "rbfile.h"
 #include "journal.h"
 #include "loop.h"
-#include "modules.h"
+#include "engine.h"
 #include "util.h"
 
 #include <errno.h>

@@ -55,6 +55,45 @@ void rb_action_set(lua_State *L, rb_action *a, const char *which, const char *fm
         luaL_error(L, "rb_action_set: unknown field '%s'", which);
 }
 
+/* The fields of the action being described: a registry table while
+ * describe() runs (it never yields), then the call userdata's second user
+ * value.  A field must be one the row declares: the row is the contract. */
+#define FIELDS "runbook.fields"
+#define DESCRIBING "runbook.describing"
+
+void rb_field_set(lua_State *L, const char *name)
+{
+    if (lua_getfield(L, LUA_REGISTRYINDEX, FIELDS) != LUA_TTABLE)
+        luaL_error(L, "rb_field_set: called outside a describe hook");
+    const rb_fn *row = NULL;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, DESCRIBING) == LUA_TLIGHTUSERDATA)
+        row = (const rb_fn *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    int declared = 0;
+    for (const rb_field *f = row ? row->fields : NULL; f && f->name && !declared; f++)
+        declared = strcmp(f->name, name) == 0;
+    if (!declared)
+        luaL_error(L, "internal: %s sets field '%s', which its row does not declare",
+                   row ? row->name : "?", name);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 2);
+}
+
+void rb_field_str(lua_State *L, const char *name, const char *value)
+{
+    if (!value)
+        return;
+    lua_pushstring(L, value);
+    rb_field_set(L, name);
+}
+
+void rb_field_int(lua_State *L, const char *name, lua_Integer value)
+{
+    lua_pushinteger(L, value);
+    rb_field_set(L, name);
+}
+
 void rb_quote_arg(luaL_Buffer *b, const char *s)
 {
     int plain = *s != '\0';
@@ -76,11 +115,46 @@ void rb_quote_arg(luaL_Buffer *b, const char *s)
     luaL_addchar(b, '\'');
 }
 
+/* The fields of calls in flight, by the address of their rb_action: hooks
+ * that see only the action (the journal, a scenario's answer) reach them.
+ * record() removes the entry. */
+#define CALL_FIELDS "runbook.call_fields"
+
+void rb_push_action_fields(lua_State *L, const rb_action *a)
+{
+    if (lua_getfield(L, LUA_REGISTRYINDEX, CALL_FIELDS) == LUA_TTABLE &&
+        lua_rawgetp(L, -1, a) == LUA_TTABLE) {
+        lua_remove(L, -2);
+        return;
+    }
+    lua_pop(L, lua_istable(L, -1) ? 2 : 1);
+    lua_newtable(L);
+}
+
+static void call_fields_set(lua_State *L, const rb_action *a, int idx)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, CALL_FIELDS) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, CALL_FIELDS);
+    }
+    if (idx)
+        lua_pushvalue(L, idx);
+    else
+        lua_pushnil(L);
+    lua_rawsetp(L, -2, a);
+    lua_pop(L, 1);
+}
+
 void rb_push_action_info(lua_State *L, const rb_action *a)
 {
-    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 7);
     lua_pushstring(L, a->primitive);
     lua_setfield(L, -2, "primitive");
+    lua_pushstring(L, a->fn);
+    lua_setfield(L, -2, "fn");
     lua_pushstring(L, a->verb);
     lua_setfield(L, -2, "verb");
     lua_pushstring(L, a->target);
@@ -89,6 +163,8 @@ void rb_push_action_info(lua_State *L, const rb_action *a)
     lua_setfield(L, -2, "words");
     lua_pushstring(L, a->cls == RB_READ ? "read" : "mutate");
     lua_setfield(L, -2, "class");
+    rb_push_action_fields(L, a);
+    lua_setfield(L, -2, "fields");
 }
 
 void rb_push_sorted_keys(lua_State *L, int t)
@@ -188,7 +264,10 @@ static void record(lua_State *L, call *c, rb_action_result *r)
 {
     rb_engine *E = rb_engine_of(L);
     r->duration = rb_now() - c->t0;
-    if (journal_action(E, L, 1, c->nargs, &c->a, r) != 0)
+    int failed = journal_action(E, L, 1, c->nargs, &c->a, r) != 0;
+    if (failed || (r->status && strcmp(r->status, "declined") == 0))
+        call_fields_set(L, &c->a, 0);
+    if (failed)
         luaL_error(L, "audit: cannot record '%s': the run stops rather than act unrecorded",
                    c->a.words);
 }
@@ -244,6 +323,7 @@ static int finish(lua_State *L, int status, int nargs)
         lua_pushnil(L);
         lua_setfield(L, LUA_REGISTRYINDEX, NOTED);
         lua_pop(L, 1);
+        call_fields_set(L, &c->a, 0);
         return lua_error(L);
     }
     int nres = lua_gettop(L) - (nargs + 1);
@@ -254,6 +334,7 @@ static int finish(lua_State *L, int status, int nargs)
     rb_engine *E = rb_engine_of(L);
     if (E->on_result)
         E->on_result(L, &c->a, 0, nargs, nargs + 2, nres, NULL);
+    call_fields_set(L, &c->a, 0);
     return nres;
 }
 
@@ -286,6 +367,7 @@ static int simulate(lua_State *L, call *c)
     rb_engine *E = rb_engine_of(L);
     if (E->on_result)
         E->on_result(L, &c->a, 1, c->nargs, 0, 0, NULL);
+    call_fields_set(L, &c->a, 0);
     return push_simulated(L, c->row, &c->a);
 }
 
@@ -344,6 +426,7 @@ static int rehearse_k(lua_State *L, int status, lua_KContext ctx)
     rb_engine *E = rb_engine_of(L);
     if (E->on_result)
         E->on_result(L, &c->a, 1, nargs, 0, 0, NULL);
+    call_fields_set(L, &c->a, 0);
     return lua_gettop(L) - (nargs + 1);
 }
 
@@ -424,19 +507,31 @@ static int funnel_call(lua_State *L)
     a.cls = row->cls == RB_READ ? RB_READ : RB_MUTATE; /* unknown is MUTATE */
     if (row->cls == RB_BY_ARGS && row->rehearse)
         a.cls = RB_BY_ARGS; /* describe() may prove it either way, or leave it to trying */
+    a.fn = row->name;
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, ANCHORS);
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, FIELDS);
+    lua_pushlightuserdata(L, (void *)row);
+    lua_setfield(L, LUA_REGISTRYINDEX, DESCRIBING);
     row->describe(L, &a);
     lua_settop(L, nargs);
-    call *c = (call *)lua_newuserdatauv(L, sizeof *c, 1); /* at nargs + 1 */
+    call *c = (call *)lua_newuserdatauv(L, sizeof *c, 2); /* at nargs + 1 */
     memset(c, 0, sizeof *c);
     c->a = a;
     c->row = row;
     c->nargs = nargs;
     lua_getfield(L, LUA_REGISTRYINDEX, ANCHORS);
     lua_setiuservalue(L, -2, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, FIELDS);
+    call_fields_set(L, &c->a, -1);
+    lua_setiuservalue(L, -2, 2);
     lua_pushnil(L);
     lua_setfield(L, LUA_REGISTRYINDEX, ANCHORS);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, FIELDS);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, DESCRIBING);
     int unproven = c->a.cls == RB_BY_ARGS && row->rehearse;
     if (c->a.cls != RB_READ)
         c->a.cls = RB_MUTATE;

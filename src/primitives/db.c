@@ -7,7 +7,7 @@
  */
 #include "db.h"
 #include "engine.h"
-#include "modules.h"
+#include "primitives.h"
 #include "yamlconv.h"
 
 #include <string.h>
@@ -175,9 +175,9 @@ static int l_pg_url(lua_State *L)
 
 void mod_db_open(lua_State *L)
 {
-    static const rb_fn fns[] = {{"open", l_open, RB_BY_ARGS, describe_open, simulate_open, NULL},
-                                {"pg_url", l_pg_url, RB_PURE, NULL, NULL, NULL},
-                                {NULL, NULL, 0, NULL, NULL, NULL}};
+    static const rb_fn fns[] = {{.name = "open", .fn = l_open, .cls = RB_BY_ARGS, .describe = describe_open, .simulate = simulate_open},
+                                {.name = "pg_url", .fn = l_pg_url, .cls = RB_PURE},
+                                {.name = NULL}};
     rb_register(L, "db", fns);
     lua_getglobal(L, "db");
     db_push_null(L);

@@ -7,7 +7,7 @@
  * encoders share (array metatable, table shape, sorted keys, float format),
  * so json and yaml agree on what an array is and in which order keys go.
  */
-#include "modules.h"
+#include "primitives.h"
 #include "runbook/runbook.h"
 #include "yamlconv.h"
 
@@ -999,10 +999,10 @@ static int l_yaml_encode(lua_State *L)
 }
 
 static const rb_fn yaml_fns[] = {
-    {"decode", l_yaml_decode, RB_PURE, NULL, NULL, NULL},
-    {"encode", l_yaml_encode, RB_PURE, NULL, NULL, NULL},
-    {"load", l_yaml_load, RB_READ, yaml_load_describe, NULL, NULL}, /* reads a file */
-    {NULL, NULL, 0, NULL, NULL, NULL},
+    {.name = "decode", .fn = l_yaml_decode, .cls = RB_PURE},
+    {.name = "encode", .fn = l_yaml_encode, .cls = RB_PURE},
+    {.name = "load", .fn = l_yaml_load, .cls = RB_READ, .describe = yaml_load_describe}, /* reads a file */
+    {.name = NULL},
 };
 
 void mod_yaml_open(lua_State *L)

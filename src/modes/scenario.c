@@ -331,11 +331,11 @@ static int prun(lua_State *L)
     return 0;
 }
 
-int scenario_run_one(const char *path)
+int scenario_run_one(const rb_module *modules, const char *path)
 {
     double t0 = rb_now();
     char err[4096];
-    rb_engine *E = engine_new(err, sizeof err);
+    rb_engine *E = engine_new(modules, err, sizeof err);
     if (!E) {
         fprintf(stderr, "runbook: %s\n", err);
         return 2;

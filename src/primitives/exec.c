@@ -10,7 +10,7 @@
 #include "config.h"
 #include "engine.h"
 #include "loop.h"
-#include "modules.h"
+#include "primitives.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -804,9 +804,9 @@ static int exec_simulate(lua_State *L, const rb_action *a)
 
 void mod_exec_open(lua_State *L)
 {
-    static const rb_fn fns[] = {{"exec", l_exec, RB_BY_ARGS, exec_describe, exec_simulate, NULL},
-                                {"sh", l_sh, RB_MUTATE, sh_describe, exec_simulate, NULL},
-                                {NULL, NULL, 0, NULL, NULL, NULL}};
+    static const rb_fn fns[] = {{.name = "exec", .fn = l_exec, .cls = RB_BY_ARGS, .describe = exec_describe, .simulate = exec_simulate},
+                                {.name = "sh", .fn = l_sh, .cls = RB_MUTATE, .describe = sh_describe, .simulate = exec_simulate},
+                                {.name = NULL}};
     rb_register(L, NULL, fns);
     /* exec without the funnel, for primitives built on a CLI (kubectl,
      * docker compose): they are classified and recorded as themselves */

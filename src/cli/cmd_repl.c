@@ -15,6 +15,7 @@
  */
 #include "audit.h"
 #include "commands.h"
+#include "modules.h"
 #include "edit_lazy.h"
 #include "journal.h"
 #include "loop.h"
@@ -775,7 +776,7 @@ int cmd_repl(int argc, char **argv)
                            "and --output are for `runbook run`");
     }
     char err[4096];
-    rb_engine *E = engine_new(err, sizeof err);
+    rb_engine *E = engine_new(rb_builtin_modules, err, sizeof err);
     if (!E) {
         free(a.params);
         return usage_error("%s", err);

@@ -3,7 +3,7 @@
  * library, for what Lua patterns cannot say (alternation, as in Prometheus
  * label matchers `code=~"5..|429"`).  Pure functions: not actions.
  */
-#include "modules.h"
+#include "primitives.h"
 #include "runbook/runbook.h"
 
 #include <regex.h>
@@ -79,8 +79,8 @@ void mod_regex_open(lua_State *L)
     lua_pushcfunction(L, re_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
-    static const rb_fn fns[] = {{"match", l_match, RB_PURE, NULL, NULL, NULL},
-                                {"find", l_find, RB_PURE, NULL, NULL, NULL},
-                                {NULL, NULL, 0, NULL, NULL, NULL}};
+    static const rb_fn fns[] = {{.name = "match", .fn = l_match, .cls = RB_PURE},
+                                {.name = "find", .fn = l_find, .cls = RB_PURE},
+                                {.name = NULL}};
     rb_register(L, "regex", fns);
 }

@@ -4,6 +4,7 @@
  * raises instead of acting).
  */
 #include "commands.h"
+#include "modules.h"
 #include "jsonw.h"
 #include "library.h"
 #include "rbfile.h"
@@ -162,7 +163,7 @@ int cmd_list(int argc, char **argv)
     file_list files = {0};
     for (int i = 0; i < roots.n; i++)
         library_scan(roots.paths[i], &files);
-    rb_engine *E = library_engine();
+    rb_engine *E = library_engine(rb_builtin_modules);
     if (!E) {
         file_list_free(&roots);
         file_list_free(&files);
@@ -276,7 +277,7 @@ int cmd_show(int argc, char **argv)
     char path[4096];
     if (rbfile_find(name, path, sizeof path) != 0)
         return usage_error("no runbook named '%s' (see runbook list)", name);
-    rb_engine *E = library_engine();
+    rb_engine *E = library_engine(rb_builtin_modules);
     if (!E)
         return 2;
     lua_State *L = E->L;

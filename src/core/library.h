@@ -18,6 +18,6 @@ void library_roots(file_list *out);
 void file_list_free(file_list *l);
 
 /* An engine for listing: no audit, purpose LIST, text output on stdout. */
-rb_engine *library_engine(void);
+rb_engine *library_engine(const rb_module *modules);
 
 #endif
