@@ -798,6 +798,7 @@ int cmd_repl(int argc, char **argv)
             fprintf(stderr, "runbook: %s; no line editing\n", err);
     }
     E->mode = MODE_REPL;
+    E->strategy = a.dry_run ? &rb_mode_dry_run : &rb_mode_live;
     E->dry_run = a.dry_run;
     E->purpose = PURPOSE_RUN;
     E->output = OUT_TEXT;

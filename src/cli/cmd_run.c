@@ -158,6 +158,7 @@ int cmd_run(int argc, char **argv)
     if (session_open(E, &cfg, &a) != 0)
         goto out;
     E->mode = a.dry_run ? MODE_DRY_RUN : MODE_LIVE;
+    E->strategy = a.dry_run ? &rb_mode_dry_run : &rb_mode_live;
     E->dry_run = a.dry_run;
     E->purpose = PURPOSE_RUN;
     E->output = a.json ? OUT_JSON : OUT_TEXT;

@@ -132,6 +132,17 @@ static int l_now(lua_State *L)
     return 1;
 }
 
+/* dry_run() -> true when changes are only rehearsed (--dry-run, the REPL's
+ * .dry on): for what a runbook says, never for staying correct -- the
+ * primitives' simulated results and the stdlib already answer as the
+ * rehearsal implies. */
+static int l_dry_run(lua_State *L)
+{
+    rb_engine *E = rb_engine_of(L);
+    lua_pushboolean(L, E && E->dry_run);
+    return 1;
+}
+
 static int l_mono(lua_State *L)
 {
     lua_pushnumber(L, rb_now() + rb_engine_of(L)->vclock);
@@ -401,6 +412,7 @@ void mod_base_open(lua_State *L)
     static const rb_fn base[] = {{.name = "print", .fn = l_print, .cls = RB_PURE},
                                  {.name = "sleep", .fn = l_sleep, .cls = RB_PURE},
                                  {.name = "now", .fn = l_now, .cls = RB_PURE},
+                                 {.name = "dry_run", .fn = l_dry_run, .cls = RB_PURE},
                                  {.name = "env", .fn = l_env, .cls = RB_PURE},
                                  {.name = "secret", .fn = l_secret, .cls = RB_PURE},
                                  {.name = "check", .fn = l_check, .cls = RB_PURE},

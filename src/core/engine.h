@@ -7,11 +7,11 @@
 #define RUNBOOK_ENGINE_H
 
 #include "runbook/runbook.h"
+#include "strategy.h"
 #include <stdio.h>
 
 typedef struct audit audit;
 typedef struct rb_config rb_config;
-typedef struct rb_action_result rb_action_result;
 
 typedef enum rb_mode { MODE_LIVE, MODE_DRY_RUN, MODE_SCENARIO, MODE_REPL } rb_mode;
 
@@ -23,8 +23,9 @@ typedef enum rb_purpose {
 
 typedef enum rb_output { OUT_TEXT, OUT_JSON } rb_output;
 
-typedef struct rb_engine {
+struct rb_engine {
     lua_State *L;
+    const rb_strategy *strategy; /* the mode (src/modes): what the funnel does with actions */
     const rb_module *modules; /* the embedder's table (src/cli/modules.c) */
     rb_mode mode; /* what the run record calls it: live, dry-run, repl */
     int dry_run;  /* mutating actions are simulated (--dry-run, the REPL's .dry on) */
@@ -94,7 +95,7 @@ typedef struct rb_engine {
     char failed_error[1024];
     /* nesting of run_runbook(), for record names */
     int depth;
-} rb_engine;
+};
 
 rb_engine *rb_engine_of(lua_State *L);
 

@@ -11,6 +11,7 @@
 #include "journal.h"
 #include "loop.h"
 #include "prompt.h"
+#include "strategy.h"
 
 #include <stdarg.h>
 #include <string.h>
@@ -551,7 +552,114 @@ static int funnel_call(lua_State *L)
     return act(L, c);
 }
 
-void rb_register_at(lua_State *L, int idx, const char *primitive, const rb_fn *fns)
+/* ---- the rows ----------------------------------------------------------------
+ * runbook.rows[primitive][fn]: each row as data, for the modes that read
+ * descriptions rather than know primitives (scenario mocks, --record,
+ * coverage).  Built once, at registration. */
+#define ROWS "runbook.rows"
+
+static const char *const FTYPES[] = {"str", "int", "num", "bool", "list", "set", "map"};
+
+static void push_row_table(lua_State *L, const rb_fn *f, const char *kind)
+{
+    lua_createtable(L, 0, 12);
+    lua_pushstring(L, f->cls == RB_READ ? "read" : f->cls == RB_MUTATE ? "mutate" : "by_args");
+    lua_setfield(L, -2, "class");
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "kind");
+    lua_newtable(L);
+    for (const rb_field *d = f->fields; d && d->name; d++) {
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, FTYPES[d->type]);
+        lua_setfield(L, -2, "type");
+        lua_pushboolean(L, (d->flags & RB_MATCH) != 0);
+        lua_setfield(L, -2, "match");
+        lua_pushboolean(L, (d->flags & RB_KEY) == RB_KEY);
+        lua_setfield(L, -2, "key");
+        lua_setfield(L, -2, d->name);
+    }
+    lua_setfield(L, -2, "fields");
+    lua_newtable(L); /* respond: { key = true } */
+    const char *keys = f->respond ? f->respond : "json result error";
+    for (const char *p = keys; *p;) {
+        size_t n = strcspn(p, " ");
+        if (n) {
+            lua_pushlstring(L, p, n);
+            lua_pushboolean(L, 1);
+            lua_settable(L, -3);
+        }
+        p += n;
+        p += strspn(p, " ");
+    }
+    lua_setfield(L, -2, "respond");
+    if (f->answer) {
+        lua_pushcfunction(L, f->answer);
+        lua_setfield(L, -2, "answer");
+    }
+    if (f->recorded) {
+        lua_pushcfunction(L, f->recorded);
+        lua_setfield(L, -2, "recorded");
+    }
+    if (f->stand_in) {
+        lua_pushcfunction(L, f->stand_in);
+        lua_setfield(L, -2, "stand_in");
+    }
+    if (f->paths) {
+        lua_newtable(L);
+        for (int i = 0; i < 32; i++)
+            if (f->paths & (1u << i)) {
+                lua_pushinteger(L, i + 1);
+                lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+            }
+        lua_setfield(L, -2, "paths");
+    }
+    lua_pushboolean(L, (f->flags & RB_NOTICE) != 0);
+    lua_setfield(L, -2, "notice");
+    lua_pushcfunction(L, f->fn);
+    lua_setfield(L, -2, "raw");
+    lua_pushlightuserdata(L, (void *)f);
+    lua_setfield(L, -2, "row");
+}
+
+void rb_push_rows(lua_State *L)
+{
+    if (lua_getfield(L, LUA_REGISTRYINDEX, ROWS) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, ROWS);
+    }
+}
+
+int rb_push_row(lua_State *L, const char *primitive, const char *fn)
+{
+    rb_push_rows(L);
+    if (lua_getfield(L, -1, primitive) != LUA_TTABLE) {
+        lua_remove(L, -2);
+        return LUA_TNIL;
+    }
+    int t = lua_getfield(L, -1, fn);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return t;
+}
+
+static void add_row(lua_State *L, const char *primitive, const rb_fn *f, const char *kind)
+{
+    rb_push_rows(L);
+    if (lua_getfield(L, -1, primitive) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, primitive);
+    }
+    push_row_table(L, f, kind);
+    lua_setfield(L, -2, f->name);
+    lua_pop(L, 2);
+}
+
+static void register_rows(lua_State *L, int idx, const char *primitive, const rb_fn *fns,
+                          const char *kind)
 {
     idx = lua_absindex(L, idx);
     for (const rb_fn *f = fns; f->name; f++) {
@@ -561,12 +669,18 @@ void rb_register_at(lua_State *L, int idx, const char *primitive, const rb_fn *f
             if (!f->describe)
                 luaL_error(L, "primitive %s.%s has no describe hook", primitive ? primitive : "",
                            f->name);
+            add_row(L, primitive ? primitive : f->name, f, kind);
             lua_pushlightuserdata(L, (void *)f);
             lua_pushstring(L, primitive ? primitive : "");
             lua_pushcclosure(L, funnel_call, 2);
         }
         lua_setfield(L, idx, f->name);
     }
+}
+
+void rb_register_at(lua_State *L, int idx, const char *primitive, const rb_fn *fns)
+{
+    register_rows(L, idx, primitive, fns, "method");
 }
 
 void rb_register(lua_State *L, const char *module, const rb_fn *fns)
@@ -581,6 +695,6 @@ void rb_register(lua_State *L, const char *module, const rb_fn *fns)
     } else {
         lua_pushglobaltable(L);
     }
-    rb_register_at(L, -1, module, fns);
+    register_rows(L, -1, module, fns, module ? "module" : "global");
     lua_pop(L, 1);
 }

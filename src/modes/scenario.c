@@ -54,6 +54,20 @@ static int intercept(lua_State *L)
     return lua_gettop(L) - nargs;
 }
 
+/* Hermetic: what is configured nowhere gets a stand-in, which no request
+ * reaches (the mocks answer the call). */
+static int missing(rb_engine *E, lua_State *L, const char *what)
+{
+    (void)E, (void)L, (void)what;
+    return 1;
+}
+
+const rb_strategy rb_mode_scenario = {
+    .name = "scenario",
+    .performs = 1,
+    .missing = missing,
+};
+
 static char runbook_chunk[PATH_MAX + 1]; /* "@path" of the runbook under test */
 
 /* The line of the runbook file itself that led to the action -- past the
@@ -344,6 +358,7 @@ int scenario_run_one(const rb_module *modules, const char *path)
     memset(&o, 0, sizeof o);
     o.path = path;
     E->mode = MODE_SCENARIO;
+    E->strategy = &rb_mode_scenario;
     E->purpose = PURPOSE_RUN;
     E->output = OUT_TEXT;
     E->verbose = 1;

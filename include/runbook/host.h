@@ -1,0 +1,65 @@
+/*
+ * What a primitive may use of the engine that hosts it -- and all it may
+ * use: a primitive includes runbook/runbook.h, this file, its siblings in
+ * src/primitives and the codecs, never the core's own headers
+ * (scripts/check-includes.sh).  The modes stay out of sight: a primitive asks
+ * for configuration, logs, registers secrets, reports what is missing and
+ * builds on other primitives' raw effects; whether the run is live, a
+ * rehearsal or a scenario is the funnel's business.
+ */
+#ifndef RUNBOOK_HOST_H
+#define RUNBOOK_HOST_H
+
+#include "runbook/runbook.h"
+
+#include <poll.h>
+#include <sys/types.h>
+
+/* ---- configuration (runbook.yaml) ----------------------------------------
+ * Push section.key from the --env environment's section first, then from the
+ * top level (environments.<env>.kubectl.namespace, then kubectl.namespace);
+ * nil when set in neither.  key NULL: the top-level key `section` itself
+ * (readonly_commands), from the environment first.  Returns the type. */
+int rb_config_get(lua_State *L, const char *section, const char *key);
+
+/* ---- the journal ----------------------------------------------------------
+ * A line in the run's journal (terminal, JSON events, audit log);
+ * level "info" or "warn".  Secrets are redacted. */
+void rb_log(lua_State *L, const char *level, const char *fmt, ...);
+
+/* An endpoint, credential or setting configured nowhere ("notify.slack: no
+ * webhook configured (notify.slack.webhook)").  1: the mode goes on with a
+ * stand-in -- a scenario (its mocks answer the call), a dry-run (after
+ * warning "<what>: a live run would fail here"); 0: the caller raises. */
+int rb_missing(lua_State *L, const char *what);
+
+/* ---- building on other primitives -----------------------------------------
+ * Push the raw effect of another primitive's row, without the funnel (ssh
+ * runs the `ssh` client through exec's): the caller's own row is the action
+ * that is classified, confirmed and audited.  Raises if there is none. */
+void rb_push_raw(lua_State *L, const char *primitive, const char *fn);
+
+/* The one classifier of commands (exec's argv, sh, ssh's remote command):
+ * the argv table at idx (strings) -> RB_READ or RB_MUTATE.  Honours the
+ * readonly_commands of runbook.yaml. */
+rb_class rb_classify_argv(lua_State *L, int idx);
+
+/* ---- the process -----------------------------------------------------------
+ * A private directory for the user's sockets and state of this run's tools
+ * ($XDG_RUNTIME_DIR/runbook, else /tmp/runbook-<uid>, created 0700). */
+const char *rb_runtime_dir(lua_State *L);
+
+/* 1 once the run was interrupted (Ctrl-C, SIGTERM). */
+int rb_interrupted(lua_State *L);
+
+/* A child process group the engine must end when the run is interrupted or
+ * exits (exec's children). */
+void rb_child_started(pid_t pid);
+void rb_child_ended(pid_t pid);
+
+/* A library with its own poll (libcurl's curl_multi_poll) polls the loop's
+ * descriptors too: it is called instead of poll(2) while it has work. */
+typedef int (*rb_poller_fn)(struct pollfd *fds, unsigned nfds, int timeout_ms);
+void rb_set_poller(rb_poller_fn fn);
+
+#endif
