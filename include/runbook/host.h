@@ -39,6 +39,11 @@ int rb_missing(lua_State *L, const char *what);
  * that is classified, confirmed and audited.  Raises if there is none. */
 void rb_push_raw(lua_State *L, const char *primitive, const char *fn);
 
+/* A primitive's Lua half (src/primitives/NAME.lua, embedded at build time):
+ * the chunk runs once, when first needed, with the engine's internal table
+ * `rt` as its argument (`local rt = ...`); push rt[fn] (nil if absent). */
+void rb_push_lua(lua_State *L, const char *name, const char *fn);
+
 /* The one classifier of commands (exec's argv, sh, ssh's remote command):
  * the argv table at idx (strings) -> RB_READ or RB_MUTATE.  Honours the
  * readonly_commands of runbook.yaml. */

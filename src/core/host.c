@@ -112,3 +112,8 @@ void rb_set_poller(rb_poller_fn fn)
 {
     loop_set_poller(fn);
 }
+
+void rb_push_lua(lua_State *L, const char *name, const char *fn)
+{
+    rb_push_internal(L, name, fn);
+}
