@@ -55,11 +55,11 @@ step("Back up the source", {
   local parent, name = params.source:match("^(.*)/([^/]+)/*$")
   check(parent and name, "source must be a path like /dir/name, got %q", params.source)
   fs.mkdir(state.backup, { parents = true })
-  local r = exec{ "tar", "-czf", state.archive, "-C", parent, name }
+  exec{ "tar", "-czf", state.archive, "-C", parent, name }
   -- In --dry-run a mutating action is not performed; it returns a result
-  -- shaped like success with dry_run = true.  Remember that this run is a
-  -- rehearsal, so later steps do not read an archive that was never written.
-  state.rehearsal = r.dry_run == true
+  -- shaped like success.  dry_run() says this run is a rehearsal, so later
+  -- steps do not read an archive that was never written.
+  state.rehearsal = dry_run()
   fs.write(state.backup .. "/MANIFEST",
            string.format("source: %s\ncreated: %s\narchive: data.tar.gz\n", params.source, stamp))
   log.info("backup %s", state.archive)

@@ -31,10 +31,10 @@ step("Start the services", {
   fs.mkdir(DIR, { parents = true })
   for i, name in ipairs(params.services) do
     -- sh returns as soon as the job is in the background
-    local r = sh(string.format("(sleep %d && date > '%s') >/dev/null 2>&1 &", i, ready_file(name)))
-    state.rehearsal = r.dry_run == true
+    sh(string.format("(sleep %d && date > '%s') >/dev/null 2>&1 &", i, ready_file(name)))
   end
   log.info("started %d service(s): %s", #params.services, table.concat(params.services, ", "))
+  state.rehearsal = dry_run() -- nothing was started: later steps have nothing to wait for
 end)
 
 step("Wait until every service is ready", {

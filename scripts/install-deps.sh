@@ -18,6 +18,7 @@ PACKAGES=(
   postgresql postgresql-client  # the db tests start a throwaway server; pg_dump/pg_restore
   redis-server redis-tools      # runbooks/ integration test: a real Redis on loopback
   valgrind procps      # the leak check; ps/pgrep for the tests
+  openssh-server openssh-client # the ssh tests and bench: a throwaway sshd on loopback
   "$@"
 )
 

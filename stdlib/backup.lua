@@ -14,6 +14,7 @@
 -- neither rule is refused rather than guessed.  backup.plan() only computes;
 -- backup.prune() deletes through fs.remove, so dry-run prints each
 -- `would: fs remove ...` and deletes nothing.
+-- mutates: backup.prune
 local support = require "stdlib_support"
 local list = support.list
 local fail, public = support.errors("backup")

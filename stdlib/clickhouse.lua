@@ -33,6 +33,7 @@
 -- parentheses or `ID '...'`, else quoted as a string literal ('2024-01-01').
 -- Errors name the server and quote ClickHouse:
 --   clickhouse http://ch:8123 query `SELECT ...`: HTTP 404: Code: 60. DB::Exception: ...
+-- mutates: :optimize :drop_partition
 local support = require "stdlib_support"
 local cause = support.cause
 local list = support.list

@@ -22,17 +22,40 @@
 --   running, or, when require_healthy (the default), unhealthy.  services:
 --   the services that must exist; one without any container is down too.
 --   Pure: it looks only at rows.
--- compose.restart(file, service [, { project, wait_url, timeout = 120,
---   every = 5, expect = 200, stop_timeout }]) -> { ok, service, containers,
---   waited, dry_run }: `docker compose restart SERVICE` (a docker action,
---   mutate), then, with wait_url, GETs it until it answers expect (dry-run
---   does not wait).  stop_timeout is docker's own --timeout for the stop.
+-- compose.restart(file, service [, { project, stop_timeout, READY }]) ->
+--   { ok, service, containers, waited, ready, dry_run }: `docker compose
+--   restart SERVICE` (a docker action, mutate).  stop_timeout is docker's own
+--   --timeout for the stop.  For restart, READY's wait_timeout may also be
+--   given as timeout.
 -- compose.stop(file, services [, { project, timeout }]) ->
 --   `docker compose -f FILE [-p P] stop S...` through exec (mutate).
--- compose.start(file, services [, { project, timeout }]) ->
+-- compose.start(file, services [, { project, timeout, READY }]) ->
 --   `docker compose -f FILE [-p P] up -d S...` through exec (mutate).
 -- compose.up(file [, { project, services, no_deps, build, force_recreate,
---   wait }]) -> `docker compose ... up -d ...`.
+--   wait, timeout, READY }]) -> `docker compose ... up -d ...`.
+--   start and up return { ok, services, waited, ready, dry_run }; their
+--   timeout bounds the docker compose command (default 300 s).
+-- READY: what to wait for once the change is made (nothing by default):
+--   wait_url: GET it until it answers expect (default 200; each request
+--     bounded by request_timeout = 5 s);
+--   wait_running = true: until every container of the services runs and
+--     none is unhealthy (what compose.down_services counts as down; for up
+--     without services: every service of the project); checked before
+--     wait_url;
+--   wait_timeout = 120, every = 5.
+--   After a wait that succeeded: waited = true, ready = true, last = what
+--   the last look found ("HTTP 200").  A wait that runs out raises, naming
+--   the service, the URL and the last answer; with check = false it returns
+--   ready = false and error = that message instead (a failed docker compose
+--   command still raises).
+-- In a rehearsal (dry_run(): --dry-run, the REPL's .dry on) the change is
+--   only simulated, so there is nothing to wait for and nothing raises for
+--   it: the containers are read once and the URL asked once, a log line says
+--   what a live run would wait for and what is so now, and the result is
+--   success-shaped like every simulated one: waited = false, ready = true,
+--   last = what that one look found, dry_run = true.  A runbook calls these
+--   the same way in both modes.
+-- mutates: compose.restart compose.stop compose.start compose.up
 local support = require "stdlib_support"
 local cause = support.cause
 local list = support.list
@@ -161,6 +184,91 @@ local function down_services(rows, opts)
   return out
 end
 
+-- the services among `services` (all when empty) that are down in rows
+local function still_down(rows, services)
+  if #services == 0 then return down_services(rows) end
+  local mine = {}
+  for _, s in ipairs(services) do mine[s] = true end
+  local out = list()
+  for _, s in ipairs(down_services(rows, { services = services })) do
+    if mine[s] then out[#out + 1] = s end
+  end
+  return out
+end
+
+-- one look at what READY waits for -> ready, what was seen ("HTTP 503").
+-- A wait stops at the first thing not ready; a rehearsal (all) reports both.
+local function look(file, opts, services, expect, all)
+  local ready, seen = true, {}
+  if opts.wait_running then
+    local ok, rows = pcall(status, file, opts)
+    local down = ok and still_down(rows, services) or {}
+    if not ok then
+      ready, seen[#seen + 1] = false, type(rows) == "table" and tostring(rows.compose) or cause(rows)
+    elseif #down > 0 then
+      ready, seen[#seen + 1] = false, "not running: " .. table.concat(down, ", ")
+    else
+      seen[#seen + 1] = "running"
+    end
+    if not ready and not all then return false, seen[1] end
+  end
+  if opts.wait_url then
+    local resp = http.get(opts.wait_url, { timeout = opts.request_timeout or 5, check = false })
+    if resp.error then
+      ready, seen[#seen + 1] = false, (cause(resp.error):gsub("^http %u+ %S+: ", ""))
+    else
+      if resp.status ~= expect then ready = false end
+      seen[#seen + 1] = "HTTP " .. tostring(resp.status)
+    end
+    if opts.wait_running and ready then table.remove(seen, 1) end -- "running" goes without saying
+  end
+  return ready, table.concat(seen, "; ")
+end
+
+-- READY after a change: wait live; in a rehearsal, look once and say so.
+-- fn, done: "restart", "restarted"; who: the service(s) for messages.
+local function settle(res, file, opts, services, fn, done, who, wait_timeout)
+  if not opts.wait_url and not opts.wait_running then return res end
+  local expect = opts.expect or 200
+  local timeout = wait_timeout or opts.wait_timeout or 120
+  local what = {}
+  if opts.wait_running then what[#what + 1] = who .. " running" end
+  if opts.wait_url then what[#what + 1] = string.format("%s answering %d", opts.wait_url, expect) end
+  what = table.concat(what, " and ")
+  if dry_run() then
+    -- nothing was changed, so waiting would only watch today's state: the
+    -- result is success-shaped like every simulated one; the log says what is so now
+    local ok, err, seen = pcall(look, file, opts, services, expect, true)
+    if not ok then seen = cause(err) end
+    res.ready, res.last = true, seen
+    log.info("compose.%s %s (rehearsal): not %s, so no wait for %s (live: up to %g s); now: %s",
+             fn, who, done, what, timeout, seen)
+    return res
+  end
+  local last = "no answer yet"
+  local wok, werr = pcall(wait_until, function()
+    local ready, seen = look(file, opts, services, expect)
+    last = seen
+    return ready
+  end, { timeout = timeout, every = opts.every or 5, what = what })
+  if not wok and tostring(werr):find("interrupted", 1, true) then error(werr, 0) end
+  res.last = last
+  if not wok then
+    local why
+    if opts.wait_url and not opts.wait_running then
+      why = string.format("compose.%s %s: %s, but %s did not answer %d within %g s (last: %s)",
+                          fn, who, done, opts.wait_url, expect, timeout, last)
+    else
+      why = string.format("compose.%s %s: %s, but not %s within %g s (last: %s)", fn, who, done, what, timeout, last)
+    end
+    if opts.check ~= false then fail("%s", why) end
+    res.ready, res.error = false, why
+    return res
+  end
+  res.waited, res.ready = true, true
+  return res
+end
+
 local function restart(file, service, opts)
   check_file("restart", file)
   if type(service) ~= "string" or service == "" then
@@ -171,27 +279,8 @@ local function restart(file, service, opts)
   local ok, r = pcall(c.restart, c, service, { timeout = opts.stop_timeout })
   if not ok then fail("compose.restart %s %s: %s", file, service, cause(r)) end
   r = type(r) == "table" and r or {}
-  local res = { ok = true, service = service, containers = r.containers, dry_run = r.dry_run == true,
-                waited = false }
-  local url = opts.wait_url
-  if url and not res.dry_run then
-    local expect = opts.expect or 200
-    local last = "no answer yet"
-    local wok, werr = pcall(wait_until, function()
-      local resp = http.get(url, { timeout = opts.request_timeout or 5, check = false })
-      if resp.error then last = cause(resp.error); return false end
-      if resp.status == expect then return true end
-      last = "HTTP " .. tostring(resp.status)
-      return false
-    end, { timeout = opts.timeout or 120, every = opts.every or 5,
-           what = string.format("%s to answer %d at %s", service, expect, url) })
-    if not wok then
-      fail("compose.restart %s: restarted, but %s did not answer %d within %g s (last: %s)",
-           service, url, expect, opts.timeout or 120, last)
-    end
-    res.waited = true
-  end
-  return res
+  local res = { ok = true, service = service, containers = r.containers, dry_run = dry_run(), waited = false }
+  return settle(res, file, opts, { service }, "restart", "restarted", service, opts.wait_timeout or opts.timeout)
 end
 
 local function cli(fn, file, opts, args)
@@ -209,8 +298,8 @@ local function stop(file, services, opts)
   opts = opts_of("stop", opts)
   local args = { "stop" }
   for _, x in ipairs(s) do args[#args + 1] = x end
-  local r = cli("stop", file, opts, args)
-  return { ok = true, services = s, dry_run = r.dry_run == true }
+  cli("stop", file, opts, args)
+  return { ok = true, services = s, dry_run = dry_run() }
 end
 
 local function start(file, services, opts)
@@ -219,8 +308,9 @@ local function start(file, services, opts)
   opts = opts_of("start", opts)
   local args = { "up", "-d" }
   for _, x in ipairs(s) do args[#args + 1] = x end
-  local r = cli("start", file, opts, args)
-  return { ok = true, services = s, dry_run = r.dry_run == true }
+  cli("start", file, opts, args)
+  local res = { ok = true, services = s, dry_run = dry_run(), waited = false }
+  return settle(res, file, opts, s, "start", "started", table.concat(s, ", "))
 end
 
 local function up(file, opts)
@@ -231,10 +321,11 @@ local function up(file, opts)
   if opts.build then args[#args + 1] = "--build" end
   if opts.force_recreate then args[#args + 1] = "--force-recreate" end
   if opts.wait then args[#args + 1] = "--wait" end
-  local s = opts.services and services_of("up", opts.services) or {}
+  local s = opts.services and services_of("up", opts.services) or list()
   for _, x in ipairs(s) do args[#args + 1] = x end
-  local r = cli("up", file, opts, args)
-  return { ok = true, services = s, dry_run = r.dry_run == true }
+  cli("up", file, opts, args)
+  local res = { ok = true, services = s, dry_run = dry_run(), waited = false }
+  return settle(res, file, opts, s, "up", "brought up", #s > 0 and table.concat(s, ", ") or file)
 end
 
 M.status = public(status)

@@ -47,6 +47,7 @@
 --   yes, no } (key's truthiness in facts) or { ask, test = { fact, op, value },
 --   yes, no }; a leaf is any table without yes/no (usually { action,
 --   escalate }).  path lists "question? yes|no" per node visited.
+-- mutates: escalation.notify
 local support = require "stdlib_support"
 local list = support.list
 local fail, public = support.errors("escalation")

@@ -35,6 +35,7 @@
 --   -> { ok, dry_run, rows (the NEW-OFFSET table, when printed), stdout }.
 --   Without topic: --all-topics.  preview = true runs kafka's own --dry-run
 --   instead of --execute (a read).
+-- mutates: kafka.reset_offsets
 local support = require "stdlib_support"
 local cause = support.cause
 local last_line = support.last_line

@@ -45,6 +45,7 @@
 --     of an array as json.null) as the first value.
 -- Errors name the command and quote redis-cli:
 --   redis: redis-cli -h redis -p 6379 INFO memory: exit 1: Could not connect to Redis at redis:6379: Connection refused
+-- mutates: :del :flushdb :config_set :command
 local support = require "stdlib_support"
 local cause = support.cause
 local last_line = support.last_line

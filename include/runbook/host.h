@@ -67,4 +67,12 @@ void rb_child_ended(pid_t pid);
 typedef int (*rb_poller_fn)(struct pollfd *fds, unsigned nfds, int timeout_ms);
 void rb_set_poller(rb_poller_fn fn);
 
+/* rb_config_get at one level of runbook.yaml only: level 1 the --env
+ * environment's section (nil without --env), level 0 the top level; section
+ * may be a dotted path ("notify.slack"), each part a mapping (else it
+ * raises, naming the path).  For settings resolved key by key where the
+ * level matters: notify takes an environment's literal `webhook` before the
+ * top level's `webhook_secret`, which rb_config_get cannot tell apart. */
+int rb_config_at(lua_State *L, int level, const char *section, const char *key);
+
 #endif

@@ -130,6 +130,15 @@ typedef struct rb_fn {
      * object rather than data (db.open's stand-in connection). */
     lua_CFunction stand_in;
     int flags; /* RB_NOTICE */
+    /* The fields that name what the action acts on, space-separated ("kind
+     * name namespace"): a change to it that a rehearsal only simulated is
+     * remembered for the rest of the run, and a later read of the same
+     * object with an after_simulated hook is answered by that hook -- as the
+     * rehearsal's world, where the change happened, would answer -- instead
+     * of watching the real one for a change that never came (a
+     * rollout_status after a simulated scale). */
+    const char *object;
+    rb_simulate_fn after_simulated;
 } rb_fn;
 
 /* The modules an engine is created with (Lua's linit.c is the model): the
@@ -204,8 +213,9 @@ struct rb_op {
     int done;
     char error[256]; /* non-empty: the op failed (cancelled, timed out) */
     /* owned by the loop */
-    int cancelled; /* cancel() was called: the loop calls it at most once */
-    void *task;    /* the task (coroutine) waiting for it */
+    int cancelled;        /* cancel() was called: the loop calls it at most once */
+    void *task;           /* the task (coroutine) waiting for it */
+    struct rb_loop *loop; /* the engine's loop it runs on */
     lua_State *waiter;
     rb_op *next, *prev;   /* the loop's list of ops in flight */
     rb_op *anext, *aprev; /* the loop's list of ops not yet freed */

@@ -87,11 +87,11 @@ step("Restart all services", {
 }, function()
   check(#state.services > 0, "no compose service found: the stack must be brought up by a person (docker compose up -d)")
   for _, s in ipairs(state.services) do
-    local r = compose.restart(FILE, s, { project = PROJECT, timeout = params.restart_timeout,
-                                         wait_url = s == cal.SERVICE and (params.api .. "/healthz") or nil })
-    if r.dry_run then state.rehearsal = true end
+    compose.restart(FILE, s, { project = PROJECT, timeout = params.restart_timeout,
+                               wait_url = s == cal.SERVICE and (params.api .. "/healthz") or nil })
   end
   state.restarted = true
+  state.rehearsal = dry_run() -- nothing was restarted: there is no recovery to verify
 end)
 
 step("Check dependencies", {

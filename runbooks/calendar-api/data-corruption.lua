@@ -34,15 +34,17 @@ local FILE = cal.path(params.root, params.compose_file)
 local PROJECT = params.project ~= "" and params.project or nil
 local DIR = cal.path(params.root, params.backup_dir)
 
-local function resume()
-  local r = compose.start(FILE, { params.service }, { project = PROJECT })
+-- ready: also wait for /healthz (compose.start does not wait in a rehearsal)
+local function resume(ready)
+  local r = compose.start(FILE, { params.service }, { project = PROJECT,
+    wait_url = ready and (params.api .. "/healthz") or nil, wait_timeout = params.start_timeout })
   state.resumed = true
   return r
 end
 
 step("Stop all write operations", {
   description = "Data Corruption › 1: `docker compose stop calendar-api`. Undo (--rollback): start it.",
-  undo = resume,
+  undo = function() resume(false) end,
 }, function()
   compose.stop(FILE, { params.service }, { project = PROJECT })
 end)
@@ -89,8 +91,8 @@ step("Restore from latest backup", {
   check(confirm(string.format("Overwrite %s under %s from %s?", table.concat(params.restore_dirs, ", "),
                               params.root, state.backup)), "restore declined: the API stays stopped")
   for _, d in ipairs(present) do fs.remove(cal.path(params.root, d), { recursive = true }) end
-  local r = exec({ "tar", "-xzf", state.backup, "-C", params.root, table.unpack(params.restore_dirs) }, { timeout = 7200 })
-  state.rehearsal = r.dry_run == true
+  exec({ "tar", "-xzf", state.backup, "-C", params.root, table.unpack(params.restore_dirs) }, { timeout = 7200 })
+  state.rehearsal = dry_run() -- nothing was restored: there is nothing to compare
 end)
 
 step("Verify data integrity", {
@@ -105,9 +107,5 @@ end)
 step("Resume operations", {
   description = "Data Corruption › 5: `docker compose up -d calendar-api`, then /healthz.",
 }, function()
-  local r = resume()
-  if r.dry_run then return end
-  wait_until(function() return http.get(params.api .. "/healthz", { timeout = 5 }).status == 200 end,
-             { timeout = params.start_timeout, every = 5, what = "Calendar API healthy" })
-  log.info("the Calendar API is healthy, restored from %s", state.backup)
+  if resume(true).waited then log.info("the Calendar API is healthy, restored from %s", state.backup) end
 end)

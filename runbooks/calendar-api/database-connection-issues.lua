@@ -90,9 +90,9 @@ step("Start the database service", {
                 "then test the connection again.",
   when = function() return not state.connected and state.db_container ~= nil and not state.db_running end,
 }, function()
-  local r = compose.restart(FILE, params.db_service, { project = params.project ~= "" and params.project or nil })
-  state.rehearsal = r.dry_run
-  if not r.dry_run then
+  compose.restart(FILE, params.db_service, { project = params.project ~= "" and params.project or nil })
+  state.rehearsal = dry_run() -- nothing restarted: no new connection to wait for
+  if not state.rehearsal then
     wait_until(function() return (test_connection()) end, { timeout = 120, every = 5, what = "database accepts connections" })
     state.connected = true
   end

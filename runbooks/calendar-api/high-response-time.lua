@@ -106,10 +106,10 @@ step("Scale resources", {
   when = function() return state.slow and (state.cpu_bound or state.memory_bound) and #state.containers > 0 end,
 }, function()
   for _, name in ipairs(state.containers) do
-    local r = docker.update(name, { memory = params.memory, cpus = params.cpus })
-    state.rehearsal = r.dry_run
+    docker.update(name, { memory = params.memory, cpus = params.cpus })
   end
   state.scaled = true
+  state.rehearsal = dry_run() -- nothing was scaled: the latency would not tell
 end)
 
 step("Verify and escalate", {

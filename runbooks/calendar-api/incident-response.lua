@@ -207,9 +207,9 @@ step("Restart services if needed", {
     list[#list + 1] = params.service
   end
   for _, s in ipairs(list) do
-    local r = compose.restart(FILE, s, { project = PROJECT, timeout = params.restart_timeout,
-                                         wait_url = s == params.service and (params.api .. "/healthz") or nil })
-    if r.dry_run then state.rehearsal = true end
+    compose.restart(FILE, s, { project = PROJECT, timeout = params.restart_timeout,
+                               wait_url = s == params.service and (params.api .. "/healthz") or nil })
+    if dry_run() then state.rehearsal = true end
     state.actions[#state.actions + 1] = "restarted " .. s
   end
 end)
@@ -220,8 +220,8 @@ step("Scale resources if needed", {
   when = function() return params.mitigate and state.memory_pressure and #state.api_containers > 0 end,
 }, function()
   for _, name in ipairs(state.api_containers) do
-    local r = docker.update(name, { memory = params.memory, cpus = params.cpus })
-    if r.dry_run then state.rehearsal = true end
+    docker.update(name, { memory = params.memory, cpus = params.cpus })
+    if dry_run() then state.rehearsal = true end
   end
   state.actions[#state.actions + 1] = string.format("raised %s to --memory=%s --cpus=%g", params.service,
                                                     params.memory, params.cpus)
@@ -233,9 +233,8 @@ step("Clear cache if corrupted", {
   when = function() return params.mitigate and state.cache_corrupt end,
 }, function()
   local r = http.delete(params.api .. "/cache/clear", { timeout = 30 })
-  if r.dry_run then state.rehearsal = true end
-  check(r.dry_run or (r.status >= 200 and r.status < 300), "DELETE %s/cache/clear: HTTP %s", params.api,
-        tostring(r.status))
+  if dry_run() then state.rehearsal = true end
+  check(r.status >= 200 and r.status < 300, "DELETE %s/cache/clear: HTTP %s", params.api, tostring(r.status))
   local s = http.get(params.api .. "/cache/stats", { timeout = 10 })
   log.info("cache stats: HTTP %d %s", s.status, (s.body or ""):sub(1, 200))
   state.actions[#state.actions + 1] = "cleared the cache"
@@ -257,8 +256,8 @@ step("Enable degraded mode if necessary", {
   local text = fs.exists(path) and fs.read(path) or ""
   local new, changed = cal.env_with(text, name, value)
   if changed then fs.write(path, new) end
-  local r = compose.up(FILE, { project = PROJECT, services = { params.service } })
-  if r.dry_run then state.rehearsal = true end
+  compose.up(FILE, { project = PROJECT, services = { params.service } })
+  if dry_run() then state.rehearsal = true end
   state.degraded = true
   state.actions[#state.actions + 1] = string.format("degraded mode (%s=%s)", name, value)
 end)

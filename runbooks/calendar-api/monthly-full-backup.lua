@@ -36,10 +36,16 @@ local FILE = cal.path(params.root, params.compose_file)
 local PROJECT = params.project ~= "" and params.project or nil
 local DIR = cal.path(params.root, params.backup_dir)
 
--- both the stop step's undo and the restart step
-local function start_services()
+-- both the stop step's undo and the restart step (ready: wait for /healthz
+-- when the API is among them; compose.start does not wait in a rehearsal)
+local function start_services(ready)
   if not state.services or #state.services == 0 then return end
-  local r = compose.start(FILE, state.services, { project = PROJECT })
+  local api = false
+  for _, s in ipairs(state.services) do
+    if s == cal.SERVICE then api = true end
+  end
+  local r = compose.start(FILE, state.services, { project = PROJECT, wait_timeout = params.start_timeout,
+                                                  wait_url = ready and api and (params.api .. "/healthz") or nil })
   state.started = true
   return r
 end
@@ -50,9 +56,9 @@ local function begin(what)
   state.failed = state.failed or {}
   state.failed[what] = true
 end
-local function done(what, archive, r)
+local function done(what, archive)
   state.failed[what] = nil
-  if r.dry_run then state.rehearsal = true end
+  if dry_run() then state.rehearsal = true end -- no archive was written: nothing to verify
   state.archives = state.archives or {}
   state.archives[#state.archives + 1] = archive
 end
@@ -78,7 +84,7 @@ step("Stop services for consistent backup", {
   description = "`docker-compose -f deployment/docker-compose.prod.yml stop`. Undo (--rollback): " ..
                 "start them again.",
   when = function() return #state.services > 0 end,
-  undo = start_services,
+  undo = function() start_services(false) end,
 }, function()
   compose.stop(FILE, state.services, { project = PROJECT, timeout = 600 })
 end)
@@ -96,8 +102,8 @@ step("Back up all data", {
   end
   check(#dirs > 0, "none of %s exists under %s", table.concat(params.data_dirs, ", "), params.root)
   local archive = DIR .. "/full-backup-" .. DATE .. ".tar.gz"
-  local r = exec({ "tar", "-czf", archive, "-C", params.root, table.unpack(dirs) }, { timeout = 7200 })
-  done("data", archive, r)
+  exec({ "tar", "-czf", archive, "-C", params.root, table.unpack(dirs) }, { timeout = 7200 })
+  done("data", archive)
 end)
 
 step("Back up Docker volumes", {
@@ -113,9 +119,9 @@ step("Back up Docker volumes", {
   fs.mkdir(DIR, { parents = true })
   for _, vol in ipairs(params.volumes) do
     local name = vol:gsub("_data$", "") .. "-" .. DATE .. ".tar.gz"
-    local r = exec({ "docker", "run", "--rm", "-v", vol .. ":/data", "-v", DIR .. ":/backup",
-                     "alpine", "tar", "czf", "/backup/" .. name, "/data" }, { timeout = 7200 })
-    done(vol, DIR .. "/" .. name, r)
+    exec({ "docker", "run", "--rm", "-v", vol .. ":/data", "-v", DIR .. ":/backup",
+           "alpine", "tar", "czf", "/backup/" .. name, "/data" }, { timeout = 7200 })
+    done(vol, DIR .. "/" .. name)
   end
 end)
 
@@ -124,17 +130,7 @@ step("Restart services", {
                 "failed backup; then wait for /healthz.",
   when = function() return #state.services > 0 end,
 }, function()
-  local r = start_services()
-  if r.dry_run then return end
-  local ok = false
-  for _, s in ipairs(state.services) do
-    if s == cal.SERVICE then ok = true end
-  end
-  if ok then
-    wait_until(function() return http.get(params.api .. "/healthz", { timeout = 5 }).status == 200 end,
-               { timeout = params.start_timeout, every = 5, what = "Calendar API healthy" })
-    log.info("the Calendar API is healthy again")
-  end
+  if start_services(true).waited then log.info("the Calendar API is healthy again") end
 end)
 
 step("Verify the backups", {

@@ -159,9 +159,9 @@ step("Restart the failed services", {
   state.restarted = {}
   for _, d in ipairs(state.down) do
     if not d.cause or RESTARTABLE[d.cause] then
-      local r = compose.restart(FILE, d.service, { project = PROJECT, timeout = params.health_timeout,
-                                                   wait_url = d.service == cal.SERVICE and (params.api .. "/healthz") or nil })
-      if r.dry_run then state.rehearsal = true end
+      compose.restart(FILE, d.service, { project = PROJECT, timeout = params.health_timeout,
+                                         wait_url = d.service == cal.SERVICE and (params.api .. "/healthz") or nil })
+      if dry_run() then state.rehearsal = true end -- nothing restarted: nothing to verify
       state.restarted[#state.restarted + 1] = d.service
     end
   end

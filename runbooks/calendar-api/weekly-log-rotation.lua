@@ -101,9 +101,9 @@ step("Back up important logs", {
   local dir = cal.path(params.root, params.backup_dir)
   fs.mkdir(dir, { parents = true })
   local archive = dir .. "/logs-" .. DATE .. ".tar.gz"
-  local r = exec({ "tar", "-czf", archive, "-C", params.root, params.log_dir }, { timeout = 3600 })
+  exec({ "tar", "-czf", archive, "-C", params.root, params.log_dir }, { timeout = 3600 })
   state.archive = archive
-  if not r.dry_run then
+  if not dry_run() then -- the archive was not written: nothing to list
     exec({ "tar", "-tzf", archive }, { readonly = true, timeout = 3600 })
     local st = fs.stat(archive, { check = false })
     log.info("%s: %s, lists cleanly", archive, st and cal.bytes(st.size) or "?")

@@ -145,9 +145,9 @@ step("Optimize the table", {
                 "carbon_ingestion.gold_ohlc_bars FINAL\"` (merges the parts).",
   when = function() return params.optimize end,
 }, function()
-  local r = ch:optimize(db_table, { final = true })
+  ch:optimize(db_table, { final = true })
   state.optimized = true
-  state.rehearsal = r.dry_run == true
+  state.rehearsal = dry_run() -- nothing changed: the counts after would be those before
 end)
 
 step("Drop old partitions", {
@@ -171,10 +171,10 @@ step("Drop old partitions", {
   state.dropped = {}
   for _, p in ipairs(state.old_partitions) do
     local id = state.old_ids[p]
-    local r = ch:drop_partition(db_table, id and ("ID '" .. id .. "'") or p)
+    ch:drop_partition(db_table, id and ("ID '" .. id .. "'") or p)
     state.dropped[#state.dropped + 1] = p
-    state.rehearsal = state.rehearsal or r.dry_run == true
   end
+  state.rehearsal = dry_run()
   log.info("%s %d partition(s)", state.rehearsal and "would drop" or "dropped", #state.dropped)
 end)
 
@@ -199,9 +199,9 @@ step("Vacuum old data", {
     state.vacuumed = false
     return
   end
-  local r = ch:exec(sql)
+  ch:exec(sql)
   state.vacuumed = true
-  state.rehearsal = state.rehearsal or r.dry_run == true
+  state.rehearsal = dry_run()
 end)
 
 step("Verify row counts and partitions", {

@@ -170,9 +170,9 @@ step("Restore ClickHouse from the backup", {
                               "the tables of the backup; %s has %d rows now.", params.clickhouse_url,
                               state.backup, tostring(state.backup_created), params.database, state.total_before)),
         "restore declined by the operator")
-  local r = exec(backup_cmd("restore", "--schema", "--data", state.backup), { timeout = params.restore_timeout })
+  exec(backup_cmd("restore", "--schema", "--data", state.backup), { timeout = params.restore_timeout })
   state.restored = true
-  state.rehearsal = r.dry_run == true -- --dry-run: nothing was restored
+  state.rehearsal = dry_run() -- nothing was restored
 end)
 
 step("Verify restoration", {

@@ -140,8 +140,8 @@ step("Create backup of all data", {
 }, function()
   state.backup = params.backup_name ~= "" and params.backup_name
                  or "carbon-ingestion-maintenance-" .. os.date("!%Y%m%dT%H%M%SZ", math.floor(now()))
-  local r = exec(backup_cmd("create", state.backup), { timeout = params.backup_timeout })
-  if r.dry_run then return end
+  exec(backup_cmd("create", state.backup), { timeout = params.backup_timeout })
+  if dry_run() then return end -- no backup was created: there is none to find in the list
   local listed = exec(backup_cmd("list", "local"), { readonly = true, timeout = 300 })
   local found = false
   for line in (listed.stdout or ""):gmatch("[^\n]+") do
@@ -197,8 +197,8 @@ step("Stop consumers", {
     local n = by[dep].spec and by[dep].spec.replicas or 0
     state.replicas[dep] = n
     if n > 0 then
-      local r = kubectl.scale("deployment/" .. dep, 0, ns())
-      state.rehearsal = state.rehearsal or (type(r) == "table" and r.dry_run == true)
+      kubectl.scale("deployment/" .. dep, 0, ns())
+      state.rehearsal = dry_run() -- nothing stopped: no pods to wait for
       log.info("%s: %d -> 0 replica(s)", dep, n)
     else
       log.info("%s: already at 0 replicas", dep)

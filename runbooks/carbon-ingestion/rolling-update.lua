@@ -93,9 +93,11 @@ step("Set the new image", {
   when = function() return not state.up_to_date end,
   undo = function() roll_back("--rollback after a later step failed") end,
 }, function()
-  local r = kubectl.set_image(target(), { [params.container] = params.image }, ns())
+  kubectl.set_image(target(), { [params.container] = params.image }, ns())
   state.updated = true
-  state.rehearsal = type(r) == "table" and r.dry_run == true -- --dry-run: nothing rolled out
+  -- nothing rolled out: /health would answer for the old version.  (The rollout
+  -- wait below runs in a dry-run too: the rehearsal answers it.)
+  state.rehearsal = dry_run()
 end)
 
 step("Monitor the rollout", {

@@ -292,14 +292,13 @@ step("Restart the service", {
     log.warn("not restarted: fix %s first", blocker)
     return
   end
-  local r
   if kube then
-    r = kubectl.rollout_restart(deployment, ns())
+    kubectl.rollout_restart(deployment, ns())
   else
-    r = compose.restart(params.compose_file, svc.name, copts() or {})
+    compose.restart(params.compose_file, svc.name, copts() or {})
   end
   state.restarted = true
-  state.rehearsal = type(r) == "table" and r.dry_run == true
+  state.rehearsal = dry_run() -- nothing restarted: nothing to wait for
 end)
 
 step("Verify the service is running", {

@@ -78,14 +78,14 @@ step("Switch traffic", {
   description = "./scripts/switch-traffic.sh, after confirmation",
 }, function()
   check(confirm("Green passed its tests. Switch production traffic to green?"), "switch declined: traffic stays on blue")
-  local r = exec({ script("switch-traffic.sh") }, { timeout = params.script_timeout })
+  exec({ script("switch-traffic.sh") }, { timeout = params.script_timeout })
   state.switched = true
-  state.dry_run = r.dry_run
+  state.rehearsal = dry_run() -- traffic did not move: production /health would not tell
 end)
 
 step("Verify production after the switch", {
   description = "production answers /health through the switched traffic",
-  when = function() return not state.dry_run end,
+  when = function() return not state.rehearsal end,
   timeout = params.verify_timeout + 60,
 }, function()
   local ok = pcall(wait_until, function()

@@ -111,7 +111,7 @@ step("Test backup restoration", {
   admin:exec('DROP DATABASE IF EXISTS "' .. scratch .. '"')
   if not rok then
     problem("restore test of %s failed: %s", state.newest, tostring(r))
-  elseif r.dry_run then
+  elseif dry_run() then
     log.info("would restore %s into %s and compare", state.newest, scratch)
   else
     state.restored_rows = r.rows

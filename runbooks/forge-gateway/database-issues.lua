@@ -88,14 +88,14 @@ step("Restart database", {
   when = function() return state.action == "restart" end,
   timeout = params.ready_timeout + 120,
 }, function()
-  local r = compose.restart(params.compose_file, SERVICE, fg.compose_opts(params))
+  compose.restart(params.compose_file, SERVICE, fg.compose_opts(params))
   state.restarted = true
-  state.dry_run = r.dry_run
+  state.rehearsal = dry_run() -- nothing restarted: pg_isready would only show today's state
 end)
 
 step("Verify database connectivity", {
   description = "pg_isready until it accepts connections again",
-  when = function() return state.restarted and not state.dry_run end,
+  when = function() return state.restarted and not state.rehearsal end,
   timeout = params.ready_timeout + 30,
 }, function()
   local ok = pcall(wait_until, function() return (pg_isready()) end,

@@ -52,14 +52,14 @@ step("Test backup restoration", {
     state.restore_error = tostring(r)
     error(r, 0)
   end
-  state.dry_run = r.dry_run == true
+  state.rehearsal = dry_run() -- nothing restored: no recovery time to judge
   state.restored_rows = r.rows
-  if not r.dry_run then log.info("restored %d rows in %.1f s; every table matches the manifest", r.rows, state.recovery_s) end
+  if not state.rehearsal then log.info("restored %d rows in %.1f s; every table matches the manifest", r.rows, state.recovery_s) end
 end)
 
 step("Validate recovery time", {
   description = "./scripts/recovery-time-test.sh: the restore's duration against the recovery time objective",
-  when = function() return not state.restore_error and not state.dry_run end,
+  when = function() return not state.restore_error and not state.rehearsal end,
 }, function()
   state.rto_met = state.recovery_s <= params.rto_minutes * 60
   if state.rto_met then
@@ -100,7 +100,7 @@ step("Report the result", {
   local summary
   if state.restore_error then
     summary = "forge gateway DR test FAILED: restore of " .. state.backup .. ": " .. state.restore_error
-  elseif state.dry_run then
+  elseif state.rehearsal then
     summary = "forge gateway DR test (dry-run): would restore " .. state.backup .. " into a scratch database"
   elseif state.rto_met == false then
     summary = string.format("forge gateway DR test: recovery took %.0f s, over the %d-minute objective",

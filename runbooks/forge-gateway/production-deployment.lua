@@ -84,14 +84,14 @@ end)
 step("Deploy services", {
   description = "./scripts/deploy-production.sh [-d]: docker compose up -d (recreates what changed)",
 }, function()
-  local r = compose.up(params.compose_file, fg.compose_opts(params, { services = services_or_nil() }))
+  compose.up(params.compose_file, fg.compose_opts(params, { services = services_or_nil() }))
   state.deployed = true
-  state.dry_run = r.dry_run
+  state.rehearsal = dry_run() -- nothing deployed: nothing to wait for, verify or escalate
 end)
 
 step("Wait for services to be healthy", {
   description = "until curl -f http://localhost:8000/health (5 min); http://localhost:9000/health (2 min, warning)",
-  when = function() return not state.dry_run end,
+  when = function() return not state.rehearsal end,
   timeout = params.gateway_wait + params.manager_wait + 60,
 }, function()
   local function answers(url)
@@ -114,7 +114,7 @@ end)
 
 step("Verify deployment", {
   description = "./scripts/deploy-production.sh --verify, health-check.sh, smoke-test.sh: services, endpoints, discovery",
-  when = function() return state.gateway_up and not state.dry_run end,
+  when = function() return state.gateway_up and not state.rehearsal end,
 }, function()
   local down = compose.down_services(compose.status(params.compose_file, fg.compose_opts(params)))
   local r = health.check(fg.endpoints(params), { timeout = 10 })
@@ -133,7 +133,7 @@ end)
 
 step("Escalate a failed deployment", {
   description = "the deployment did not verify: page, with the backup to roll back to (forge-gateway/restore)",
-  when = function() return not state.dry_run and (not state.gateway_up or #(state.problems or {}) > 0) end,
+  when = function() return not state.rehearsal and (not state.gateway_up or #(state.problems or {}) > 0) end,
 }, function()
   local what = state.gateway_up and table.concat(state.problems, "; ") or "gateway /health not answering"
   fg.post(escalation.notify, fg.row("CRITICAL"), {

@@ -85,31 +85,30 @@ step("Restore from backup", {
     error(r, 0)
   end
   state.restored = true
-  if not r.dry_run then
+  if not dry_run() then
     log.info("restored %d rows in %.1f s; every table matches the backup's manifest", r.rows, r.duration)
   end
 end)
 
 step("Restore services", {
-  description = "./scripts/restore-services.sh: docker compose up -d the stopped services",
+  description = "./scripts/restore-services.sh: docker compose up -d the stopped services; after a restore, " ..
+                "until the gateway's /health answers (./scripts/backup-verify-restore.sh)",
   when = function() return state.stopped end,
+  timeout = params.wait_timeout + 360,
 }, function()
-  state.dry_run = compose.start(params.compose_file, params.stop_services, fg.compose_opts(params)).dry_run
+  -- a failed restore is paged below: no wait for a gateway on an unchanged database
+  local r = compose.start(params.compose_file, params.stop_services, fg.compose_opts(params, {
+    wait_url = not state.restore_error and (params.gateway .. "/health") or nil, wait_timeout = params.wait_timeout }))
+  if r.waited then log.info("gateway answers /health") end
 end)
 
 step("Verify restoration", {
-  description = "./scripts/backup-verify-restore.sh: the database answers, the gateway's /health is back",
+  description = "./scripts/backup-verify-restore.sh: the database answers",
   when = function() return not state.restore_error end,
-  timeout = params.wait_timeout + 60,
 }, function()
   local conn <close> = db.open(params.database_url)
   local v = conn:query("SELECT current_database() AS db, pg_size_pretty(pg_database_size(current_database())) AS size")[1]
   log.info("%s is answering, %s", v.db, v.size)
-  if state.stopped and not state.dry_run then
-    wait_until(function() return http.get(params.gateway .. "/health", { timeout = 5 }).status == 200 end,
-               { timeout = params.wait_timeout, every = 5, what = "gateway /health" })
-    log.info("gateway answers /health")
-  end
 end)
 
 step("Escalate a failed restore", {

@@ -34,26 +34,20 @@ step("Update and verify service by service", {
 }, function()
   state.updated = {}
   for _, service in ipairs(params.services) do
-    local up = compose.up(params.compose_file, fg.compose_opts(params, { services = { service }, no_deps = true }))
-    if up.dry_run then goto next end
-    local url = fg.health_url(params, service) -- verify-service.sh: /health where there is one
-    local ok, err = pcall(wait_until, function()
-      local rows = fg.service_rows(compose.status(params.compose_file, fg.compose_opts(params)), service)
-      if #rows == 0 or #compose.down_services(rows) > 0 then return false end
-      if url then return http.get(url, { timeout = 5, check = false }).status == 200 end
-      return true
-    end, { timeout = params.verify_timeout, every = 5, what = service .. " verified" })
-    if not ok then
+    -- verify-service.sh: its containers running and, where there is one, /health answering
+    local up = compose.up(params.compose_file, fg.compose_opts(params, {
+      services = { service }, no_deps = true, wait_running = true, wait_url = fg.health_url(params, service),
+      wait_timeout = params.verify_timeout, check = false }))
+    if not up.ready then
       state.failed_service = service
       fg.post(escalation.notify, fg.row("CRITICAL"), {
         summary = "forge gateway rolling update: " .. service .. " did not verify after the update; the update stopped",
-        details = { updated = state.updated, error = tostring(err) },
+        details = { updated = state.updated, error = up.error },
         dedup_key = "forge-gateway-rolling-update", source = "runbook forge-gateway/rolling-update",
       })
       check(false, "%s did not verify within %d s; not updated: the services after it", service, params.verify_timeout)
     end
     state.updated[#state.updated + 1] = service
-    log.info("%s updated and verified", service)
-    ::next::
+    if up.waited then log.info("%s updated and verified", service) end
   end
 end)

@@ -52,12 +52,13 @@ step("Restart services with new images", {
   description = "docker-compose -f docker-compose.production.yml up -d",
   when = function() return state.update end,
 }, function()
-  state.dry_run = compose.up(params.compose_file, fg.compose_opts(params)).dry_run
+  compose.up(params.compose_file, fg.compose_opts(params))
+  state.rehearsal = dry_run() -- nothing restarted: the endpoints would only show today's state
 end)
 
 step("Verify services", {
   description = "every health endpoint answers again (Health Checks)",
-  when = function() return state.update and not state.dry_run end,
+  when = function() return state.update and not state.rehearsal end,
   timeout = params.verify_timeout + 60,
 }, function()
   local last

@@ -94,19 +94,12 @@ step("Restart service", {
   when = function() return not state.running and not state.port_holder end,
   timeout = params.start_timeout + 120,
 }, function()
-  local ok, err = pcall(compose.restart, params.compose_file, params.service,
-    fg.compose_opts(params, { wait_url = fg.health_url(params, params.service), timeout = params.start_timeout }))
-  if ok and err.dry_run then
-    log.info("would wait until %s runs", params.service)
-    return
-  end
-  if ok then
-    ok = pcall(wait_until, function() return #compose.down_services(rows()) == 0 end,
-               { timeout = params.start_timeout, every = 5, what = params.service .. " running" })
-    err = "still not running"
-  end
+  local ok, r = pcall(compose.restart, params.compose_file, params.service,
+    fg.compose_opts(params, { wait_running = true, wait_url = fg.health_url(params, params.service),
+                              timeout = params.start_timeout }))
   state.recovered = ok
-  if ok then log.info("%s is running again", params.service) else log.error("%s", tostring(err)) end
+  if not ok then log.error("%s", tostring(r))
+  elseif r.waited then log.info("%s is running again", params.service) end
 end)
 
 step("Escalate", {

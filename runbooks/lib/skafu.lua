@@ -151,9 +151,10 @@ function M.aws(region, args, opts)
   return json.decode(r.stdout)
 end
 
--- decode the output of a mutating aws call (nil in a dry-run)
+-- decode the output of a mutating aws call (nil in a dry-run: a simulated
+-- exec prints nothing)
 function M.decode(r)
-  if r.dry_run or not r.stdout or r.stdout:match("^%s*$") then return nil end
+  if not r.stdout or r.stdout:match("^%s*$") then return nil end
   return json.decode(r.stdout)
 end
 

@@ -66,16 +66,15 @@ step("Activate standby region", {
                           params.db_instance, params.primary_region, state.primary_status, params.standby_db)
   check(confirm(q), "failover declined by the operator")
   if state.standby_is_replica then
-    local r = exec(skafu.aws_argv(params.standby_region, { "rds", "promote-read-replica",
-                                                           "--db-instance-identifier", params.standby_db }))
-    state.rehearsal = r.dry_run == true
+    exec(skafu.aws_argv(params.standby_region, { "rds", "promote-read-replica",
+                                                 "--db-instance-identifier", params.standby_db }))
   end
   for _, name in ipairs(params.services) do
-    local r = exec(skafu.aws_argv(params.standby_region, { "ecs", "update-service", "--cluster", params.standby_cluster,
-                                                           "--service", name, "--desired-count",
-                                                           tostring(math.floor(params.desired_count)) }))
-    state.rehearsal = state.rehearsal or r.dry_run == true
+    exec(skafu.aws_argv(params.standby_region, { "ecs", "update-service", "--cluster", params.standby_cluster,
+                                                 "--service", name, "--desired-count",
+                                                 tostring(math.floor(params.desired_count)) }))
   end
+  state.rehearsal = dry_run() -- nothing promoted or scaled: nothing to wait for
   if state.rehearsal then return end
   local ok, err = pcall(wait_until, function()
     local db = skafu.db_instance(params.standby_region, params.standby_db)

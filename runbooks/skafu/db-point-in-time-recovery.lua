@@ -126,8 +126,8 @@ step("Restore from backup and apply transaction logs", {
     for _, g in ipairs(state.security_groups) do args[#args + 1] = g end
   end
   args[#args + 1] = state.multi_az and "--multi-az" or "--no-multi-az"
-  local r = exec(skafu.aws_argv(params.region, args), { timeout = 300 })
-  state.rehearsal = r.dry_run == true
+  exec(skafu.aws_argv(params.region, args), { timeout = 300 })
+  state.rehearsal = dry_run() -- no instance is being restored: nothing to wait for
   state.restore_started = true
 end)
 

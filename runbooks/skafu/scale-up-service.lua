@@ -68,10 +68,10 @@ step("Scale up resources", {
 }, function()
   check(confirm(string.format("Scale %s from %d to %d tasks?", params.service, state.desired_before, state.target)),
         "scaling declined by the operator")
-  local r = exec(skafu.aws_argv(params.region, { "ecs", "update-service", "--cluster", params.cluster,
-                                                 "--service", params.service, "--desired-count", tostring(state.target) }))
+  exec(skafu.aws_argv(params.region, { "ecs", "update-service", "--cluster", params.cluster,
+                                       "--service", params.service, "--desired-count", tostring(state.target) }))
   state.scaled = true
-  state.rehearsal = r.dry_run == true
+  state.rehearsal = dry_run() -- nothing scaled: no new tasks to wait for
 end)
 
 step("Verify fix effectiveness", {

@@ -85,9 +85,9 @@ step("Deploy previous version", {
 }, function()
   check(confirm(string.format("Roll %s (cluster %s) back from %s to %s?", params.service, params.cluster,
                               state.current, state.target)), "rollback declined by the operator")
-  local r = exec(skafu.aws_argv(params.region, { "ecs", "update-service", "--cluster", params.cluster,
-                                                 "--service", params.service, "--task-definition", state.target }))
-  state.rehearsal = r.dry_run == true
+  exec(skafu.aws_argv(params.region, { "ecs", "update-service", "--cluster", params.cluster,
+                                       "--service", params.service, "--task-definition", state.target }))
+  state.rehearsal = dry_run() -- nothing deployed: no rollout to validate
   state.deployed = true
 end)
 

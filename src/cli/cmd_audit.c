@@ -9,6 +9,7 @@
 #include "audit.h"
 #include "config.h"
 #include "jsonw.h"
+#include "modules.h"
 #include "util.h"
 
 #include <errno.h>
@@ -232,7 +233,8 @@ int cmd_audit(int argc, char **argv)
     rb_config cfg;
     char err[4096 + 256], pathbuf[4096];
     memset(&cfg, 0, sizeof cfg);
-    if (config_load(&cfg, NULL, o.config_file, o.config_file != NULL, err, sizeof err) != 0)
+    if (config_load(&cfg, NULL, rb_builtin_modules, o.config_file, o.config_file != NULL, err,
+                    sizeof err) != 0)
         return usage_error("%s", err);
     const char *path = config_audit_path(&cfg, o.audit_path, 0, pathbuf, sizeof pathbuf);
     if (!path) {

@@ -9,10 +9,10 @@
  * Problems print as file:line:col: message; exit 1 when there are any.
  */
 #include "commands.h"
-#include "modules.h"
 #include "engine.h"
 #include "jsonw.h"
 #include "library.h"
+#include "modules.h"
 #include "rbfile.h"
 #include "util.h"
 #include <lualib.h>
@@ -259,6 +259,7 @@ static void check_scenario(problems *p, rb_engine *E, const char *file)
         *slash = '\0';
     else
         snprintf(dir, sizeof dir, ".");
+    scenario_open_judge(L);
     rb_push_internal(L, "scenario", "scenario_dir");
     lua_pushstring(L, dir);
     lua_call(L, 1, 0);

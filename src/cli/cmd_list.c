@@ -4,9 +4,9 @@
  * raises instead of acting).
  */
 #include "commands.h"
-#include "modules.h"
 #include "jsonw.h"
 #include "library.h"
+#include "modules.h"
 #include "rbfile.h"
 
 #include <stdlib.h>

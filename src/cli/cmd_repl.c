@@ -15,10 +15,10 @@
  */
 #include "audit.h"
 #include "commands.h"
-#include "modules.h"
 #include "edit_lazy.h"
 #include "journal.h"
 #include "loop.h"
+#include "modules.h"
 #include "prompt.h"
 #include "rbfile.h"
 #include "session.h"
@@ -590,9 +590,11 @@ static int dot_command(repl *R, char *line)
         return 0;
     if (strcmp(cmd, "help") == 0)
         fputs(DOT_HELP, stdout);
-    else if (strcmp(cmd, "dry") == 0)
-        on_off(arg, &R->E->dry_run, "dry-run");
-    else if (strcmp(cmd, "confirm") == 0)
+    else if (strcmp(cmd, "dry") == 0) {
+        int dry = R->E->dry_run;
+        if (on_off(arg, &dry, "dry-run"))
+            engine_use(R->E, dry ? &rb_mode_dry_run : &rb_mode_repl);
+    } else if (strcmp(cmd, "confirm") == 0)
         on_off(arg, &R->E->confirm_actions, "confirm");
     else if (strcmp(cmd, "params") == 0)
         show_params(R);
@@ -798,8 +800,7 @@ int cmd_repl(int argc, char **argv)
             fprintf(stderr, "runbook: %s; no line editing\n", err);
     }
     E->mode = MODE_REPL;
-    E->strategy = a.dry_run ? &rb_mode_dry_run : &rb_mode_live;
-    E->dry_run = a.dry_run;
+    engine_use(E, a.dry_run ? &rb_mode_dry_run : &rb_mode_repl);
     E->purpose = PURPOSE_RUN;
     E->output = OUT_TEXT;
     E->assume_yes = a.yes;

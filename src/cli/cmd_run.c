@@ -6,11 +6,11 @@
  */
 #include "audit.h"
 #include "commands.h"
-#include "modules.h"
 #include "config.h"
 #include "engine.h"
 #include "jsonw.h"
 #include "loop.h"
+#include "modules.h"
 #include "prompt.h"
 #include "rbfile.h"
 #include "record.h"
@@ -158,12 +158,13 @@ int cmd_run(int argc, char **argv)
     if (session_open(E, &cfg, &a) != 0)
         goto out;
     E->mode = a.dry_run ? MODE_DRY_RUN : MODE_LIVE;
-    E->strategy = a.dry_run ? &rb_mode_dry_run : &rb_mode_live;
-    E->dry_run = a.dry_run;
+    engine_use(E, a.dry_run ? &rb_mode_dry_run : &rb_mode_live);
     E->purpose = PURPOSE_RUN;
     E->output = a.json ? OUT_JSON : OUT_TEXT;
     E->assume_yes = a.yes;
     E->confirm_steps = a.confirm && !a.yes;
+    if (E->confirm_steps)
+        engine_decorate(E, &rb_mode_confirm);
     E->verbose = a.verbose;
     E->color = !a.json && isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
     if (E->confirm_steps && prompt_open_tty(E) != 0) {

@@ -1,30 +1,33 @@
 /*
- * `runbook test [PATH...]`: find *.scenario.yaml files, run each one in
- * its own process (`runbook test --one FILE`, scenario.c) so scenarios
- * cannot leak state into each other and run in parallel, print one line per
- * scenario and `N passed, N failed`, optionally JUnit XML for CI.
+ * `runbook test [PATH...]`: find *.scenario.yaml files, run each against its
+ * mocks (scenario.c) in worker processes forked from here, --jobs of them,
+ * print one line per scenario in path order and `N passed, N failed`,
+ * optionally JUnit XML for CI.  `--one FILE` runs one scenario in this
+ * process and prints its verdict line (what CI runs under valgrind).
  */
 #include "commands.h"
-#include "modules.h"
 #include "engine.h"
+#include "loop.h"
+#include "modules.h"
 #include "scenario.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <ftw.h>
 #include <getopt.h>
 #include <limits.h>
-#include <spawn.h>
+#include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-extern char **environ;
 
 static const char TEST_HELP[] =
     "usage: runbook test [PATH...] [options]\n"
@@ -40,6 +43,9 @@ static const char TEST_HELP[] =
     "                      that may change something that no scenario exercised\n"
     "  --require-coverage  as --coverage, and fail (exit 1) when such a call or a step\n"
     "                      was never exercised: every mutation a runbook can make is tested\n"
+    "  --coverage-json FILE\n"
+    "                      also write the coverage as JSON: per runbook, its steps, the\n"
+    "                      calls that may change something, the actions taken (line, class)\n"
     "\n"
     "Exit codes: 0 every scenario passed, 1 one failed (or is malformed), 2 bad usage.\n";
 
@@ -48,14 +54,14 @@ typedef struct result {
     int status; /* 0 passed, 1 failed, 2 malformed, 3 skipped */
     long long ms;
     char *failures; /* newline-separated */
-    char out_path[PATH_MAX];
-    pid_t pid;
+    int done;
 } result;
 
 static result *found;
 static size_t n_found, cap_found;
 static const char *filter;
-static int coverage; /* 1: report, 2: and require */
+static int coverage;              /* 1: report, 2: and require */
+static const char *coverage_json; /* --coverage-json FILE */
 
 static int wanted(const char *path)
 {
@@ -93,27 +99,179 @@ static int by_path(const void *a, const void *b)
     return strcmp(((const result *)a)->path, ((const result *)b)->path);
 }
 
-/* Start `runbook test --one PATH` with stdout into a temporary file */
-static int start(result *r, const char *self, const char *tmpdir, size_t i)
+/* ---- workers ---------------------------------------------------------------
+ * A process per scenario costs its start-up, page faults and the engine's Lua
+ * compiled again: most of a scenario's time.  So --jobs workers, forked from
+ * here (no exec, nothing loaded again), run scenario after scenario, each in
+ * a fresh engine (its own Lua state: no global or module leaks into the
+ * next); after each one the worker puts back its directory and umask and
+ * closes what the scenario left open.  A worker that dies (a crash, a kill)
+ * fails the scenario it was running, with its wait status, as a process of
+ * its own would, and another worker takes its place.
+ *
+ * The parent sends a scenario's index on its socket to the worker; the
+ * worker writes the verdict line to tmpdir/INDEX.json (its stdout, as
+ * `--one` prints it) and answers {index, exit code}. */
+
+typedef struct worker {
+    pid_t pid;    /* 0: none */
+    int sock;     /* the parent's end */
+    long current; /* the scenario it runs, -1: idle */
+} worker;
+
+static worker *workers;
+static long n_workers;
+static char tmpdir[PATH_MAX];
+
+typedef struct done_msg {
+    uint32_t index;
+    int32_t code;
+} done_msg;
+
+static void out_path(char *out, size_t n, size_t i)
 {
-    snprintf(r->out_path, sizeof r->out_path, "%.4000s/%zu.json", tmpdir, i);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, r->out_path, O_WRONLY | O_CREAT | O_TRUNC,
-                                     0600);
-    char *argv[] = {(char *)"runbook", (char *)"test", (char *)"--one", r->path, NULL};
-    int rc = posix_spawn(&r->pid, self, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
+    snprintf(out, n, "%.4000s/%zu.json", tmpdir, i);
+}
+
+/* All n bytes; -1 at the end of the stream or on an error.  Sending never
+ * raises SIGPIPE: a worker that is gone is seen as one. */
+static int full_io(int send_it, int fd, void *buf, size_t n)
+{
+    char *p = buf;
+    while (n > 0) {
+        ssize_t k = send_it ? send(fd, p, n, MSG_NOSIGNAL) : read(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        p += k, n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* One scenario in the worker, its verdict line on fd 1 into its file. */
+static int worker_one(size_t i)
+{
+    char out[PATH_MAX];
+    out_path(out, sizeof out, i);
+    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0)
+        return 2;
+    close(fd);
+    loop_clear_interrupts(); /* a Ctrl-C during the previous one is not this one's */
+    char err[512];
+    rb_engine *E = scenario_engine(rb_builtin_modules, err, sizeof err);
+    if (!E) {
+        fprintf(stderr, "runbook: %s\n", err);
+        return 2;
+    }
+    int rc = scenario_run(E, found[i].path, coverage || coverage_json);
+    engine_free(E);
+    fflush(stdout);
     return rc;
 }
 
-/* Read the child's verdict line with a small Lua state (json.decode) */
-static void collect(rb_engine *E, result *r, int wstatus)
+/* The descriptors open before any scenario (stdio, the worker's socket,
+ * the loop's signal pipe...), ascending; -1 ends the list. */
+static int open_fds(int *keep, int max)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    int self = dirfd(d);
+    for (struct dirent *e; (e = readdir(d)) && n < max - 1;)
+        if (e->d_name[0] != '.' && atoi(e->d_name) != self)
+            keep[n++] = atoi(e->d_name);
+    closedir(d);
+    for (int a = 1; a < n; a++) /* a handful: insertion sort */
+        for (int b = a; b > 0 && keep[b - 1] > keep[b]; b--) {
+            int t = keep[b];
+            keep[b] = keep[b - 1], keep[b - 1] = t;
+        }
+    keep[n] = -1;
+    return n;
+}
+
+/* Close every descriptor not in keep: what a scenario left open. */
+static void close_others(const int *keep)
+{
+    unsigned from = 0;
+    for (; *keep >= 0; keep++) {
+        if ((unsigned)*keep > from)
+            close_range(from, (unsigned)*keep - 1, 0);
+        from = (unsigned)*keep + 1;
+    }
+    close_range(from, ~0U, 0);
+}
+
+static void worker_main(int sock)
+{
+    int home = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    mode_t mask = umask(022);
+    umask(mask);
+    loop_install_signals(); /* its pipe is the process's, kept from here on */
+    int keep[64];
+    int have_fds = open_fds(keep, 64) >= 0;
+    uint32_t i;
+    while (full_io(0, sock, &i, sizeof i) == 0 && i < n_found) {
+        done_msg m = {i, worker_one(i)};
+        if (home >= 0 && fchdir(home) != 0)
+            _exit(2);
+        umask(mask);
+        if (have_fds)
+            close_others(keep);
+        if (full_io(1, sock, &m, sizeof m) != 0)
+            break;
+    }
+    _exit(0);
+}
+
+static int worker_start(worker *w)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return -1;
+    fflush(stdout); /* or the worker would print what is buffered again */
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* the other workers' sockets: holding them would keep those
+         * workers from seeing the end of their requests */
+        for (long k = 0; k < n_workers; k++)
+            if (workers[k].pid > 0)
+                close(workers[k].sock);
+        close(sv[0]);
+        worker_main(sv[1]);
+    }
+    close(sv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        return -1;
+    }
+    w->pid = pid, w->sock = sv[0], w->current = -1;
+    return 0;
+}
+
+static void worker_stop(worker *w, int *wstatus)
+{
+    close(w->sock);
+    while (waitpid(w->pid, wstatus, 0) < 0 && errno == EINTR)
+        ;
+    w->pid = 0;
+}
+
+/* Read a worker's verdict line with the parent's Lua state (json.decode);
+ * wstatus: how a process running it alone would have ended. */
+static void collect(rb_engine *E, size_t i, int wstatus)
 {
     lua_State *L = E->L;
+    result *r = &found[i];
+    char out[PATH_MAX];
+    out_path(out, sizeof out, i);
     size_t len = 0;
-    char *data = rb_read_file(r->out_path, &len);
-    unlink(r->out_path);
+    char *data = rb_read_file(out, &len);
+    unlink(out);
     r->status = 1;
     int decoded = 0;
     if (data && len > 0) {
@@ -129,7 +287,7 @@ static void collect(rb_engine *E, result *r, int wstatus)
                         : strcmp(st, "malformed") == 0 ? 2
                         : strcmp(st, "skipped") == 0   ? 3
                                                        : 1;
-            if (coverage) {
+            if (coverage || coverage_json) {
                 int doc = lua_gettop(L) - 1;
                 rb_push_internal(L, "scenario", "coverage_merge");
                 lua_getfield(L, doc, "coverage");
@@ -144,8 +302,8 @@ static void collect(rb_engine *E, result *r, int wstatus)
             luaL_Buffer b;
             luaL_buffinit(L, &b);
             lua_Integer n = lua_istable(L, -2) ? (lua_Integer)lua_rawlen(L, -2) : 0;
-            for (lua_Integer i = 1; i <= n; i++) {
-                lua_rawgeti(L, -2, i);
+            for (lua_Integer k = 1; k <= n; k++) {
+                lua_rawgeti(L, -2, k);
                 luaL_addvalue(&b);
                 luaL_addchar(&b, '\n');
             }
@@ -236,13 +394,170 @@ static int write_junit(const char *file, int failed, double total_s)
     return fclose(f) == 0 ? 0 : usage_error("--junit %s: %s", file, strerror(errno));
 }
 
+static int n_passed, n_failed, n_skipped;
+static size_t n_printed;
+
+/* Print the lines of the scenarios done, in path order, as soon as every
+ * earlier one is known. */
+static void print_ready(int color)
+{
+    const char *green = color ? "\033[32m" : "", *red = color ? "\033[31m" : "",
+               *dim = color ? "\033[2m" : "", *off = color ? "\033[0m" : "";
+    for (; n_printed < n_found && found[n_printed].done; n_printed++) {
+        result *r = &found[n_printed];
+        if (r->status == 0) {
+            n_passed++;
+            printf("%s✓%s %s %s(%lld ms)%s\n", green, off, r->path, dim, r->ms, off);
+        } else if (r->status == 3) {
+            n_skipped++;
+            const char *why = r->failures ? r->failures : "";
+            printf("- %s (skipped: %.*s)\n", r->path, (int)strcspn(why, "\n"), why);
+        } else {
+            n_failed++;
+            printf("%s✗%s %s %s(%lld ms)%s\n", red, off, r->path, dim, r->ms, off);
+            for (char *p = r->failures; p && *p;) {
+                char *nl = strchr(p, '\n');
+                printf("    %.*s\n", nl ? (int)(nl - p) : (int)strlen(p), p);
+                p = nl ? nl + 1 : p + strlen(p);
+            }
+        }
+    }
+}
+
+static void not_started(result *r)
+{
+    r->status = 1;
+    r->failures = strdup("cannot start the scenario runner\n");
+    r->done = 1;
+}
+
+/* Give worker w scenario *next, if any is left; else let it go. */
+static void dispatch(worker *w, size_t *next, int *wstatus)
+{
+    if (*next == n_found) {
+        worker_stop(w, wstatus);
+        return;
+    }
+    uint32_t i = (uint32_t)*next;
+    if (full_io(1, w->sock, &i, sizeof i) == 0) { /* else it is gone: its socket closes */
+        w->current = (long)i;
+        (*next)++;
+    }
+}
+
+static void run_workers(rb_engine *E, long jobs, int color)
+{
+    n_workers = jobs < (long)n_found ? jobs : (long)n_found;
+    workers = calloc((size_t)n_workers, sizeof *workers);
+    struct pollfd *pfd = calloc((size_t)n_workers, sizeof *pfd);
+    if (!workers || !pfd) {
+        fprintf(stderr, "runbook: out of memory\n");
+        exit(2);
+    }
+    size_t next = 0, done = 0;
+    int ws;
+    for (long k = 0; k < n_workers; k++)
+        if (worker_start(&workers[k]) == 0)
+            dispatch(&workers[k], &next, &ws);
+    while (done < n_found) {
+        int nfds = 0;
+        for (long k = 0; k < n_workers; k++)
+            if (workers[k].pid > 0) {
+                pfd[nfds].fd = workers[k].sock;
+                pfd[nfds].events = POLLIN;
+                nfds++;
+            }
+        if (nfds == 0) { /* no worker could be started */
+            for (; next < n_found; next++, done++)
+                not_started(&found[next]);
+            break;
+        }
+        if (poll(pfd, (nfds_t)nfds, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            fprintf(stderr, "runbook: test: poll: %s\n", strerror(errno));
+            exit(2);
+        }
+        for (int j = 0; j < nfds; j++) {
+            if (!pfd[j].revents)
+                continue;
+            worker *w = NULL;
+            for (long k = 0; k < n_workers && !w; k++)
+                if (workers[k].pid > 0 && workers[k].sock == pfd[j].fd)
+                    w = &workers[k];
+            if (!w)
+                continue;
+            done_msg m;
+            if (full_io(0, w->sock, &m, sizeof m) == 0 && (long)m.index == w->current) {
+                /* as a process of its own would have exited */
+                collect(E, m.index, (m.code & 0xff) << 8);
+                found[m.index].done = 1;
+                done++;
+                w->current = -1;
+                dispatch(w, &next, &ws);
+                continue;
+            }
+            /* it died: its scenario fails with how it died, and another
+             * worker takes over what is left (not for one that died
+             * idle: that one would, again) */
+            long cur = w->current;
+            worker_stop(w, &ws);
+            if (cur < 0)
+                continue;
+            collect(E, (size_t)cur, ws);
+            found[cur].done = 1;
+            done++;
+            if (next < n_found && worker_start(w) == 0)
+                dispatch(w, &next, &ws);
+        }
+        print_ready(color);
+    }
+    print_ready(color);
+    for (long k = 0; k < n_workers; k++)
+        if (workers[k].pid > 0)
+            worker_stop(&workers[k], &ws);
+    free(pfd);
+    free(workers);
+    workers = NULL;
+}
+
+static int coverage_json_text(lua_State *L)
+{
+    rb_push_internal(L, "scenario", "coverage_json");
+    lua_call(L, 0, 1);
+    return 1;
+}
+
+static int write_coverage_json(rb_engine *E, const char *file)
+{
+    lua_State *L = E->L;
+    lua_pushcfunction(L, coverage_json_text);
+    if (lua_pcall(L, 0, 1, 0) != LUA_OK || !lua_isstring(L, -1)) {
+        int rc = usage_error("--coverage-json %s: %s", file, engine_errmsg(L, -1));
+        lua_settop(L, 0);
+        return rc;
+    }
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    FILE *f = fopen(file, "w");
+    int ok = f && fwrite(text, 1, len, f) == len && fputc('\n', f) != EOF;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    lua_settop(L, 0);
+    return ok ? 0 : usage_error("--coverage-json %s: %s", file, strerror(errno));
+}
+
 int cmd_test(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"junit", required_argument, NULL, 'J'}, {"filter", required_argument, NULL, 'F'},
-        {"jobs", required_argument, NULL, 'j'},  {"one", required_argument, NULL, 'O'},
-        {"coverage", no_argument, NULL, 'C'},    {"require-coverage", no_argument, NULL, 'R'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"junit", required_argument, NULL, 'J'},
+                                         {"filter", required_argument, NULL, 'F'},
+                                         {"jobs", required_argument, NULL, 'j'},
+                                         {"one", required_argument, NULL, 'O'},
+                                         {"coverage", no_argument, NULL, 'C'},
+                                         {"require-coverage", no_argument, NULL, 'R'},
+                                         {"coverage-json", required_argument, NULL, 'K'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     const char *junit = NULL;
     long jobs = sysconf(_SC_NPROCESSORS_ONLN);
     optind = 1;
@@ -268,6 +583,9 @@ int cmd_test(int argc, char **argv)
             break;
         case 'R':
             coverage = 2;
+            break;
+        case 'K':
+            coverage_json = optarg;
             break;
         case 'h':
             fputs(TEST_HELP, stdout);
@@ -303,12 +621,6 @@ int cmd_test(int argc, char **argv)
     }
     qsort(found, n_found, sizeof *found, by_path);
 
-    char self[PATH_MAX];
-    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (sl <= 0)
-        return usage_error("test: cannot find the runbook binary (/proc/self/exe)");
-    self[sl] = '\0';
-    char tmpdir[PATH_MAX];
     snprintf(tmpdir, sizeof tmpdir, "%s/runbook-test.XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(tmpdir))
@@ -319,61 +631,12 @@ int cmd_test(int argc, char **argv)
         return usage_error("%s", err);
 
     double t0 = rb_now();
-    size_t next = 0, done = 0;
-    long running = 0;
-    int passed = 0, failed = 0, skipped = 0;
     int color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
-    const char *green = color ? "\033[32m" : "", *red = color ? "\033[31m" : "",
-               *dim = color ? "\033[2m" : "", *off = color ? "\033[0m" : "";
-    /* lines are printed in path order, as soon as every earlier one is known */
-    size_t printed = 0;
-    while (done < n_found) {
-        while (running < jobs && next < n_found) {
-            if (start(&found[next], self, tmpdir, next) != 0) {
-                found[next].status = 1;
-                found[next].failures = strdup("cannot start the scenario runner\n");
-                found[next].pid = -1;
-                done++;
-            } else {
-                running++;
-            }
-            next++;
-        }
-        int ws;
-        pid_t pid = wait(&ws);
-        if (pid < 0)
-            break;
-        for (size_t i = 0; i < n_found; i++)
-            if (found[i].pid == pid) {
-                collect(E, &found[i], ws);
-                found[i].pid = -1;
-                running--;
-                done++;
-            }
-        for (; printed < n_found && found[printed].pid == -1; printed++) {
-            result *r = &found[printed];
-            if (r->status == 0) {
-                passed++;
-                printf("%s✓%s %s %s(%lld ms)%s\n", green, off, r->path, dim, r->ms, off);
-            } else if (r->status == 3) {
-                skipped++;
-                const char *why = r->failures ? r->failures : "";
-                printf("- %s (skipped: %.*s)\n", r->path, (int)strcspn(why, "\n"), why);
-            } else {
-                failed++;
-                printf("%s✗%s %s %s(%lld ms)%s\n", red, off, r->path, dim, r->ms, off);
-                for (char *p = r->failures; p && *p;) {
-                    char *nl = strchr(p, '\n');
-                    printf("    %.*s\n", nl ? (int)(nl - p) : (int)strlen(p), p);
-                    p = nl ? nl + 1 : p + strlen(p);
-                }
-            }
-        }
-    }
+    run_workers(E, jobs, color);
     double total = rb_now() - t0;
-    printf("%d passed, %d failed", passed, failed);
-    if (skipped)
-        printf(", %d skipped", skipped);
+    printf("%d passed, %d failed", n_passed, n_failed);
+    if (n_skipped)
+        printf(", %d skipped", n_skipped);
     printf(" (%.2f s)\n", total);
     int uncovered = 0;
     if (coverage) {
@@ -390,7 +653,9 @@ int cmd_test(int argc, char **argv)
     }
     rmdir(tmpdir);
     int rc = 0;
-    if (junit && write_junit(junit, failed, total) != 0)
+    if (junit && write_junit(junit, n_failed, total) != 0)
+        rc = 2;
+    if (coverage_json && write_coverage_json(E, coverage_json) != 0)
         rc = 2;
     for (size_t i = 0; i < n_found; i++) {
         free(found[i].path);
@@ -398,5 +663,5 @@ int cmd_test(int argc, char **argv)
     }
     free(found);
     engine_free(E);
-    return rc ? rc : failed || (coverage == 2 && uncovered) ? 1 : 0;
+    return rc ? rc : n_failed || (coverage == 2 && uncovered) ? 1 : 0;
 }

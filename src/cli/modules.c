@@ -1,21 +1,39 @@
 /*
  * The modules of the runbook binary, handed to every engine it creates (as
- * Lua's linit.c hands its libraries to lua.c).  Adding a primitive is one
- * row here, its own file, and its tests: no other file names it.
+ * Lua's linit.c hands its libraries to lua.c).  Adding a primitive is its
+ * own file(s) under src/primitives, one row here, and its tests: nothing
+ * else names it -- the modes, the scenario judge, recording, coverage and
+ * the config's sections read its rows and this table.
  */
 #include "modules.h"
-#include "primitives.h"
+
+/* Each module's open function registers its rows (rb_register). */
+#define MODULE(name) void mod_##name##_open(lua_State *L)
+MODULE(json);
+MODULE(yaml);
+MODULE(regex);
+MODULE(exec);
+MODULE(fs);
+MODULE(http);
+MODULE(notify);
+MODULE(kubectl);
+MODULE(docker);
+MODULE(db);
+MODULE(ssh);
+#undef MODULE
+void mod_http_close(void); /* libcurl, loaded on first use, unloaded at exit */
 
 const rb_module rb_builtin_modules[] = {
-    {"json", mod_json_open, NULL},
-    {"yaml", mod_yaml_open, NULL},
-    {"regex", mod_regex_open, NULL},
-    {"exec", mod_exec_open, NULL},
-    {"fs", mod_fs_open, NULL},
+    {"json", mod_json_open, NULL},   /* codecs: pure data (src/codecs) */
+    {"yaml", mod_yaml_open, NULL},   /*   yaml.load reads a file: an action */
+    {"regex", mod_regex_open, NULL}, /*   POSIX ERE */
+    {"exec", mod_exec_open, NULL},   /* exec{argv}, sh(cmd) */
+    {"fs", mod_fs_open, NULL},       /* files */
     {"http", mod_http_open, mod_http_close},
-    {"notify", mod_notify_open, NULL},
-    {"kubectl", mod_kubectl_open, NULL},
-    {"docker", mod_docker_open, NULL},
-    {"db", mod_db_open, NULL},
+    {"notify", mod_notify_open, NULL},   /* slack, webhook, pagerduty, email */
+    {"kubectl", mod_kubectl_open, NULL}, /* the kubectl CLI */
+    {"docker", mod_docker_open, NULL},   /* the Docker Engine API */
+    {"db", mod_db_open, NULL},           /* SQLite and PostgreSQL */
+    {"ssh", mod_ssh_open, NULL},         /* OpenSSH's client */
     {NULL, NULL, NULL},
 };

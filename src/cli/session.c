@@ -202,7 +202,7 @@ int session_open(rb_engine *E, rb_config *cfg, const run_args *a)
     lua_State *L = E->L;
     char err[4096];
     E->config = cfg;
-    if (config_load(cfg, L, a->config, a->config != NULL, err, sizeof err) != 0) {
+    if (config_load(cfg, L, E->modules, a->config, a->config != NULL, err, sizeof err) != 0) {
         E->config = NULL;
         return usage_error("%s", err);
     }

@@ -11,7 +11,6 @@
  * their exact value, and a null object member is dropped (as in yaml).
  */
 #include "jsonw.h"
-#include "primitives.h"
 #include "runbook/runbook.h"
 #include "yamlconv.h"
 

@@ -3,7 +3,6 @@
  * library, for what Lua patterns cannot say (alternation, as in Prometheus
  * label matchers `code=~"5..|429"`).  Pure functions: not actions.
  */
-#include "primitives.h"
 #include "runbook/runbook.h"
 
 #include <regex.h>

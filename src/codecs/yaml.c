@@ -7,7 +7,6 @@
  * encoders share (array metatable, table shape, sorted keys, float format),
  * so json and yaml agree on what an array is and in which order keys go.
  */
-#include "primitives.h"
 #include "runbook/runbook.h"
 #include "yamlconv.h"
 
@@ -723,6 +722,7 @@ static void yaml_load_describe(lua_State *L, rb_action *a)
     rb_action_set(L, a, "target", "%s", path);
     rb_action_set(L, a, "words", "%s", lua_tostring(L, -1));
     lua_pop(L, 1);
+    rb_field_str(L, "path", path);
 }
 
 /* ---- Lua -> YAML -------------------------------------------------------- */
@@ -998,10 +998,18 @@ static int l_yaml_encode(lua_State *L)
     return 1;
 }
 
+static const rb_field load_fields[] = {{"path", RB_STR, RB_KEY}, {NULL, 0, 0}};
+
 static const rb_fn yaml_fns[] = {
     {.name = "decode", .fn = l_yaml_decode, .cls = RB_PURE},
     {.name = "encode", .fn = l_yaml_encode, .cls = RB_PURE},
-    {.name = "load", .fn = l_yaml_load, .cls = RB_READ, .describe = yaml_load_describe}, /* reads a file */
+    /* reads a file: in a scenario, the scratch directory's */
+    {.name = "load",
+     .fn = l_yaml_load,
+     .cls = RB_READ,
+     .describe = yaml_load_describe,
+     .fields = load_fields,
+     .paths = 1u},
     {.name = NULL},
 };
 

@@ -8,7 +8,6 @@
 #include "engine.h"
 #include "journal.h"
 #include "loop.h"
-#include "engine.h"
 #include "prompt.h"
 #include "util.h"
 #include "yamlconv.h"
@@ -112,10 +111,8 @@ static int l_sleep(lua_State *L)
     if (s <= 0)
         return 0;
     rb_engine *E = rb_engine_of(L);
-    if (E->virtual_clock) { /* a scenario: ten minutes of waiting take no time */
-        E->vclock += s;
+    if (E->strategy->sleep && E->strategy->sleep(E, L, s)) /* a scenario's virtual clock */
         return 0;
-    }
     sleep_op *so = calloc(1, sizeof *so);
     if (!so)
         return luaL_error(L, "sleep: out of memory");
@@ -190,8 +187,8 @@ static int l_secret(lua_State *L)
         if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)
             v = lua_tostring(L, -1);
     }
-    if (!v && E->mode == MODE_SCENARIO) /* scenarios run in CI without the real ones */
-        v = lua_pushfstring(L, "scenario-secret-%s", name);
+    if (!v && E->strategy->missing_secret && E->strategy->missing_secret(E, L, name))
+        v = lua_tostring(L, -1);
     if (!v)
         return luaL_error(L, "secret '%s' is not set: export %s=... %s%s", name, name,
                           file ? "or add it to " : "or name a secrets_file in runbook.yaml",
@@ -225,12 +222,11 @@ static int l_confirm(lua_State *L)
 {
     const char *q = luaL_checkstring(L, 1);
     rb_engine *E = rb_engine_of(L);
-    if (E->mode == MODE_SCENARIO) { /* the scenario's answers */
-        rb_push_internal(L, "scenario", "scenario_confirm");
-        lua_pushvalue(L, 1);
-        lua_call(L, 1, 1);
-        int yes = lua_toboolean(L, -1);
-        journal_answer(E, L, "confirm", q, yes ? "y (scenario)" : "n (scenario)");
+    const char *how = NULL;
+    int yes = E->strategy->confirm ? E->strategy->confirm(E, L, q, &how) : -1;
+    if (yes >= 0) { /* the mode's answer (a scenario's) */
+        lua_pushfstring(L, "%s (%s)", yes ? "y" : "n", how ? how : E->strategy->name);
+        journal_answer(E, L, "confirm", q, lua_tostring(L, -1));
         lua_pushboolean(L, yes);
         return 1;
     }
@@ -239,7 +235,7 @@ static int l_confirm(lua_State *L)
         lua_pushboolean(L, 1);
         return 1;
     }
-    int yes = prompt_yes_no(E, L, q);
+    yes = prompt_yes_no(E, L, q);
     journal_answer(E, L, "confirm", q, yes ? "y" : "n");
     lua_pushboolean(L, yes);
     return 1;

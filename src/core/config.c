@@ -22,12 +22,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#define VALID_TOP                                                                                  \
-    "audit, secrets_file, params, readonly_commands, notify, kubectl, docker, environments"
-#define VALID_ENV "params, kubectl, docker, notify, audit"
+#define VALID_TOP "audit, secrets_file, params, readonly_commands, environments"
+#define VALID_ENV "params, readonly_commands, audit"
 
 typedef struct vctx {
     lua_State *L;
+    const rb_module *modules; /* each may have a section of its own */
     rb_config *c;
     const char *file;
     int lines; /* stack index of the line table */
@@ -214,6 +214,30 @@ static int check_commands(vctx *v, int parent, int key)
     return 0;
 }
 
+/* A section of its own for each module the engine is made of (kubectl:,
+ * ssh:, notify: ...): the config knows the module table, never a primitive. */
+static int module_section(vctx *v, const char *name)
+{
+    for (const rb_module *m = v->modules; m && m->name; m++)
+        if (strcmp(m->name, name) == 0)
+            return 1;
+    return 0;
+}
+
+/* "KEYS, or a module's section: db, docker, ..." for messages (pushed) */
+static const char *push_valid(vctx *v, const char *keys)
+{
+    luaL_Buffer b;
+    luaL_buffinit(v->L, &b);
+    luaL_addstring(&b, keys);
+    for (const rb_module *m = v->modules; m && m->name; m++) {
+        luaL_addstring(&b, m == v->modules ? ", or a module's section: " : ", ");
+        luaL_addstring(&b, m->name);
+    }
+    luaL_pushresult(&b);
+    return lua_tostring(v->L, -1);
+}
+
 /* audit: a path or false; fills the C fields only at the top level */
 static int check_audit(vctx *v, int parent, int key, int top)
 {
@@ -267,15 +291,16 @@ static int check_environments(vctx *v, int parent, int key)
             int rc;
             if (strcmp(kn, "params") == 0)
                 rc = check_params(v, env, k, where);
-            else if (strcmp(kn, "kubectl") == 0 || strcmp(kn, "docker") == 0 ||
-                     strcmp(kn, "notify") == 0)
-                rc = check_mapping(v, env, k, where);
+            else if (strcmp(kn, "readonly_commands") == 0)
+                rc = check_commands(v, env, k);
             else if (strcmp(kn, "audit") == 0)
                 rc = check_audit(v, env, k, 0);
+            else if (module_section(v, kn))
+                rc = check_mapping(v, env, k, where);
             else
                 return vfail(v, line_of(v, env, k),
                              "environments.%s: unknown key '%s' (valid keys: %s)", ename,
-                             key_text(L, k), VALID_ENV);
+                             key_text(L, k), push_valid(v, VALID_ENV));
             if (rc != 0)
                 return rc;
             lua_settop(L, ekeys);
@@ -321,14 +346,13 @@ static int check_config(vctx *v)
             rc = check_params(v, root, k, "params");
         } else if (strcmp(kn, "readonly_commands") == 0) {
             rc = check_commands(v, root, k);
-        } else if (strcmp(kn, "notify") == 0 || strcmp(kn, "kubectl") == 0 ||
-                   strcmp(kn, "docker") == 0) {
-            rc = check_mapping(v, root, k, kn);
         } else if (strcmp(kn, "environments") == 0) {
             rc = check_environments(v, root, k);
+        } else if (module_section(v, kn)) {
+            rc = check_mapping(v, root, k, kn);
         } else {
             return vfail(v, line_of(v, root, k), "unknown key '%s' (valid keys: %s)",
-                         key_text(L, k), VALID_TOP);
+                         key_text(L, k), push_valid(v, VALID_TOP));
         }
         if (rc != 0)
             return rc;
@@ -339,14 +363,14 @@ static int check_config(vctx *v)
 }
 
 /* Parse and check buf; on success the document is on top of L's stack. */
-static int config_parse(rb_config *c, lua_State *L, const char *buf, size_t len, char *err,
-                        size_t errlen)
+static int config_parse(rb_config *c, lua_State *L, const rb_module *modules, const char *buf,
+                        size_t len, char *err, size_t errlen)
 {
     int top = lua_gettop(L);
     if (yamlconv_parse_lines(L, buf, len, c->path, err, errlen) != 0)
         return -1;
     lua_insert(L, -2); /* doc lines -- lines doc */
-    vctx v = {L, c, c->path, top + 1, err, errlen};
+    vctx v = {L, modules, c, c->path, top + 1, err, errlen};
     if (check_config(&v) != 0) {
         lua_settop(L, top);
         return -1;
@@ -357,6 +381,7 @@ static int config_parse(rb_config *c, lua_State *L, const char *buf, size_t len,
 
 typedef struct load_args {
     rb_config *c;
+    const rb_module *modules;
     const char *path;
     int explicit, keep;
     char *err;
@@ -380,7 +405,7 @@ static int config_load_body(lua_State *L)
     snprintf(a->c->path, sizeof a->c->path, "%s", a->path);
     size_t len;
     const char *buf = lua_tolstring(L, 1, &len);
-    if (config_parse(a->c, L, buf, len, a->err, a->errlen) != 0) {
+    if (config_parse(a->c, L, a->modules, buf, len, a->err, a->errlen) != 0) {
         a->rc = -1;
         return 0;
     }
@@ -389,8 +414,8 @@ static int config_load_body(lua_State *L)
     return 0;
 }
 
-int config_load(rb_config *c, lua_State *L, const char *path, int explicit, char *err,
-                size_t errlen)
+int config_load(rb_config *c, lua_State *L, const rb_module *modules, const char *path,
+                int explicit, char *err, size_t errlen)
 {
     memset(c, 0, sizeof *c);
     c->ref = LUA_NOREF;
@@ -403,7 +428,7 @@ int config_load(rb_config *c, lua_State *L, const char *path, int explicit, char
         snprintf(err, errlen, "%s: not enough memory", path);
         return -1;
     }
-    load_args a = {c, path, explicit, L != NULL, err, errlen, 0};
+    load_args a = {c, modules, path, explicit, L != NULL, err, errlen, 0};
     int top = lua_gettop(S);
     lua_pushcfunction(S, config_load_body);
     lua_pushlightuserdata(S, &a);

@@ -7,6 +7,7 @@
 #ifndef RUNBOOK_CONFIG_H
 #define RUNBOOK_CONFIG_H
 
+#include "runbook/runbook.h"
 #include <lua.h>
 #include <stddef.h>
 
@@ -20,10 +21,11 @@ typedef struct rb_config {
 } rb_config;
 
 /* Load path (explicit = from --config: must exist) or ./runbook.yaml if it
- * exists.  The Lua table is kept in L's registry.  Returns 0, or -1 with
- * "file:line: message" in err. */
-int config_load(rb_config *c, lua_State *L, const char *path, int explicit, char *err,
-                size_t errlen);
+ * exists.  The Lua table is kept in L's registry.  Besides its own keys the
+ * config may have a section for each of modules (the engine's table).
+ * Returns 0, or -1 with "file:line: message" in err. */
+int config_load(rb_config *c, lua_State *L, const rb_module *modules, const char *path,
+                int explicit, char *err, size_t errlen);
 
 /* Push config[key] (or config.environments[env][key] when env is not NULL),
  * nil when absent. */

@@ -20,8 +20,6 @@
 #include <string.h>
 #include <unistd.h>
 
-void rb_secrets_clear(void);
-
 /* The engine is the Lua state's allocator data: every coroutine of the state
  * reaches it in O(1), and any number of engines can live in one process. */
 rb_engine *rb_engine_of(lua_State *L)
@@ -205,12 +203,61 @@ struct rb_stdlib_file {
 extern const struct rb_stdlib_file rb_stdlib_files[];
 extern const struct rb_stdlib_file rb_internal_files[];
 
+/* A process that makes many engines -- `runbook test` makes one per
+ * scenario -- compiles each embedded chunk once: from its second load on it
+ * loads the chunk's dump (with its debug information, so errors and
+ * tracebacks read the same).  Runbooks still cannot load binary chunks
+ * (safe_load, search_lua): these are the engine's own, dumped here. */
+typedef struct compiled {
+    const struct rb_stdlib_file *f;
+    int loads;
+    char *code;
+    size_t len, cap;
+} compiled;
+static compiled compiled_chunks[128];
+
+static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud)
+{
+    (void)L;
+    compiled *c = ud;
+    if (c->len + sz > c->cap) {
+        size_t cap = c->cap ? c->cap : 4096;
+        while (cap < c->len + sz)
+            cap *= 2;
+        char *code = realloc(c->code, cap);
+        if (!code)
+            return 1;
+        c->code = code, c->cap = cap;
+    }
+    memcpy(c->code + c->len, p, sz);
+    c->len += sz;
+    return 0;
+}
+
+static int load_chunk(lua_State *L, const struct rb_stdlib_file *f, const char *chunkname)
+{
+    compiled *c = NULL;
+    for (size_t i = 0; !c && i < sizeof compiled_chunks / sizeof *compiled_chunks; i++)
+        if (compiled_chunks[i].f == f || !compiled_chunks[i].f) {
+            c = &compiled_chunks[i];
+            c->f = f;
+        }
+    if (c && c->code)
+        return luaL_loadbufferx(L, c->code, c->len, chunkname, "b");
+    int rc = luaL_loadbufferx(L, f->src, f->len, chunkname, "t");
+    if (rc == LUA_OK && c && ++c->loads == 2 && lua_dump(L, dump_writer, c, 0) != 0) {
+        free(c->code);
+        c->code = NULL, c->len = c->cap = 0;
+    }
+    return rc;
+}
+
 static int load_embedded(lua_State *L)
 {
     const struct rb_stdlib_file *f = lua_touserdata(L, lua_upvalueindex(1));
     char chunkname[128];
     snprintf(chunkname, sizeof chunkname, "=stdlib/%s.lua", f->name);
-    if (luaL_loadbufferx(L, f->src, f->len, chunkname, "t") != LUA_OK)
+    if (load_chunk(L, f, chunkname) != LUA_OK)
         return lua_error(L);
     lua_pushvalue(L, 1);
     lua_call(L, 1, 1);
@@ -320,11 +367,12 @@ static void sandbox(lua_State *L)
     lua_pop(L, 1);
 }
 
-/* The engine's own Lua (the files of src/lua).  What runbooks call directly
- * (wait_until, run_runbook, http.get_all) runs at start; the rest -- db's
- * backups, the REPL, scenarios, recording -- is compiled the first time it
- * is needed: together about 1 ms of parsing that every start would pay. */
-static const char *const EAGER[] = {"prelude", "http", NULL};
+/* The engine's own Lua (src/lua) and the primitives' Lua halves
+ * (src/primitives/NAME.lua).  What runbooks call directly (wait_until,
+ * run_runbook) runs at start; the rest -- db's backups, the REPL, scenarios,
+ * recording -- is compiled the first time it is needed: together about 1 ms
+ * of parsing that every start would pay. */
+static const char *const EAGER[] = {"prelude", NULL};
 #define LOADED "runbook.internal.loaded"
 
 void rb_internal_load(lua_State *L, const char *name)
@@ -349,7 +397,7 @@ void rb_internal_load(lua_State *L, const char *name)
             continue;
         char chunkname[128];
         snprintf(chunkname, sizeof chunkname, "=runbook/%s.lua", f->name);
-        if (luaL_loadbufferx(L, f->src, f->len, chunkname, "t") != LUA_OK)
+        if (load_chunk(L, f, chunkname) != LUA_OK)
             lua_error(L);
         lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
         lua_call(L, 1, 0);
@@ -366,8 +414,36 @@ void rb_push_internal(lua_State *L, const char *name, const char *fn)
     lua_remove(L, -2);
 }
 
+/* rt.rows(): every primitive's rows as data (runbook.rows) */
+static int rt_rows(lua_State *L)
+{
+    rb_push_rows(L);
+    return 1;
+}
+
+/* rt.embedded_sources(): { name = source } of the embedded Lua (stdlib and
+ * the engine's own), for what reads their `-- mutates:` lines */
+static int rt_embedded_sources(lua_State *L)
+{
+    lua_newtable(L);
+    const struct rb_stdlib_file *sets[] = {rb_stdlib_files, rb_internal_files};
+    for (int k = 0; k < 2; k++)
+        for (const struct rb_stdlib_file *f = sets[k]; f->name; f++) {
+            lua_pushfstring(L, "%s/%s", k ? "runbook" : "stdlib", f->name);
+            lua_pushlstring(L, f->src, f->len);
+            lua_settable(L, -3);
+        }
+    return 1;
+}
+
 static int run_internal(lua_State *L)
 {
+    lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
+    lua_pushcfunction(L, rt_rows);
+    lua_setfield(L, -2, "rows");
+    lua_pushcfunction(L, rt_embedded_sources);
+    lua_setfield(L, -2, "embedded_sources");
+    lua_pop(L, 1);
     for (int i = 0; EAGER[i]; i++)
         rb_internal_load(L, EAGER[i]);
     return 0;
@@ -393,8 +469,11 @@ rb_engine *engine_new(const rb_module *modules, char *err, size_t errlen)
     }
     E->out = stdout;
     E->modules = modules;
-    E->L = lua_newstate(engine_alloc, E);
+    E->strategy = &rb_mode_live;
+    E->loop = loop_new();
+    E->L = E->loop ? lua_newstate(engine_alloc, E) : NULL;
     if (!E->L) {
+        free(E->loop);
         free(E);
         snprintf(err, errlen, "cannot create a Lua state");
         return NULL;
@@ -406,6 +485,7 @@ rb_engine *engine_new(const rb_module *modules, char *err, size_t errlen)
     if (lua_pcall(E->L, 0, 0, 0) != LUA_OK) {
         snprintf(err, errlen, "%s", lua_tostring(E->L, -1));
         lua_close(E->L);
+        loop_shutdown(E->loop);
         free(E);
         return NULL;
     }
@@ -416,7 +496,8 @@ void engine_free(rb_engine *E)
 {
     if (!E)
         return;
-    loop_shutdown();
+    loop_shutdown(E->loop);
+    E->loop = NULL;
     for (const rb_module *m = E->modules; m && m->name; m++)
         if (m->close)
             m->close();
@@ -425,7 +506,7 @@ void engine_free(rb_engine *E)
     if (E->tty)
         fclose(E->tty);
     free(E->params_json);
-    rb_secrets_clear();
+    rb_secrets_clear(&E->secrets);
     free(E);
 }
 

@@ -23,17 +23,29 @@ typedef enum rb_purpose {
 
 typedef enum rb_output { OUT_TEXT, OUT_JSON } rb_output;
 
+/* The values redacted as **** from everything written (src/core/redact.c). */
+typedef struct rb_secrets {
+    char **values; /* longest first */
+    size_t *lens;
+    int n;
+} rb_secrets;
+void rb_secrets_clear(rb_secrets *sv);
+
 struct rb_engine {
     lua_State *L;
     const rb_strategy *strategy; /* the mode (src/modes): what the funnel does with actions */
+    struct rb_loop *loop;        /* its event loop: ops and tasks (src/core/loop.c) */
+    rb_secrets secrets;
+    rb_strategy layers[3]; /* strategies composed for this engine (record over dry-run) */
+    int n_layers;
     const rb_module *modules; /* the embedder's table (src/cli/modules.c) */
-    rb_mode mode; /* what the run record calls it: live, dry-run, repl */
-    int dry_run;  /* mutating actions are simulated (--dry-run, the REPL's .dry on) */
+    rb_mode mode;             /* what the run record calls it: live, dry-run, repl */
+    int dry_run;              /* mutating actions are simulated (--dry-run, the REPL's .dry on) */
     rb_purpose purpose;
     rb_output output;
     int confirm_steps;   /* --confirm */
     int assume_yes;      /* --yes */
-    int confirm_actions; /* REPL: ask before every mutating action */
+    int confirm_actions; /* the REPL's .confirm: ask before every mutating action */
     int color;           /* colour on the human view */
     int verbose;         /* show read actions too */
     int prompted;        /* the step-confirm prompt already showed this step's header */
@@ -71,24 +83,14 @@ struct rb_engine {
     /* listing refused to run a primitive (top-level code that acts) */
     int list_refused;
     const char *list_refused_what; /* the first primitive refused */
-    /* scenario mode (tests): every action is answered by this function
-     * (called like the primitive, with its arguments) instead of the world;
-     * the funnel sets intercept_row/intercept_action to the call's */
-    lua_CFunction intercept;
-    const rb_fn *intercept_row;
-    const rb_action *intercept_action;
-    /* run --record: told of every action with its arguments (args..args+nargs-1)
-     * and its results (res..res+nres-1), or the error, once recorded */
-    void (*on_result)(lua_State *L, const rb_action *a, int simulated, int nargs, int res, int nres,
-                      const char *error);
-    /* scenario mode: sleep and the clocks move in virtual time */
-    int virtual_clock;
+    /* the row and action a strategy's answer hook is answering (a scenario) */
+    const rb_fn *answering_row;
+    const rb_action *answering;
+    /* the clock offset: a scenario's virtual sleeps move now() and os.time */
     double vclock; /* seconds slept so far */
-    /* the REPL: told of every action once it is recorded */
+    /* the REPL's view: told of every action once it is recorded */
     void (*on_action)(struct rb_engine *E, lua_State *L, const rb_action *a,
                       const rb_action_result *r);
-    /* scenario coverage: told of every step's outcome */
-    void (*on_step)(struct rb_engine *E, int index, const char *name, const char *status);
     /* the step that failed the run (scenario expectations) */
     int failed_index;
     char failed_step[512];
@@ -100,8 +102,9 @@ struct rb_engine {
 rb_engine *rb_engine_of(lua_State *L);
 
 /* The engine's own functions (src/core/base.c, src/core/rbfile.c). */
-void mod_base_open(lua_State *L); /* log, print, sleep, now, env, secret, check, confirm, parallel */
-void rbfile_open(lua_State *L);   /* runbook{}, step() */
+void mod_base_open(
+    lua_State *L);              /* log, print, sleep, now, env, secret, check, confirm, parallel */
+void rbfile_open(lua_State *L); /* runbook{}, step() */
 
 /* Create the Lua state with the sandboxed standard library and every
  * primitive registered.  Returns NULL (with a message in err) on failure. */
@@ -109,6 +112,16 @@ rb_engine *engine_new(const rb_module *modules, char *err, size_t errlen);
 void engine_free(rb_engine *E);
 
 const char *mode_name(rb_mode m);
+
+/* Run under strategy S from now on (the session picks it; the REPL's .dry
+ * switches).  E->dry_run follows: changes are only rehearsed. */
+void engine_use(rb_engine *E, const rb_strategy *S);
+/* A strategy made of base with decorator's hooks on top (record, confirm):
+ * every hook decorator sets replaces base's. */
+void strategy_compose(rb_strategy *out, const rb_strategy *base, const rb_strategy *decorator);
+/* Put decorator's hooks over the engine's current strategy (--record,
+ * --confirm); -1 when too many are stacked. */
+int engine_decorate(rb_engine *E, const rb_strategy *decorator);
 
 /* Push an array of the string keys of table t, sorted: a table's own order
  * is no order, and output and URLs should not change from run to run. */

@@ -59,7 +59,7 @@ void rb_action_set(lua_State *L, rb_action *a, const char *which, const char *fm
 /* The fields of the action being described: a registry table while
  * describe() runs (it never yields), then the call userdata's second user
  * value.  A field must be one the row declares: the row is the contract. */
-#define FIELDS "runbook.fields"
+#define FIELDS     "runbook.fields"
 #define DESCRIBING "runbook.describing"
 
 void rb_field_set(lua_State *L, const char *name)
@@ -319,8 +319,8 @@ static int finish(lua_State *L, int status, int nargs)
             read_result(L, noted, &r); /* the noted table stays on the stack */
         record(L, c, &r);
         rb_engine *E = rb_engine_of(L);
-        if (E->on_result)
-            E->on_result(L, &c->a, 0, nargs, noted, noted ? 1 : 0, r.error);
+        if (E->strategy->after_action)
+            E->strategy->after_action(E, L, &c->a, 0, nargs, noted, noted ? 1 : 0, r.error);
         lua_pushnil(L);
         lua_setfield(L, LUA_REGISTRYINDEX, NOTED);
         lua_pop(L, 1);
@@ -333,8 +333,8 @@ static int finish(lua_State *L, int status, int nargs)
         read_result(L, nargs + 2, &r);
     record(L, c, &r);
     rb_engine *E = rb_engine_of(L);
-    if (E->on_result)
-        E->on_result(L, &c->a, 0, nargs, nargs + 2, nres, NULL);
+    if (E->strategy->after_action)
+        E->strategy->after_action(E, L, &c->a, 0, nargs, nargs + 2, nres, NULL);
     call_fields_set(L, &c->a, 0);
     return nres;
 }
@@ -358,16 +358,92 @@ static int push_simulated(lua_State *L, const rb_fn *row, const rb_action *a)
     return 1;
 }
 
+/* ---- the rehearsal's world --------------------------------------------------
+ * The objects a rehearsal changed only in simulation (row.object), so reads
+ * that watch them answer as that world would (row.after_simulated). */
+#define SIMULATED_OBJECTS "runbook.simulated_objects"
+
+/* Push "primitive\0value\0value..." naming the object of c, or return 0. */
+static int push_object_key(lua_State *L, call *c)
+{
+    const char *spec = c->row->object;
+    if (!spec)
+        return 0;
+    rb_push_action_fields(L, &c->a);
+    int fields = lua_gettop(L), parts = 1;
+    lua_pushstring(L, c->a.primitive);
+    for (const char *p = spec; *p;) {
+        size_t n = strcspn(p, " ");
+        if (n) {
+            lua_pushlstring(L, "", 1); /* a NUL between the parts */
+            lua_pushlstring(L, p, n);
+            if (lua_gettable(L, fields) != LUA_TSTRING) {
+                lua_pop(L, 1);
+                lua_pushliteral(L, "");
+            }
+            parts += 2;
+        }
+        p += n;
+        p += strspn(p, " ");
+    }
+    lua_concat(L, parts);
+    lua_remove(L, fields);
+    return 1;
+}
+
+static void remember_simulated(lua_State *L, call *c)
+{
+    if (!push_object_key(L, c))
+        return;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, SIMULATED_OBJECTS) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, SIMULATED_OBJECTS);
+    }
+    lua_insert(L, -2);
+    lua_pushboolean(L, 1);
+    lua_settable(L, -3);
+    lua_pop(L, 1);
+}
+
+static int changed_in_rehearsal(lua_State *L, call *c)
+{
+    if (!c->row->after_simulated || !push_object_key(L, c))
+        return 0;
+    int found = lua_getfield(L, LUA_REGISTRYINDEX, SIMULATED_OBJECTS) == LUA_TTABLE &&
+                (lua_pushvalue(L, -2), lua_gettable(L, -2) == LUA_TBOOLEAN);
+    lua_settop(L, c->nargs + 1);
+    return found;
+}
+
+/* A read of an object the rehearsal changed: the row's answer for that world */
+static int answer_rehearsed_read(lua_State *L, call *c)
+{
+    rb_action_result r = {0};
+    r.status = "simulated";
+    r.simulated = 1;
+    r.evidence = "it changed only in this rehearsal: answered as if the change was made";
+    record(L, c, &r);
+    lua_settop(L, c->nargs + 1);
+    rb_engine *E = rb_engine_of(L);
+    if (E->strategy->after_action)
+        E->strategy->after_action(E, L, &c->a, 1, c->nargs, 0, 0, NULL);
+    call_fields_set(L, &c->a, 0);
+    return c->row->after_simulated(L, &c->a);
+}
+
 static int simulate(lua_State *L, call *c)
 {
+    remember_simulated(L, c);
     rb_action_result r = {0};
     r.status = "simulated";
     r.simulated = 1;
     record(L, c, &r);
     lua_settop(L, c->nargs + 1);
     rb_engine *E = rb_engine_of(L);
-    if (E->on_result)
-        E->on_result(L, &c->a, 1, c->nargs, 0, 0, NULL);
+    if (E->strategy->after_action)
+        E->strategy->after_action(E, L, &c->a, 1, c->nargs, 0, 0, NULL);
     call_fields_set(L, &c->a, 0);
     return push_simulated(L, c->row, &c->a);
 }
@@ -418,6 +494,7 @@ static int rehearse_k(lua_State *L, int status, lua_KContext ctx)
         lua_settop(L, nargs + 1);
         return act(L, c);
     }
+    remember_simulated(L, c);
     rb_action_result r = {0};
     r.status = "simulated";
     r.simulated = 1;
@@ -425,8 +502,8 @@ static int rehearse_k(lua_State *L, int status, lua_KContext ctx)
     record(L, c, &r);
     lua_remove(L, nargs + 2);
     rb_engine *E = rb_engine_of(L);
-    if (E->on_result)
-        E->on_result(L, &c->a, 1, nargs, 0, 0, NULL);
+    if (E->strategy->after_action)
+        E->strategy->after_action(E, L, &c->a, 1, nargs, 0, 0, NULL);
     call_fields_set(L, &c->a, 0);
     return lua_gettop(L) - (nargs + 1);
 }
@@ -444,15 +521,14 @@ static int rehearse(lua_State *L, call *c, int why)
     return rehearse_k(L, lua_pcallk(L, c->nargs, LUA_MULTRET, 0, ctx, rehearse_k), ctx);
 }
 
-/* A call known to mutate: ask where the mode wants it, then simulate,
- * rehearse or perform it. */
+/* A call known to mutate: the mode may ask first (the REPL's .confirm), then
+ * it performs it, or rehearses or simulates it. */
 static int act(lua_State *L, call *c)
 {
     rb_engine *E = rb_engine_of(L);
-    if (c->a.cls == RB_MUTATE && E->confirm_actions && !E->assume_yes && !E->dry_run) {
-        int yes = prompt_yes_no(E, L, c->a.words);
-        journal_answer(E, L, "action", c->a.words, yes ? "y" : "n");
-        if (!yes) {
+    const rb_strategy *S = E->strategy;
+    if (c->a.cls == RB_MUTATE && S->performs && S->before_action) {
+        if (!S->before_action(E, L, &c->a)) {
             rb_action_result r = {0};
             r.status = "declined";
             r.answer = "n";
@@ -461,8 +537,10 @@ static int act(lua_State *L, call *c)
         }
         c->t0 = rb_now(); /* the action's time is its own, not the operator's */
     }
-    if (c->a.cls == RB_MUTATE && E->dry_run)
+    if (c->a.cls == RB_MUTATE && !S->performs)
         return c->row->rehearse ? rehearse(L, c, REHEARSE_DRY_RUN) : simulate(L, c);
+    if (c->a.cls == RB_READ && !S->performs && changed_in_rehearsal(L, c))
+        return answer_rehearsed_read(L, c);
     return perform(L, c);
 }
 
@@ -472,11 +550,12 @@ static int perform(lua_State *L, call *c)
     lua_pushnil(L);
     lua_setfield(L, LUA_REGISTRYINDEX, NOTED);
     rb_engine *E = rb_engine_of(L);
-    if (E->intercept) {
-        E->intercept_row = c->row;
-        E->intercept_action = &c->a;
+    lua_CFunction answer = E->strategy->answer;
+    if (answer) {
+        E->answering_row = c->row;
+        E->answering = &c->a;
     }
-    lua_pushcfunction(L, E->intercept ? E->intercept : c->row->fn);
+    lua_pushcfunction(L, answer ? answer : c->row->fn);
     for (int i = 1; i <= nargs; i++)
         lua_pushvalue(L, i);
     return finish(L, lua_pcallk(L, nargs, LUA_MULTRET, 0, (lua_KContext)nargs, funnel_k), nargs);
@@ -545,7 +624,7 @@ static int funnel_call(lua_State *L)
     }
     c->t0 = rb_now();
 
-    if (E->intercept) /* scenario: nothing is tried, everything answered by mocks */
+    if (E->strategy->answer) /* a scenario: nothing is tried, the mocks answer */
         return perform(L, c);
     if (unproven)
         return rehearse(L, c, REHEARSE_PROBE);

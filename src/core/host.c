@@ -79,8 +79,7 @@ const char *rb_runtime_dir(lua_State *L)
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         luaL_error(L, "cannot create %s: %s", dir, strerror(errno));
     struct stat st;
-    if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid() ||
-        (st.st_mode & 077))
+    if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 077))
         luaL_error(L, "%s is not a private directory of this user (mode 0700)", dir);
     /* anchored for the run: the registry keeps the string alive */
     lua_pushvalue(L, -1);
@@ -116,4 +115,44 @@ void rb_set_poller(rb_poller_fn fn)
 void rb_push_lua(lua_State *L, const char *name, const char *fn)
 {
     rb_push_internal(L, name, fn);
+}
+
+/* One level of runbook.yaml, a dotted section walked part by part: notify
+ * resolves its credentials level by level (host.h says why). */
+int rb_config_at(lua_State *L, int level, const char *section, const char *key)
+{
+    rb_engine *E = rb_engine_of(L);
+    const char *env = level ? (E ? E->env_name : NULL) : NULL;
+    if (!E || !E->config || (level && !env)) {
+        lua_pushnil(L);
+        return LUA_TNIL;
+    }
+    config_push(E->config, L, env, NULL);
+    const char *p = section;
+    while (p && *p) {
+        size_t n = strcspn(p, ".");
+        if (!lua_istable(L, -1)) {
+            if (!lua_isnil(L, -1) && p != section)
+                luaL_error(L, "runbook.yaml: %s%s%s%.*s must be a mapping, got %s",
+                           env ? "environments." : "", env ? env : "", env ? "." : "",
+                           (int)(p - section - 1), section, luaL_typename(L, -1));
+            lua_pop(L, 1);
+            lua_pushnil(L);
+            return LUA_TNIL;
+        }
+        lua_pushlstring(L, p, n);
+        lua_gettable(L, -2);
+        lua_remove(L, -2);
+        p += n;
+        p += *p == '.';
+    }
+    if (key && !lua_isnil(L, -1)) {
+        if (!lua_istable(L, -1))
+            luaL_error(L, "runbook.yaml: %s%s%s%s must be a mapping, got %s",
+                       env ? "environments." : "", env ? env : "", env ? "." : "", section,
+                       luaL_typename(L, -1));
+        lua_getfield(L, -1, key);
+        lua_remove(L, -2);
+    }
+    return lua_type(L, -1);
 }

@@ -16,8 +16,6 @@
 
 #define EXCERPT 4096
 
-void rb_redact_buf(const char *s, char *out, size_t n);
-
 static const char *c_(rb_engine *E, const char *code)
 {
     return E->color ? code : "";
@@ -156,6 +154,8 @@ int journal_action(rb_engine *E, lua_State *L, int args, int nargs, const rb_act
     int rc = 0;
     if (E->audit || E->output == OUT_JSON) /* with neither, there is no record to build */
         rc = action_record(E, L, args, nargs, a, r);
+    if (E->strategy->journaled)
+        E->strategy->journaled(E, L, a, r);
     if (E->on_action)
         E->on_action(E, L, a, r);
     if (E->output == OUT_TEXT) {
@@ -277,8 +277,8 @@ void journal_step_start(rb_engine *E, lua_State *L, int index, int total, const 
 int journal_step(rb_engine *E, lua_State *L, int index, int total, const char *name,
                  const char *status, double start, double end, const char *error, int state)
 {
-    if (E->on_step && E->depth == 0)
-        E->on_step(E, index, name, status);
+    if (E->strategy->step_done && E->depth == 0)
+        E->strategy->step_done(E, index, name, status);
     char ts[32];
     jsonw w;
     jw_init(&w);

@@ -100,8 +100,7 @@ rb_engine *library_engine(const rb_module *modules)
     }
     E->purpose = PURPOSE_LIST;
     E->mode = MODE_DRY_RUN; /* belt and braces: nothing may change */
-    E->strategy = &rb_mode_dry_run;
-    E->dry_run = 1;
+    engine_use(E, &rb_mode_dry_run);
     snprintf(E->run_id, sizeof E->run_id, "listing");
     return E;
 }

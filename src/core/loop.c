@@ -6,6 +6,7 @@
  * are cancelled and reaped at exit, so no child outlives the run.
  */
 #include "loop.h"
+#include "engine.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,14 +17,30 @@
 #include <time.h>
 #include <unistd.h>
 
-static rb_op *active; /* ops in flight */
-static rb_op *allops; /* ops not yet freed (in flight or awaiting their continuation) */
-static rb_task *runq_head, *runq_tail;
-static rb_task *current; /* the task being resumed */
+/* One engine's loop: its ops and tasks.  What is the process's -- signals,
+ * the children to kill on a third Ctrl-C, a library's own poll (libcurl's
+ * multi handle is one per process) -- stays static below. */
+struct rb_loop {
+    rb_op *active; /* ops in flight */
+    rb_op *allops; /* ops not yet freed (in flight or awaiting their continuation) */
+    rb_task *runq_head, *runq_tail; /* tasks ready to resume */
+    rb_task *current;               /* the task being resumed */
+};
+
 static int sigpipe_fds[2] = {-1, -1};
 static volatile sig_atomic_t sig_count;
 static loop_poller_fn poller;
 static int (*external_busy)(void);
+
+rb_loop *loop_new(void)
+{
+    return calloc(1, sizeof(rb_loop));
+}
+
+static rb_loop *loop_of(lua_State *L)
+{
+    return rb_engine_of(L)->loop;
+}
 
 /* Process groups of running children, readable from the signal handler so
  * a third Ctrl-C can kill them before _exit (async-signal-safe: killpg). */
@@ -108,26 +125,26 @@ void loop_clear_interrupts(void)
 
 /* ---- ops and tasks ------------------------------------------------------ */
 
-static void queue(rb_task *t)
+static void queue(rb_loop *lp, rb_task *t)
 {
     if (t->runnable || t->done)
         return;
     t->runnable = 1;
     t->next_runnable = NULL;
-    if (runq_tail)
-        runq_tail->next_runnable = t;
+    if (lp->runq_tail)
+        lp->runq_tail->next_runnable = t;
     else
-        runq_head = t;
-    runq_tail = t;
+        lp->runq_head = t;
+    lp->runq_tail = t;
 }
 
-static rb_task *dequeue(void)
+static rb_task *dequeue(rb_loop *lp)
 {
-    rb_task *t = runq_head;
+    rb_task *t = lp->runq_head;
     if (t) {
-        runq_head = t->next_runnable;
-        if (!runq_head)
-            runq_tail = NULL;
+        lp->runq_head = t->next_runnable;
+        if (!lp->runq_head)
+            lp->runq_tail = NULL;
         t->runnable = 0;
     }
     return t;
@@ -149,7 +166,7 @@ void loop_check_hook(lua_State *L)
     const char *why = NULL;
     rb_task *t = loop_task_of(L);
     if (!t)
-        t = current;
+        t = loop_of(L)->current;
     if (sig_count)
         why = "interrupted";
     else if (t && t->deadline > 0 && rb_now() >= t->deadline)
@@ -173,9 +190,10 @@ rb_task *loop_spawn(lua_State *L, int nargs, double deadline, const char *why)
     lua_xmove(L, co, nargs + 1);
     *(rb_task **)lua_getextraspace(co) = t;
     t->nres = nargs; /* arguments for the first resume */
+    rb_loop *lp = loop_of(L);
     rb_task *parent = loop_task_of(L);
     if (!parent)
-        parent = current;
+        parent = lp->current;
     if (parent && parent->deadline > 0 && (deadline <= 0 || parent->deadline < deadline)) {
         deadline = parent->deadline;
         why = parent->deadline_why;
@@ -185,7 +203,8 @@ rb_task *loop_spawn(lua_State *L, int nargs, double deadline, const char *why)
     /* checks interrupts and deadlines while Lua code runs without calling
      * a primitive; every 10k instructions costs nothing measurable */
     lua_sethook(co, hook, LUA_MASKCOUNT, 10000);
-    queue(t);
+    t->loop = lp;
+    queue(lp, t);
     return t;
 }
 
@@ -194,15 +213,16 @@ void loop_task_free(lua_State *L, rb_task *t)
     if (!t)
         return;
     if (t->runnable) { /* unlink from the run queue */
-        rb_task **pp = &runq_head, *prev = NULL;
+        rb_loop *lp = t->loop;
+        rb_task **pp = &lp->runq_head, *prev = NULL;
         while (*pp && *pp != t) {
             prev = *pp;
             pp = &(*pp)->next_runnable;
         }
         if (*pp)
             *pp = t->next_runnable;
-        if (runq_tail == t)
-            runq_tail = prev;
+        if (lp->runq_tail == t)
+            lp->runq_tail = prev;
     }
     *(rb_task **)lua_getextraspace(t->co) = NULL;
     luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
@@ -216,15 +236,16 @@ static void resume(rb_task *t)
         nargs = t->nres; /* first resume: the arguments given to loop_spawn */
         t->nres = 0;
     }
-    rb_task *prev = current;
-    current = t;
+    rb_loop *lp = t->loop;
+    rb_task *prev = lp->current;
+    lp->current = t;
     int nres = 0;
     int st = lua_resume(t->co, NULL, nargs, &nres);
-    current = prev;
+    lp->current = prev;
     if (st == LUA_YIELD) {
         lua_pop(t->co, nres);
         if (!t->op) /* a bare coroutine.yield() in a step: just go on */
-            queue(t);
+            queue(lp, t);
         return;
     }
     t->done = 1;
@@ -236,10 +257,11 @@ static void resume(rb_task *t)
 
 static void unlink_active(rb_op *op)
 {
+    rb_loop *lp = op->loop;
     if (op->prev)
         op->prev->next = op->next;
-    else if (active == op)
-        active = op->next;
+    else if (lp && lp->active == op)
+        lp->active = op->next;
     if (op->next)
         op->next->prev = op->prev;
     op->next = op->prev = NULL;
@@ -254,7 +276,7 @@ void rb_op_done(rb_op *op)
     if (op->waiter && op->task) {
         rb_task *t = op->task;
         t->op = NULL;
-        queue(t);
+        queue(op->loop, t);
     }
 }
 
@@ -266,16 +288,16 @@ void rb_op_free(rb_op *op)
         unlink_active(op);
     if (op->aprev)
         op->aprev->anext = op->anext;
-    else if (allops == op)
-        allops = op->anext;
+    else if (op->loop && op->loop->allops == op)
+        op->loop->allops = op->anext;
     if (op->anext)
         op->anext->aprev = op->aprev;
     op->vt->destroy(op);
 }
 
-void loop_cancel_all(const char *why)
+void loop_cancel_all(rb_loop *lp, const char *why)
 {
-    for (rb_op *op = active; op;) {
+    for (rb_op *op = lp->active; op;) {
         rb_op *next = op->next;
         if (!op->cancelled) {
             op->cancelled = 1;
@@ -285,12 +307,12 @@ void loop_cancel_all(const char *why)
     }
 }
 
-static int any_work(void)
+static int any_work(rb_loop *lp)
 {
-    return active || runq_head || (external_busy && external_busy());
+    return lp->active || lp->runq_head || (external_busy && external_busy());
 }
 
-static void poll_once(void)
+static void poll_once(rb_loop *lp)
 {
     enum { MAXP = 256 };
     struct pollfd pfd[MAXP];
@@ -306,7 +328,7 @@ static void poll_once(void)
         n++;
     }
     double now = rb_now(), wake = 0;
-    for (rb_op *op = active; op; op = op->next) {
+    for (rb_op *op = lp->active; op; op = op->next) {
         for (int i = 0; i < RB_OP_MAXFD && n < MAXP; i++) {
             if (op->fd[i] < 0)
                 continue;
@@ -348,9 +370,9 @@ static void poll_once(void)
         }
     }
     if (sig_count)
-        loop_cancel_all("interrupted");
+        loop_cancel_all(lp, "interrupted");
     now = rb_now();
-    for (rb_op *op = active; op;) {
+    for (rb_op *op = lp->active; op;) {
         rb_op *next = op->next; /* the hooks may complete op, never another */
         rb_task *t = op->task;
         if (!op->cancelled && t && t->deadline > 0 && now >= t->deadline) {
@@ -365,46 +387,47 @@ static void poll_once(void)
     }
 }
 
-static void run_until(volatile int *flag)
+static void run_until(rb_loop *lp, volatile int *flag)
 {
     while (!*flag) {
-        rb_task *t = dequeue();
+        rb_task *t = dequeue(lp);
         if (t) {
             resume(t);
             continue;
         }
-        if (!any_work()) {
+        if (!any_work(lp)) {
             /* nothing can make progress: a join whose tasks were lost.  Never
              * hang an operator's terminal; the caller sees the flag unset. */
             fprintf(stderr, "runbook: internal error: nothing left to wait for\n");
             return;
         }
-        poll_once();
+        poll_once(lp);
     }
 }
 
 void loop_wait(lua_State *L, rb_task *t)
 {
-    (void)L;
-    run_until(&t->done);
+    run_until(loop_of(L), &t->done);
 }
 
 int rb_await(lua_State *L, rb_op *op, lua_KFunction k)
 {
+    rb_loop *lp = loop_of(L);
+    op->loop = lp;
     op->done = 0;
     op->cancelled = 0;
-    op->anext = allops;
+    op->anext = lp->allops;
     op->aprev = NULL;
-    if (allops)
-        allops->aprev = op;
-    allops = op;
+    if (lp->allops)
+        lp->allops->aprev = op;
+    lp->allops = op;
     op->prev = NULL;
-    op->next = active;
-    if (active)
-        active->prev = op;
-    active = op;
+    op->next = lp->active;
+    if (lp->active)
+        lp->active->prev = op;
+    lp->active = op;
     rb_task *t = loop_task_of(L);
-    op->task = t ? t : current;
+    op->task = t ? t : lp->current;
     if (sig_count) {
         op->cancelled = 1;
         op->vt->cancel(op, "interrupted");
@@ -417,7 +440,7 @@ int rb_await(lua_State *L, rb_op *op, lua_KFunction k)
     /* not in a task coroutine of ours (a user coroutine, a metamethod, a
      * table.sort comparator...): run the loop right here until op is done */
     op->waiter = NULL;
-    run_until(&op->done);
+    run_until(lp, &op->done);
     return k(L, LUA_YIELD, (lua_KContext)op);
 }
 
@@ -433,12 +456,15 @@ void loop_set_external_busy(int (*busy)(void))
 
 /* At exit: cancel whatever is still running, give it a moment to die (the
  * ops escalate TERM to KILL themselves), then free everything. */
-void loop_shutdown(void)
+void loop_shutdown(rb_loop *lp)
 {
-    loop_cancel_all("runbook is exiting");
+    if (!lp)
+        return;
+    loop_cancel_all(lp, "runbook is exiting");
     double give_up = rb_now() + 5.0;
-    while (active && rb_now() < give_up)
-        poll_once();
-    while (allops)
-        rb_op_free(allops);
+    while (lp->active && rb_now() < give_up)
+        poll_once(lp);
+    while (lp->allops)
+        rb_op_free(lp->allops);
+    free(lp);
 }

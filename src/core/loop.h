@@ -14,6 +14,10 @@
 #include <poll.h>
 
 typedef struct rb_task rb_task;
+typedef struct rb_loop rb_loop;
+
+/* An engine's loop (its ops and tasks); freed by loop_shutdown. */
+rb_loop *loop_new(void);
 typedef void (*rb_task_done_fn)(rb_task *t, void *ud);
 
 struct rb_task {
@@ -30,6 +34,7 @@ struct rb_task {
     void *on_done_ud;
     rb_task *next_runnable;
     int runnable;
+    rb_loop *loop;
 };
 
 /* Create a task running the function on top of L's stack with nargs
@@ -53,7 +58,7 @@ int loop_interrupted(void);
 int loop_signal_fd(void);
 void loop_clear_interrupts(void);
 /* Cancel every op in flight with `why` (interrupt, run timeout). */
-void loop_cancel_all(const char *why);
+void loop_cancel_all(rb_loop *lp, const char *why);
 
 /* Pluggable poll, for libcurl: default is poll(2).  The function must poll
  * fds (filling revents) and any sources of its own, for at most timeout_ms. */
@@ -67,7 +72,7 @@ void loop_set_external_busy(int (*busy)(void));
 void loop_child_add(pid_t pid);
 void loop_child_remove(pid_t pid);
 /* Cancel and reap everything still in flight; free all ops. */
-void loop_shutdown(void);
+void loop_shutdown(rb_loop *lp);
 
 /* The Lua-facing count hook checks interrupts and deadlines in busy Lua. */
 void loop_check_hook(lua_State *L);

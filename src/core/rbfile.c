@@ -4,9 +4,9 @@
  * See rbfile.h for the model.
  */
 #include "rbfile.h"
+#include "engine.h"
 #include "journal.h"
 #include "loop.h"
-#include "engine.h"
 #include "util.h"
 
 #include <errno.h>

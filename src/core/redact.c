@@ -4,19 +4,32 @@
  * terminal, JSON events, audit records, error messages.  The values live in
  * one C array so redaction is a few memmem() calls per string.
  */
-#include "runbook/runbook.h"
+#include "engine.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static char **secrets;
-static size_t *lens;
-static int nsecrets;
+/* The engine's secrets; a Lua state made without an engine (a codec's unit
+ * test) has none, and cannot register any. */
+static rb_secrets *SECRETS(lua_State *L)
+{
+    static rb_secrets none;
+    rb_engine *E = rb_engine_of(L);
+    if (!E) {
+        if (none.n)
+            luaL_error(L, "internal: secrets outside an engine");
+        return &none;
+    }
+    return &E->secrets;
+}
 
 /* longest first, so a secret containing another is replaced whole */
-static void sort_by_length(void)
+static void sort_by_length(rb_secrets *sv)
 {
+    char **secrets = sv->values;
+    size_t *lens = sv->lens;
+    int nsecrets = sv->n;
     for (int i = 1; i < nsecrets; i++)
         for (int j = i; j > 0 && lens[j] > lens[j - 1]; j--) {
             char *s = secrets[j];
@@ -72,38 +85,39 @@ void rb_secret_add(lua_State *L, const char *value)
 
 static void add_one(lua_State *L, const char *value)
 {
+    if (!rb_engine_of(L))
+        luaL_error(L, "internal: a secret registered outside an engine");
+    rb_secrets *sv = SECRETS(L);
     size_t n = strlen(value);
     if (n == 0)
         return;
-    for (int i = 0; i < nsecrets; i++)
-        if (lens[i] == n && memcmp(secrets[i], value, n) == 0)
+    for (int i = 0; i < sv->n; i++)
+        if (sv->lens[i] == n && memcmp(sv->values[i], value, n) == 0)
             return;
-    char **ns = realloc(secrets, (nsecrets + 1) * sizeof *ns);
+    char **ns = realloc(sv->values, (size_t)(sv->n + 1) * sizeof *ns);
     if (ns)
-        secrets = ns;
-    size_t *nl = realloc(lens, (nsecrets + 1) * sizeof *nl);
+        sv->values = ns;
+    size_t *nl = realloc(sv->lens, (size_t)(sv->n + 1) * sizeof *nl);
     if (nl)
-        lens = nl;
+        sv->lens = nl;
     char *copy = strdup(value);
     if (!ns || !nl || !copy) {
         free(copy);
         luaL_error(L, "out of memory registering a secret");
     }
-    secrets[nsecrets] = copy;
-    lens[nsecrets] = n;
-    nsecrets++;
-    sort_by_length();
+    sv->values[sv->n] = copy;
+    sv->lens[sv->n] = n;
+    sv->n++;
+    sort_by_length(sv);
 }
 
-void rb_secrets_clear(void)
+void rb_secrets_clear(rb_secrets *sv)
 {
-    for (int i = 0; i < nsecrets; i++)
-        free(secrets[i]);
-    free(secrets);
-    free(lens);
-    secrets = NULL;
-    lens = NULL;
-    nsecrets = 0;
+    for (int i = 0; i < sv->n; i++)
+        free(sv->values[i]);
+    free(sv->values);
+    free(sv->lens);
+    memset(sv, 0, sizeof *sv);
 }
 
 /* A password in a URL's userinfo (postgres://user:PASSWORD@host) is a
@@ -148,6 +162,10 @@ static void add_url_passwords(lua_State *L, const char *s, size_t len)
 const char *rb_redact(lua_State *L, const char *s, size_t len)
 {
     add_url_passwords(L, s, len);
+    rb_secrets *sv = SECRETS(L);
+    char **secrets = sv->values;
+    size_t *lens = sv->lens;
+    int nsecrets = sv->n;
     int hit = 0;
     for (int i = 0; i < nsecrets && !hit; i++)
         hit = memmem(s, len, secrets[i], lens[i]) != NULL;
@@ -176,27 +194,4 @@ const char *rb_redact(lua_State *L, const char *s, size_t len)
     }
     luaL_pushresult(&b);
     return lua_tostring(L, -1);
-}
-
-/* C-string redaction into a caller buffer, for messages printed without a
- * Lua state at hand (truncates). */
-void rb_redact_buf(const char *s, char *out, size_t n)
-{
-    size_t o = 0, len = strlen(s), pos = 0;
-    while (pos < len && o + 1 < n) {
-        int which = -1;
-        for (int i = 0; i < nsecrets; i++)
-            if (len - pos >= lens[i] && memcmp(s + pos, secrets[i], lens[i]) == 0) {
-                which = i;
-                break;
-            }
-        if (which >= 0) {
-            for (const char *m = "****"; *m && o + 1 < n; m++)
-                out[o++] = *m;
-            pos += lens[which];
-        } else {
-            out[o++] = s[pos++];
-        }
-    }
-    out[o] = '\0';
 }

@@ -117,7 +117,6 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
     int exit_code = 0;
     const char *run_error = NULL;
     char errbuf[2048] = "";
-    int ask = E->confirm_steps;
     int *completed = calloc((size_t)total + 1, sizeof *completed);
     int n_completed = 0;
 
@@ -188,30 +187,22 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
             continue;
         }
 
-        /* asked after `when`: never approve a step that will not run */
-        if (ask) {
-            int c = prompt_step(E, i, total, name, desc);
-            char answer[2] = {(char)c, 0};
-            lua_pushfstring(L, "[%d/%d] %s", i, total, name);
-            journal_answer(E, L, "step", lua_tostring(L, -1), answer);
-            lua_pop(L, 1);
-            if (c == 's') {
-                journal_step(E, L, i, total, name, "declined", 0, 0, "skipped by the operator", 0);
-                lua_settop(L, state);
-                continue;
-            }
-            if (c == 'q') {
-                journal_step(E, L, i, total, name, "declined", 0, 0, "run aborted by the operator",
-                             0);
-                outcome = loop_interrupted() ? "interrupted" : "aborted";
-                exit_code = loop_interrupted() ? 130 : 3;
-                run_error = loop_interrupted() ? "interrupted" : "aborted by the operator";
-                lua_settop(L, state);
-                break;
-            }
-            if (c == 'a')
-                ask = 0;
-            E->prompted = 1;
+        /* the mode may ask first (--confirm), after `when`: a step that will
+         * not run is never approved */
+        int c =
+            E->strategy->before_step ? E->strategy->before_step(E, L, i, total, name, desc) : 'y';
+        if (c == 's') {
+            journal_step(E, L, i, total, name, "declined", 0, 0, "skipped by the operator", 0);
+            lua_settop(L, state);
+            continue;
+        }
+        if (c == 'q') {
+            journal_step(E, L, i, total, name, "declined", 0, 0, "run aborted by the operator", 0);
+            outcome = loop_interrupted() ? "interrupted" : "aborted";
+            exit_code = loop_interrupted() ? 130 : 3;
+            run_error = loop_interrupted() ? "interrupted" : "aborted by the operator";
+            lua_settop(L, state);
+            break;
         }
 
         journal_step_start(E, L, i, total, name, desc);

@@ -34,20 +34,28 @@ typedef struct rb_strategy {
     /* confirm(question) from a runbook: 1 yes, 0 no, -1 ask the operator
      * (or --yes).  *how says where a mode's answer came from ("scenario"). */
     int (*confirm)(rb_engine *E, lua_State *L, const char *question, const char **how);
-    /* Before step `index` runs: 1 run it, 0 skip it, -1 abort the run
-     * (--confirm asks).  NULL: run it. */
-    int (*before_step)(rb_engine *E, lua_State *L, int index, const char *name);
+    /* Before step index of total runs (--confirm asks): 'y' run it, 's'
+     * skip it, 'q' abort the run.  NULL: run it. */
+    int (*before_step)(rb_engine *E, lua_State *L, int index, int total, const char *name,
+                       const char *description);
     /* An endpoint, credential or setting configured nowhere (host.h
      * rb_missing): 1 go on with a stand-in, 0 the caller raises. */
     int (*missing)(rb_engine *E, lua_State *L, const char *what);
-    /* A decorator's inner strategy (record wraps live or dry-run): hooks it
-     * leaves NULL are the inner one's. */
-    const struct rb_strategy *inner;
+    /* secret(name) set nowhere: push a stand-in and return 1 (a scenario
+     * runs in CI without the real ones), or 0: the runbook's error. */
+    int (*missing_secret)(rb_engine *E, lua_State *L, const char *name);
+    /* What the journal wrote, for a mode that keeps its own account (a
+     * scenario's actions and steps for its expectations and coverage). */
+    void (*journaled)(rb_engine *E, lua_State *co, const rb_action *a, const rb_action_result *r);
+    void (*step_done)(rb_engine *E, int index, const char *name, const char *status);
 } rb_strategy;
 
 /* The strategies (one file each in src/modes). */
 extern const rb_strategy rb_mode_live;
 extern const rb_strategy rb_mode_dry_run;
+extern const rb_strategy rb_mode_confirm;  /* a decorator: --confirm's step prompts */
+extern const rb_strategy rb_mode_repl;     /* live, asking before each change (.confirm) */
+extern const rb_strategy rb_mode_scenario; /* src/modes/scenario.c */
 
 /* The rows of every primitive, as the modes read them: push
  * runbook.rows[primitive][fn] (a table: class, kind, fields, respond,

@@ -1,6 +1,7 @@
 -- The parts of the runbook API that are plain Lua: they only compose
 -- primitives, so they run as ordinary code inside the step's coroutine and
 -- every primitive they call still goes through the action funnel.
+-- mutates: run_runbook
 local rt = ...
 
 -- wait_until(fn, { timeout = 60, every = 2, what = "condition" })

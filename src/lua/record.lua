@@ -18,11 +18,7 @@ function rt.record_action(info, simulated, args, results, err)
 end
 
 local BIG = 4096 -- bodies and outputs larger than this go to files beside the scenario
-local NOT_MOCKED = { fs = 1, json = 1, yaml = 1, confirm = 1, regex = 1 }
-
-local function collapse(sql)
-  return (tostring(sql):gsub("%s+", " "):gsub("^ ", ""):gsub(" $", ""))
-end
+local ROWS = rt.rows()
 
 -- the cause of an error, without "file:line: " and the action's own words
 local function cause(err, info)
@@ -49,67 +45,37 @@ local function plain(v, seen)
   return out
 end
 
--- the mock matcher and the response for one action
-local function mock_of(e, files, stem)
-  local i, a, res = e.info, e.args, e.results
-  local function file_for(kind, data)
-    if #data <= BIG then return nil end
-    local name = string.format("%s.%d.%s", stem, #files + 1, kind)
-    files[#files + 1] = { name = name, data = data }
-    return name
+-- What a row without a recorded hook writes as the mock's answer.
+local function default_recorded(info, err, res)
+  if err then return { error = cause(err, info) } end
+  if type(res) == "table" then return { json = plain(res) } end
+  if type(res) == "string" then return { result = res } end
+  return {}
+end
+
+-- the mock that answers one action: its row's key fields (or its words)
+-- and the response its recorded hook makes of the real outcome
+local function mock_of(e, row, files, stem)
+  local i = e.info
+  local match = {}
+  for name, f in pairs(row.fields) do
+    if f.key and i.fields[name] ~= nil then match[name] = plain(i.fields[name]) end
   end
-  local p = i.primitive
-  local match, respond
-  if p == "http" then
-    match = { method = i.verb, url = i.target }
-    if e.error then
-      respond = { error = cause(e.error, { words = "http " .. i.words }) }
-    elseif res[1] then
-      local r = res[1]
-      respond = { status = r.status }
-      local ct = r.headers and r.headers["content-type"]
-      if ct then respond.headers = { ["content-type"] = ct } end
-      local body = r.body or ""
-      local f = file_for("body", body)
-      if f then respond.body_file = f elseif body ~= "" then respond.body = body end
-    end
-  elseif p == "exec" or p == "sh" then
-    if p == "exec" then
-      local argv = {}
-      for k, v in ipairs(type(a[1]) == "table" and a[1] or {}) do argv[k] = tostring(v) end
-      match = { argv = argv }
-    else
-      match = { command = tostring(a[1]) }
-    end
-    local r = res[1] or {}
-    respond = { code = r.code or 0 }
-    for _, s in ipairs({ "stdout", "stderr" }) do
-      local text = r[s] or ""
-      local f = file_for(s, text)
-      if f then respond[s .. "_file"] = f elseif text ~= "" then respond[s] = text end
-    end
-    if e.error and not res[1] then respond = { error = cause(e.error, { words = "exec " .. i.words }) } end
-  elseif p == "db" then
-    if i.verb == "open" then return nil end -- a scenario gives a stand-in connection
-    match = { verb = i.verb, sql = collapse(a[2]) }
-    if e.error then
-      respond = { error = cause(e.error, i) }
-    elseif i.verb == "query" then
-      respond = { rows = plain(res[1]) or {} }
-    else
-      respond = { affected = math.tointeger(res[1]) or 0 }
-    end
-  elseif p == "notify" then
-    match = { channel = i.verb }
-    respond = {}
-  else -- docker, kubectl and whatever comes: the command in its own words
-    match = { words = i.words }
-    if e.error then
-      respond = { error = cause(e.error, i) }
-    elseif type(res[1]) == "table" then
-      respond = { json = plain(res[1]) }
-    else
-      respond = {}
+  if next(match) == nil then match = { words = i.words } end
+  local respond
+  if row.recorded then
+    respond = row.recorded(i, e.error, table.unpack(e.results, 1, e.results.n or #e.results))
+  else
+    respond = default_recorded(i, e.error, e.results[1])
+  end
+  respond = plain(respond) or {}
+  for _, k in ipairs((function() local ks = {} for k in pairs(respond) do ks[#ks + 1] = k end table.sort(ks) return ks end)()) do
+    local v = respond[k]
+    if type(v) == "string" and #v > BIG and row.respond[k] then
+      local name = string.format("%s.%d.%s", stem, #files + 1, k)
+      files[#files + 1] = { name = name, data = v }
+      respond[k] = nil
+      respond[k .. "_file"] = name
     end
   end
   return match, respond
@@ -134,26 +100,29 @@ function rt.record_finish(meta)
   local files, mocks, by_key, actions, notes, seeds = {}, {}, {}, {}, {}, {}
   for _, e in ipairs(R.entries) do
     local i = e.info
-    if i.primitive == "fs" then
-      if i.verb == "read" and e.results[1] then seeds[tostring(e.args[1])] = e.results[1] end
-      if i.class == "mutate" and not e.error then actions[#actions + 1] = i.words end
-    elseif not NOT_MOCKED[i.primitive] then
-      local match, respond = mock_of(e, files, meta.stem)
-      if match then
-        local key = i.primitive .. json.encode(match)
-        local m = by_key[key]
-        if not m then
-          m = { [i.primitive] = match, responses = {} }
-          by_key[key] = m
-          mocks[#mocks + 1] = m
-        end
-        m.responses[#m.responses + 1] = respond
+    local row = (ROWS[i.primitive] or {})[i.fn]
+    if not row then -- nothing a scenario answers (the caller's own Lua)
+    elseif row.paths then -- runs for real in the scenario's scratch directory
+      -- a file's text that was read is the seed the scenario starts from
+      if i.class == "read" and type(e.results[1]) == "string" and i.fields.path then
+        seeds[tostring(i.fields.path)] = e.results[1]
       end
       if i.class == "mutate" and not e.error then actions[#actions + 1] = i.words end
-      if i.primitive == "notify" and not e.error then
-        local t = e.args[1]
-        local text = type(t) == "table" and (t.text or t.summary or t.subject) or nil
-        notes[#notes + 1] = { channel = i.verb, text = text and tostring(text):sub(1, 60) or nil }
+    elseif not row.stand_in then
+      local match, respond = mock_of(e, row, files, meta.stem)
+      local key = i.primitive .. json.encode(match)
+      local m = by_key[key]
+      if not m then
+        m = { [i.primitive] = match, responses = {} }
+        by_key[key] = m
+        mocks[#mocks + 1] = m
+      end
+      m.responses[#m.responses + 1] = respond
+      if i.class == "mutate" and not e.error then actions[#actions + 1] = i.words end
+      if row.notice and not e.error then
+        local text = i.fields.text
+        notes[#notes + 1] = { channel = tostring(i.fields.channel or i.verb),
+                              text = text and tostring(text):sub(1, 60) or nil }
       end
     end
   end

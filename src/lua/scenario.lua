@@ -7,25 +7,42 @@ local rt = ...
 local S -- the scenario being run: { path, dir, mocks, expect, ... }
 local scenario_dir = "." -- where body_file & co. are read from
 
+-- ---- the rows ----------------------------------------------------------------
+-- What a scenario knows of primitives is what their rows say (runbook.rows:
+-- class, fields and which a mock may match, what a mock may answer, how);
+-- this file names none of them.
+
+local ROWS = rt.rows()
+
+local function sorted_keys(t)
+  local out = {}
+  for k in pairs(t) do out[#out + 1] = k end
+  table.sort(out)
+  return out
+end
+
+-- a mock for primitive p: the fields it may match on (name -> type), the
+-- keys it may answer with; nil when no row of p is answered by mocks (fs
+-- runs in the scratch directory, db.open gives a stand-in)
+local SCHEMA = {}
+for prim, fns in pairs(ROWS) do
+  local match, respond, mocked = { words = "str" }, { error = true }, false
+  for _, row in pairs(fns) do
+    if not row.paths and not row.stand_in then
+      mocked = true
+      for name, f in pairs(row.fields) do
+        if f.match then match[name] = match[name] or f.type end
+      end
+      for k in pairs(row.respond) do respond[k] = true end
+    end
+  end
+  if mocked then SCHEMA[prim] = { match = match, respond = respond } end
+end
+local MOCKED = table.concat(sorted_keys(SCHEMA), ", ")
+
 -- ---- loading ---------------------------------------------------------------
 
-local PRIMITIVES = { http = 1, exec = 1, sh = 1, docker = 1, kubectl = 1, db = 1, notify = 1 }
-local MATCH_KEYS = {
-  http = { method = 1, url = 1, headers = 1, json = 1, words = 1 },
-  exec = { argv = 1, command = 1, words = 1 },
-  sh = { command = 1, words = 1 },
-  docker = { verb = 1, name = 1, words = 1 },
-  kubectl = { verb = 1, kind = 1, name = 1, namespace = 1, args = 1, words = 1 },
-  db = { sql = 1, verb = 1, url = 1, words = 1 },
-  notify = { channel = 1, words = 1 },
-}
 local MOCK_KEYS = { respond = 1, times = 1, required = 1 }
-local RESPOND_KEYS = {
-  http = { status = 1, body = 1, body_file = 1, json = 1, json_file = 1, headers = 1, error = 1 },
-  exec = { code = 1, stdout = 1, stdout_file = 1, stderr = 1, stderr_file = 1, error = 1 },
-  sh = { code = 1, stdout = 1, stdout_file = 1, stderr = 1, stderr_file = 1, error = 1 },
-  db = { rows = 1, affected = 1, json = 1, json_file = 1, error = 1 },
-}
 local TOP_KEYS = { runbook = 1, params = 1, env = 1, mocks = 1, expect = 1, confirm = 1,
                    fs = 1, description = 1, name = 1, skip = 1, rollback = 1 }
 local EXPECT_KEYS = { outcome = 1, failed_step = 1, actions = 1, not_actions = 1,
@@ -37,28 +54,48 @@ end
 
 local function read_file(dir, name)
   local path = name:sub(1, 1) == "/" and name or (dir .. "/" .. name)
-  local ok, data = pcall(fs.read, path)
-  if not ok then bad("cannot read %s: %s", name, tostring(data)) end
+  local data, why = rt.read_text(path)
+  if not data then bad("cannot read %s: %s", name, why) end
   return data
 end
 
 local function check_keys(t, allowed, where)
   for k in pairs(t) do
     if not allowed[k] then
-      local names = {}
-      for n in pairs(allowed) do names[#names + 1] = n end
-      table.sort(names)
-      bad("%s: unknown key '%s' (expected one of: %s)", where, tostring(k), table.concat(names, ", "))
+      bad("%s: unknown key '%s' (expected one of: %s)", where, tostring(k),
+          table.concat(sorted_keys(allowed), ", "))
     end
   end
 end
 
+-- A mock's responses: K_file keys read beside the scenario (json_file
+-- decoded), then every key one the primitive's rows accept.
+local function load_responses(where, prim, responses)
+  if responses == nil then responses = { {} } end
+  if type(responses) ~= "table" then bad("%s.respond: a mapping, or a list of them (a sequence)", where) end
+  if responses[1] == nil then responses = { responses } end
+  local allowed = {}
+  for k in pairs(SCHEMA[prim].respond) do allowed[k] = 1; allowed[k .. "_file"] = 1 end
+  for j, r in ipairs(responses) do
+    local rwhere = string.format("%s.respond[%d]", where, j)
+    if type(r) ~= "table" then bad("%s: a mapping", rwhere) end
+    check_keys(r, allowed, rwhere)
+    for _, k in ipairs(sorted_keys(r)) do
+      local base = type(k) == "string" and k:match("^(.+)_file$")
+      if base and SCHEMA[prim].respond[base] then
+        local data = read_file(scenario_dir, tostring(r[k]))
+        r[k] = nil
+        if base == "json" then r.json = json.decode(data) else r[base] = data end
+      end
+    end
+  end
+  return responses
+end
+
 -- rt.scenario_load(path) -> { runbook, params (table of strings), confirm }
 function rt.scenario_load(path)
-  local ok, doc = pcall(yaml.load, path)
-  if not ok then
-    return nil, (tostring(doc):gsub("^yaml%.load ", ""))
-  end
+  local doc, why = rt.load_yaml(path)
+  if doc == nil and why then return nil, why end
   local okc, err = pcall(function()
     if type(doc) ~= "table" or doc[1] ~= nil then
       bad("a scenario is a mapping (runbook, params, mocks, expect)")
@@ -74,35 +111,19 @@ function rt.scenario_load(path)
       if type(m) ~= "table" then bad("%s: a mock is a mapping", where) end
       local prim
       for k in pairs(m) do
-        if PRIMITIVES[k] then
+        if SCHEMA[k] then
           if prim then bad("%s: one primitive per mock (%s and %s)", where, prim, k) end
           prim = k
         elseif not MOCK_KEYS[k] then
-          bad("%s: unknown key '%s' (a mock is one of http, exec, sh, docker, kubectl, db, notify, " ..
-              "with respond, times, required)", where, tostring(k))
+          bad("%s: unknown key '%s' (a mock is one of %s, with respond, times, required)",
+              where, tostring(k), MOCKED)
         end
       end
-      if not prim then bad("%s: which primitive does it answer? (http, exec, sh, docker, kubectl, db, notify)", where) end
+      if not prim then bad("%s: which primitive does it answer? (%s)", where, MOCKED) end
       local match = m[prim]
       if type(match) ~= "table" then bad("%s.%s: the call to match, as a mapping", where, prim) end
-      check_keys(match, MATCH_KEYS[prim], where .. "." .. prim)
-      local responses = m.respond
-      if responses == nil then responses = { {} } end
-      if type(responses) ~= "table" then bad("%s.respond: a mapping, or a list of them (a sequence)", where) end
-      if responses[1] == nil then responses = { responses } end
-      for j, r in ipairs(responses) do
-        if type(r) ~= "table" then bad("%s.respond[%d]: a mapping", where, j) end
-        if RESPOND_KEYS[prim] then check_keys(r, RESPOND_KEYS[prim], string.format("%s.respond[%d]", where, j)) end
-        -- result_file: a text result (kubectl.logs, kubectl.top, docker.logs)
-        for _, f in ipairs({ "body_file", "stdout_file", "stderr_file", "json_file", "result_file" }) do
-          if r[f] then
-            local data = read_file(scenario_dir, r[f])
-            r[f] = nil
-            if f == "json_file" then r.json = json.decode(data)
-            else r[f:gsub("_file$", "")] = data end
-          end
-        end
-      end
+      check_keys(match, SCHEMA[prim].match, where .. "." .. prim)
+      local responses = load_responses(where, prim, m.respond)
       if m.times ~= nil and (math.type(m.times) ~= "integer" or m.times < 1) then
         bad("%s.times: a whole number >= 1", where)
       end
@@ -119,8 +140,8 @@ function rt.scenario_load(path)
     if type(err) == "table" and err.scenario then
       -- point at the line: the key the schema refused, found in the text
       local key = err.scenario:match("unknown key '([^']+)'")
-      local okr, text = pcall(fs.read, path)
-      if key and okr then
+      local text = rt.read_text(path)
+      if key and text then
         -- within mocks[N], start looking at the N-th item of the mocks list
         local item = tonumber(err.scenario:match("^mocks%[(%d+)%]"))
         local n, seen, in_mocks, from = 0, 0, false, 1
@@ -185,109 +206,64 @@ local function subset(want, got)
   return true
 end
 
--- the request table of an http call: http.request{...}, http.get(url, opts),
--- http.post(url, body_or_opts)
-local function http_request(args)
-  if type(args[1]) == "table" then return args[1] end
-  if type(args[2]) == "table" then return args[2] end
-  return {}
-end
-
 local function lower_keys(t)
   local out = {}
-  for k, v in pairs(t or {}) do out[tostring(k):lower()] = v end
+  for k, v in pairs(type(t) == "table" and t or {}) do out[tostring(k):lower()] = v end
   return out
 end
 
--- header values that are credentials never reach a report
-local CREDENTIALS = { authorization = 1, ["proxy-authorization"] = 1, cookie = 1, ["x-api-key"] = 1,
-                      ["x-auth-token"] = 1 }
-local function masked(headers)
-  local out = {}
-  for k, v in pairs(headers) do
-    out[k] = CREDENTIALS[tostring(k):lower()] and "****" or v
+-- a field's value as a report shows it
+local function shown(v)
+  if v == nil then return "none" end
+  if type(v) == "table" then return json.encode(v) end
+  return tostring(v)
+end
+
+-- Does the wanted value of a field (from the mock) match the call's, by the
+-- field's type?  "****" (a secret redacted from a recording) matches any value.
+local function field_match(ftype, want, got)
+  if want == "****" then return got ~= nil end
+  if got == nil then return false end
+  if ftype == "list" then
+    if type(want) ~= "table" or type(got) ~= "table" or #want ~= #got then return false end
+    for i = 1, #want do
+      if not (want[i] == "****" or text_match(want[i], tostring(got[i]))) then return false end
+    end
+    return true
+  elseif ftype == "set" then
+    if type(got) ~= "table" then return false end
+    for _, w in ipairs(type(want) == "table" and want or { want }) do
+      local found = false
+      for _, g in ipairs(got) do
+        if tostring(w) == tostring(g) then found = true; break end
+      end
+      if not found then return false end
+    end
+    return true
+  elseif ftype == "map" then
+    return subset(lower_keys(want), lower_keys(got))
+  elseif ftype == "int" or ftype == "num" then
+    return tonumber(want) == tonumber(got)
+  elseif ftype == "bool" then
+    return want == got
   end
-  return out
+  return text_match(want, tostring(got))
 end
 
 -- Does mock m match the call?  Returns true, or false, the first reason and
 -- how many of its fields did match (the closest mock is the one with most).
 local function matches(m, call)
-  local w = m.match
   if m.primitive ~= call.primitive then return false, "another primitive", -1 end
+  local schema = SCHEMA[m.primitive].match
   local good, why = 0, nil
-  local function field(ok, fmt, ...)
-    if ok then
+  for _, k in ipairs(sorted_keys(m.match)) do
+    local want = m.match[k]
+    local got = k == "words" and call.words or call.fields[k]
+    if field_match(schema[k], want, got) then
       good = good + 1
     elseif not why then
-      why = string.format(fmt, ...)
+      why = string.format("%s: wanted %s, got %s", k, shown(want), shown(got))
     end
-  end
-  local function esc(x) return tostring(x):gsub("%p", "%%%0") end
-  if w.words then field(text_match(w.words, call.words), "words: wanted '%s', got '%s'", w.words, call.words) end
-  local p = m.primitive
-  if p == "http" then
-    if w.method then
-      field(tostring(w.method):upper() == call.verb:upper(), "method: wanted %s, got %s", w.method, call.verb)
-    end
-    if w.url then field(text_match(w.url, call.target), "url: wanted %s, got %s", w.url, call.target) end
-    local req = http_request(call.args)
-    if w.headers then
-      field(subset(lower_keys(w.headers), lower_keys(req.headers)), "headers: wanted %s, got %s",
-            json.encode(masked(w.headers)), json.encode(masked(req.headers or {})))
-    end
-    if w.json then
-      field(subset(w.json, req.json), "json: wanted %s, got %s", json.encode(w.json),
-            req.json ~= nil and json.encode(req.json) or "no JSON body")
-    end
-  elseif p == "exec" then
-    if w.argv then
-      local argv = call.args[1]
-      local same = type(argv) == "table" and #argv == #w.argv
-      -- "****": a secret redacted from a recording stands for any value
-      for i = 1, #w.argv do
-        same = same and (w.argv[i] == "****" or tostring(argv[i]) == tostring(w.argv[i]))
-      end
-      field(same, "argv: wanted %s, got %s", table.concat(w.argv, " "), call.words)
-    end
-    if w.command then
-      field(text_match(w.command, call.words), "command: wanted '%s', got '%s'", w.command, call.words)
-    end
-  elseif p == "sh" then
-    if w.command then
-      local cmd = tostring(call.args[1])
-      field(text_match(w.command, cmd), "command: wanted '%s', got '%s'", w.command, cmd)
-    end
-  elseif p == "docker" then
-    if w.verb then field(w.verb == call.verb, "verb: wanted %s, got %s", w.verb, call.verb) end
-    if w.name then field(text_match(w.name, call.target), "name: wanted %s, got %s", w.name, call.target) end
-  elseif p == "kubectl" then
-    if w.verb then field(w.verb == call.verb, "verb: wanted %s, got %s", w.verb, call.verb) end
-    if w.kind then
-      local target = w.name and (w.kind .. "/" .. w.name) or w.kind
-      local ok = text_match(target, call.target) or
-                 (not w.name and call.target:match("^" .. esc(w.kind) .. "/") ~= nil)
-      field(ok, "kind/name: wanted %s, got %s", target, call.target)
-    elseif w.name then
-      field(call.target:find(w.name, 1, true) ~= nil, "name: wanted %s, got %s", w.name, call.target)
-    end
-    if w.namespace then
-      local got = (" " .. call.words .. " "):match(" %-n (%S+) ") or "none"
-      field(got == w.namespace, "namespace: wanted %s, got %s", w.namespace, got)
-    end
-    for _, a in ipairs(w.args or {}) do
-      field((" " .. call.words .. " "):find(" " .. esc(a) .. " ") ~= nil,
-            "args: wanted %s in the command, got %s", tostring(a), call.words)
-    end
-  elseif p == "db" then
-    if w.verb then field(w.verb == call.verb, "verb: wanted %s, got %s", w.verb, call.verb) end
-    if w.sql then
-      local sql = type(call.args[2]) == "string" and call.args[2]:gsub("%s+", " "):gsub("^ ", ""):gsub(" $", "") or ""
-      field(text_match(w.sql, sql), "sql: wanted '%s', got '%s'", w.sql, sql)
-    end
-    if w.url then field(text_match(w.url, call.target), "url: wanted %s, got %s", w.url, call.target) end
-  elseif p == "notify" then
-    if w.channel then field(w.channel == call.verb, "channel: wanted %s, got %s", w.channel, call.verb) end
   end
   if why then return false, why, good end
   if m.times and m.calls >= m.times then
@@ -299,81 +275,24 @@ end
 
 local function describe_mock(m)
   local parts = {}
-  local keys = {}
-  for k in pairs(m.match) do keys[#keys + 1] = k end
-  table.sort(keys)
-  for _, k in ipairs(keys) do
-    local v = m.match[k]
-    if k == "headers" and type(v) == "table" then v = masked(v) end
-    parts[#parts + 1] = k .. ": " .. (type(v) == "table" and json.encode(v) or tostring(v))
+  for _, k in ipairs(sorted_keys(m.match)) do
+    parts[#parts + 1] = k .. ": " .. shown(m.match[k])
   end
   return string.format("mocks[%d] %s { %s }", m.index, m.primitive, table.concat(parts, ", "))
 end
 
 -- ---- answering ---------------------------------------------------------------------
 
--- errors in the primitives' own words: "http GET URL: ...", "exec ARGV: ..."
-local function fail_call(call, msg)
-  local prefix = (call.primitive == "http" or call.primitive == "exec") and (call.primitive .. " ") or ""
-  error(prefix .. call.words .. ": " .. msg, 0)
-end
-
-local function http_response(call, r)
-  local req = http_request(call.args)
+-- What a row without its own answer hook returns: respond.error raises in
+-- the primitive's words ("docker restart web: ..."), json or result is the
+-- result, anything else a copy of the response.
+local function default_answer(r, call)
   if r.error then
-    if req.check == false then
-      return setmetatable({ ok = false, status = 0, error = "http " .. call.words .. ": " .. r.error },
-                          rt.http_response_mt)
+    local words = call.words
+    if words:sub(1, #call.primitive + 1) ~= call.primitive .. " " then
+      words = call.primitive .. " " .. words
     end
-    fail_call(call, r.error)
-  end
-  local body = r.body or (r.json ~= nil and json.encode(r.json)) or ""
-  local headers = lower_keys(r.headers)
-  if r.json ~= nil and not headers["content-type"] then headers["content-type"] = "application/json" end
-  local status = r.status or 200
-  return setmetatable({ status = status, ok = status < 400, body = body, headers = headers,
-                        time = 0.0, url = call.target, method = call.verb }, rt.http_response_mt)
-end
-
-local last_line = rt.last_line
-
-local function exec_result(call, r)
-  -- a failure before any exit code (not found, timed out) raises whatever
-  -- check says, as the real exec does
-  if r.error then fail_call(call, r.error) end
-  local code = r.code or 0
-  local res = { code = code, ok = code == 0, stdout = r.stdout or "", stderr = r.stderr or "", time = 0.0 }
-  local opts = call.args[2]
-  if code ~= 0 and not (type(opts) == "table" and opts.check == false) then
-    rt.note_result(res)
-    local why = last_line(res.stderr)
-    fail_call(call, string.format("exit code %d%s", code, why ~= "" and (": " .. why) or ""))
-  end
-  return res
-end
-
--- the call's options table, if it passed one with check = false
-local function unchecked(call)
-  for i = 1, call.args.n or #call.args do
-    local a = call.args[i]
-    if type(a) == "table" and a.check == false then return true end
-  end
-  return false
-end
-
-local function plain_result(call, r)
-  if r.error then
-    -- kubectl with check = false answers as it does live: the failed
-    -- command's result instead of an error
-    if call.primitive == "kubectl" and unchecked(call) then
-      local code = r.code or 1
-      return { ok = false, code = code, stdout = "", stderr = r.error, error = r.error }
-    end
-    fail_call(call, r.error)
-  end
-  if call.primitive == "db" then
-    if call.verb == "query" then return setmetatable(r.rows or {}, json.array_mt) end
-    if call.verb == "exec" then return r.affected or 0 end
+    error(words .. ": " .. tostring(r.error), 0)
   end
   if r.json ~= nil then return r.json end
   if r.result ~= nil then return r.result end
@@ -383,7 +302,21 @@ local function plain_result(call, r)
   return out
 end
 
--- ---- fs in a scratch directory -------------------------------------------------
+-- A row's answer hook raises as the live call would: in the primitive's
+-- words, without this file's position (the funnel names the runbook's line).
+local function answered(row, r, call, ...)
+  local res = table.pack(pcall(row.answer, r, call, ...))
+  if not res[1] then
+    local e = res[2]
+    if type(e) == "string" then e = e:gsub("^runbook/scenario%.lua:%d+: ", "") end
+    error(e, 0)
+  end
+  return table.unpack(res, 2, res.n)
+end
+
+-- ---- paths in a scratch directory -------------------------------------------------
+-- A row with path arguments (fs, yaml.load) works for real, inside the
+-- scenario's scratch directory.
 
 local scratch
 
@@ -435,56 +368,48 @@ function rt.scenario_seed(dir, files)
       content = content.text or read_file(scenario_dir, content.file)
     end
     local full = in_scratch(path)
-    fs.mkdir(full:match("^(.*)/[^/]*$"), { parents = true })
-    fs.write(full, tostring(content), { mode = "0644" })
+    rt.write_seed(full, tostring(content))
     if age then rt.set_mtime(full, now() - age * 86400) end
   end
 end
 
-local PATH_ARGS = { copy = 2, move = 2 }
+local function in_scratch_call(call, row, args)
+  local last
+  for _, i in ipairs(row.paths) do
+    args[i] = in_scratch(args[i])
+    if type(args[i]) == "string" then last = args[i] end
+  end
+  if call.class == "mutate" and last then rt.mkdir_parents(last) end -- the directories the real world had
+  local r = table.pack(pcall(row.raw, table.unpack(args, 1, args.n)))
+  if not r[1] then -- the primitive's own message, with the runbook's paths
+    local msg = tostring(r[2]):gsub("^runbook/scenario%.lua:%d+: ", "")
+    error(out_of_scratch(msg:gsub(scratch:gsub("%p", "%%%0"), "")), 0)
+  end
+  return out_of_scratch(table.unpack(r, 2, r.n))
+end
 
--- rt.scenario_call(info, raw, ...) -> the action's result, from the mocks.
--- info: { primitive, verb, target, words, class }; raw: the primitive's own
--- function (fs works for real, inside the scenario's scratch directory).
-function rt.scenario_call(info, raw, ...)
+-- rt.scenario_call(info, row, ...) -> the action's result, from the mocks.
+-- info: { primitive, fn, verb, target, words, class, fields }; row: the
+-- call's row (runbook.rows).
+function rt.scenario_call(info, row, ...)
   local call = info
   call.args = table.pack(...)
-  if call.primitive == "fs" or (call.primitive == "yaml" and call.verb == "load") then
-    local args = { ... }
-    args[1] = in_scratch(args[1])
-    if PATH_ARGS[call.verb] then args[2] = in_scratch(args[2]) end
-    if call.class == "mutate" then -- the directories the real world had
-      rt.mkdir_parents(PATH_ARGS[call.verb] and args[2] or args[1])
-    end
-    local r = table.pack(pcall(raw, table.unpack(args, 1, call.args.n)))
-    if not r[1] then -- the primitive's own message, with the runbook's paths
-      local msg = tostring(r[2]):gsub("^runbook/scenario%.lua:%d+: ", "")
-      error(out_of_scratch(msg:gsub(scratch:gsub("%p", "%%%0"), "")), 0)
-    end
-    return out_of_scratch(table.unpack(r, 2, r.n))
-  end
-  if call.primitive == "db" and call.verb == "open" then
-    return rt.scenario_db_conn(call.target)
-  end
-  if call.primitive == "sleep" or call.primitive == "confirm" then return raw(...) end
+  if row.paths then return in_scratch_call(call, row, table.pack(...)) end
+  if row.stand_in then return row.stand_in(...) end
   local closest, closest_why, best = nil, nil, -1
   for _, m in ipairs(S.mocks) do
-    local ok, why = matches(m, call)
+    local ok, why, score = matches(m, call)
     if ok then
       m.calls = m.calls + 1
       local r = m.responses[math.min(m.calls, #m.responses)]
-      if call.primitive == "notify" then
-        local a = call.args[1]
-        local text = type(a) == "table" and (a.text or a.summary or a.subject or a.body) or nil
-        if call.verb == "webhook" then text = json.encode(call.args[2]) end
-        S.notifications[#S.notifications + 1] = { channel = call.verb, text = tostring(text or "") }
+      if row.notice then
+        S.notifications[#S.notifications + 1] = { channel = tostring(call.fields.channel or call.verb),
+                                                  text = tostring(call.fields.text or "") }
       end
-      if call.primitive == "http" then return http_response(call, r) end
-      if call.primitive == "exec" or call.primitive == "sh" then return exec_result(call, r) end
-      return plain_result(call, r)
+      if row.answer then return answered(row, r, call, ...) end
+      return default_answer(r, call)
     end
-    local score = select(3, matches(m, call)) or -1
-    if m.primitive == call.primitive and score > best then closest, closest_why, best = m, why, score end
+    if m.primitive == call.primitive and (score or -1) > best then closest, closest_why, best = m, why, score end
   end
   local hint = closest and string.format("; closest: %s, which did not match: %s", describe_mock(closest), closest_why)
                or string.format("; there is no %s mock", call.primitive)
@@ -496,7 +421,7 @@ end
 -- every action the run recorded, for expectations and coverage (set by the
 -- C side; line: the runbook file's line that led to it, 0 if none)
 function rt.scenario_action(words, class, status, line)
-  S.actions[#S.actions + 1] = { words = words, class = class, status = status }
+  S.actions[#S.actions + 1] = { words = words, class = class, status = status, line = line }
   if line > 0 then S.lines = S.lines or {}; S.lines[line] = true end
 end
 
@@ -505,21 +430,40 @@ function rt.scenario_step(index, name, status)
   S.steps[index] = status
 end
 
--- calls that may change the world, found in the source by name: the ones no
--- scenario reached are what coverage reports
-local MUTATING_CALLS = {
-  "exec%s*[%({]", "sh%s*[%({]", "fs%.write", "fs%.append", "fs%.remove", "fs%.mkdir", "fs%.copy",
-  "fs%.move", "http%.post", "http%.put", "http%.patch", "http%.delete", "http%.request",
-  "docker%.restart", "docker%.start", "docker%.stop", "docker%.kill", "docker%.update",
-  "docker%.prune", "kubectl%.scale", "kubectl%.rollout_restart", "kubectl%.rollout_undo",
-  "kubectl%.set_env", "kubectl%.set_image", "kubectl%.delete", "kubectl%.apply", "kubectl%.run",
-  "notify%.%a+", ":exec%s*%(", "db%.backup", "db%.restore", ":restart%s*%(", ":up%s*[%({]",
-  ":down%s*[%({]", ":pull%s*[%({]", "run_runbook%s*%(",
-  -- stdlib functions that change something (stdlib/*.lua)
-  "compose%.restart", "compose%.stop", "compose%.start", "compose%.up", "escalation%.notify",
-  "kafka%.reset_offsets", "backup%.prune", ":optimize%s*%(", ":drop_partition%s*%(", ":del%s*%(",
-  ":flushdb%s*%(", ":config_set%s*%(", ":command%s*%(",
-}
+-- Calls that may change the world, found in a runbook's source by name: the
+-- rows that are not reads (exec{...}, kubectl.scale, conn:exec(...)), and
+-- the Lua functions that say so on a line of their file that starts with
+-- "-- mutates:"
+-- (stdlib modules, the engine's and primitives' Lua halves).
+local function call_pattern(name)
+  local esc = name:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")
+  if name:sub(1, 1) == ":" then return esc .. "%s*[%({]" end
+  if not name:find(".", 1, true) then return "%f[%w_.:]" .. esc .. "%s*[%({]" end -- a global: exec{...}
+  return esc
+end
+
+local MUTATING_CALLS -- built the first time coverage needs it
+local function mutating_calls()
+  if MUTATING_CALLS then return MUTATING_CALLS end
+  local names = {}
+  for prim, fns in pairs(ROWS) do
+    for fn, row in pairs(fns) do
+      if row.class ~= "read" then
+        if row.kind == "global" then names[fn] = true
+        elseif row.kind == "method" then names[":" .. fn] = true
+        else names[prim .. "." .. fn] = true end
+      end
+    end
+  end
+  for _, src in pairs(rt.embedded_sources()) do
+    for list in ("\n" .. src):gmatch("\n%-%- mutates:([^\n]*)") do
+      for name in list:gmatch("[%w_.:]+") do names[name] = true end
+    end
+  end
+  MUTATING_CALLS = {}
+  for _, name in ipairs(sorted_keys(names)) do MUTATING_CALLS[#MUTATING_CALLS + 1] = call_pattern(name) end
+  return MUTATING_CALLS
+end
 
 -- The source with the text of comments and string literals blanked out
 -- (newlines kept, so line numbers hold): a description that mentions
@@ -571,14 +515,22 @@ function rt.scenario_coverage(path, steps, src)
   local n = 0
   for code in code_only(src or ""):gmatch("([^\n]*)\n?") do
     n = n + 1
-    for _, pat in ipairs(MUTATING_CALLS) do
-      local call = code:match("[%w_.:]*" .. pat)
+    for _, pat in ipairs(mutating_calls()) do
+      -- find first: the unanchored prefix would scan every position
+      local call = code:find(pat) and code:match("[%w_.:]*" .. pat)
       if call then cov.calls[#cov.calls + 1] = { line = n, call = call:gsub("[%s%(%{]+$", "") }; break end
     end
     if n > 100000 then break end
   end
   for line in pairs(S.lines or {}) do cov.lines[#cov.lines + 1] = line end
   table.sort(cov.lines)
+  -- what each exercised line did, as the funnel classified it
+  cov.actions = setmetatable({}, json.array_mt)
+  for _, a in ipairs(S.actions) do
+    if a.line and a.line > 0 then
+      cov.actions[#cov.actions + 1] = { line = a.line, class = a.class, words = a.words }
+    end
+  end
   return cov
 end
 
@@ -589,8 +541,15 @@ local COV = {}
 function rt.coverage_merge(cov)
   local c = COV[cov.runbook]
   if not c then
-    c = { steps = {}, calls = cov.calls, lines = {} }
+    c = { steps = {}, calls = cov.calls, lines = {}, actions = {}, seen = {} }
     COV[cov.runbook] = c
+  end
+  for _, a in ipairs(cov.actions or {}) do
+    local key = a.line .. "\0" .. a.class .. "\0" .. a.words
+    if not c.seen[key] then
+      c.seen[key] = true
+      c.actions[#c.actions + 1] = a
+    end
   end
   for i, s in ipairs(cov.steps) do
     c.steps[i] = c.steps[i] or { name = s.name }
@@ -622,6 +581,28 @@ function rt.coverage_report()
     if #missed > 0 or #never > 0 then uncovered = uncovered + 1 end
   end
   return table.concat(out, "\n"), uncovered
+end
+
+-- rt.coverage_json() -> JSON text: per runbook, the steps and whether they
+-- ran, the calls that may change something and whether any scenario
+-- exercised them, and every action exercised with its line and class
+function rt.coverage_json()
+  local out = {}
+  for _, path in ipairs(sorted_keys(COV)) do
+    local c = COV[path]
+    local calls = setmetatable({}, json.array_mt)
+    for _, call in ipairs(c.calls) do
+      calls[#calls + 1] = { line = call.line, call = call.call, exercised = c.lines[call.line] == true }
+    end
+    table.sort(c.actions, function(a, b)
+      if a.line ~= b.line then return a.line < b.line end
+      return a.words < b.words
+    end)
+    local steps = setmetatable({}, json.array_mt)
+    for i, s in ipairs(c.steps) do steps[i] = { name = s.name, ran = s.ran == true } end
+    out[path] = { steps = steps, calls = calls, actions = setmetatable(c.actions, json.array_mt) }
+  end
+  return json.encode(out)
 end
 
 -- confirm(question): the scenario's answers in order (yes when it gives none)

@@ -23,9 +23,12 @@ static void push_range(lua_State *L, int first, int n)
     }
 }
 
-static void on_result(lua_State *L, const rb_action *a, int simulated, int nargs, int res, int nres,
-                      const char *error)
+/* The record strategy: a decorator over live or dry-run that writes down
+ * every action with its arguments and results after the journal has it. */
+static void after_action(rb_engine *E, lua_State *L, const rb_action *a, int simulated, int nargs,
+                         int res, int nres, const char *error)
 {
+    (void)E;
     int top = lua_gettop(L);
     rb_push_internal(L, "record", "record_action");
     rb_push_action_info(L, a);
@@ -49,6 +52,11 @@ static int rt_redact(lua_State *L)
     return 1;
 }
 
+static const rb_strategy rb_mode_record = {
+    .name = "record",
+    .after_action = after_action,
+};
+
 void record_start(rb_engine *E)
 {
     rb_internal_load(E->L, "record");
@@ -58,7 +66,8 @@ void record_start(rb_engine *E)
     lua_pop(E->L, 1);
     rb_push_internal(E->L, "record", "record_start");
     lua_call(E->L, 0, 0);
-    E->on_result = on_result;
+    /* the recording of this run: what the run's own mode does, written down */
+    engine_decorate(E, &rb_mode_record);
 }
 
 /* Write data (redacted) to path atomically. */
@@ -83,7 +92,6 @@ static int write_redacted(lua_State *L, const char *path, const char *data, size
 
 int record_finish(rb_engine *E, lua_State *L, int rb, const char *path, int exit_code)
 {
-    E->on_result = NULL;
     int top = lua_gettop(L);
     char abs[PATH_MAX], dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);

@@ -9,7 +9,6 @@
  */
 #include "scenario.h"
 #include "config.h"
-#include "db.h"
 #include "engine.h"
 #include "journal.h"
 #include "jsonw.h"
@@ -17,6 +16,7 @@
 #include "rbfile.h"
 #include "runner.h"
 #include "util.h"
+#include "yamlconv.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,33 +39,74 @@ static int rt_call(lua_State *L, const char *fn, int nargs, int nres)
     return nres;
 }
 
-/* Called in place of every primitive: rt.scenario_call(info, raw, args...) */
-static int intercept(lua_State *L)
+/* ---- the scenario strategy -------------------------------------------------
+ * Every action is answered by the scenario (src/lua/scenario.lua reads the
+ * call's row: its fields, what a mock may answer, how); sleep moves a virtual
+ * clock; confirm() takes the scenario's answers; what is configured nowhere
+ * gets a stand-in that no request ever reaches. */
+
+/* Called in place of every primitive: rt.scenario_call(info, row, args...) */
+static int answer(lua_State *L)
 {
     rb_engine *E = rb_engine_of(L);
-    const rb_action *a = E->intercept_action;
+    const rb_action *a = E->answering;
     int nargs = lua_gettop(L);
     rb_push_internal(L, "scenario", "scenario_call");
     rb_push_action_info(L, a);
-    lua_pushcfunction(L, E->intercept_row->fn);
+    rb_push_row(L, a->primitive, a->fn);
     for (int i = 1; i <= nargs; i++)
         lua_pushvalue(L, i);
     lua_call(L, nargs + 2, LUA_MULTRET);
     return lua_gettop(L) - nargs;
 }
 
-/* Hermetic: what is configured nowhere gets a stand-in, which no request
- * reaches (the mocks answer the call). */
 static int missing(rb_engine *E, lua_State *L, const char *what)
 {
     (void)E, (void)L, (void)what;
     return 1;
 }
 
+/* scenarios run in CI without the real secrets */
+static int missing_secret(rb_engine *E, lua_State *L, const char *name)
+{
+    (void)E;
+    lua_pushfstring(L, "scenario-secret-%s", name);
+    return 1;
+}
+
+/* ten minutes of waiting take no time */
+static int virtual_sleep(rb_engine *E, lua_State *L, double seconds)
+{
+    (void)L;
+    E->vclock += seconds;
+    return 1;
+}
+
+static int scenario_confirm(rb_engine *E, lua_State *L, const char *question, const char **how)
+{
+    (void)E;
+    rb_push_internal(L, "scenario", "scenario_confirm");
+    lua_pushstring(L, question);
+    lua_call(L, 1, 1);
+    int yes = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    *how = "scenario";
+    return yes;
+}
+
+static void journaled(rb_engine *E, lua_State *co, const rb_action *a, const rb_action_result *r);
+static void step_done(rb_engine *E, int index, const char *name, const char *status);
+
 const rb_strategy rb_mode_scenario = {
     .name = "scenario",
     .performs = 1,
+    .answer = answer,
+    .sleep = virtual_sleep,
+    .confirm = scenario_confirm,
     .missing = missing,
+    .missing_secret = missing_secret,
+    .journaled = journaled,
+    .step_done = step_done,
 };
 
 static char runbook_chunk[PATH_MAX + 1]; /* "@path" of the runbook under test */
@@ -84,7 +125,7 @@ static int runbook_line(lua_State *co)
     return 0;
 }
 
-static void on_action(rb_engine *E, lua_State *co, const rb_action *a, const rb_action_result *r)
+static void journaled(rb_engine *E, lua_State *co, const rb_action *a, const rb_action_result *r)
 {
     lua_State *L = E->L;
     lua_pushstring(L, a->words);
@@ -94,7 +135,7 @@ static void on_action(rb_engine *E, lua_State *co, const rb_action *a, const rb_
     rt_call(L, "scenario_action", 4, 0);
 }
 
-static void on_step(rb_engine *E, int index, const char *name, const char *status)
+static void step_done(rb_engine *E, int index, const char *name, const char *status)
 {
     lua_State *L = E->L;
     lua_pushinteger(L, index);
@@ -117,6 +158,60 @@ static int rt_mkdir_parents(lua_State *L)
     return 0;
 }
 
+/* The judge's own files -- the scenario, the files its mocks answer with,
+ * its seeds -- are read and written here, not through primitives: they are
+ * not the runbook's actions, and no mode stands between them. */
+
+/* rt.read_text(path) -> the file's contents, or nil and the cause */
+static int rt_read_text(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    if (fs_push_file_contents(L, path) != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, strerror(errno));
+        return 2;
+    }
+    return 1;
+}
+
+/* rt.load_yaml(path) -> the document, or nil and "path:line: message" */
+static int rt_load_yaml(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    lua_settop(L, 1);
+    if (fs_push_file_contents(L, path) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", path, strerror(errno));
+        return 2;
+    }
+    char err[512];
+    size_t len;
+    const char *buf = lua_tolstring(L, 2, &len);
+    if (yamlconv_parse(L, buf, len, path, err, sizeof err) != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    return 1;
+}
+
+/* rt.write_seed(path, text): a seed file (0644), its directories first */
+static int rt_write_seed(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    size_t len;
+    const char *text = luaL_checklstring(L, 2, &len);
+    rb_mkdir_parents(path);
+    FILE *f = fopen(path, "w");
+    int ok = f && fwrite(text, 1, len, f) == len;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    if (!ok)
+        return luaL_error(L, "%s: cannot write: %s", path, strerror(errno));
+    chmod(path, 0644);
+    return 0;
+}
+
 /* rt.set_mtime(path, epoch): a seed's age (fs: { text, age_days }) */
 static int rt_set_mtime(lua_State *L)
 {
@@ -128,12 +223,6 @@ static int rt_set_mtime(lua_State *L)
     if (utimensat(AT_FDCWD, path, ts, 0) != 0)
         return luaL_error(L, "%s: cannot set its time: %s", path, strerror(errno));
     return 0;
-}
-
-/* rt.scenario_db_conn(url): a stand-in connection for a mocked database */
-static int rt_db_conn(lua_State *L)
-{
-    return db_stand_in(L, luaL_checkstring(L, 1));
 }
 
 static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
@@ -149,6 +238,7 @@ typedef struct one {
     size_t out_len;
     int exit_code;
     const char *malformed; /* the scenario itself is wrong */
+    int coverage;          /* judge the runbook's coverage too (--coverage wants it) */
 } one;
 
 static const char *outcome_of(int code)
@@ -183,23 +273,31 @@ int scenario_find_runbook(const char *scenario, const char *name, char *out, siz
     return rbfile_find(name, out, n);
 }
 
-static int prun(lua_State *L)
+void scenario_open_judge(lua_State *L)
 {
-    one *o = lua_touserdata(L, 1);
-    rb_engine *E = rb_engine_of(L);
-    rb_internal_load(L, "scenario");
     lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
     int rt = lua_gettop(L);
     lua_pushcfunction(L, rt_note_result);
     lua_setfield(L, rt, "note_result");
-    lua_pushcfunction(L, rt_db_conn);
-    lua_setfield(L, rt, "scenario_db_conn");
     lua_pushcfunction(L, rt_mkdir_parents);
     lua_setfield(L, rt, "mkdir_parents");
+    lua_pushcfunction(L, rt_read_text);
+    lua_setfield(L, rt, "read_text");
+    lua_pushcfunction(L, rt_load_yaml);
+    lua_setfield(L, rt, "load_yaml");
+    lua_pushcfunction(L, rt_write_seed);
+    lua_setfield(L, rt, "write_seed");
     lua_pushcfunction(L, rt_set_mtime);
     lua_setfield(L, rt, "set_mtime");
-    lua_getfield(L, LUA_REGISTRYINDEX, "runbook.http_response");
-    lua_setfield(L, rt, "http_response_mt");
+    lua_pop(L, 1);
+    rb_internal_load(L, "scenario");
+}
+
+static int prun(lua_State *L)
+{
+    one *o = lua_touserdata(L, 1);
+    rb_engine *E = rb_engine_of(L);
+    scenario_open_judge(L);
 
     char copy[PATH_MAX];
     snprintf(copy, sizeof copy, "%s", o->path);
@@ -286,10 +384,9 @@ static int prun(lua_State *L)
     lua_setfield(L, -2, "cli");
     int in = lua_gettop(L);
 
-    E->intercept = intercept;
-    E->virtual_clock = 1;
-    E->on_action = on_action;
-    E->on_step = on_step;
+    /* from here on the scenario answers: the judge's own loading and
+     * seeding above ran as the engine itself */
+    engine_use(E, &rb_mode_scenario);
     snprintf(runbook_chunk, sizeof runbook_chunk, "@%s", rbpath);
     if (rbfile_load(L, rbpath, in) != 0) {
         o->malformed =
@@ -334,6 +431,8 @@ static int prun(lua_State *L)
     lua_setfield(L, -2, "output");
     rt_call(L, "scenario_verdict", 1, 1);
     lua_setfield(L, LUA_REGISTRYINDEX, "runbook.scenario.failures");
+    if (!o->coverage) /* only --coverage reads it, and scanning the source is costly */
+        return 0;
     lua_pushstring(L, E->path);
     lua_getfield(L, rb, "steps");
     size_t srclen = 0;
@@ -345,23 +444,39 @@ static int prun(lua_State *L)
     return 0;
 }
 
+rb_engine *scenario_engine(const rb_module *modules, char *err, size_t errlen)
+{
+    rb_engine *E = engine_new(modules, err, errlen);
+    if (!E)
+        return NULL;
+    E->mode = MODE_SCENARIO;
+    E->purpose = PURPOSE_RUN;
+    E->output = OUT_TEXT;
+    E->verbose = 1;
+    return E;
+}
+
 int scenario_run_one(const rb_module *modules, const char *path)
 {
-    double t0 = rb_now();
     char err[4096];
-    rb_engine *E = engine_new(modules, err, sizeof err);
+    rb_engine *E = scenario_engine(modules, err, sizeof err);
     if (!E) {
         fprintf(stderr, "runbook: %s\n", err);
         return 2;
     }
+    int rc = scenario_run(E, path, 1);
+    engine_free(E);
+    return rc;
+}
+
+int scenario_run(rb_engine *E, const char *path, int coverage)
+{
+    double t0 = rb_now();
+    char err[4096];
     one o;
     memset(&o, 0, sizeof o);
     o.path = path;
-    E->mode = MODE_SCENARIO;
-    E->strategy = &rb_mode_scenario;
-    E->purpose = PURPOSE_RUN;
-    E->output = OUT_TEXT;
-    E->verbose = 1;
+    o.coverage = coverage;
     rb_new_run_id(E->run_id);
     FILE *capture = open_memstream(&o.out, &o.out_len);
     FILE *real_out = E->out;
@@ -371,7 +486,7 @@ int scenario_run_one(const rb_module *modules, const char *path)
     lua_State *L = E->L;
     rb_config cfg;
     const char *crash = NULL;
-    if (config_load(&cfg, L, NULL, 0, err, sizeof err) == 0)
+    if (config_load(&cfg, L, E->modules, NULL, 0, err, sizeof err) == 0)
         E->config = &cfg;
     else
         crash = lua_pushstring(L, err);
@@ -435,6 +550,7 @@ int scenario_run_one(const rb_module *modules, const char *path)
     fflush(stdout);
     jw_free(&w);
     free(o.out);
-    engine_free(E);
+    /* cfg lives on this stack */
+    E->config = NULL;
     return ok > 0 ? 0 : ok < 0 ? 2 : 1; /* skipped (3) counts as passed here */
 }

@@ -6,10 +6,10 @@
  * plain Lua over them (src/lua/db.lua).
  */
 #include "db.h"
-#include "engine.h"
-#include "primitives.h"
+#include "runbook/host.h"
 #include "yamlconv.h"
 
+#include <ctype.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -41,7 +41,193 @@ void db_call_parse(lua_State *L, db_call *dc)
         dc->nparams = 0;
 }
 
+/* ---- the static classifier ---------------------------------------------------- */
+
+/* Functions whose effects a READ ONLY transaction does not stop (ending
+ * other sessions, reloading the configuration, locks, remote writes): a
+ * statement calling one is a write without being tried.  Prefixes end in
+ * '_' (advisory_lock, pg_file_write). */
+static const char *const EFFECTFUL[] = {"pg_terminate_backend",
+                                        "pg_cancel_backend",
+                                        "pg_reload_conf",
+                                        "pg_rotate_logfile",
+                                        "pg_switch_wal",
+                                        "pg_create_restore_point",
+                                        "pg_promote",
+                                        "pg_advisory_",
+                                        "pg_try_advisory_",
+                                        "set_config",
+                                        "dblink",
+                                        "dblink_",
+                                        "pg_file_",
+                                        "pg_stat_reset",
+                                        "pg_create_physical_replication_slot",
+                                        "pg_create_logical_replication_slot",
+                                        "pg_drop_replication_slot",
+                                        "pg_copy_physical_replication_slot",
+                                        "pg_copy_logical_replication_slot",
+                                        "pg_replication_slot_advance",
+                                        "pg_replication_origin_",
+                                        "pg_wal_replay_",
+                                        "pg_backup_",
+                                        "pg_log_backend_memory_contexts",
+                                        "pg_notify",
+                                        "lo_import",
+                                        "lo_export",
+                                        "lo_unlink",
+                                        NULL};
+
+static int ident_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '_' || c == '$';
+}
+
+/* A call: the name as a whole identifier (schema-qualified or not), then
+ * "(" -- so the catalog views pg_replication_origin_status or
+ * pg_file_settings, read as tables, are not calls. */
+int db_sql_effectful(const char *sql)
+{
+    for (const char *p = sql; *p; p++) {
+        if (p > sql && ident_char(p[-1]))
+            continue;
+        for (int i = 0; EFFECTFUL[i]; i++) {
+            size_t n = strlen(EFFECTFUL[i]);
+            if (strncasecmp(p, EFFECTFUL[i], n) != 0)
+                continue;
+            const char *q = p + n;
+            if (EFFECTFUL[i][n - 1] == '_') /* a prefix: the rest of the name */
+                while (ident_char(*q))
+                    q++;
+            else if (ident_char(*q))
+                continue;
+            while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+                q++;
+            if (*q == '(')
+                return 1;
+        }
+    }
+    return 0;
+}
+
+rb_class db_sql_class(const char *sql)
+{
+    static const char *const reads[] = {"SELECT", "SHOW",   "EXPLAIN", "VALUES",
+                                        "TABLE",  "PRAGMA", NULL};
+    if (db_sql_effectful(sql))
+        return RB_MUTATE;
+    while (*sql == ' ' || *sql == '\n' || *sql == '\t' || *sql == '\r' || *sql == '(')
+        sql++;
+    for (int i = 0; reads[i]; i++) {
+        size_t n = strlen(reads[i]);
+        if (strncasecmp(sql, reads[i], n) == 0 && !ident_char(sql[n]))
+            return RB_READ;
+    }
+    return RB_BY_ARGS;
+}
+
+/* ---- describing a statement ------------------------------------------------- */
+
+const rb_field db_statement_fields[] = {
+    {"verb", RB_STR, RB_KEY}, {"sql", RB_STR, RB_KEY}, {"url", RB_STR, RB_MATCH}, {NULL, 0, 0}};
+
+/* the statement with its whitespace folded: what a mock's sql: matches */
+static void push_folded(lua_State *L, const char *sql, int limit)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    int space = 1, n = 0;
+    for (const char *p = sql; *p && (limit <= 0 || n < limit); p++) {
+        int ws = *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r';
+        if (ws && space)
+            continue;
+        luaL_addchar(&b, ws ? ' ' : *p);
+        space = ws;
+        n++;
+    }
+    luaL_pushresult(&b);
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (len && s[len - 1] == ' ') { /* no trailing space */
+        lua_pushlstring(L, s, len - 1);
+        lua_remove(L, -2);
+    }
+}
+
 void db_describe(lua_State *L, rb_action *a, const char *display, const char *verb, const char *sql)
+{
+    push_folded(L, sql, 0);
+    rb_field_set(L, "sql");
+    rb_field_str(L, "verb", verb);
+    rb_field_str(L, "url", display);
+    db_describe_words(L, a, display, verb, sql);
+}
+
+/* answer(respond, info, self, sql, ...): what a mocked statement returns --
+ * a query its rows, an exec the rows it changed */
+int db_answer(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (lua_getfield(L, 1, "error") != LUA_TNIL) {
+        lua_getfield(L, 2, "words");
+        return luaL_error(L, "%s: %s", lua_tostring(L, -1), lua_tostring(L, -2));
+    }
+    lua_getfield(L, 2, "verb");
+    if (strcmp(luaL_optstring(L, -1, ""), "exec") == 0) {
+        lua_getfield(L, 1, "affected");
+        lua_pushinteger(L, lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0);
+        return 1;
+    }
+    if (lua_getfield(L, 1, "rows") == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_getfield(L, 1, "json");
+    }
+    if (!lua_istable(L, -1)) {
+        db_new_rows(L, 0);
+        return 1;
+    }
+    dataconv_push_array_mt(L);
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+/* recorded(info, err, result): { rows } or { affected } or { error } */
+int db_recorded(lua_State *L)
+{
+    lua_newtable(L);
+    if (!lua_isnil(L, 2)) {
+        lua_getfield(L, 1, "words");
+        const char *words = lua_tostring(L, -1), *err = luaL_tolstring(L, 2, NULL);
+        const char *at = words ? strstr(err, words) : NULL;
+        if (at) { /* the cause, after the action's words */
+            at += strlen(words);
+            if (at[0] == ':' && at[1] == ' ')
+                at += 2;
+            lua_pushstring(L, at);
+        } else {
+            lua_pushvalue(L, -1);
+        }
+        lua_setfield(L, -4, "error");
+        lua_pop(L, 2);
+        return 1;
+    }
+    lua_getfield(L, 1, "verb");
+    int exec = strcmp(luaL_optstring(L, -1, ""), "exec") == 0;
+    lua_pop(L, 1);
+    if (exec) {
+        lua_pushinteger(L, lua_isinteger(L, 3) ? lua_tointeger(L, 3) : 0);
+        lua_setfield(L, -2, "affected");
+    } else {
+        if (lua_istable(L, 3))
+            lua_pushvalue(L, 3);
+        else
+            db_new_rows(L, 0);
+        lua_setfield(L, -2, "rows");
+    }
+    return 1;
+}
+
+void db_describe_words(lua_State *L, rb_action *a, const char *display, const char *verb,
+                       const char *sql)
 {
     luaL_Buffer b;
     luaL_buffinit(L, &b);
@@ -68,7 +254,8 @@ void db_describe(lua_State *L, rb_action *a, const char *display, const char *ve
  * start: the tables that hold them load it on a miss. */
 static int lazy_index(lua_State *L)
 {
-    rb_internal_load(L, "db");
+    rb_push_lua(L, "db", "__loaded");
+    lua_pop(L, 1);
     lua_rawget(L, 1);
     return 1;
 }
@@ -140,6 +327,7 @@ static void describe_open(lua_State *L, rb_action *a)
     if (classify_url(L, url, &path) == URL_PG)
         db_pg_secrets(L, url); /* before anything is recorded */
     a->cls = path && creates_file(L, path, a->opts) ? RB_MUTATE : RB_READ;
+    rb_field_str(L, "url", url);
     rb_action_set(L, a, "verb", a->cls == RB_MUTATE ? "create" : "open");
     rb_action_set(L, a, "target", "%s", url);
     rb_action_set(L, a, "words", "db %s %s", a->cls == RB_MUTATE ? "create" : "open", url);
@@ -165,6 +353,13 @@ static int simulate_open(lua_State *L, const rb_action *a)
     return db_sqlite_open(L, ":memory:", 0);
 }
 
+/* Where the world is mocked: a stand-in connection whose statements the
+ * scenario's mocks answer. */
+static int open_stand_in(lua_State *L)
+{
+    return db_stand_in(L, luaL_checkstring(L, 1));
+}
+
 /* db.pg_url(url) -> its parts, and conninfo without the password */
 static int l_pg_url(lua_State *L)
 {
@@ -175,7 +370,14 @@ static int l_pg_url(lua_State *L)
 
 void mod_db_open(lua_State *L)
 {
-    static const rb_fn fns[] = {{.name = "open", .fn = l_open, .cls = RB_BY_ARGS, .describe = describe_open, .simulate = simulate_open},
+    static const rb_field open_fields[] = {{"url", RB_STR, RB_KEY}, {NULL, 0, 0}};
+    static const rb_fn fns[] = {{.name = "open",
+                                 .fn = l_open,
+                                 .cls = RB_BY_ARGS,
+                                 .describe = describe_open,
+                                 .simulate = simulate_open,
+                                 .fields = open_fields,
+                                 .stand_in = open_stand_in},
                                 {.name = "pg_url", .fn = l_pg_url, .cls = RB_PURE},
                                 {.name = NULL}};
     rb_register(L, "db", fns);

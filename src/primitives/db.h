@@ -25,6 +25,26 @@ void db_call_parse(lua_State *L, db_call *dc);
  * "db exec sqlite:app.db: UPDATE t SET ..." (whitespace folded, bounded). */
 void db_describe(lua_State *L, rb_action *a, const char *display, const char *verb,
                  const char *sql);
+/* The static part of classifying SQL, the same for every driver and for a
+ * scenario's stand-in: RB_MUTATE when it calls a function whose effects a
+ * READ ONLY transaction does not stop (pg_terminate_backend(...)), RB_READ
+ * when its first word is a reading one (SELECT, SHOW, EXPLAIN, ...), else
+ * RB_BY_ARGS: only the database can tell (sqlite3_stmt_readonly, a
+ * PostgreSQL read-only transaction). */
+rb_class db_sql_class(const char *sql);
+/* Does sql call one of those functions (a name followed by "(")? */
+int db_sql_effectful(const char *sql);
+
+/* A statement method's row: its fields, what a mock answers, how. */
+extern const rb_field db_statement_fields[];
+int db_answer(lua_State *L);
+int db_recorded(lua_State *L);
+#define DB_STATEMENT                                                                               \
+    .cls = RB_BY_ARGS, .fields = db_statement_fields, .respond = "rows affected json error",       \
+    .answer = db_answer, .recorded = db_recorded
+
+void db_describe_words(lua_State *L, rb_action *a, const char *display, const char *verb,
+                       const char *sql);
 /* SQL NULL: json.null (a NULL light userdata), so rows encode as JSON nulls */
 void db_push_null(lua_State *L);
 int db_is_null(lua_State *L, int idx);

@@ -16,10 +16,8 @@
  * (BEGIN, COMMIT, SET, SHOW...) run as they are: they change no data.
  */
 #include "db.h"
-#include "engine.h"
-#include "journal.h"
-#include "loop.h"
 #include "pq_lazy.h"
+#include "runbook/host.h"
 
 #include <ctype.h>
 #include <poll.h>
@@ -300,7 +298,6 @@ static int add_sync(pg_op *o)
 }
 
 static int await_op(lua_State *L, pg_op *o, lua_KFunction k);
-static int calls_effectful_function(const char *sql);
 
 /* Queue the statement between guards that refuse writes; in_tx: inside the
  * runbook's own transaction, where a savepoint keeps it intact. */
@@ -672,7 +669,7 @@ static int rehearse(lua_State *L, int want_rows)
     }
     if (dc.opts)
         lua_pop(L, 1);
-    if (calls_effectful_function(dc.sql))
+    if (db_sql_effectful(dc.sql))
         return explain(L, pc, want_rows,
                        "not executed: it calls a function a read-only "
                        "transaction does not stop");
@@ -739,36 +736,6 @@ static int session_control(const char *sql)
     return 0;
 }
 
-/* Functions whose effects a READ ONLY transaction does not stop (ending
- * other sessions, reloading the configuration, locks, remote writes): a
- * statement naming one is a write without being tried. */
-static int calls_effectful_function(const char *sql)
-{
-    static const char *const fns[] = {"pg_terminate_backend",
-                                      "pg_cancel_backend",
-                                      "pg_reload_conf",
-                                      "pg_rotate_logfile",
-                                      "pg_switch_wal",
-                                      "pg_create_restore_point",
-                                      "pg_promote",
-                                      "advisory_",
-                                      "set_config",
-                                      "dblink",
-                                      "pg_file_",
-                                      "pg_stat_reset",
-                                      "replication_slot",
-                                      "pg_replication_origin",
-                                      "pg_wal_replay",
-                                      "pg_backup_",
-                                      "pg_log_backend",
-                                      "pg_notify",
-                                      NULL};
-    for (int i = 0; fns[i]; i++)
-        if (strcasestr(sql, fns[i]))
-            return 1;
-    return 0;
-}
-
 static void describe_stmt(lua_State *L, rb_action *a, const char *verb)
 {
     pg_conn *pc = check_conn(L);
@@ -778,7 +745,7 @@ static void describe_stmt(lua_State *L, rb_action *a, const char *verb)
     db_describe(L, a, pc->display, verb, dc.sql);
     if (session_control(dc.sql))
         a->cls = RB_READ;
-    else if (known_write(L, dc.sql) || calls_effectful_function(dc.sql))
+    else if (known_write(L, dc.sql) || db_sql_effectful(dc.sql))
         a->cls = RB_MUTATE;
     /* else: left to the funnel's probe (rehearse) */
 }
@@ -851,11 +818,10 @@ void db_pg_secrets(lua_State *L, const char *url)
  * log instead of going raw to stderr. */
 static void notice(void *ud, const char *message)
 {
-    rb_engine *E = (rb_engine *)ud;
+    lua_State *M = (lua_State *)ud; /* the main thread: notices come between calls */
     char msg[1024];
     pq_message(msg, sizeof msg, message);
-    journal_log(E, E->L, "info", lua_pushfstring(E->L, "postgres: %s", msg));
-    lua_pop(E->L, 1);
+    rb_log(M, "info", "postgres: %s", msg);
 }
 
 static int connect_k(lua_State *L, int status, lua_KContext ctx)
@@ -873,7 +839,9 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx)
     o->connecting = NULL;
     rb_op_free(&o->op);
     pq->setnonblocking(pc->c, 1);
-    pq->setNoticeProcessor(pc->c, notice, rb_engine_of(L));
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    pq->setNoticeProcessor(pc->c, notice, lua_tothread(L, -1));
+    lua_pop(L, 1);
     return 1;
 }
 
@@ -949,10 +917,17 @@ int db_pg_url_info(lua_State *L, const char *url)
 
 void db_pg_init(lua_State *L)
 {
-    static const rb_fn methods[] = {
-        {.name = "query", .fn = l_query, .cls = RB_BY_ARGS, .describe = describe_query, .rehearse = l_rehearse_query},
-        {.name = "exec", .fn = l_exec, .cls = RB_BY_ARGS, .describe = describe_exec, .rehearse = l_rehearse_exec},
-        {.name = "close", .fn = l_close, .cls = RB_PURE},
-        {.name = NULL}};
+    static const rb_fn methods[] = {{.name = "query",
+                                     .fn = l_query,
+                                     .describe = describe_query,
+                                     .rehearse = l_rehearse_query,
+                                     DB_STATEMENT},
+                                    {.name = "exec",
+                                     .fn = l_exec,
+                                     .describe = describe_exec,
+                                     .rehearse = l_rehearse_exec,
+                                     DB_STATEMENT},
+                                    {.name = "close", .fn = l_close, .cls = RB_PURE},
+                                    {.name = NULL}};
     db_conn_meta(L, META, methods, l_gc, l_close, l_tostring);
 }

@@ -10,8 +10,7 @@
  * inserts prepares once.
  */
 #include "db.h"
-#include "engine.h"
-#include "loop.h"
+#include "runbook/host.h"
 
 #include <sqlite3.h>
 #include <stdio.h>
@@ -61,7 +60,7 @@ static void conn_close(sq_conn *c)
 static int progress(void *ud)
 {
     sq_conn *c = (sq_conn *)ud;
-    return loop_interrupted() || (c->deadline > 0 && rb_now() > c->deadline);
+    return rb_interrupted(NULL) || (c->deadline > 0 && rb_now() > c->deadline);
 }
 
 static int only_space(const char *p)
@@ -107,24 +106,11 @@ static sqlite3_stmt *cached(sq_conn *c, const char *sql, int *multi)
 
 /* READ when every statement is read-only; a statement that does not prepare
  * is READ too, since it fails before touching anything (the call reports it). */
-/* A scenario's stand-in database has no schema to prepare against: the
- * statement's first word decides (only mocks answer it anyway). */
-static int reads_by_first_word(const char *sql)
-{
-    static const char *const reads[] = {"SELECT", "SHOW",   "EXPLAIN", "VALUES",
-                                        "TABLE",  "PRAGMA", NULL};
-    while (*sql == ' ' || *sql == '\n' || *sql == '\t' || *sql == '(')
-        sql++;
-    for (int i = 0; reads[i]; i++)
-        if (strncasecmp(sql, reads[i], strlen(reads[i])) == 0)
-            return 1;
-    return 0;
-}
-
 static void classify(sq_conn *c, const char *sql, rb_action *a)
 {
-    if (c->stand_in) {
-        a->cls = reads_by_first_word(sql) ? RB_READ : RB_MUTATE;
+    if (c->stand_in) { /* no schema to prepare against: the static classifier */
+        rb_class known = db_sql_class(sql);
+        a->cls = known == RB_READ ? RB_READ : RB_MUTATE;
         return;
     }
     int multi;
@@ -254,7 +240,7 @@ static int step_all(lua_State *L, sq_conn *c, sqlite3_stmt *st, int want_rows, c
         }
     if (rc != SQLITE_DONE) {
         if (rc == SQLITE_INTERRUPT)
-            snprintf(err, errlen, "%s", loop_interrupted() ? "interrupted" : "timed out");
+            snprintf(err, errlen, "%s", rb_interrupted(NULL) ? "interrupted" : "timed out");
         else
             snprintf(err, errlen, "%s", sqlite3_errmsg(c->db));
         sqlite3_reset(st);
@@ -427,12 +413,12 @@ static int l_backup_to(lua_State *L)
             nanosleep(&ts, NULL); /* another writer holds the lock */
         }
     } while ((rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED) && rb_now() < until &&
-             !loop_interrupted());
+             !rb_interrupted(NULL));
     int pages = sqlite3_backup_pagecount(b);
     sqlite3_backup_finish(b);
     if (rc != SQLITE_DONE) {
         const char *why = rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED
-                              ? (loop_interrupted() ? "interrupted" : "timed out")
+                              ? (rb_interrupted(NULL) ? "interrupted" : "timed out")
                               : sqlite3_errmsg(dst);
         lua_pushstring(L, why);
         sqlite3_close_v2(dst);
@@ -517,8 +503,16 @@ int db_stand_in(lua_State *L, const char *display)
 void db_sqlite_init(lua_State *L)
 {
     static const rb_fn methods[] = {
-        {.name = "query", .fn = l_query, .cls = RB_BY_ARGS, .describe = describe_query, .rehearse = l_rehearse_query},
-        {.name = "exec", .fn = l_exec, .cls = RB_BY_ARGS, .describe = describe_exec, .rehearse = l_rehearse_exec},
+        {.name = "query",
+         .fn = l_query,
+         .describe = describe_query,
+         .rehearse = l_rehearse_query,
+         DB_STATEMENT},
+        {.name = "exec",
+         .fn = l_exec,
+         .describe = describe_exec,
+         .rehearse = l_rehearse_exec,
+         DB_STATEMENT},
         {.name = "backup_to", .fn = l_backup_to, .cls = RB_MUTATE, .describe = describe_backup_to},
         {.name = "close", .fn = l_close, .cls = RB_PURE},
         {.name = NULL}};

@@ -28,27 +28,28 @@
  * the newest version this module was written against, and every request is
  * then sent to /v<version>/....
  *
- * The requests go out through registry["runbook.http_raw"] (mod_http.c), the
+ * The requests go out through http's raw effect (rb_push_raw), the
  * un-funnelled transfer with `unix_socket`: the funnel has already described,
  * classified, confirmed and will record the docker action, so the HTTP
  * requests under it are not actions of their own.  The C part is the rb_fn
- * rows and their describe hooks (verb, target and the operator's words,
- * `docker update calendar-api --memory 2g --cpus 1`); the request building
- * and the decoding (the 8-byte-header multiplexed log stream, the CPU and
- * memory figures of `docker stats --no-stream`) are a Lua chunk compiled
- * into the binary and loaded when the module opens, with the helpers it
- * needs (string, os.time, json.encode/decode, raw) captured at that moment
- * so a runbook cannot shadow them.  The chunk yields inside raw(); the C
- * entry calls it with lua_pcallk and a continuation.
+ * rows and their describe hooks (verb, target, the operator's words
+ * `docker update calendar-api --memory 2g --cpus 1`, and the fields a mock
+ * matches: verb, name, signal, memory, cpus, prune's kinds, compose's
+ * project and service); the request building and the decoding (the
+ * 8-byte-header multiplexed log stream, the CPU and memory figures of
+ * `docker stats --no-stream`), the compose object, and what a scenario mock
+ * or a recording makes of a call live in src/primitives/docker.lua, loaded
+ * the first time it is needed, handed the transfer and json.encode/decode
+ * taken when the module opened so a runbook cannot shadow them.  The client
+ * yields inside the transfer; the C entry calls it with lua_pcallk and a
+ * continuation.
  *
  * Errors name the action and quote the daemon (`docker restart calendar-api:
  * no such container: calendar-api`, after noting the response for the audit
  * record); a daemon that cannot be reached gives one line: `cannot reach
  * Docker at unix:///var/run/docker.sock: <cause>`.
  */
-#include "config.h"
-#include "engine.h"
-#include "primitives.h"
+#include "runbook/host.h"
 #include "runbook/runbook.h"
 
 #include <ctype.h>
@@ -59,520 +60,7 @@
 #include <string.h>
 
 #define IMPL_KEY     "runbook.docker.impl"
-#define RAW_KEY      "runbook.http_raw"
 #define DEFAULT_HOST "unix:///var/run/docker.sock"
-
-/* The Lua half: `return function(verb, host, a, b)`, given (raw, encode,
- * decode, note) as its chunk arguments. */
-static const char IMPL[] =
-    "local raw, encode, decode, note = ...\n"
-    "local sfmt, sbyte, ssub, unpack, concat = string.format, string.byte, string.sub, "
-    "string.unpack, table.concat\n"
-    "local ostime, floor = os.time, math.floor\n"
-    "local MAX_API, MIN_API = '1.47', '1.24'\n"
-    "local versions = {}\n"
-    "\n"
-    "local function urlenc(s)\n"
-    "  return (tostring(s):gsub('[^%w%-%._~]', function(c) return sfmt('%%%02X', sbyte(c)) end))\n"
-    "end\n"
-    "\n"
-    "local function query(t)\n"
-    "  local out = {}\n"
-    "  for _, kv in ipairs(t) do\n"
-    "    if kv[2] ~= nil then out[#out + 1] = urlenc(kv[1]) .. '=' .. urlenc(kv[2]) end\n"
-    "  end\n"
-    "  return #out > 0 and ('?' .. concat(out, '&')) or ''\n"
-    "end\n"
-    "\n"
-    "local function vnum(v)\n"
-    "  local a, b = tostring(v):match('^(%d+)%.(%d+)')\n"
-    "  return a and (tonumber(a) * 1000 + tonumber(b)) or 0\n"
-    "end\n"
-    "\n"
-    "local function endpoint(host)\n"
-    "  if ssub(host, 1, 7) == 'unix://' then return 'http://localhost', ssub(host, 8) end\n"
-    "  if ssub(host, 1, 1) == '/' then return 'http://localhost', host end\n"
-    "  if ssub(host, 1, 6) == 'tcp://' then return 'http://' .. ssub(host, 7):gsub('/+$', ''), nil "
-    "end\n"
-    "  if ssub(host, 1, 7) == 'http://' then return (host:gsub('/+$', '')), nil end\n"
-    "  error('docker: unsupported Docker host \"' .. host .. '\" (use unix:///path or "
-    "tcp://host:port)', 0)\n"
-    "end\n"
-    "\n"
-    "-- one request; transport failures become \"cannot reach Docker at HOST: cause\"\n"
-    "local function transfer(ctx, method, path, body)\n"
-    "  local url = ctx.base .. (ctx.api and ('/v' .. ctx.api) or '') .. path\n"
-    "  local req = { method = method, url = url, unix_socket = ctx.sock, redirects = 0 }\n"
-    "  if body then\n"
-    "    req.body = body\n"
-    "    req.headers = { ['Content-Type'] = 'application/json' }\n"
-    "  end\n"
-    "  local ok, resp = pcall(raw, req)\n"
-    "  if not ok then\n"
-    "    if type(resp) ~= 'string' then error(resp, 0) end -- not a transport error\n"
-    "    local msg = tostring(resp)\n"
-    "    local i = msg:find(url, 1, true)\n"
-    "    if i and ssub(msg, i + #url, i + #url + 1) == ': ' then msg = ssub(msg, i + #url + 2) "
-    "end\n"
-    "    error('cannot reach Docker at ' .. ctx.host .. ': ' .. msg, 0)\n"
-    "  end\n"
-    "  return resp\n"
-    "end\n"
-    "\n"
-    "local function connect(host)\n"
-    "  local base, sock = endpoint(host)\n"
-    "  local ctx = { host = host, base = base, sock = sock }\n"
-    "  local v = versions[host]\n"
-    "  if not v then\n"
-    "    local r = transfer(ctx, 'GET', '/_ping')\n"
-    "    v = r.headers and r.headers['api-version']\n"
-    "    if not v then\n"
-    "      local r2 = transfer(ctx, 'GET', '/version')\n"
-    "      local ok, d = pcall(decode, r2.body or '')\n"
-    "      v = ok and type(d) == 'table' and d.ApiVersion or nil\n"
-    "      if not v then\n"
-    "        error('cannot reach Docker at ' .. host .. ': /_ping answered HTTP ' .. "
-    "tostring(r.status) ..\n"
-    "              ' without an API version', 0)\n"
-    "      end\n"
-    "    end\n"
-    "    if vnum(v) < vnum(MIN_API) then\n"
-    "      error('Docker at ' .. host .. ' speaks API ' .. v .. ', older than ' .. MIN_API, 0)\n"
-    "    end\n"
-    "    if vnum(v) > vnum(MAX_API) then v = MAX_API end\n"
-    "    versions[host] = v\n"
-    "  end\n"
-    "  ctx.api = v\n"
-    "  return ctx\n"
-    "end\n"
-    "\n"
-    "local function daemon_message(resp)\n"
-    "  local ok, d = pcall(decode, resp.body or '')\n"
-    "  local m\n"
-    "  if ok and type(d) == 'table' and type(d.message) == 'string' then\n"
-    "    m = d.message\n"
-    "  else\n"
-    "    m = (resp.body or ''):match('^[^\\r\\n]*')\n"
-    "  end\n"
-    "  if m == nil or m == '' then m = 'HTTP ' .. tostring(resp.status) end\n"
-    "  return (m:gsub('^No such', 'no such'))\n"
-    "end\n"
-    "\n"
-    "local function check(what, resp, extra_ok)\n"
-    "  local s = resp.status or 0\n"
-    "  if (s >= 200 and s < 300) or (extra_ok and extra_ok[s]) then return resp end\n"
-    "  note(resp)\n"
-    "  error(what .. ': ' .. daemon_message(resp), 0)\n"
-    "end\n"
-    "\n"
-    "local function json_of(what, resp)\n"
-    "  if resp.status == 204 or resp.body == nil or resp.body == '' then return {} end\n"
-    "  local ok, d = pcall(decode, resp.body)\n"
-    "  if not ok then error(what .. ': the daemon answered invalid JSON: ' .. tostring(d), 0) end\n"
-    "  return d\n"
-    "end\n"
-    "\n"
-    "local function filters_json(f)\n"
-    "  if f == nil then return nil end\n"
-    "  if type(f) ~= 'table' then error('docker.ps: filters must be a table', 0) end\n"
-    "  local out, any = {}, false\n"
-    "  for k, v in pairs(f) do\n"
-    "    local list = {}\n"
-    "    if type(v) == 'table' then\n"
-    "      if #v > 0 then\n"
-    "        for _, x in ipairs(v) do list[#list + 1] = tostring(x) end\n"
-    "      else\n"
-    "        for kk, vv in pairs(v) do\n"
-    "          list[#list + 1] = vv == true and tostring(kk) or (tostring(kk) .. '=' .. "
-    "tostring(vv))\n"
-    "        end\n"
-    "        table.sort(list)\n"
-    "      end\n"
-    "    else\n"
-    "      list[1] = tostring(v)\n"
-    "    end\n"
-    "    if #list > 0 then out[tostring(k)] = list; any = true end\n"
-    "  end\n"
-    "  return any and encode(out) or nil\n"
-    "end\n"
-    "\n"
-    "local UNITS = { b = 1, k = 1024, m = 1024 ^ 2, g = 1024 ^ 3, t = 1024 ^ 4 }\n"
-    "local function bytes(v, what)\n"
-    "  if type(v) == 'number' then return floor(v) end\n"
-    "  local n, u = tostring(v):lower():match('^%s*([%d%.]+)%s*([bkmgt]?)b?%s*$')\n"
-    "  if not n or not tonumber(n) then error(what .. ': cannot read a size from \"' .. "
-    "tostring(v) .. '\" (say 512m, 2g)', 0) end\n"
-    "  return floor(tonumber(n) * UNITS[u ~= '' and u or 'b'])\n"
-    "end\n"
-    "\n"
-    "local function since_ts(v)\n"
-    "  if v == nil then return nil end\n"
-    "  if type(v) == 'number' then return sfmt('%d', floor(v)) end\n"
-    "  local n, u = tostring(v):match('^(%d+)([smhd])$')\n"
-    "  if n then\n"
-    "    local mult = ({ s = 1, m = 60, h = 3600, d = 86400 })[u]\n"
-    "    return sfmt('%d', ostime() - tonumber(n) * mult)\n"
-    "  end\n"
-    "  return tostring(v)\n"
-    "end\n"
-    "\n"
-    "local function demux(body, multiplexed)\n"
-    "  local out, err, lines = {}, {}, {}\n"
-    "  if not multiplexed then return body, '' end\n"
-    "  local pos, n = 1, #body\n"
-    "  while pos + 7 <= n do\n"
-    "    local kind, size = unpack('>B xxx I4', body, pos)\n"
-    "    local chunk = ssub(body, pos + 8, pos + 7 + size)\n"
-    "    if kind == 2 then err[#err + 1] = chunk else out[#out + 1] = chunk end\n"
-    "    pos = pos + 8 + size\n"
-    "  end\n"
-    "  return concat(out), concat(err)\n"
-    "end\n"
-    "\n"
-    "local function num(x) return tonumber(x) or 0 end\n"
-    "\n"
-    "-- CPU % and memory the way `docker stats --no-stream` shows them\n"
-    "local function stats_of(name, s)\n"
-    "  local cpu, pre = s.cpu_stats or {}, s.precpu_stats or {}\n"
-    "  local cu, pu = cpu.cpu_usage or {}, pre.cpu_usage or {}\n"
-    "  local cpu_delta = num(cu.total_usage) - num(pu.total_usage)\n"
-    "  local sys_delta = num(cpu.system_cpu_usage) - num(pre.system_cpu_usage)\n"
-    "  local online = num(cpu.online_cpus)\n"
-    "  if online == 0 and type(cu.percpu_usage) == 'table' then online = #cu.percpu_usage end\n"
-    "  local cpu_pct = 0.0\n"
-    "  if sys_delta > 0 and cpu_delta > 0 then cpu_pct = cpu_delta / sys_delta * online * 100.0 "
-    "end\n"
-    "  local mem = s.memory_stats or {}\n"
-    "  local st = mem.stats or {}\n"
-    "  local usage = num(mem.usage)\n"
-    "  local cache = st.total_inactive_file\n"
-    "  if cache == nil then cache = st.inactive_file end\n"
-    "  if cache ~= nil and num(cache) < usage then usage = usage - num(cache) end\n"
-    "  local limit = num(mem.limit)\n"
-    "  local mem_pct = limit > 0 and (usage / limit * 100.0) or 0.0\n"
-    "  local rx, tx = 0, 0\n"
-    "  for _, n in pairs(s.networks or {}) do rx = rx + num(n.rx_bytes); tx = tx + num(n.tx_bytes) "
-    "end\n"
-    "  local br, bw = 0, 0\n"
-    "  for _, e in ipairs((s.blkio_stats or {}).io_service_bytes_recursive or {}) do\n"
-    "    local op = tostring(e.op):lower()\n"
-    "    if op == 'read' then br = br + num(e.value) elseif op == 'write' then bw = bw + "
-    "num(e.value) end\n"
-    "  end\n"
-    "  return {\n"
-    "    name = s.name and tostring(s.name):gsub('^/', '') or name, id = s.id,\n"
-    "    cpu_percent = cpu_pct, memory_usage = usage, memory_limit = limit, memory_percent = "
-    "mem_pct,\n"
-    "    net_rx = rx, net_tx = tx, block_read = br, block_write = bw,\n"
-    "    pids = num((s.pids_stats or {}).current), online_cpus = online, raw = s,\n"
-    "  }\n"
-    "end\n"
-    "\n"
-    "local function add_names(c)\n"
-    "  if type(c) ~= 'table' then return c end\n"
-    "  c.id = c.Id\n"
-    "  if type(c.Names) == 'table' and c.Names[1] then c.name = tostring(c.Names[1]):gsub('^/', "
-    "'') end\n"
-    "  if type(c.Labels) == 'table' then\n"
-    "    c.project = c.Labels['com.docker.compose.project']\n"
-    "    c.service = c.Labels['com.docker.compose.service']\n"
-    "  end\n"
-    "  return c\n"
-    "end\n"
-    "\n"
-    "local function cpath(name, rest) return '/containers/' .. urlenc(name) .. rest end\n"
-    "\n"
-    "local V = {}\n"
-    "\n"
-    "function V.ps(ctx, opts)\n"
-    "  opts = opts or {}\n"
-    "  local q = { { 'all', opts.all and '1' or nil }, { 'filters', filters_json(opts.filters) },\n"
-    "              { 'limit', opts.limit and sfmt('%d', opts.limit) or nil } }\n"
-    "  local what = 'docker ps'\n"
-    "  local list = json_of(what, check(what, transfer(ctx, 'GET', '/containers/json' .. "
-    "query(q))))\n"
-    "  for _, c in ipairs(list) do add_names(c) end\n"
-    "  return list\n"
-    "end\n"
-    "\n"
-    "function V.inspect(ctx, name)\n"
-    "  local what = 'docker inspect ' .. name\n"
-    "  local d = json_of(what, check(what, transfer(ctx, 'GET', cpath(name, '/json'))))\n"
-    "  if type(d) == 'table' then\n"
-    "    d.id = d.Id\n"
-    "    if type(d.Name) == 'string' then d.name = d.Name:gsub('^/', '') end\n"
-    "  end\n"
-    "  return d\n"
-    "end\n"
-    "\n"
-    "function V.logs(ctx, name, opts)\n"
-    "  opts = opts or {}\n"
-    "  local tail = opts.tail\n"
-    "  if tail ~= nil and tail ~= 'all' then tail = sfmt('%d', tail) end\n"
-    "  local q = { { 'stdout', '1' }, { 'stderr', '1' }, { 'tail', tail },\n"
-    "              { 'since', since_ts(opts.since) }, { 'until', since_ts(opts['until']) },\n"
-    "              { 'timestamps', opts.timestamps and '1' or nil } }\n"
-    "  local what = 'docker logs ' .. name\n"
-    "  local r = check(what, transfer(ctx, 'GET', cpath(name, '/logs' .. query(q))))\n"
-    "  local ct = r.headers and r.headers['content-type'] or ''\n"
-    "  local body = r.body or ''\n"
-    "  local mux\n"
-    "  if ct:find('multiplexed', 1, true) then mux = true\n"
-    "  elseif ct:find('raw-stream', 1, true) then\n"
-    "    -- before API 1.42 every stream says raw-stream: look at the bytes\n"
-    "    local b = sbyte(body, 1)\n"
-    "    mux = #body >= 8 and (b == 0 or b == 1 or b == 2) and ssub(body, 2, 4) == '\\0\\0\\0'\n"
-    "  else\n"
-    "    local b = sbyte(body, 1)\n"
-    "    mux = #body >= 8 and (b == 0 or b == 1 or b == 2) and ssub(body, 2, 4) == '\\0\\0\\0'\n"
-    "  end\n"
-    "  local out, err = demux(body, mux)\n"
-    "  return { stdout = out, stderr = err, name = name }\n"
-    "end\n"
-    "\n"
-    "function V.stats(ctx, name)\n"
-    "  local what = 'docker stats ' .. name\n"
-    "  local s = json_of(what, check(what, transfer(ctx, 'GET', cpath(name, "
-    "'/stats?stream=false'))))\n"
-    "  return stats_of(name, s)\n"
-    "end\n"
-    "\n"
-    "function V.version(ctx)\n"
-    "  local what = 'docker version'\n"
-    "  local d = json_of(what, check(what, transfer(ctx, 'GET', '/version')))\n"
-    "  if type(d) == 'table' then d.negotiated_api = ctx.api end\n"
-    "  return d\n"
-    "end\n"
-    "\n"
-    "function V.info(ctx)\n"
-    "  local what = 'docker info'\n"
-    "  return json_of(what, check(what, transfer(ctx, 'GET', '/info')))\n"
-    "end\n"
-    "\n"
-    "function V.images(ctx, opts)\n"
-    "  opts = opts or {}\n"
-    "  local q = { { 'all', opts.all and '1' or nil }, { 'filters', filters_json(opts.filters) } "
-    "}\n"
-    "  local what = 'docker images'\n"
-    "  return json_of(what, check(what, transfer(ctx, 'GET', '/images/json' .. query(q))))\n"
-    "end\n"
-    "\n"
-    "local NOT_MODIFIED = { [304] = true }\n"
-    "local function lifecycle(verb, ctx, name, opts, q)\n"
-    "  local what = 'docker ' .. verb .. ' ' .. name\n"
-    "  local r = check(what, transfer(ctx, 'POST', cpath(name, '/' .. verb .. query(q))), "
-    "NOT_MODIFIED)\n"
-    "  return { ok = true, name = name, status = r.status, changed = r.status ~= 304 }\n"
-    "end\n"
-    "\n"
-    "function V.restart(ctx, name, opts)\n"
-    "  opts = opts or {}\n"
-    "  return lifecycle('restart', ctx, name, opts, { { 't', opts.timeout and sfmt('%d', "
-    "opts.timeout) } })\n"
-    "end\n"
-    "function V.start(ctx, name, opts)\n"
-    "  return lifecycle('start', ctx, name, opts, {})\n"
-    "end\n"
-    "function V.stop(ctx, name, opts)\n"
-    "  opts = opts or {}\n"
-    "  return lifecycle('stop', ctx, name, opts, { { 't', opts.timeout and sfmt('%d', "
-    "opts.timeout) } })\n"
-    "end\n"
-    "function V.kill(ctx, name, opts)\n"
-    "  opts = opts or {}\n"
-    "  return lifecycle('kill', ctx, name, opts, { { 'signal', opts.signal } })\n"
-    "end\n"
-    "\n"
-    "function V.update(ctx, name, opts)\n"
-    "  opts = opts or {}\n"
-    "  local what = 'docker update ' .. name\n"
-    "  local body = {}\n"
-    "  if opts.memory ~= nil then body.Memory = bytes(opts.memory, what) end\n"
-    "  if opts.memory_swap ~= nil then\n"
-    "    body.MemorySwap = opts.memory_swap == -1 and -1 or bytes(opts.memory_swap, what)\n"
-    "  end\n"
-    "  if opts.memory_reservation ~= nil then body.MemoryReservation = "
-    "bytes(opts.memory_reservation, what) end\n"
-    "  if opts.cpus ~= nil then body.NanoCpus = floor(tonumber(opts.cpus) * 1e9 + 0.5) end\n"
-    "  if opts.cpu_shares ~= nil then body.CpuShares = floor(opts.cpu_shares) end\n"
-    "  if opts.pids_limit ~= nil then body.PidsLimit = floor(opts.pids_limit) end\n"
-    "  if opts.restart ~= nil then body.RestartPolicy = { Name = tostring(opts.restart) } end\n"
-    "  if next(body) == nil then\n"
-    "    error(what .. ': nothing to update (give memory, cpus, memory_swap, cpu_shares, "
-    "pids_limit or restart)', 0)\n"
-    "  end\n"
-    "  local r = check(what, transfer(ctx, 'POST', cpath(name, '/update'), encode(body)))\n"
-    "  local d = json_of(what, r)\n"
-    "  return { ok = true, name = name, status = r.status, warnings = type(d) == 'table' and "
-    "d.Warnings or nil }\n"
-    "end\n"
-    "\n"
-    "function V.prune(ctx, opts)\n"
-    "  opts = opts or {}\n"
-    "  local res, total = { ok = true }, 0\n"
-    "  for _, kind in ipairs({ 'containers', 'images', 'volumes' }) do\n"
-    "    if opts[kind] then\n"
-    "      local what = 'docker prune ' .. kind\n"
-    "      local q = {}\n"
-    "      if kind == 'images' and opts[kind] == 'all' then q = { { 'filters', encode({ dangling = "
-    "{ 'false' } }) } } end\n"
-    "      local d = json_of(what, check(what, transfer(ctx, 'POST', '/' .. kind .. '/prune' .. "
-    "query(q))))\n"
-    "      res[kind] = d\n"
-    "      total = total + num(type(d) == 'table' and d.SpaceReclaimed)\n"
-    "    end\n"
-    "  end\n"
-    "  res.space_reclaimed = total\n"
-    "  return res\n"
-    "end\n"
-    "\n"
-    "-- docker compose, by the labels compose puts on the containers it creates\n"
-    "local PROJECT, SERVICE = 'com.docker.compose.project', 'com.docker.compose.service'\n"
-    "local function by_service(a, b)\n"
-    "  if (a.service or '') ~= (b.service or '') then return (a.service or '') < (b.service or '') "
-    "end\n"
-    "  return (a.name or '') < (b.name or '')\n"
-    "end\n"
-    "\n"
-    "function V.compose_ps(ctx, project, opts)\n"
-    "  opts = opts or {}\n"
-    "  local labels = { PROJECT .. '=' .. project }\n"
-    "  if opts.service ~= nil then labels[2] = SERVICE .. '=' .. tostring(opts.service) end\n"
-    "  local list = V.ps(ctx, { all = opts.all ~= false, filters = { label = labels } })\n"
-    "  for _, c in ipairs(list) do c.state = c.State; c.status = c.Status end\n"
-    "  table.sort(list, by_service)\n"
-    "  return list\n"
-    "end\n"
-    "\n"
-    "function V.compose_restart(ctx, project, service, opts)\n"
-    "  opts = opts or {}\n"
-    "  local what = 'docker compose restart ' .. service\n"
-    "  local list = V.compose_ps(ctx, project, { service = service })\n"
-    "  if #list == 0 then\n"
-    "    error(what .. ': no container of service \"' .. service .. '\" in compose project \"' .. "
-    "project .. '\"', 0)\n"
-    "  end\n"
-    "  local names = {}\n"
-    "  for _, c in ipairs(list) do\n"
-    "    V.restart(ctx, c.name or c.Id, { timeout = opts.timeout })\n"
-    "    names[#names + 1] = c.name or c.Id\n"
-    "  end\n"
-    "  return { ok = true, project = project, service = service, containers = names }\n"
-    "end\n"
-    "\n"
-    "return function(verb, host, a, b, c)\n"
-    "  local ctx = connect(host)\n"
-    "  return V[verb](ctx, a, b, c)\n"
-    "end\n";
-
-/* The compose object: `return function(file, project, explicit)`, given
- * (ps, restart, exec) as its chunk arguments -- the hidden funnelled rows
- * docker.compose_ps/compose_restart and the global (funnelled) exec, all
- * captured when the module opened. */
-static const char COMPOSE[] =
-    "local ps, restart, exec = ...\n"
-    "local M = {}\n"
-    "M.__index = M\n"
-    "M.__metatable = 'docker.compose'\n"
-    "M.__tostring = function(self) return 'docker.compose(' .. self.file .. ')' end\n"
-    "\n"
-    "local function me(self, verb)\n"
-    "  if type(self) ~= 'table' or rawget(self, 'file') == nil then\n"
-    "    error('docker.compose: call it as compose:' .. verb .. '(...), with a colon', 3)\n"
-    "  end\n"
-    "  return self\n"
-    "end\n"
-    "\n"
-    "local function opts_of(verb, o)\n"
-    "  if o == nil then return {} end\n"
-    "  if type(o) ~= 'table' then error('docker.compose:' .. verb .. ': options must be a "
-    "table', 3) end\n"
-    "  return o\n"
-    "end\n"
-    "\n"
-    "-- errors raised under a method point at the runbook line that called it\n"
-    "local function rethrow(ok, ...)\n"
-    "  if ok then return ... end\n"
-    "  local e = ...\n"
-    "  if type(e) == 'string' then error((e:gsub('^docker%.compose:%d+: ', '')), 2) end\n"
-    "  error(e, 0)\n"
-    "end\n"
-    "\n"
-    "-- `docker compose -f FILE [-p PROJECT] verb ...` through the funnelled exec\n"
-    "local function cli(self, verb, o, args)\n"
-    "  local argv = { 'docker', 'compose', '-f', self.file }\n"
-    "  if self.explicit then argv[#argv + 1] = '-p'; argv[#argv + 1] = self.project end\n"
-    "  argv[#argv + 1] = verb\n"
-    "  for _, x in ipairs(args) do argv[#argv + 1] = x end\n"
-    "  local eo = { timeout = o.timeout, check = o.check, readonly = o.readonly }\n"
-    "  return rethrow(pcall(exec, argv, next(eo) and eo or nil))\n"
-    "end\n"
-    "\n"
-    "local function services(verb, args, list)\n"
-    "  if list == nil then return args end\n"
-    "  if type(list) == 'string' then list = { list } end\n"
-    "  if type(list) ~= 'table' then error('docker.compose:' .. verb .. ': services must be a "
-    "list of names', 3) end\n"
-    "  for _, s in ipairs(list) do args[#args + 1] = tostring(s) end\n"
-    "  return args\n"
-    "end\n"
-    "\n"
-    "function M.ps(self, o)\n"
-    "  me(self, 'ps')\n"
-    "  return rethrow(pcall(ps, self.project, opts_of('ps', o)))\n"
-    "end\n"
-    "\n"
-    "function M.restart(self, service, o)\n"
-    "  me(self, 'restart')\n"
-    "  if type(service) ~= 'string' or service == '' then\n"
-    "    error('docker.compose:restart: give the service to restart', 2)\n"
-    "  end\n"
-    "  return rethrow(pcall(restart, self.project, service, opts_of('restart', o)))\n"
-    "end\n"
-    "\n"
-    "function M.pull(self, o)\n"
-    "  me(self, 'pull')\n"
-    "  o = opts_of('pull', o)\n"
-    "  return cli(self, 'pull', o, services('pull', {}, o.services))\n"
-    "end\n"
-    "\n"
-    "function M.up(self, o)\n"
-    "  me(self, 'up')\n"
-    "  o = opts_of('up', o)\n"
-    "  local args = {}\n"
-    "  if o.detach ~= false then args[#args + 1] = '-d' end\n"
-    "  if o.no_deps then args[#args + 1] = '--no-deps' end\n"
-    "  if o.build then args[#args + 1] = '--build' end\n"
-    "  if o.force_recreate then args[#args + 1] = '--force-recreate' end\n"
-    "  if o.wait then args[#args + 1] = '--wait' end\n"
-    "  return cli(self, 'up', o, services('up', args, o.services))\n"
-    "end\n"
-    "\n"
-    "function M.down(self, o)\n"
-    "  me(self, 'down')\n"
-    "  o = opts_of('down', o)\n"
-    "  local args = {}\n"
-    "  if o.volumes then args[#args + 1] = '--volumes' end\n"
-    "  if o.remove_orphans then args[#args + 1] = '--remove-orphans' end\n"
-    "  return cli(self, 'down', o, args)\n"
-    "end\n"
-    "\n"
-    "function M.logs(self, service, o)\n"
-    "  me(self, 'logs')\n"
-    "  if type(service) == 'table' and o == nil then service, o = nil, service end\n"
-    "  o = opts_of('logs', o)\n"
-    "  local args = { '--no-color' }\n"
-    "  if o.tail ~= nil then args[#args + 1] = '--tail'; args[#args + 1] = tostring(o.tail) end\n"
-    "  if o.since ~= nil then args[#args + 1] = '--since'; args[#args + 1] = tostring(o.since) "
-    "end\n"
-    "  if o.timestamps then args[#args + 1] = '--timestamps' end\n"
-    "  if service ~= nil then services('logs', args, service) end\n"
-    "  return cli(self, 'logs', o, args)\n"
-    "end\n"
-    "\n"
-    "return function(file, project, explicit)\n"
-    "  return setmetatable({ file = file, project = project, explicit = explicit }, M)\n"
-    "end\n";
 
 /* ---- describe ------------------------------------------------------------ */
 
@@ -646,6 +134,65 @@ static int flag_piece(lua_State *L, int opts, const char *key, const char *flag,
     }
     return luaL_error(L, "docker.%s: '%s' must be a number or a string, got %s", VERB[v], key,
                       luaL_typename(L, -1));
+}
+
+/* The fields every docker row may set: what a scenario mock matches and a
+ * recording writes.  name is the container (for `compose restart` the
+ * service, as scenarios have always named it). */
+static const rb_field FIELDS[] = {
+    {"verb", RB_STR, RB_KEY},          {"name", RB_STR, RB_KEY},
+    {"signal", RB_STR, RB_MATCH},      /* kill */
+    {"memory", RB_STR, RB_MATCH},      /* update: as given, "2g" */
+    {"cpus", RB_NUM, RB_MATCH},        /* update */
+    {"containers", RB_BOOL, RB_MATCH}, /* prune: what it prunes */
+    {"images", RB_BOOL, RB_MATCH},     {"volumes", RB_BOOL, RB_MATCH},
+    {"project", RB_STR, RB_MATCH}, /* compose */
+    {"service", RB_STR, RB_MATCH},     {NULL, RB_STR, 0},
+};
+
+/* Field `field` from opts[key] as text (a number or a string), if given. */
+static void field_text(lua_State *L, int opts, const char *key, const char *field)
+{
+    if (!opts)
+        return;
+    int t = lua_getfield(L, opts, key);
+    if (t == LUA_TSTRING || t == LUA_TNUMBER) {
+        lua_tostring(L, -1); /* a copy on the stack: converting it is harmless */
+        rb_field_set(L, field);
+        return;
+    }
+    lua_pop(L, 1);
+}
+
+/* The fields of a container verb; opts is 0 or the options' index. */
+static void set_fields(lua_State *L, int v, const char *name, int opts)
+{
+    rb_field_str(L, "verb", VERB[v]);
+    rb_field_str(L, "name", name);
+    if (v == V_KILL)
+        field_text(L, opts, "signal", "signal");
+    if (v == V_UPDATE) {
+        field_text(L, opts, "memory", "memory");
+        int isnum = 0;
+        if (opts && lua_getfield(L, opts, "cpus") != LUA_TNIL) {
+            lua_Number cpus = lua_tonumberx(L, -1, &isnum);
+            lua_pop(L, 1);
+            lua_pushnumber(L, cpus);
+            if (isnum)
+                rb_field_set(L, "cpus");
+            else
+                lua_pop(L, 1); /* not a number: the call itself says so */
+        } else if (opts) {
+            lua_pop(L, 1);
+        }
+    }
+    if (v == V_PRUNE) {
+        static const char *const kinds[] = {"containers", "images", "volumes"};
+        for (int i = 0; i < 3; i++) {
+            lua_pushboolean(L, rb_opt_bool(L, opts, kinds[i], 0));
+            rb_field_set(L, kinds[i]);
+        }
+    }
 }
 
 static void describe(lua_State *L, rb_action *a, int v)
@@ -743,6 +290,7 @@ static void describe(lua_State *L, rb_action *a, int v)
     rb_action_set(L, a, "words", "%s", lua_tostring(L, -1));
     a->cls = v >= V_RESTART && v <= V_PRUNE ? RB_MUTATE : RB_READ;
     a->opts = opts;
+    set_fields(L, v, name, opts);
     lua_settop(L, top);
 }
 
@@ -796,6 +344,13 @@ static void describe_compose(lua_State *L, rb_action *a, int v)
     rb_action_set(L, a, "words", "%s", lua_tostring(L, -1));
     a->cls = v == V_COMPOSE_RESTART ? RB_MUTATE : RB_READ;
     a->opts = opts;
+    rb_field_str(L, "verb", v == V_COMPOSE_PS ? "compose ps" : "compose restart");
+    rb_field_str(L, "project", project);
+    rb_field_str(L, "name", service);
+    if (service)
+        rb_field_str(L, "service", service);
+    else
+        field_text(L, opts, "service", "service");
     lua_settop(L, top);
 }
 
@@ -838,20 +393,15 @@ static void push_host(lua_State *L)
         lua_pushstring(L, h);
         return;
     }
-    rb_engine *E = rb_engine_of(L);
-    for (int pass = 0; E && E->config && pass < 2; pass++) {
-        const char *env = pass == 0 ? E->env_name : NULL;
-        if (pass == 0 && !env)
-            continue;
-        int top = lua_gettop(L);
-        config_push(E->config, L, env, "docker");
-        if (lua_istable(L, -1) && lua_getfield(L, -1, "host") == LUA_TSTRING) {
-            lua_replace(L, top + 1);
-            lua_settop(L, top + 1);
-            return;
-        }
-        lua_settop(L, top);
-    }
+    int t = rb_config_get(L, "docker", "host");
+    if (t == LUA_TSTRING)
+        return;
+    if (t != LUA_TNIL)
+        luaL_error(L,
+                   "runbook.yaml: docker.host must be a string (unix:///path or "
+                   "tcp://host:port), got %s",
+                   luaL_typename(L, -1));
+    lua_pop(L, 1);
     lua_pushliteral(L, DEFAULT_HOST);
 }
 
@@ -993,8 +543,7 @@ static int l_compose(lua_State *L)
         luaL_argerror(L, 2, "docker.compose: the project name is empty");
     if (lua_getfield(L, LUA_REGISTRYINDEX, COMPOSE_KEY) != LUA_TFUNCTION) {
         lua_pop(L, 1);
-        if (luaL_loadbuffer(L, COMPOSE, sizeof COMPOSE - 1, "=docker.compose") != LUA_OK)
-            return lua_error(L);
+        rb_push_lua(L, "docker", "docker_compose");
         lua_getfield(L, LUA_REGISTRYINDEX, "runbook.docker.compose_ps");
         lua_getfield(L, LUA_REGISTRYINDEX, "runbook.docker.compose_restart");
         lua_getfield(L, LUA_REGISTRYINDEX, "runbook.docker.exec");
@@ -1027,22 +576,57 @@ static void push_json(lua_State *L, const char *field)
     luaL_error(L, "docker: json.%s is not available", field);
 }
 
+/* ---- scenarios and recordings ----------------------------------------------
+ * docker.lua says what a mock's respond makes of a call and what a recording
+ * writes; these hand it the arguments as they come. */
+
+static int call_lua(lua_State *L, const char *fn)
+{
+    rb_push_lua(L, "docker", fn);
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static int l_answer(lua_State *L)
+{
+    return call_lua(L, "docker_answer");
+}
+
+static int l_recorded(lua_State *L)
+{
+    return call_lua(L, "docker_recorded");
+}
+
+/* What a mock may answer with: json (the result), result (a text), error,
+ * and the fields of the result a live call returns. */
+#define R_DATA "json result error"
+#define R_LIFE R_DATA " ok name status changed"
+#define R_STATS                                                                                    \
+    R_DATA " name cpu_percent memory_usage memory_limit memory_percent net_rx net_tx block_read "  \
+           "block_write pids online_cpus"
+
 void mod_docker_open(lua_State *L)
 {
+#define ROW(n, c, r)                                                                               \
+    {                                                                                              \
+        .name = #n, .fn = l_##n, .cls = c, .describe = d_##n, .fields = FIELDS, .respond = r,      \
+        .answer = l_answer, .recorded = l_recorded                                                 \
+    }
     static const rb_fn fns[] = {
-        {.name = "ps", .fn = l_ps, .cls = RB_READ, .describe = d_ps},
-        {.name = "inspect", .fn = l_inspect, .cls = RB_READ, .describe = d_inspect},
-        {.name = "logs", .fn = l_logs, .cls = RB_READ, .describe = d_logs},
-        {.name = "stats", .fn = l_stats, .cls = RB_READ, .describe = d_stats},
-        {.name = "version", .fn = l_version, .cls = RB_READ, .describe = d_version},
-        {.name = "info", .fn = l_info, .cls = RB_READ, .describe = d_info},
-        {.name = "images", .fn = l_images, .cls = RB_READ, .describe = d_images},
-        {.name = "restart", .fn = l_restart, .cls = RB_MUTATE, .describe = d_restart},
-        {.name = "start", .fn = l_start, .cls = RB_MUTATE, .describe = d_start},
-        {.name = "stop", .fn = l_stop, .cls = RB_MUTATE, .describe = d_stop},
-        {.name = "kill", .fn = l_kill, .cls = RB_MUTATE, .describe = d_kill},
-        {.name = "update", .fn = l_update, .cls = RB_MUTATE, .describe = d_update},
-        {.name = "prune", .fn = l_prune, .cls = RB_MUTATE, .describe = d_prune},
+        ROW(ps, RB_READ, R_DATA),
+        ROW(inspect, RB_READ, R_DATA),
+        ROW(logs, RB_READ, R_DATA " stdout stderr name"),
+        ROW(stats, RB_READ, R_STATS),
+        ROW(version, RB_READ, R_DATA),
+        ROW(info, RB_READ, R_DATA),
+        ROW(images, RB_READ, R_DATA),
+        ROW(restart, RB_MUTATE, R_LIFE),
+        ROW(start, RB_MUTATE, R_LIFE),
+        ROW(stop, RB_MUTATE, R_LIFE),
+        ROW(kill, RB_MUTATE, R_LIFE),
+        ROW(update, RB_MUTATE, R_DATA " ok name status warnings"),
+        ROW(prune, RB_MUTATE, R_DATA " ok space_reclaimed containers images volumes"),
         {.name = "compose", .fn = l_compose, .cls = RB_PURE},
         {.name = NULL},
     };
@@ -1050,10 +634,11 @@ void mod_docker_open(lua_State *L)
      * the docker table (they are reached through docker.compose(...)) */
     static const char *const hidden_names[] = {"compose_ps", "compose_restart"};
     static const rb_fn hidden[] = {
-        {.name = "compose_ps", .fn = l_compose_ps, .cls = RB_READ, .describe = d_compose_ps},
-        {.name = "compose_restart", .fn = l_compose_restart, .cls = RB_MUTATE, .describe = d_compose_restart},
+        ROW(compose_ps, RB_READ, R_DATA),
+        ROW(compose_restart, RB_MUTATE, R_DATA " ok project service containers"),
         {.name = NULL},
     };
+#undef ROW
     rb_register(L, "docker", fns);
     rb_register(L, "docker", hidden);
     lua_getglobal(L, "docker");
@@ -1077,15 +662,15 @@ void mod_docker_open(lua_State *L)
     lua_setfield(L, LUA_REGISTRYINDEX, "runbook.docker.decode");
 }
 
-/* Push the client (IMPL compiled and set up), compiling it the first time. */
+/* Push the client: rt.docker_client of docker.lua, set up the first time on
+ * http's raw transfer and the json functions taken at open. */
 static int push_impl(lua_State *L)
 {
     if (lua_getfield(L, LUA_REGISTRYINDEX, IMPL_KEY) == LUA_TFUNCTION)
         return 1;
     lua_pop(L, 1);
-    if (luaL_loadbuffer(L, IMPL, sizeof IMPL - 1, "=docker") != LUA_OK)
-        return lua_error(L);
-    lua_getfield(L, LUA_REGISTRYINDEX, RAW_KEY);
+    rb_push_lua(L, "docker", "docker_client");
+    rb_push_raw(L, "http", "request");
     lua_getfield(L, LUA_REGISTRYINDEX, "runbook.docker.encode");
     lua_getfield(L, LUA_REGISTRYINDEX, "runbook.docker.decode");
     lua_pushcfunction(L, l_note);

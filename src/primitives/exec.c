@@ -3,19 +3,18 @@
  * loop.  Programs are spawned directly with posix_spawn (never through
  * /bin/sh for exec), each in its own process group so a timeout or Ctrl-C
  * can terminate the whole tree: TERM, then KILL after a grace period.
- * Classification: exec is READ only for a built-in allowlist of read-only
- * commands (extendable with `readonly_commands` in runbook.yaml); sh is
+ * Classification: exec is READ only for what the one classifier
+ * (rb_classify_argv, src/core/classify.c) knows to only observe; sh is
  * always MUTATE unless the call says readonly = true.
  */
-#include "config.h"
-#include "engine.h"
-#include "loop.h"
-#include "primitives.h"
+#include "runbook/host.h"
+#include "runbook/runbook.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -28,208 +27,6 @@ extern char **environ;
 #define EXEC_DEFAULT_TIMEOUT 600.0        /* seconds; every primitive has one */
 #define KILL_GRACE           2.0          /* seconds between TERM and KILL */
 #define OUTPUT_LIMIT         (256u << 20) /* bytes kept per stream */
-
-/* ---- classification ------------------------------------------------------ */
-
-/* Commands that only observe.  An entry's later words must be the
- * command's subcommand (first words that are not options); an entry word
- * starting with '-' must appear anywhere.  Deliberately absent: find (-delete,
- * -exec), sed (-i), awk (system()), sort (-o), tee, dd, date (-s), hostname,
- * curl/wget (can POST), journalctl (--vacuum-*), redis-cli, psql. */
-static const char *const READONLY[][4] = {{"cat"},
-                                          {"grep"},
-                                          {"egrep"},
-                                          {"fgrep"},
-                                          {"zcat"},
-                                          {"zgrep"},
-                                          {"head"},
-                                          {"tail"},
-                                          {"wc"},
-                                          {"ls"},
-                                          {"stat"},
-                                          {"file"},
-                                          {"du"},
-                                          {"df"},
-                                          {"free"},
-                                          {"ps"},
-                                          {"pgrep"},
-                                          {"ss"},
-                                          {"netstat"},
-                                          {"uptime"},
-                                          {"iostat"},
-                                          {"vmstat"},
-                                          {"mpstat"},
-                                          {"id"},
-                                          {"whoami"},
-                                          {"who"},
-                                          {"w"},
-                                          {"printenv"},
-                                          {"uname"},
-                                          {"lsblk"},
-                                          {"lscpu"},
-                                          {"lsof"},
-                                          {"findmnt"},
-                                          {"dig"},
-                                          {"nslookup"},
-                                          {"host"},
-                                          {"jq"},
-                                          {"md5sum"},
-                                          {"sha1sum"},
-                                          {"sha256sum"},
-                                          {"sha512sum"},
-                                          {"cksum"},
-                                          {"b2sum"},
-                                          {"diff"},
-                                          {"cmp"},
-                                          {"readlink"},
-                                          {"realpath"},
-                                          {"basename"},
-                                          {"dirname"},
-                                          {"pwd"},
-                                          {"true"},
-                                          {"false"},
-                                          {"echo"},
-                                          {"printf"},
-                                          {"test"},
-                                          {"which"},
-                                          {"getent"},
-                                          {"nproc"},
-                                          {"pg_isready"},
-                                          {"sleep"},
-                                          {"kubectl", "get"},
-                                          {"kubectl", "describe"},
-                                          {"kubectl", "logs"},
-                                          {"kubectl", "top"},
-                                          {"kubectl", "explain"},
-                                          {"kubectl", "version"},
-                                          {"kubectl", "api-resources"},
-                                          {"kubectl", "api-versions"},
-                                          {"kubectl", "cluster-info"},
-                                          {"kubectl", "diff"},
-                                          {"kubectl", "wait"},
-                                          {"kubectl", "auth", "can-i"},
-                                          {"kubectl", "rollout", "status"},
-                                          {"kubectl", "rollout", "history"},
-                                          {"kubectl", "config", "view"},
-                                          {"kubectl", "config", "current-context"},
-                                          {"kubectl", "config", "get-contexts"},
-                                          {"docker", "ps"},
-                                          {"docker", "logs"},
-                                          {"docker", "inspect"},
-                                          {"docker", "stats"},
-                                          {"docker", "version"},
-                                          {"docker", "info"},
-                                          {"docker", "images"},
-                                          {"docker", "top"},
-                                          {"docker", "port"},
-                                          {"docker", "container", "ls"},
-                                          {"docker", "container", "inspect"},
-                                          {"docker", "container", "logs"},
-                                          {"docker", "image", "ls"},
-                                          {"docker", "compose", "ps"},
-                                          {"docker", "compose", "logs"},
-                                          {"docker", "compose", "config"},
-                                          {"docker", "compose", "images"},
-                                          {"docker-compose", "ps"},
-                                          {"docker-compose", "logs"},
-                                          {"docker-compose", "config"},
-                                          {"systemctl", "status"},
-                                          {"systemctl", "is-active"},
-                                          {"systemctl", "is-enabled"},
-                                          {"systemctl", "is-failed"},
-                                          {"systemctl", "list-units"},
-                                          {"systemctl", "show"},
-                                          {"git", "status"},
-                                          {"git", "log"},
-                                          {"git", "diff"},
-                                          {"git", "show"},
-                                          {"git", "rev-parse"},
-                                          {NULL}};
-
-/* Global options of kubectl/docker that take a value: `kubectl -n x get` */
-static int takes_value(const char *opt)
-{
-    static const char *const opts[] = {
-        "-n",         "--namespace", "--context", "--kubeconfig", "--cluster", "--user",
-        "-s",         "--server",    "--token",   "-H",           "--host",    "--config",
-        "-l",         "--log-level", "-f",        "--file",       "-p",        "--project-name",
-        "--env-file", "--profile",   "-c",        "-C",           NULL};
-    if (strchr(opt, '='))
-        return 0;
-    for (int i = 0; opts[i]; i++)
-        if (strcmp(opt, opts[i]) == 0)
-            return 1;
-    return 0;
-}
-
-static const char *base_name(const char *p)
-{
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
-
-/* Does argv (n words) match an allowlist entry of m words? */
-static int matches(const char *const *argv, int n, const char *const *entry, int m)
-{
-    if (n < 1 || strcmp(base_name(argv[0]), entry[0]) != 0)
-        return 0;
-    int pos = 1; /* next argv word to look at for a subcommand */
-    for (int e = 1; e < m; e++) {
-        if (entry[e][0] == '-') {
-            int found = 0;
-            for (int i = 1; i < n && !found; i++)
-                found = strcmp(argv[i], entry[e]) == 0;
-            if (!found)
-                return 0;
-            continue;
-        }
-        while (pos < n && argv[pos][0] == '-')
-            pos += takes_value(argv[pos]) ? 2 : 1;
-        if (pos >= n || strcmp(argv[pos], entry[e]) != 0)
-            return 0;
-        pos++;
-    }
-    return 1;
-}
-
-int exec_is_readonly(lua_State *L, const char *const *argv, int n)
-{
-    for (int i = 0; READONLY[i][0]; i++) {
-        int m = 0;
-        while (m < 4 && READONLY[i][m])
-            m++;
-        if (matches(argv, n, READONLY[i], m))
-            return 1;
-    }
-    /* readonly_commands from runbook.yaml: a list of argv prefixes */
-    rb_engine *E = rb_engine_of(L);
-    int ro = 0;
-    if (E && E->config) {
-        config_push(E->config, L, E->env_name, "readonly_commands");
-        if (lua_isnil(L, -1)) {
-            lua_pop(L, 1);
-            config_push(E->config, L, NULL, "readonly_commands");
-        }
-        if (lua_istable(L, -1)) {
-            lua_Integer k = (lua_Integer)lua_rawlen(L, -1);
-            for (lua_Integer i = 1; i <= k && !ro; i++) {
-                if (lua_rawgeti(L, -1, i) == LUA_TTABLE) {
-                    const char *entry[16];
-                    int m = 0;
-                    while (m < 16 && lua_rawgeti(L, -1, m + 1) == LUA_TSTRING) {
-                        entry[m++] = lua_tostring(L, -1);
-                        lua_pop(L, 1); /* the string stays referenced by the entry table */
-                    }
-                    lua_pop(L, 1);
-                    ro = m > 0 && matches(argv, n, entry, m);
-                }
-                lua_pop(L, 1);
-            }
-        }
-        lua_pop(L, 1);
-    }
-    return ro;
-}
 
 /* ---- the child process op ------------------------------------------------ */
 
@@ -328,7 +125,7 @@ static void reap(proc_op *p)
         else /* the rest of its group got the signal too: see it go */
             p->poll_at = rb_now() + 0.002;
         set_deadline(p);
-        loop_child_remove(p->pid);
+        rb_child_ended(p->pid);
         close_fd(&p->op, FD_PID);
     }
 }
@@ -436,7 +233,7 @@ static void proc_destroy(rb_op *op)
     if (!p->reaped) { /* the run is ending with the child still alive */
         killpg(p->pid, SIGKILL);
         waitpid(p->pid, &p->status, 0);
-        loop_child_remove(p->pid);
+        rb_child_ended(p->pid);
     }
     for (int i = 0; i < RB_OP_MAXFD; i++)
         close_fd(op, i);
@@ -651,12 +448,12 @@ static int spawn_and_wait(lua_State *L, const char **argv)
     pidfd = no_pidfd ? -1 : (int)syscall(SYS_pidfd_open, pid, 0);
     if (pidfd < 0 && errno == ENOSYS)
         no_pidfd = 1;
-    loop_child_add(pid);
+    rb_child_started(pid);
     proc_op *p = calloc(1, sizeof *p);
     if (!p) {
         killpg(pid, SIGKILL);
         waitpid(pid, NULL, 0);
-        loop_child_remove(pid);
+        rb_child_ended(pid);
         rc = ENOMEM;
         if (pidfd >= 0)
             close(pidfd);
@@ -747,6 +544,51 @@ static int l_exec(lua_State *L)
     return spawn_and_wait(L, argv);
 }
 
+/* The names of the variables opts.env passes (never their values: they
+ * are often credentials), sorted so the audit reads the same every run. */
+static void push_env_names(lua_State *L, int env)
+{
+    lua_newtable(L);
+    int names = lua_gettop(L);
+    lua_Integer n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, env)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            continue;
+        /* insertion sort: a handful of names */
+        lua_Integer i = n;
+        for (; i > 0; i--) {
+            lua_rawgeti(L, names, i);
+            int later = strcmp(lua_tostring(L, -1), lua_tostring(L, -2)) > 0;
+            if (!later) {
+                lua_pop(L, 1);
+                break;
+            }
+            lua_rawseti(L, names, i + 1);
+        }
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, names, i + 1);
+        n++;
+    }
+}
+
+/* The fields both rows share: where the command runs and with what. */
+static void describe_opts(lua_State *L, int opts)
+{
+    if (!opts)
+        return;
+    if (lua_getfield(L, opts, "cwd") == LUA_TSTRING)
+        rb_field_set(L, "cwd");
+    else
+        lua_pop(L, 1);
+    if (lua_getfield(L, opts, "env") == LUA_TTABLE) {
+        push_env_names(L, lua_gettop(L));
+        rb_field_set(L, "env");
+    }
+    lua_pop(L, 1);
+}
+
 static void exec_describe(lua_State *L, rb_action *a)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -754,11 +596,21 @@ static void exec_describe(lua_State *L, rb_action *a)
         luaL_checktype(L, 2, LUA_TTABLE);
     const char *argv[1024];
     int n = collect_argv(L, 1, argv, 1024);
+    const char *words = argv_words(L, 1);
     rb_action_set(L, a, "verb", "run");
     rb_action_set(L, a, "target", "%s", argv[0]);
-    rb_action_set(L, a, "words", "%s", argv_words(L, 1));
-    a->cls = exec_is_readonly(L, argv, n) ? RB_READ : RB_MUTATE;
+    rb_action_set(L, a, "words", "%s", words);
+    a->cls = rb_classify_argv(L, 1);
     a->opts = lua_istable(L, 2) ? 2 : 0;
+    /* a copy: the runbook may change its table after the call */
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    rb_field_set(L, "argv");
+    rb_field_str(L, "command", words);
+    describe_opts(L, a->opts);
 }
 
 /* sh(command [, opts]) -- /bin/sh -c command */
@@ -781,6 +633,8 @@ static void sh_describe(lua_State *L, rb_action *a)
     rb_action_set(L, a, "words", "sh -c %s", cmd);
     a->cls = RB_MUTATE;
     a->opts = lua_istable(L, 2) ? 2 : 0;
+    rb_field_str(L, "command", cmd);
+    describe_opts(L, a->opts);
 }
 
 static int exec_simulate(lua_State *L, const rb_action *a)
@@ -802,14 +656,154 @@ static int exec_simulate(lua_State *L, const rb_action *a)
     return 1;
 }
 
+/* ---- scenarios and recordings ------------------------------------------------
+ * A mock answers as the process would have: { code, stdout, stderr }, or an
+ * error before any exit code (not found, timed out).  Messages are the live
+ * ones, "exec ARGV: exit code N: <last line of stderr>". */
+
+/* What messages call the command: "exec ls -l", "sh -c 'grep x log'". */
+static const char *message_words(lua_State *L, int info)
+{
+    lua_getfield(L, info, "fn");
+    int is_exec = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "exec") == 0;
+    lua_getfield(L, info, "words");
+    const char *w = lua_pushfstring(L, "%s%s", is_exec ? "exec " : "", luaL_optstring(L, -1, ""));
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return w;
+}
+
+/* answer(respond, info, argv_or_command, opts) */
+static int exec_answer(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    const char *words = message_words(L, 2);
+    int top = lua_gettop(L);
+    if (lua_getfield(L, 1, "error") != LUA_TNIL)
+        return luaL_error(L, "%s: %s", words, luaL_tolstring(L, -1, NULL));
+    lua_settop(L, top);
+    lua_getfield(L, 1, "code");
+    lua_Integer code = lua_isnil(L, -1) ? 0 : lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 5);
+    int res = lua_gettop(L);
+    lua_pushinteger(L, code);
+    lua_setfield(L, res, "code");
+    lua_pushboolean(L, code == 0);
+    lua_setfield(L, res, "ok");
+    const char *streams[] = {"stdout", "stderr"};
+    for (int i = 0; i < 2; i++) {
+        if (lua_getfield(L, 1, streams[i]) == LUA_TNIL) {
+            lua_pop(L, 1);
+            lua_pushliteral(L, "");
+        } else if (!lua_isstring(L, -1)) {
+            return luaL_error(L, "%s: respond.%s must be a string", words, streams[i]);
+        }
+        lua_setfield(L, res, streams[i]);
+    }
+    lua_pushnumber(L, 0.0);
+    lua_setfield(L, res, "time");
+    int checked = !(lua_istable(L, 4) && lua_getfield(L, 4, "check") == LUA_TBOOLEAN &&
+                    !lua_toboolean(L, -1));
+    lua_settop(L, res);
+    if (code != 0 && checked) {
+        rb_note_result(L, res);
+        lua_getfield(L, res, "stderr");
+        size_t n;
+        const char *e = lua_tolstring(L, -1, &n);
+        while (n > 0 && (e[n - 1] == '\n' || e[n - 1] == '\r' || e[n - 1] == ' '))
+            n--;
+        size_t start = n;
+        while (start > 0 && e[start - 1] != '\n')
+            start--;
+        lua_pushfstring(L, "%s: exit code %d", words, (int)code);
+        if (n > start) {
+            lua_pushliteral(L, ": ");
+            lua_pushlstring(L, e + start, n - start);
+            lua_concat(L, 3);
+        }
+        return lua_error(L);
+    }
+    return 1;
+}
+
+/* recorded(info, error_or_nil, result): { code, stdout, stderr } without the
+ * empty outputs, or { error = cause } when it failed before an exit code. */
+static int exec_recorded(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 3);
+    lua_newtable(L); /* 4 */
+    /* a result, or none and no error (a simulated change): what it returned */
+    if (lua_istable(L, 3) || lua_isnil(L, 2)) {
+        if (!lua_istable(L, 3)) {
+            lua_pushinteger(L, 0);
+            lua_setfield(L, 4, "code");
+            return 1;
+        }
+        lua_getfield(L, 3, "code");
+        lua_pushinteger(L, lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0);
+        lua_setfield(L, 4, "code");
+        lua_pop(L, 1);
+        const char *streams[] = {"stdout", "stderr"};
+        for (int i = 0; i < 2; i++) {
+            size_t n = 0;
+            if (lua_getfield(L, 3, streams[i]) == LUA_TSTRING && (lua_tolstring(L, -1, &n), n))
+                lua_setfield(L, 4, streams[i]);
+            else
+                lua_pop(L, 1);
+        }
+        return 1;
+    }
+    /* the cause: the message after "file:line: exec ARGV: " */
+    const char *msg = luaL_tolstring(L, 2, NULL);
+    const char *words = message_words(L, 1);
+    const char *at = strstr(msg, words);
+    if (at) {
+        msg = at + strlen(words);
+        if (strncmp(msg, ": ", 2) == 0)
+            msg += 2;
+    }
+    lua_pushstring(L, msg);
+    lua_setfield(L, 4, "error");
+    lua_settop(L, 4);
+    return 1;
+}
+
+static const rb_field exec_fields[] = {{"argv", RB_LIST, RB_KEY},
+                                       {"command", RB_STR, RB_MATCH},
+                                       {"cwd", RB_STR, RB_MATCH},
+                                       {"env", RB_SET, RB_MATCH},
+                                       {NULL}};
+static const rb_field sh_fields[] = {
+    {"command", RB_STR, RB_KEY}, {"cwd", RB_STR, RB_MATCH}, {"env", RB_SET, RB_MATCH}, {NULL}};
+#define RESPOND "code stdout stderr error"
+
 void mod_exec_open(lua_State *L)
 {
-    static const rb_fn fns[] = {{.name = "exec", .fn = l_exec, .cls = RB_BY_ARGS, .describe = exec_describe, .simulate = exec_simulate},
-                                {.name = "sh", .fn = l_sh, .cls = RB_MUTATE, .describe = sh_describe, .simulate = exec_simulate},
+    static const rb_fn fns[] = {{.name = "exec",
+                                 .fn = l_exec,
+                                 .cls = RB_BY_ARGS,
+                                 .describe = exec_describe,
+                                 .simulate = exec_simulate,
+                                 .fields = exec_fields,
+                                 .respond = RESPOND,
+                                 .answer = exec_answer,
+                                 .recorded = exec_recorded},
+                                {.name = "sh",
+                                 .fn = l_sh,
+                                 .cls = RB_MUTATE,
+                                 .describe = sh_describe,
+                                 .simulate = exec_simulate,
+                                 .fields = sh_fields,
+                                 .respond = RESPOND,
+                                 .answer = exec_answer,
+                                 .recorded = exec_recorded},
                                 {.name = NULL}};
     rb_register(L, NULL, fns);
-    /* exec without the funnel, for primitives built on a CLI (kubectl,
-     * docker compose): they are classified and recorded as themselves */
+    /* exec without the funnel, for primitives built on a CLI that still
+     * look it up here (kubectl); new ones use rb_push_raw(L, "exec", "exec") */
     lua_pushcfunction(L, l_exec);
     lua_setfield(L, LUA_REGISTRYINDEX, "runbook.exec_raw");
 }

@@ -12,7 +12,6 @@
  * raise "fs.VERB PATH: strerror".  File descriptors, directory streams and
  * temporary files live in a to-be-closed guard, so a raise never leaks them.
  */
-#include "primitives.h"
 #include "runbook/runbook.h"
 #include "yamlconv.h"
 
@@ -278,6 +277,8 @@ static void fs_describe(lua_State *L, rb_action *a, const char *verb, const char
     rb_action_set(L, a, "target", "%s", p1);
     rb_action_set(L, a, "words", "%s", lua_tostring(L, -1));
     lua_pop(L, 1);
+    rb_field_str(L, "path", p1);
+    rb_field_str(L, "dest", p2);
 }
 
 static void describe_path(lua_State *L, rb_action *a, const char *verb)
@@ -755,19 +756,27 @@ static int l_move(lua_State *L)
     return 1;
 }
 
+/* Every fs call names the file it acts on; in a scenario those arguments
+ * are re-rooted in the scratch directory (.paths) and the call runs there. */
+static const rb_field path_fields[] = {{"path", RB_STR, RB_KEY}, {NULL, 0, 0}};
+static const rb_field two_paths[] = {
+    {"path", RB_STR, RB_KEY}, {"dest", RB_STR, RB_KEY}, {NULL, 0, 0}};
+#define ONE_PATH  .fields = path_fields, .paths = 1u
+#define TWO_PATHS .fields = two_paths, .paths = 3u
+
 static const rb_fn fs_fns[] = {
-    {.name = "read", .fn = l_read, .cls = RB_READ, .describe = describe_read},
-    {.name = "exists", .fn = l_exists, .cls = RB_READ, .describe = describe_exists},
-    {.name = "list", .fn = l_list, .cls = RB_READ, .describe = describe_list},
-    {.name = "glob", .fn = l_glob, .cls = RB_READ, .describe = describe_glob},
-    {.name = "stat", .fn = l_stat, .cls = RB_READ, .describe = describe_stat},
-    {.name = "sha256", .fn = l_sha256, .cls = RB_READ, .describe = describe_sha256},
-    {.name = "write", .fn = l_write, .cls = RB_MUTATE, .describe = describe_write},
-    {.name = "append", .fn = l_append, .cls = RB_MUTATE, .describe = describe_append},
-    {.name = "remove", .fn = l_remove, .cls = RB_MUTATE, .describe = describe_remove},
-    {.name = "mkdir", .fn = l_mkdir, .cls = RB_MUTATE, .describe = describe_mkdir},
-    {.name = "copy", .fn = l_copy, .cls = RB_MUTATE, .describe = describe_copy},
-    {.name = "move", .fn = l_move, .cls = RB_MUTATE, .describe = describe_move},
+    {.name = "read", .fn = l_read, .cls = RB_READ, .describe = describe_read, ONE_PATH},
+    {.name = "exists", .fn = l_exists, .cls = RB_READ, .describe = describe_exists, ONE_PATH},
+    {.name = "list", .fn = l_list, .cls = RB_READ, .describe = describe_list, ONE_PATH},
+    {.name = "glob", .fn = l_glob, .cls = RB_READ, .describe = describe_glob, ONE_PATH},
+    {.name = "stat", .fn = l_stat, .cls = RB_READ, .describe = describe_stat, ONE_PATH},
+    {.name = "sha256", .fn = l_sha256, .cls = RB_READ, .describe = describe_sha256, ONE_PATH},
+    {.name = "write", .fn = l_write, .cls = RB_MUTATE, .describe = describe_write, ONE_PATH},
+    {.name = "append", .fn = l_append, .cls = RB_MUTATE, .describe = describe_append, ONE_PATH},
+    {.name = "remove", .fn = l_remove, .cls = RB_MUTATE, .describe = describe_remove, ONE_PATH},
+    {.name = "mkdir", .fn = l_mkdir, .cls = RB_MUTATE, .describe = describe_mkdir, ONE_PATH},
+    {.name = "copy", .fn = l_copy, .cls = RB_MUTATE, .describe = describe_copy, TWO_PATHS},
+    {.name = "move", .fn = l_move, .cls = RB_MUTATE, .describe = describe_move, TWO_PATHS},
     {.name = NULL},
 };
 

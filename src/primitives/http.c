@@ -7,11 +7,15 @@
  * child processes and timers all progress in one thread.  One multi handle
  * for the whole run keeps connections alive between requests.
  * Classification: GET/HEAD/OPTIONS read, everything else mutate.
+ *
+ * Each row describes its call as fields (method, url with its query,
+ * headers -- credentials registered as secrets --, json, body) that scenario mocks match
+ * and recordings key on; a mock's answer is built into the very response
+ * object a live call returns (push_response), and fails as a transfer does.
  */
 #include "curl_lazy.h"
-#include "engine.h"
-#include "loop.h"
-#include "primitives.h"
+#include "runbook/host.h"
+#include "runbook/runbook.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -212,7 +216,7 @@ static int collect(void)
     return done;
 }
 
-/* The loop's poll while transfers are in flight (see loop_set_poller). */
+/* The loop's poll while transfers are in flight (see rb_set_poller). */
 static int http_poll(struct pollfd *fds, unsigned n, int timeout_ms)
 {
     if (!in_flight)
@@ -254,7 +258,7 @@ static void load_curl(lua_State *L)
         luaL_error(L, "http: cannot create a curl multi handle");
     /* one connection pool for the run; pipelined HTTP/2 when a server offers it */
     C->multi_setopt(multi, CURLMOPT_MAXCONNECTS, 256L);
-    loop_set_poller(http_poll);
+    rb_set_poller(http_poll);
 }
 
 /* ---- building a transfer from a request table ------------------------------ */
@@ -291,6 +295,33 @@ static void add_escaped(luaL_Buffer *b, const char *s)
     }
 }
 
+/* Push an array of the string keys of table t, sorted (insertion sort: a
+ * query has a handful): the same call gives the same URL. */
+static void push_sorted_keys(lua_State *L, int t)
+{
+    t = lua_absindex(L, t);
+    lua_newtable(L);
+    int keys = lua_gettop(L);
+    lua_Integer n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            continue;
+        lua_Integer i = n++;
+        for (; i > 0; i--) { /* shift the greater keys up */
+            lua_rawgeti(L, keys, i);
+            if (strcmp(lua_tostring(L, -1), lua_tostring(L, -2)) <= 0) {
+                lua_pop(L, 1);
+                break;
+            }
+            lua_rawseti(L, keys, i + 1);
+        }
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, keys, i + 1);
+    }
+}
+
 /* url (at index url) with the query table at index query appended,
  * percent-encoded, keys sorted: the same call gives the same URL, in the
  * request and in the action's words (so audit, dry-run and mocks see it) */
@@ -300,7 +331,7 @@ static const char *with_query(lua_State *L, int url, int query)
     query = lua_absindex(L, query);
     const char *base = lua_tostring(L, url);
     char sep = strchr(base, '?') ? '&' : '?';
-    rb_push_sorted_keys(L, query);
+    push_sorted_keys(L, query);
     int keys = lua_gettop(L);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
@@ -458,7 +489,8 @@ static void read_request(lua_State *L, req_params *p)
     lua_settop(L, 6);
 }
 
-/* raw(req) -> response; not funnelled: the funnel's rows and notify call it */
+/* raw(req) -> response; not funnelled: the rows call it, and notify and
+ * docker through http.request's raw effect (rb_push_raw) */
 static int l_http_raw(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -644,6 +676,45 @@ static void set_response_mt(lua_State *L)
     lua_setmetatable(L, -2);
 }
 
+/* A response, pushed: every field but body and headers, which the caller
+ * sets.  Live calls and scenario mocks build it here, so a runbook sees the
+ * same object from both. */
+static int push_response(lua_State *L, lua_Integer status, int ok, double time, const char *url,
+                         const char *method)
+{
+    lua_createtable(L, 0, 8);
+    lua_pushinteger(L, status);
+    lua_setfield(L, -2, "status");
+    lua_pushboolean(L, ok);
+    lua_setfield(L, -2, "ok");
+    lua_pushnumber(L, time);
+    lua_setfield(L, -2, "time");
+    lua_pushstring(L, url);
+    lua_setfield(L, -2, "url");
+    lua_pushstring(L, method);
+    lua_setfield(L, -2, "method");
+    set_response_mt(L);
+    return lua_gettop(L);
+}
+
+/* A failed transfer, its message on top: raised, or with check = false in
+ * the request at req (0: none) the result { ok = false, status = 0,
+ * error = message }. */
+static int transfer_failed(lua_State *L, int req)
+{
+    if (rb_opt_bool(L, req, "check", 1))
+        return lua_error(L);
+    lua_createtable(L, 0, 4);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "error");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "ok");
+    lua_pushinteger(L, 0);
+    lua_setfield(L, -2, "status");
+    set_response_mt(L);
+    return 1;
+}
+
 static int http_k(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
@@ -655,46 +726,24 @@ static int http_k(lua_State *L, int status, lua_KContext ctx)
         const char *cause = h->op.error[0] ? lua_pushstring(L, h->op.error) : transport_error(L, h);
         lua_pushfstring(L, "%s %s %s: %s", what, smtp ? "send" : method, url, cause);
         rb_op_free(&h->op);
-        if (rb_opt_bool(L, 1, "check", 1))
-            return lua_error(L);
-        /* check = false: the failure is a result, { ok = false, error = ... } */
-        lua_createtable(L, 0, 4);
-        lua_insert(L, -2);
-        lua_setfield(L, -2, "error");
-        lua_pushboolean(L, 0);
-        lua_setfield(L, -2, "ok");
-        lua_pushinteger(L, 0);
-        lua_setfield(L, -2, "status");
-        set_response_mt(L);
-        return 1;
+        return transfer_failed(L, 1);
     }
-    if (h->resp.overflow)
+    if (h->resp.overflow) {
         lua_pushfstring(L, "%s %s %s: response body over %d MiB", what, method, url,
                         (int)(BODY_LIMIT >> 20));
-    if (h->resp.overflow) {
         rb_op_free(&h->op);
         return lua_error(L);
     }
-    lua_createtable(L, 0, 8);
-    lua_pushinteger(L, h->status);
-    lua_setfield(L, -2, "status");
-    lua_pushboolean(L, smtp || (h->status > 0 && h->status < 400));
-    lua_setfield(L, -2, "ok");
+    double t = 0;
+    C->easy_getinfo(h->easy, CURLINFO_TOTAL_TIME, &t);
+    char *eff = NULL;
+    C->easy_getinfo(h->easy, CURLINFO_EFFECTIVE_URL, &eff);
+    push_response(L, h->status, smtp || (h->status > 0 && h->status < 400), t, eff ? eff : url,
+                  method);
     lua_pushlstring(L, h->resp.p ? h->resp.p : "", h->resp.len);
     lua_setfield(L, -2, "body");
     push_headers(L, &h->hdrs);
     lua_setfield(L, -2, "headers");
-    double t = 0;
-    C->easy_getinfo(h->easy, CURLINFO_TOTAL_TIME, &t);
-    lua_pushnumber(L, t);
-    lua_setfield(L, -2, "time");
-    char *eff = NULL;
-    C->easy_getinfo(h->easy, CURLINFO_EFFECTIVE_URL, &eff);
-    lua_pushstring(L, eff ? eff : url);
-    lua_setfield(L, -2, "url");
-    lua_pushstring(L, method);
-    lua_setfield(L, -2, "method");
-    set_response_mt(L);
     rb_op_free(&h->op);
     return 1;
 }
@@ -762,6 +811,66 @@ METHOD(l_post, "POST")
 METHOD(l_put, "PUT")
 METHOD(l_patch, "PATCH")
 
+/* Request headers whose values are credentials: secrets from the moment
+ * the call is described (a dry-run
+ * never gets to read_request, yet records the call's arguments). */
+static const char *const CREDENTIAL_HEADERS[] = {"authorization", "proxy-authorization", "cookie",
+                                                 "x-api-key",     "x-auth-token",        NULL};
+
+static int credential_header(const char *name)
+{
+    for (int i = 0; CREDENTIAL_HEADERS[i]; i++)
+        if (strcasecmp(name, CREDENTIAL_HEADERS[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* The options' credentials (auth, credential headers) registered as
+ * secrets; the "headers" field: the headers with lower-cased names. */
+static void describe_headers(lua_State *L, int opts)
+{
+    int t = lua_getfield(L, opts, "auth");
+    if (t == LUA_TTABLE) {
+        for (int i = 0; i < 2; i++)
+            if (lua_getfield(L, -1 - i, i ? "password" : "bearer") == LUA_TSTRING)
+                rb_secret_add(L, lua_tostring(L, -1));
+        lua_pop(L, 2);
+    } else if (t == LUA_TSTRING) {
+        const char *colon = strchr(lua_tostring(L, -1), ':');
+        if (colon && colon[1])
+            rb_secret_add(L, colon + 1);
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, opts, "headers") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    int h = lua_gettop(L);
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, h)) {
+        const char *k = luaL_tolstring(L, -2, NULL);
+        const char *v = luaL_tolstring(L, -2, NULL);
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (const char *p = k; *p; p++)
+            luaL_addchar(&b, (char)tolower((unsigned char)*p));
+        luaL_pushresult(&b);
+        if (credential_header(k)) {
+            /* "Bearer <token>": the token is the secret, so whatever writes
+             * the field (a recording, a scenario's report) writes **** for
+             * it, while a mock can still tell one credential from another */
+            const char *sp = strcasestr(k, "authorization") ? strchr(v, ' ') : NULL;
+            rb_secret_add(L, sp && sp[1] ? sp + 1 : v);
+        }
+        lua_pushvalue(L, -2);
+        lua_settable(L, h + 1);
+        lua_pop(L, 3); /* the value and both strings: the key stays for lua_next */
+    }
+    rb_field_set(L, "headers");
+    lua_pop(L, 1);
+}
+
 /* words: "POST https://x/y {"a":1}" (the body cut to PREVIEW bytes) */
 static void describe_common(lua_State *L, rb_action *a, const char *method, const char *url,
                             int opts)
@@ -772,16 +881,23 @@ static void describe_common(lua_State *L, rb_action *a, const char *method, cons
     }
     rb_action_set(L, a, "verb", "%s", method);
     rb_action_set(L, a, "target", "%s", url);
+    rb_field_str(L, "method", method);
+    rb_field_str(L, "url", url);
     const char *preview = NULL;
     size_t n = 0;
     if (opts) {
+        describe_headers(L, opts);
         if (lua_getfield(L, opts, "json") != LUA_TNIL) {
+            lua_pushvalue(L, -1);
+            rb_field_set(L, "json");
             lua_getglobal(L, "json");
             lua_getfield(L, -1, "encode");
             lua_pushvalue(L, -3);
             if (lua_pcall(L, 1, 1, 0) == LUA_OK)
                 preview = lua_tolstring(L, -1, &n);
         } else if (lua_getfield(L, opts, "body") == LUA_TSTRING) {
+            lua_pushvalue(L, -1);
+            rb_field_set(L, "body");
             preview = lua_tolstring(L, -1, &n);
         }
     }
@@ -796,7 +912,7 @@ static void describe_common(lua_State *L, rb_action *a, const char *method, cons
                  : RB_MUTATE;
 }
 
-static void describe_request(lua_State *L, rb_action *a)
+static void d_request(lua_State *L, rb_action *a)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     const char *method = upper_method(L, 1);
@@ -859,27 +975,167 @@ static int simulate_response(lua_State *L, const rb_action *a)
     return 1;
 }
 
+/* ---- scenarios and recordings --------------------------------------------- */
+
+/* The request table among a call's arguments from index first on:
+ * http.request{...}'s, or the options of http.get(url, opts); 0 if none. */
+static int request_of(lua_State *L, int first)
+{
+    for (int i = first; i <= first + 1 && i <= lua_gettop(L); i++)
+        if (lua_istable(L, i))
+            return i;
+    return 0;
+}
+
+/* answer(respond, info, args...): a mock's { status, body, json, headers,
+ * error } as the response a live call returns: status 200 when not given,
+ * the body or the JSON encoded (content-type application/json then), header
+ * names lower-cased; respond.error fails as a transfer does. */
+static int answer(lua_State *L)
+{
+    int req = request_of(L, 3);
+    lua_getfield(L, 2, "verb");
+    lua_getfield(L, 2, "target");
+    const char *method = luaL_optstring(L, -2, "GET"), *url = luaL_optstring(L, -1, "");
+    if (lua_getfield(L, 1, "error") != LUA_TNIL) {
+        lua_pushfstring(L, "http %s %s: %s", method, url, luaL_tolstring(L, -1, NULL));
+        return transfer_failed(L, req);
+    }
+    lua_pop(L, 1);
+    int isnum;
+    lua_getfield(L, 1, "status");
+    lua_Integer status = lua_tointegerx(L, -1, &isnum);
+    lua_pop(L, 1);
+    if (!isnum)
+        status = 200;
+    int res = push_response(L, status, status > 0 && status < 400, 0.0, url, method);
+    int has_json = lua_getfield(L, 1, "json") != LUA_TNIL;
+    if (lua_getfield(L, 1, "body") != LUA_TSTRING) {
+        lua_pop(L, 1);
+        if (has_json) {
+            lua_getglobal(L, "json");
+            lua_getfield(L, -1, "encode");
+            lua_pushvalue(L, -3);
+            lua_call(L, 1, 1);
+            lua_remove(L, -2);
+        } else {
+            lua_pushliteral(L, "");
+        }
+    }
+    lua_setfield(L, res, "body");
+    lua_pop(L, 1); /* json */
+    lua_newtable(L);
+    if (lua_getfield(L, 1, "headers") == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            const char *k = luaL_tolstring(L, -2, NULL);
+            luaL_Buffer b;
+            luaL_buffinit(L, &b);
+            for (const char *p = k; *p; p++)
+                luaL_addchar(&b, (char)tolower((unsigned char)*p));
+            luaL_pushresult(&b);
+            lua_pushvalue(L, -3);
+            lua_settable(L, res + 1);
+            lua_pop(L, 2); /* the key's string and the value */
+        }
+    }
+    lua_pop(L, 1);
+    if (has_json && lua_getfield(L, -1, "content-type") == LUA_TNIL) {
+        lua_pushliteral(L, "application/json");
+        lua_setfield(L, -3, "content-type");
+    }
+    lua_settop(L, res + 1);
+    lua_setfield(L, res, "headers");
+    return 1;
+}
+
+/* The cause of a failure: the message after "http METHOD URL: " */
+static void push_cause(lua_State *L, int info, const char *msg)
+{
+    lua_getfield(L, info, "verb");
+    lua_getfield(L, info, "target");
+    const char *head =
+        lua_pushfstring(L, "http %s %s: ", luaL_optstring(L, -2, ""), luaL_optstring(L, -1, ""));
+    const char *at = strstr(msg, head);
+    lua_pushstring(L, at ? at + strlen(head) : msg);
+    lua_replace(L, -4);
+    lua_pop(L, 2);
+}
+
+/* recorded(info, error, response): { status, headers = { content-type },
+ * body } or { error = cause } -- what answer() turns back into the same
+ * response. */
+static int recorded(lua_State *L)
+{
+    lua_newtable(L);
+    int out = lua_gettop(L);
+    const char *failure = NULL;
+    if (!lua_isnoneornil(L, 2))
+        failure = luaL_tolstring(L, 2, NULL);
+    else if (lua_istable(L, 3) && lua_getfield(L, 3, "error") == LUA_TSTRING)
+        failure = lua_tostring(L, -1); /* check = false: the failure as a result */
+    if (failure) {
+        push_cause(L, 1, failure);
+        lua_setfield(L, out, "error");
+        lua_settop(L, out);
+        return 1;
+    }
+    lua_settop(L, out);
+    if (!lua_istable(L, 3))
+        return 1;
+    if (lua_getfield(L, 3, "status") == LUA_TNUMBER)
+        lua_setfield(L, out, "status");
+    else
+        lua_pop(L, 1);
+    if (lua_getfield(L, 3, "headers") == LUA_TTABLE &&
+        lua_getfield(L, -1, "content-type") == LUA_TSTRING) {
+        lua_createtable(L, 0, 1);
+        lua_insert(L, -2);
+        lua_setfield(L, -2, "content-type");
+        lua_setfield(L, out, "headers");
+    }
+    lua_settop(L, out);
+    if (lua_getfield(L, 3, "body") == LUA_TSTRING && lua_rawlen(L, -1) > 0)
+        lua_setfield(L, out, "body");
+    lua_settop(L, out);
+    return 1;
+}
+
 void mod_http_open(lua_State *L)
 {
+    /* what a scenario mock matches and a recording keys on (the mocks of
+     * existing scenarios use these names) */
+    static const rb_field fields[] = {
+        {"method", RB_STR, RB_KEY},
+        {"url", RB_STR, RB_KEY},       /* the full URL, query included, as in the words */
+        {"headers", RB_MAP, RB_MATCH}, /* credentials registered as secrets */
+        {"json", RB_MAP, RB_MATCH},    /* the JSON body */
+        {"body", RB_STR, RB_MATCH},    /* a raw body */
+        {NULL, 0, 0}};
+#define HTTP_ROW(n, c)                                                                             \
+    {                                                                                              \
+        .name = #n, .fn = l_##n, .cls = c, .describe = d_##n, .simulate = simulate_response,       \
+        .fields = fields, .respond = "status body json headers error", .answer = answer,           \
+        .recorded = recorded                                                                       \
+    }
     static const rb_fn fns[] = {
-        {.name = "request", .fn = l_request, .cls = RB_BY_ARGS, .describe = describe_request, .simulate = simulate_response},
-        {.name = "get", .fn = l_get, .cls = RB_READ, .describe = d_get, .simulate = simulate_response},
-        {.name = "head", .fn = l_head, .cls = RB_READ, .describe = d_head, .simulate = simulate_response},
-        {.name = "options", .fn = l_options, .cls = RB_READ, .describe = d_options, .simulate = simulate_response},
-        {.name = "delete", .fn = l_delete, .cls = RB_MUTATE, .describe = d_delete, .simulate = simulate_response},
-        {.name = "post", .fn = l_post, .cls = RB_MUTATE, .describe = d_post, .simulate = simulate_response},
-        {.name = "put", .fn = l_put, .cls = RB_MUTATE, .describe = d_put, .simulate = simulate_response},
-        {.name = "patch", .fn = l_patch, .cls = RB_MUTATE, .describe = d_patch, .simulate = simulate_response},
-        {.name = NULL}};
+        HTTP_ROW(request, RB_BY_ARGS), HTTP_ROW(get, RB_READ),      HTTP_ROW(head, RB_READ),
+        HTTP_ROW(options, RB_READ),    HTTP_ROW(delete, RB_MUTATE), HTTP_ROW(post, RB_MUTATE),
+        HTTP_ROW(put, RB_MUTATE),      HTTP_ROW(patch, RB_MUTATE),  {.name = NULL}};
+#undef HTTP_ROW
     rb_register(L, "http", fns);
-    lua_pushcfunction(L, l_http_raw);
-    lua_setfield(L, LUA_REGISTRYINDEX, "runbook.http_raw");
     lua_createtable(L, 0, 1); /* responses: r:json() */
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, l_response_json);
     lua_setfield(L, -2, "json");
     lua_setfield(L, -2, "__index");
     lua_setfield(L, LUA_REGISTRYINDEX, "runbook.http_response");
+    /* http.get_all: the Lua half (src/primitives/http.lua) */
+    if (lua_getglobal(L, "http") == LUA_TTABLE) {
+        rb_push_lua(L, "http", "http_get_all");
+        lua_setfield(L, -2, "get_all");
+    }
+    lua_pop(L, 1);
 }
 
 void mod_http_close(void)

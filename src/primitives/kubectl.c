@@ -16,26 +16,30 @@
  * runbook.yaml `environments.<env>.kubectl`, then top-level `kubectl`:
  * context (--context), namespace (-n), kubeconfig (--kubeconfig).
  *
- * The process runs through registry["runbook.exec_raw"], the un-funnelled
- * exec: the funnel has already classified and will record this action.  A
- * non-zero exit raises "kubectl <words>: <kubectl's error line>" unless the
- * call says check = false.
+ * The process runs through exec's raw effect (rb_push_raw), the
+ * un-funnelled exec: the funnel has already classified and will record this
+ * action.  A non-zero exit raises "kubectl <words>: <kubectl's error line>"
+ * unless the call says check = false.
  *
  * scale and rollout_undo return the object after the change: kubectl prints
  * it as it was before, so a live call that succeeded reads it back with
  * `kubectl get` inside the same action (readback()).
+ *
+ * The rows describe each action by fields read back from its command line
+ * (verb, kind, name, namespace, selector, replicas, args ...: see FIELDS),
+ * which scenario mocks match and recordings write; l_answer and l_recorded
+ * turn a mock's respond into what the live call returns, and a live outcome
+ * into a respond.
  */
-#include "config.h"
-#include "engine.h"
-#include "primitives.h"
+#include "runbook/host.h"
 #include "runbook/runbook.h"
 
+#include <ctype.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define RAW_KEY      "runbook.exec_raw"
 #define DECODE_KEY   "runbook.kubectl.decode"
 #define ENCODE_KEY   "runbook.kubectl.encode"
 #define DEFAULTS_KEY "runbook.kubectl.defaults"
@@ -67,24 +71,10 @@ enum { S_ARGV = 4, S_WORDS, S_INFO, S_RESULT };
 
 /* ---- options --------------------------------------------------------------- */
 
-/* Push the kubectl section of runbook.yaml for env (NULL: top level), or nil. */
-static void push_conf(lua_State *L, const char *env)
-{
-    rb_engine *E = rb_engine_of(L);
-    if (!E || !E->config) {
-        lua_pushnil(L);
-        return;
-    }
-    config_push(E->config, L, env, "kubectl");
-    if (!lua_isnil(L, -1) && !lua_istable(L, -1))
-        luaL_error(L, "runbook.yaml: %s%s%skubectl must be a mapping, got %s",
-                   env ? "environments." : "", env ? env : "", env ? "." : "",
-                   luaL_typename(L, -1));
-}
-
-/* A global option: opts[key], kubectl.defaults[key], the environment's
- * runbook.yaml kubectl.<key>, the top-level one; NULL when none.  The string
- * stays referenced by the table it came from. */
+/* A global option: opts[key], kubectl.defaults[key], runbook.yaml
+ * kubectl.<key> (the --env environment's section first, then the top
+ * level); NULL when none.  The string stays referenced by the table it came
+ * from (the configuration's is the engine's, alive for the run). */
 static const char *global_opt(lua_State *L, int opts, const char *key)
 {
     const char *v = rb_opt_string(L, opts, key);
@@ -97,27 +87,13 @@ static const char *global_opt(lua_State *L, int opts, const char *key)
     lua_settop(L, top);
     if (v)
         return v;
-    rb_engine *E = rb_engine_of(L);
-    for (int pass = 0; E && E->config && pass < 2; pass++) {
-        const char *env = pass == 0 ? E->env_name : NULL;
-        if (pass == 0 && !env)
-            continue;
-        top = lua_gettop(L);
-        push_conf(L, env);
-        if (lua_istable(L, -1)) {
-            int ty = lua_getfield(L, -1, key);
-            if (ty != LUA_TNIL && ty != LUA_TSTRING)
-                luaL_error(L, "runbook.yaml: kubectl.%s must be a string, got %s", key,
-                           luaL_typename(L, -1));
-            if (ty == LUA_TSTRING) {
-                v = lua_tostring(L, -1);
-                lua_settop(L, top);
-                return v;
-            }
-        }
-        lua_settop(L, top);
-    }
-    return NULL;
+    int ty = rb_config_get(L, "kubectl", key);
+    if (ty != LUA_TNIL && ty != LUA_TSTRING)
+        luaL_error(L, "runbook.yaml: kubectl.%s must be a string, got %s", key,
+                   luaL_typename(L, -1));
+    v = ty == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    lua_settop(L, top);
+    return v;
 }
 
 /* ---- building the command line --------------------------------------------- */
@@ -278,7 +254,8 @@ static const char *const NAMES[] = {"get",
                                     "exec_in",
                                     "run"};
 
-/* kind [name] or "kind/name" [nil]: the object words of get/describe/delete */
+/* kind [name] or "kind/name" [nil]: the object words of get, describe,
+ * delete, top and wait; returns the index of the options table, or 0. */
 static int kind_name(lua_State *L, cmd *c, int fn)
 {
     add(c, checkstr(L, 1, NAMES[fn], "kind"));
@@ -360,6 +337,10 @@ static void build(lua_State *L, int fn)
         if (rb_opt_bool(L, opts, "ignore_not_found", 0))
             add(&c, "--ignore-not-found");
         break;
+    case F_WAIT:
+        add(&c, "wait");
+        opts = kind_name(L, &c, fn);
+        break;
     case F_TOP:
         add(&c, "top");
         if (lua_istable(L, 1)) {
@@ -376,7 +357,7 @@ static void build(lua_State *L, int fn)
     default:
         break;
     }
-    if (fn == F_GET || fn == F_DESCRIBE || fn == F_DELETE || fn == F_TOP) {
+    if (fn == F_GET || fn == F_DESCRIBE || fn == F_DELETE || fn == F_TOP || fn == F_WAIT) {
         const char *sel = rb_opt_string(L, opts, "selector");
         if (sel) {
             add(&c, "-l");
@@ -494,9 +475,6 @@ static void build(lua_State *L, int fn)
         break;
     }
     case F_WAIT: {
-        add(&c, "wait");
-        add(&c, checkstr(L, 1, name, "target"));
-        opts = lua_istable(L, 2) ? 2 : 0;
         const char *f = rb_opt_string(L, opts, "for");
         addf(&c, "--for=%s", f ? f : "condition=ready");
         const char *t = opt_duration(L, opts, "timeout", name);
@@ -605,6 +583,8 @@ static void build(lua_State *L, int fn)
     lua_setfield(L, S_INFO, "cls");
     lua_pushinteger(L, fn);
     lua_setfield(L, S_INFO, "fn");
+    lua_pushinteger(L, nwords);
+    lua_setfield(L, S_INFO, "nwords");
     if (stdin_text) {
         lua_pushstring(L, stdin_text);
         lua_setfield(L, S_INFO, "stdin");
@@ -653,13 +633,241 @@ static void build(lua_State *L, int fn)
         lua_pushstring(L, nw > 1 ? words[1] : "kubectl");
     } else if (fn == F_TOP && lua_type(L, 1) != LUA_TSTRING) {
         lua_pushliteral(L, "pod");
-    } else if ((fn == F_GET || fn == F_DESCRIBE || fn == F_DELETE || fn == F_TOP) &&
+    } else if ((fn == F_GET || fn == F_DESCRIBE || fn == F_DELETE || fn == F_TOP || fn == F_WAIT) &&
                lua_type(L, 2) == LUA_TSTRING) {
         lua_pushfstring(L, "%s/%s", lua_tostring(L, 1), lua_tostring(L, 2));
     } else {
         lua_pushstring(L, lua_tostring(L, 1));
     }
     lua_setfield(L, S_INFO, "target");
+}
+
+/* ---- the action's fields -----------------------------------------------------
+ * Read back from the command line as typed (the words), the same way for the
+ * functions and for kubectl.run(argv): a mock for `kubectl get pods -n x`
+ * answers kubectl.get("pods", { namespace = "x" }) and
+ * kubectl.run{ "get", "pods", "-n", "x" } alike.  An object given as
+ * "deployment/api" or as ("deployment", "api") is always kind + name. */
+
+static const rb_field FIELDS[] = {
+    {"verb", RB_STR, RB_KEY},          /* kubectl's verb words: get, rollout status, set image */
+    {"kind", RB_STR, RB_KEY},          /* as typed: deployment, pods */
+    {"name", RB_STR, RB_KEY},          /* the object's name */
+    {"namespace", RB_STR, RB_KEY},     /* -n */
+    {"selector", RB_STR, RB_MATCH},    /* -l */
+    {"container", RB_STR, RB_MATCH},   /* -c */
+    {"context", RB_STR, RB_MATCH},     /* --context */
+    {"replicas", RB_INT, RB_MATCH},    /* scale */
+    {"to_revision", RB_INT, RB_MATCH}, /* rollout undo */
+    {"images", RB_MAP, RB_MATCH},      /* set image: container -> image */
+    {"env", RB_MAP, RB_MATCH},         /* set env: NAME -> value (false: removed) */
+    {"for", RB_STR, RB_MATCH},         /* wait: the condition */
+    {"file", RB_STR, RB_MATCH},        /* apply -f FILE */
+    {"command", RB_LIST, RB_MATCH},    /* exec_in: the argv after -- */
+    {"args", RB_SET, RB_MATCH},        /* every word of the command line */
+    {NULL, RB_STR, 0},
+};
+
+/* Is w option opt with a value, as `opt VALUE` (returns 2: two words) or
+ * `opt=VALUE` (1)?  *val is the value. */
+static int opt_value(const char *w, const char *next, const char *opt, const char **val)
+{
+    size_t n = strlen(opt);
+    if (strncmp(w, opt, n) != 0)
+        return 0;
+    if (w[n] == '=') {
+        *val = w + n + 1;
+        return 1;
+    }
+    if (w[n] == '\0' && next) {
+        *val = next;
+        return 2;
+    }
+    return 0;
+}
+
+static void field_int(lua_State *L, const char *field, const char *text)
+{
+    char *end;
+    long long v = strtoll(text, &end, 10);
+    if (end != text && *end == '\0')
+        rb_field_int(L, field, (lua_Integer)v);
+}
+
+/* kind and name from "kind/name", or from the two words */
+static void kind_and_name(lua_State *L, const char *kind, const char *name)
+{
+    const char *slash = strchr(kind, '/');
+    if (slash && slash > kind && slash[1]) {
+        lua_pushlstring(L, kind, (size_t)(slash - kind));
+        rb_field_set(L, "kind");
+        rb_field_str(L, "name", slash + 1);
+        return;
+    }
+    rb_field_str(L, "kind", kind);
+    rb_field_str(L, "name", name);
+}
+
+static int one_of(const char *w, const char *const *list)
+{
+    for (int i = 0; list[i]; i++)
+        if (strcmp(w, list[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* The options of the words 1..n-1 that are fields; the positional words
+ * collected in pos.  Returns how many words come before `--` (n if none). */
+static int option_fields(lua_State *L, const char **w, int n, const char **pos, int *npos, int *ns)
+{
+    static const char *const STRS[][3] = {
+        {"-n", "--namespace", "namespace"},
+        {"-l", "--selector", "selector"},
+        {"-c", "--container", "container"},
+        {"--context", NULL, "context"},
+        {"--for", NULL, "for"},
+        {"-f", "--filename", "file"},
+    };
+    for (int i = 1; i < n; i++) {
+        const char *x = w[i], *next = i + 1 < n ? w[i + 1] : NULL, *v = NULL;
+        if (strcmp(x, "--") == 0)
+            return i;
+        if (x[0] != '-' || !x[1]) {
+            if (*npos < 8)
+                pos[(*npos)++] = x;
+            continue;
+        }
+        int k = 0;
+        for (size_t j = 0; j < sizeof STRS / sizeof STRS[0] && !k; j++) {
+            k = opt_value(x, next, STRS[j][0], &v);
+            if (!k && STRS[j][1])
+                k = opt_value(x, next, STRS[j][1], &v);
+            if (k && strcmp(v, "-") != 0) /* -f -: the manifest on stdin */
+                rb_field_str(L, STRS[j][2], v);
+            if (k && j == 0)
+                *ns = 1;
+        }
+        if (!k && (k = opt_value(x, NULL, "--replicas", &v)) != 0)
+            field_int(L, "replicas", v);
+        if (!k && (k = opt_value(x, NULL, "--to-revision", &v)) != 0)
+            field_int(L, "to_revision", v);
+        if (!k)
+            k = takes_value(x) && next ? 2 : 1;
+        i += k - 1;
+    }
+    return n;
+}
+
+/* set env / set image: the KEY=VALUE words as a map (KEY- : false) */
+static void pairs_field(lua_State *L, const char *field, const char **obj, int nobj)
+{
+    lua_newtable(L);
+    for (int j = 0; j < nobj; j++) {
+        const char *eq = strchr(obj[j], '=');
+        size_t len = strlen(obj[j]);
+        if (eq && eq > obj[j]) {
+            lua_pushlstring(L, obj[j], (size_t)(eq - obj[j]));
+            lua_pushstring(L, eq + 1);
+            lua_settable(L, -3);
+        } else if (len > 1 && obj[j][len - 1] == '-') {
+            lua_pushlstring(L, obj[j], len - 1);
+            lua_pushboolean(L, 0);
+            lua_settable(L, -3);
+        }
+    }
+    rb_field_set(L, field);
+}
+
+/* kubectl.apply(manifest): the object it names */
+static void manifest_fields(lua_State *L, int ns)
+{
+    if (lua_getfield(L, 1, "kind") == LUA_TSTRING) {
+        luaL_Buffer b;
+        const char *k = lua_tostring(L, -1);
+        luaL_buffinit(L, &b);
+        for (; *k; k++)
+            luaL_addchar(&b, (char)tolower((unsigned char)*k));
+        luaL_pushresult(&b);
+        rb_field_set(L, "kind");
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, 1, "metadata") == LUA_TTABLE) {
+        if (lua_getfield(L, -1, "name") == LUA_TSTRING)
+            rb_field_set(L, "name");
+        else
+            lua_pop(L, 1);
+        if (!ns && lua_getfield(L, -1, "namespace") == LUA_TSTRING)
+            rb_field_set(L, "namespace");
+        else if (!ns)
+            lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+/* Set the fields of the call built at S_ARGV/S_INFO (see build). */
+static void set_fields(lua_State *L, int fn)
+{
+    static const char *const POD_VERBS[] = {"logs", "exec", "attach", "port-forward", "run", NULL};
+    static const char *const NODE_VERBS[] = {"cordon", "uncordon", "drain", NULL};
+    static const char *const OBJECT_VERBS[] = {"get",   "describe",  "delete", "top",    "wait",
+                                               "scale", "rollout",   "set",    "label",  "annotate",
+                                               "patch", "edit",      "expose", "create", "explain",
+                                               "taint", "autoscale", NULL};
+    lua_getfield(L, S_INFO, "nwords");
+    int n = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    const char *w[256];
+    n = n < 256 ? n : 256;
+    lua_createtable(L, n, 0);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, S_ARGV, i);
+        w[i - 1] = lua_tostring(L, -1); /* stays referenced by argv */
+        lua_rawseti(L, -2, i);
+    }
+    rb_field_set(L, "args");
+    lua_getfield(L, S_INFO, "verb");
+    rb_field_set(L, "verb");
+    const char *pos[8];
+    int npos = 0, ns = 0;
+    int dashdash = option_fields(L, w, n, pos, &npos, &ns);
+    if (dashdash < n) {
+        lua_createtable(L, n - dashdash - 1, 0);
+        for (int i = dashdash + 1; i < n; i++) {
+            lua_pushstring(L, w[i]);
+            lua_rawseti(L, -2, i - dashdash);
+        }
+        rb_field_set(L, "command");
+    }
+    if (npos == 0)
+        return;
+    int nverb = npos > 1 && (strcmp(pos[0], "rollout") == 0 || strcmp(pos[0], "set") == 0 ||
+                             strcmp(pos[0], "auth") == 0)
+                    ? 2
+                    : 1;
+    const char **obj = pos + nverb;
+    int nobj = npos - nverb;
+    if (fn == F_APPLY && lua_istable(L, 1))
+        manifest_fields(L, ns);
+    if (nobj == 0)
+        return;
+    if (one_of(pos[0], POD_VERBS)) {
+        if (strchr(obj[0], '/'))
+            kind_and_name(L, obj[0], NULL);
+        else
+            kind_and_name(L, "pod", obj[0]);
+    } else if (one_of(pos[0], NODE_VERBS)) {
+        kind_and_name(L, "node", obj[0]);
+    } else if (one_of(pos[0], OBJECT_VERBS)) {
+        /* `create secret generic NAME`, `create service clusterip NAME` */
+        int sub = strcmp(pos[0], "create") == 0 && nobj > 2 &&
+                  (strcmp(obj[0], "secret") == 0 || strcmp(obj[0], "service") == 0 ||
+                   strcmp(obj[0], "svc") == 0);
+        const char *name = nobj > 1 + sub && !strchr(obj[1 + sub], '=') ? obj[1 + sub] : NULL;
+        kind_and_name(L, obj[0], strchr(obj[0], '/') ? NULL : name);
+        if (nverb == 2 && strcmp(pos[0], "set") == 0 &&
+            (strcmp(pos[1], "env") == 0 || strcmp(pos[1], "image") == 0))
+            pairs_field(L, strcmp(pos[1], "env") == 0 ? "env" : "images", obj + 1, nobj - 1);
+    }
 }
 
 /* ---- describe ---------------------------------------------------------------- */
@@ -677,6 +885,7 @@ static void describe_fn(lua_State *L, rb_action *a, int fn)
     lua_getfield(L, S_INFO, "opts");
     a->opts = (int)lua_tointeger(L, -1);
     lua_pop(L, 3);
+    set_fields(L, fn);
 }
 
 /* ---- the call ------------------------------------------------------------------ */
@@ -724,7 +933,7 @@ static int decode_into(lua_State *L, int idx)
 
 static int call_k(lua_State *L, int status, lua_KContext ctx);
 
-/* Push the options table of registry["runbook.exec_raw"] for this call. */
+/* Push the options table of exec's raw effect for this call. */
 static void push_raw_opts(lua_State *L)
 {
     lua_createtable(L, 0, 4);
@@ -754,7 +963,7 @@ static int readback(lua_State *L, int fn)
 {
     int verbs = fn == F_SCALE ? 1 : 2; /* words after "kubectl" to drop */
     lua_settop(L, S_RESULT);
-    lua_getfield(L, LUA_REGISTRYINDEX, RAW_KEY);
+    rb_push_raw(L, "exec", "exec");
     int n = (int)lua_rawlen(L, S_ARGV);
     lua_createtable(L, n, 0);
     int k = 0;
@@ -887,9 +1096,8 @@ static int call_k(lua_State *L, int status, lua_KContext ctx)
 
 static int call(lua_State *L, int fn)
 {
-    build(L, fn); /* 1..3, S_ARGV, S_WORDS, S_INFO */
-    if (lua_getfield(L, LUA_REGISTRYINDEX, RAW_KEY) != LUA_TFUNCTION)
-        return luaL_error(L, "kubectl: exec is not available in this build");
+    build(L, fn);                   /* 1..3, S_ARGV, S_WORDS, S_INFO */
+    rb_push_raw(L, "exec", "exec"); /* the funnel records this call as kubectl's */
     lua_pushvalue(L, S_ARGV);
     push_raw_opts(L);
     int st = lua_pcallk(L, 2, 1, 0, 0, call_k);
@@ -923,6 +1131,318 @@ KFN(F_WAIT, wait)
 KFN(F_EXEC_IN, exec_in)
 KFN(F_RUN, run)
 
+/* ---- scenarios and recordings -------------------------------------------------
+ * A mock's respond becomes what the call returns live (SPEC §8): error is a
+ * failed command (raised as "<words>: <error>", or with check = false the
+ * failed result -- nil and the error for a text result), json the decoded
+ * object (with ok = true after a change, as `-o json` of a mutation gives
+ * it), result the text (a command's stdout where the call returns the
+ * command's result).  Without either, the object the change names --
+ * kubectl.scale answers { kind = "Deployment", metadata = { name, namespace },
+ * spec = { replicas }, ok = true } -- an empty List for get, "" for text. */
+
+/* build() for the answer hook: the call's arguments at 1..3, the function
+ * in upvalue 1; returns S_INFO, S_WORDS. */
+static int l_build(lua_State *L)
+{
+    build(L, (int)lua_tointeger(L, lua_upvalueindex(1)));
+    lua_pushvalue(L, S_INFO);
+    lua_pushvalue(L, S_WORDS);
+    return 2;
+}
+
+static int fn_of(lua_State *L, int info)
+{
+    lua_getfield(L, info, "fn");
+    const char *name = lua_tostring(L, -1);
+    for (int i = 0; name && i <= F_RUN; i++)
+        if (strcmp(name, NAMES[i]) == 0) {
+            lua_pop(L, 1);
+            return i;
+        }
+    return luaL_error(L, "internal: kubectl has no function '%s'", name ? name : "?");
+}
+
+/* The result of a command that ran: { ok, code, stdout, stderr, time } */
+static void push_ran(lua_State *L, lua_Integer code, const char *out, const char *err)
+{
+    lua_createtable(L, 0, 6);
+    lua_pushboolean(L, code == 0);
+    lua_setfield(L, -2, "ok");
+    lua_pushinteger(L, code);
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, out);
+    lua_setfield(L, -2, "stdout");
+    lua_pushstring(L, err);
+    lua_setfield(L, -2, "stderr");
+    lua_pushnumber(L, 0.0);
+    lua_setfield(L, -2, "time");
+    if (code != 0) {
+        lua_pushstring(L, err);
+        lua_setfield(L, -2, "error");
+    }
+}
+
+/* Push the Kind of an object from kubectl's word for it (deploy, pods). */
+static void push_kind(lua_State *L, const char *word)
+{
+    static const char *const KINDS[][2] = {
+        {"deployment", "Deployment"},
+        {"deployments", "Deployment"},
+        {"deploy", "Deployment"},
+        {"statefulset", "StatefulSet"},
+        {"statefulsets", "StatefulSet"},
+        {"sts", "StatefulSet"},
+        {"daemonset", "DaemonSet"},
+        {"daemonsets", "DaemonSet"},
+        {"ds", "DaemonSet"},
+        {"replicaset", "ReplicaSet"},
+        {"replicasets", "ReplicaSet"},
+        {"rs", "ReplicaSet"},
+        {"pod", "Pod"},
+        {"pods", "Pod"},
+        {"po", "Pod"},
+        {"service", "Service"},
+        {"services", "Service"},
+        {"svc", "Service"},
+        {"configmap", "ConfigMap"},
+        {"configmaps", "ConfigMap"},
+        {"cm", "ConfigMap"},
+        {"secret", "Secret"},
+        {"secrets", "Secret"},
+        {"job", "Job"},
+        {"jobs", "Job"},
+        {"cronjob", "CronJob"},
+        {"cronjobs", "CronJob"},
+        {"node", "Node"},
+        {"nodes", "Node"},
+        {"namespace", "Namespace"},
+        {"namespaces", "Namespace"},
+        {"ns", "Namespace"},
+    };
+    size_t len = strcspn(word, "."); /* deployment.apps */
+    for (size_t i = 0; i < sizeof KINDS / sizeof KINDS[0]; i++)
+        if (strlen(KINDS[i][0]) == len && strncmp(word, KINDS[i][0], len) == 0) {
+            lua_pushstring(L, KINDS[i][1]);
+            return;
+        }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < len; i++)
+        luaL_addchar(&b, i == 0 ? (char)toupper((unsigned char)word[0]) : word[i]);
+    luaL_pushresult(&b);
+}
+
+/* The object a JSON call names, from its fields at index f */
+static void push_object(lua_State *L, int f, int fn, int mutate)
+{
+    f = lua_absindex(L, f);
+    lua_createtable(L, 0, 4);
+    if (lua_getfield(L, f, "name") != LUA_TSTRING) {
+        lua_pop(L, 1);
+        if (fn == F_GET) {
+            lua_pushliteral(L, "v1");
+            lua_setfield(L, -2, "apiVersion");
+            lua_pushliteral(L, "List");
+            lua_setfield(L, -2, "kind");
+            lua_newtable(L);
+            lua_setfield(L, -2, "items");
+        }
+    } else {
+        lua_createtable(L, 0, 2); /* metadata */
+        lua_insert(L, -2);
+        lua_setfield(L, -2, "name");
+        if (lua_getfield(L, f, "namespace") == LUA_TSTRING)
+            lua_setfield(L, -2, "namespace");
+        else
+            lua_pop(L, 1);
+        lua_setfield(L, -2, "metadata");
+        if (lua_getfield(L, f, "kind") == LUA_TSTRING) {
+            push_kind(L, lua_tostring(L, -1));
+            lua_setfield(L, -3, "kind");
+        }
+        lua_pop(L, 1);
+        if (fn == F_SCALE && lua_getfield(L, f, "replicas") == LUA_TNUMBER) {
+            lua_createtable(L, 0, 1);
+            lua_insert(L, -2);
+            lua_setfield(L, -2, "replicas");
+            lua_setfield(L, -2, "spec");
+        } else if (fn == F_SCALE) {
+            lua_pop(L, 1);
+        }
+    }
+    if (mutate) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "ok");
+    }
+}
+
+/* answer(respond, info, args...) */
+static int l_answer(lua_State *L)
+{
+    int nargs = lua_gettop(L) - 2;
+    int fn = fn_of(L, 2);
+    lua_pushinteger(L, fn);
+    lua_pushcclosure(L, l_build, 1);
+    for (int i = 1; i <= nargs; i++)
+        lua_pushvalue(L, 2 + i);
+    lua_call(L, nargs, 2);
+    int info = lua_gettop(L) - 1;
+    const char *words = lua_tostring(L, info + 1);
+    lua_getfield(L, info, "out");
+    int out = (int)lua_tointeger(L, -1);
+    lua_getfield(L, info, "check");
+    int check = lua_toboolean(L, -1);
+    lua_getfield(L, info, "cls");
+    int mutate = lua_tointeger(L, -1) == RB_MUTATE;
+    lua_pop(L, 3);
+    int has_error = lua_getfield(L, 1, "error") != LUA_TNIL;
+    const char *err = has_error ? luaL_tolstring(L, -1, NULL) : "";
+    lua_Integer code = has_error ? 1 : 0;
+    if (lua_getfield(L, 1, "code") == LUA_TNUMBER)
+        code = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (has_error || code != 0) {
+        if (check) {
+            /* as the live call raises: no position, the funnel adds the runbook's */
+            if (*err)
+                lua_pushfstring(L, "%s: %s", words, err);
+            else
+                lua_pushfstring(L, "%s: exit code %d", words, (int)code);
+            return lua_error(L);
+        }
+        if (out == K_OUT_TEXT) {
+            lua_pushnil(L);
+            lua_pushstring(L, err);
+            return 2;
+        }
+        push_ran(L, code ? code : 1, "", err);
+        return 1;
+    }
+    int has_json = lua_getfield(L, 1, "json") != LUA_TNIL;
+    int json = lua_gettop(L);
+    int has_result = lua_getfield(L, 1, "result") != LUA_TNIL;
+    int result = lua_gettop(L);
+    if (out == K_OUT_RESULT || out == K_OUT_RUN) {
+        if (out == K_OUT_RESULT && has_json) { /* an object answered as it was given */
+            lua_pushvalue(L, json);
+            return 1;
+        }
+        const char *text = "";
+        if (has_result) {
+            text = luaL_tolstring(L, result, NULL);
+        } else if (has_json) { /* run's -o json: the object was its stdout */
+            lua_getfield(L, LUA_REGISTRYINDEX, ENCODE_KEY);
+            lua_pushvalue(L, json);
+            lua_call(L, 1, 1);
+            text = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
+        }
+        push_ran(L, 0, text, "");
+        if (has_json) {
+            lua_pushvalue(L, json);
+            lua_setfield(L, -2, "json");
+        }
+        return 1;
+    }
+    if (has_json && mutate && lua_istable(L, json)) { /* a copy: the mock answers again */
+        lua_newtable(L);
+        lua_pushnil(L);
+        while (lua_next(L, json)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, -4);
+        }
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "ok");
+        return 1;
+    }
+    if (has_json || has_result) {
+        lua_pushvalue(L, has_json ? json : result);
+        return 1;
+    }
+    if (out == K_OUT_TEXT) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    lua_getfield(L, 2, "fields");
+    push_object(L, -1, fn, mutate);
+    return 1;
+}
+
+/* The cause of a failed call without the runbook's position ("x.lua:3: ")
+ * and the call's words: answering it again puts the words back. */
+static const char *cause_of(const char *msg, const char *words)
+{
+    const char *c = strstr(msg, ": ");
+    if (c) {
+        const char *d = c;
+        while (d > msg && d[-1] >= '0' && d[-1] <= '9')
+            d--;
+        if (d < c && d - 1 > msg && d[-1] == ':')
+            msg = c + 2;
+    }
+    size_t n = strlen(words);
+    if (strncmp(msg, words, n) == 0 && strncmp(msg + n, ": ", 2) == 0)
+        msg += n + 2;
+    return msg;
+}
+
+/* The respond of a table result into r: a command's result (rollout
+ * status, delete, run; a failure with check = false) or an object. */
+static void recorded_table(lua_State *L, int r)
+{
+    int coded = lua_getfield(L, 3, "code") == LUA_TNUMBER;
+    lua_Integer code = lua_tointeger(L, -1);
+    if (!coded || lua_getfield(L, 3, "stdout") != LUA_TSTRING) {
+        lua_pushvalue(L, 3);
+        lua_setfield(L, r, "json");
+        return;
+    }
+    if (code != 0) {
+        if (lua_getfield(L, 3, "error") != LUA_TSTRING || lua_rawlen(L, -1) == 0)
+            lua_getfield(L, 3, "stderr");
+        lua_setfield(L, r, "error");
+        if (code != 1) { /* 1 is what an answered error exits with */
+            lua_pushinteger(L, code);
+            lua_setfield(L, r, "code");
+        }
+        return;
+    }
+    if (lua_getfield(L, 3, "json") == LUA_TTABLE) { /* run's -o json: its stdout is the object */
+        lua_setfield(L, r, "json");
+        return;
+    }
+    lua_pop(L, 1);
+    if (lua_rawlen(L, -1) > 0) {
+        lua_pushvalue(L, -1);
+        lua_setfield(L, r, "result");
+    }
+}
+
+/* recorded(info, error_or_nil, results...) -> the respond a recording writes */
+static int l_recorded(lua_State *L)
+{
+    lua_settop(L, 4);
+    lua_getfield(L, 1, "words");
+    const char *words = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
+    lua_newtable(L);
+    int r = lua_gettop(L);
+    if (!lua_isnil(L, 2)) {
+        lua_pushstring(L, cause_of(luaL_tolstring(L, 2, NULL), words));
+        lua_setfield(L, r, "error");
+    } else if (lua_isnil(L, 3) && lua_type(L, 4) == LUA_TSTRING) {
+        lua_pushvalue(L, 4); /* a text call with check = false: nil, error */
+        lua_setfield(L, r, "error");
+    } else if (lua_type(L, 3) == LUA_TSTRING) {
+        lua_pushvalue(L, 3);
+        lua_setfield(L, r, "result");
+    } else if (lua_istable(L, 3)) {
+        recorded_table(L, r);
+    }
+    lua_settop(L, r);
+    return 1;
+}
+
 /* kubectl.defaults{ context, namespace, kubeconfig } -> the previous defaults */
 static int l_defaults(lua_State *L)
 {
@@ -953,28 +1473,56 @@ static int l_defaults(lua_State *L)
     return 1;
 }
 
+/* rollout_status / wait on an object a rehearsal changed only in simulation:
+ * the rollout that the change would have started is not there to watch, so
+ * the call answers as it would once that rollout was done. */
+static int rehearsed_rollout(lua_State *L, const rb_action *a)
+{
+    lua_pushfstring(L,
+                    "%s: changed only in this rehearsal; a live run would wait for its rollout\n",
+                    a->target);
+    push_ran(L, 0, lua_tostring(L, -1), "");
+    return 1;
+}
+
 void mod_kubectl_open(lua_State *L)
 {
+#define ROW(n, c)                                                                                  \
+    {                                                                                              \
+        .name = #n, .fn = l_##n, .cls = c, .describe = d_##n, .fields = FIELDS,                    \
+        .respond = "json result code error", .answer = l_answer, .recorded = l_recorded,           \
+        .object = "kind name namespace"                                                            \
+    }
+#define WATCH(n)                                                                                   \
+    {                                                                                              \
+        .name = #n, .fn = l_##n, .cls = RB_READ, .describe = d_##n, .fields = FIELDS,              \
+        .respond = "json result code error", .answer = l_answer, .recorded = l_recorded,           \
+        .object = "kind name namespace", .after_simulated = rehearsed_rollout                      \
+    }
+    /* each function's class is its verb's (describe says so per call, and
+     * readonly = overrides it); run's is the argv's verb */
     static const rb_fn fns[] = {
-        {.name = "get", .fn = l_get, .cls = RB_BY_ARGS, .describe = d_get},
-        {.name = "describe", .fn = l_describe, .cls = RB_BY_ARGS, .describe = d_describe},
-        {.name = "logs", .fn = l_logs, .cls = RB_BY_ARGS, .describe = d_logs},
-        {.name = "top", .fn = l_top, .cls = RB_BY_ARGS, .describe = d_top},
-        {.name = "scale", .fn = l_scale, .cls = RB_BY_ARGS, .describe = d_scale},
-        {.name = "rollout_status", .fn = l_rollout_status, .cls = RB_BY_ARGS, .describe = d_rollout_status},
-        {.name = "rollout_restart", .fn = l_rollout_restart, .cls = RB_BY_ARGS, .describe = d_rollout_restart},
-        {.name = "rollout_undo", .fn = l_rollout_undo, .cls = RB_BY_ARGS, .describe = d_rollout_undo},
-        {.name = "rollout_history", .fn = l_rollout_history, .cls = RB_BY_ARGS, .describe = d_rollout_history},
-        {.name = "set_env", .fn = l_set_env, .cls = RB_BY_ARGS, .describe = d_set_env},
-        {.name = "set_image", .fn = l_set_image, .cls = RB_BY_ARGS, .describe = d_set_image},
-        {.name = "delete", .fn = l_delete, .cls = RB_BY_ARGS, .describe = d_delete},
-        {.name = "apply", .fn = l_apply, .cls = RB_BY_ARGS, .describe = d_apply},
-        {.name = "wait", .fn = l_wait, .cls = RB_BY_ARGS, .describe = d_wait},
-        {.name = "exec_in", .fn = l_exec_in, .cls = RB_BY_ARGS, .describe = d_exec_in},
-        {.name = "run", .fn = l_run, .cls = RB_BY_ARGS, .describe = d_run},
+        ROW(get, RB_READ),
+        ROW(describe, RB_READ),
+        ROW(logs, RB_READ),
+        ROW(top, RB_READ),
+        ROW(scale, RB_MUTATE),
+        WATCH(rollout_status),
+        ROW(rollout_restart, RB_MUTATE),
+        ROW(rollout_undo, RB_MUTATE),
+        ROW(rollout_history, RB_READ),
+        ROW(set_env, RB_MUTATE),
+        ROW(set_image, RB_MUTATE),
+        ROW(delete, RB_MUTATE),
+        ROW(apply, RB_MUTATE),
+        WATCH(wait),
+        ROW(exec_in, RB_MUTATE),
+        ROW(run, RB_BY_ARGS),
         {.name = "defaults", .fn = l_defaults, .cls = RB_PURE},
         {.name = NULL},
     };
+#undef ROW
+#undef WATCH
     rb_register(L, "kubectl", fns);
     if (lua_getglobal(L, "json") == LUA_TTABLE) {
         lua_getfield(L, -1, "decode");

@@ -14,7 +14,7 @@
  * is before the funnel writes anything about the call, so they are redacted
  * everywhere even when a runbook passes them literally.
  *
- * The request goes out through registry["runbook.http_raw"] (mod_http.c),
+ * The request goes out through http.request's raw effect (rb_push_raw),
  * the un-funnelled transfer function: the funnel has already described,
  * confirmed and will record this action, so the HTTP request must not be a
  * second action.  raw() yields; it is called with lua_pcallk so transport
@@ -26,10 +26,7 @@
  * (RFC 2047 when not ASCII), Message-ID, MIME-Version, text/plain UTF-8 in
  * 7bit or quoted-printable.
  */
-#include "config.h"
-#include "engine.h"
-#include "journal.h"
-#include "primitives.h"
+#include "runbook/host.h"
 #include "runbook/runbook.h"
 
 #include <lauxlib.h>
@@ -40,7 +37,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RAW_KEY        "runbook.http_raw"
 #define SECRET_KEY     "runbook.notify.secret"
 #define ENCODE_KEY     "runbook.notify.encode"
 #define DECODE_KEY     "runbook.notify.decode"
@@ -81,43 +77,25 @@ static const char *arg_str(lua_State *L, int t, int kind, const char *key)
     return s;
 }
 
-/* Push notify.<service> of runbook.yaml (of environment env when not NULL):
- * a table, or nil.  Returns the type. */
-static int push_section(lua_State *L, const char *env, const char *service)
+/* Push runbook.yaml notify.<service>.<key> at one level (1: the --env
+ * environment's section, 0: the top level); nil when absent.  Returns the
+ * type. */
+static int conf_at(lua_State *L, int level, const char *service, const char *key)
 {
-    config_push(rb_engine_of(L)->config, L, env, "notify");
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
-        lua_pushnil(L);
-        return LUA_TNIL;
-    }
-    int ty = lua_getfield(L, -1, service);
-    if (ty != LUA_TNIL && ty != LUA_TTABLE)
-        luaL_error(L, "runbook.yaml: %s%s%snotify.%s must be a mapping, got %s",
-                   env ? "environments." : "", env ? env : "", env ? "." : "", service,
-                   luaL_typename(L, -1));
-    lua_remove(L, -2);
-    return ty;
+    char path[64];
+    snprintf(path, sizeof path, "notify.%s", service);
+    return rb_config_at(L, level, path, key);
 }
 
 /* Push runbook.yaml notify.<service>.<key>: the --env environment's section
- * first, then the top level; nil when absent.  Returns the type. */
+ * first, then the top level, key by key; nil when absent.  Returns the type. */
 static int conf_push(lua_State *L, const char *service, const char *key)
 {
-    rb_engine *E = rb_engine_of(L);
-    for (int pass = 0; E && E->config && pass < 2; pass++) {
-        const char *env = pass == 0 ? E->env_name : NULL;
-        if (pass == 0 && !env)
-            continue;
-        int top = lua_gettop(L);
-        if (push_section(L, env, service) == LUA_TTABLE) {
-            int ty = lua_getfield(L, -1, key);
-            if (ty != LUA_TNIL) {
-                lua_replace(L, top + 1);
-                return ty;
-            }
-        }
-        lua_settop(L, top);
+    for (int level = 1; level >= 0; level--) {
+        int ty = conf_at(L, level, service, key);
+        if (ty != LUA_TNIL)
+            return ty;
+        lua_pop(L, 1);
     }
     lua_pushnil(L);
     return LUA_TNIL;
@@ -182,35 +160,24 @@ static const char *secret_into(lua_State *L, int req, const char *key, const cha
 static const char *conf_secret_or_plain(lua_State *L, const char *service, const char *secret_key,
                                         const char *plain_key, int req, const char *field)
 {
-    rb_engine *E = rb_engine_of(L);
-    for (int pass = 0; E && E->config && pass < 2; pass++) {
-        const char *env = pass == 0 ? E->env_name : NULL;
-        if (pass == 0 && !env)
-            continue;
-        int top = lua_gettop(L);
-        if (push_section(L, env, service) == LUA_TTABLE) {
-            for (int i = 0; i < 2; i++) {
-                const char *key = i == 0 ? secret_key : plain_key;
-                int ty = lua_getfield(L, top + 1, key);
-                if (ty == LUA_TNIL) {
-                    lua_pop(L, 1);
-                    continue;
-                }
-                if (ty != LUA_TSTRING)
-                    luaL_error(L, "runbook.yaml: notify.%s.%s must be a string, got %s", service,
-                               key, luaL_typename(L, -1));
-                const char *v;
-                if (i == 0) {
-                    v = secret_into(L, req, field, lua_tostring(L, -1));
-                } else {
-                    lua_pushvalue(L, -1);
-                    v = keep(L, req, field);
-                }
-                lua_settop(L, top);
+    for (int level = 1; level >= 0; level--) {
+        for (int i = 0; i < 2; i++) {
+            const char *key = i == 0 ? secret_key : plain_key;
+            int ty = conf_at(L, level, service, key);
+            if (ty == LUA_TNIL) {
+                lua_pop(L, 1);
+                continue;
+            }
+            if (ty != LUA_TSTRING)
+                luaL_error(L, "runbook.yaml: notify.%s.%s must be a string, got %s", service, key,
+                           luaL_typename(L, -1));
+            if (i == 0) {
+                const char *v = secret_into(L, req, field, lua_tostring(L, -1));
+                lua_pop(L, 1);
                 return v;
             }
+            return keep(L, req, field);
         }
-        lua_settop(L, top);
     }
     return NULL;
 }
@@ -378,24 +345,15 @@ static void set_content_type(lua_State *L, int req, const char *ctype)
 /* Each resolver reads the call's arguments (1..3), pushes the request table
  * for raw() at S_REQ, the target at S_TARGET and the words at S_WORDS. */
 
-/* An endpoint configured nowhere.  A scenario is hermetic and runs in CI
- * without the team's runbook.yaml: it gets a stand-in (as secret() does)
- * that no request ever reaches -- the scenario's mock answers the call.  A
- * dry-run sends nothing either: it goes on with the stand-in, so the rest of
- * the rehearsal is seen, and warns that a live run would fail here. */
+/* An endpoint configured nowhere: the mode decides (rb_missing).  A
+ * scenario is hermetic and runs in CI without the team's runbook.yaml: it
+ * gets a stand-in (as secret() does) that no request ever reaches -- the
+ * scenario's mock answers the call.  A dry-run sends nothing either: it goes
+ * on with the stand-in, so the rest of the rehearsal is seen, and warns that
+ * a live run would fail here.  Live, the caller raises. */
 static int stand_in(lua_State *L, const char *missing)
 {
-    rb_engine *E = rb_engine_of(L);
-    if (!E)
-        return 0;
-    if (E->mode == MODE_SCENARIO)
-        return 1;
-    if (!E->dry_run)
-        return 0;
-    lua_pushfstring(L, "%s: a live run would fail here", missing);
-    journal_log(E, L, "warn", lua_tostring(L, -1));
-    lua_pop(L, 1);
-    return 1;
+    return rb_missing(L, missing);
 }
 
 static void resolve_slack(lua_State *L)
@@ -1132,12 +1090,67 @@ static const resolver RESOLVE[] = {resolve_slack, resolve_webhook, resolve_pager
 
 /* ---- describe / simulate / call ------------------------------------------ */
 
+/* args[key] when it is a string, else NULL (args keeps it alive) */
+static const char *arg_text(lua_State *L, int args, const char *key)
+{
+    if (!args)
+        return NULL;
+    const char *s = lua_getfield(L, args, key) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    lua_pop(L, 1);
+    return s;
+}
+
+/* The structured fields (see the rows): which channel, the message as a
+ * scenario's expect.notifications judges it (empty when there is none:
+ * Slack blocks only), and where it goes. */
+static void set_fields(lua_State *L, int kind)
+{
+    const int args = lua_istable(L, 1) ? 1 : 0;
+    const char *text = NULL;
+    rb_field_str(L, "channel", KIND[kind]);
+    if (kind != K_PAGERDUTY)
+        rb_field_str(L, "to", lua_tostring(L, S_TARGET));
+    switch (kind) {
+    case K_SLACK:
+        text = arg_text(L, args, "text");
+        break;
+    case K_WEBHOOK: /* the payload as sent: JSON-encoded, or the string given */
+        lua_getfield(L, S_REQ, "body");
+        text = lua_tostring(L, -1);
+        lua_pop(L, 1); /* the request keeps it */
+        break;
+    case K_PAGERDUTY:
+        text = arg_text(L, args, "summary");
+        rb_field_str(L, "dedup_key", arg_text(L, args, "dedup_key"));
+        /* action and severity as resolved (the defaults), from the event */
+        lua_getfield(L, S_REQ, "body");
+        push_helper(L, DECODE_KEY, "json", "decode");
+        lua_insert(L, -2);
+        lua_call(L, 1, 1);
+        lua_getfield(L, -1, "event_action");
+        rb_field_set(L, "action");
+        if (lua_getfield(L, -1, "payload") == LUA_TTABLE) {
+            lua_getfield(L, -1, "severity");
+            rb_field_set(L, "severity");
+        }
+        lua_pop(L, 2);
+        break;
+    case K_EMAIL: /* the subject; a mail without one, its body */
+        text = arg_text(L, args, "subject");
+        if (!text || !*text)
+            text = arg_text(L, args, "body");
+        break;
+    }
+    rb_field_str(L, "text", text ? text : "");
+}
+
 static void describe(lua_State *L, rb_action *a, int kind)
 {
     RESOLVE[kind](L);
     rb_action_set(L, a, "verb", "%s", KIND[kind]);
     rb_action_set(L, a, "target", "%s", lua_tostring(L, S_TARGET));
     rb_action_set(L, a, "words", "%s", lua_tostring(L, S_WORDS));
+    set_fields(L, kind);
     a->cls = RB_MUTATE;
     a->opts = 0; /* no readonly override: see the top of the file */
 }
@@ -1207,6 +1220,50 @@ static const char *cause_of(const char *msg, const char *url)
     return msg;
 }
 
+/* The service's answer at res (a response table) as the call's result: a
+ * status it refused raises ("notify slack: HTTP 500: <first line>"), after
+ * noting the response for the audit record; else ok = true and, for
+ * PagerDuty, the dedup_key it answered with (else the call's, args[1]'s). */
+static int judge(lua_State *L, int kind, int res, int args)
+{
+    lua_getfield(L, res, "status");
+    lua_Integer code = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (kind == K_EMAIL ? code >= 400 : (code < 200 || code > 299)) {
+        rb_note_result(L, res);
+        size_t n = 0;
+        const char *body = "";
+        if (lua_getfield(L, res, "body") == LUA_TSTRING)
+            body = lua_tolstring(L, -1, &n);
+        size_t line = strcspn(body, "\r\n");
+        line = utf8_cut(body, line, BODY_LINE_MAX);
+        if (kind == K_EMAIL)
+            return luaL_error(L, "notify email: SMTP %d", (int)code);
+        lua_pushlstring(L, body, line);
+        return luaL_error(L, "notify %s: HTTP %d%s%s", KIND[kind], (int)code, line ? ": " : "",
+                          lua_tostring(L, -1));
+    }
+    lua_settop(L, res);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, res, "ok");
+    if (kind == K_PAGERDUTY) {
+        /* { status = "success", message = "Event processed", dedup_key = "..." } */
+        if (lua_getfield(L, res, "body") == LUA_TSTRING) {
+            push_helper(L, DECODE_KEY, "json", "decode");
+            lua_insert(L, -2);
+            if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1) &&
+                lua_getfield(L, -1, "dedup_key") == LUA_TSTRING)
+                lua_setfield(L, res, "dedup_key");
+        }
+        lua_settop(L, res);
+        if (lua_getfield(L, res, "dedup_key") == LUA_TNIL && lua_istable(L, args) &&
+            lua_getfield(L, args, "dedup_key") == LUA_TSTRING)
+            lua_setfield(L, res, "dedup_key");
+        lua_settop(L, res);
+    }
+    return 1;
+}
+
 static int notify_k(lua_State *L, int status, lua_KContext ctx)
 {
     int kind = (int)ctx;
@@ -1224,53 +1281,116 @@ static int notify_k(lua_State *L, int status, lua_KContext ctx)
     lua_settop(L, S_RESULT);
     if (!lua_istable(L, S_RESULT))
         return luaL_error(L, "notify %s: no response from the transfer", KIND[kind]);
-    lua_getfield(L, S_RESULT, "status");
-    lua_Integer code = lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    if (kind == K_EMAIL ? code >= 400 : (code < 200 || code > 299)) {
-        rb_note_result(L, S_RESULT);
-        size_t n = 0;
-        const char *body = "";
-        if (lua_getfield(L, S_RESULT, "body") == LUA_TSTRING)
-            body = lua_tolstring(L, -1, &n);
-        size_t line = strcspn(body, "\r\n");
-        line = utf8_cut(body, line, BODY_LINE_MAX);
-        if (kind == K_EMAIL)
-            return luaL_error(L, "notify email: SMTP %d", (int)code);
-        lua_pushlstring(L, body, line);
-        return luaL_error(L, "notify %s: HTTP %d%s%s", KIND[kind], (int)code, line ? ": " : "",
-                          lua_tostring(L, -1));
-    }
-    lua_pushboolean(L, 1);
-    lua_setfield(L, S_RESULT, "ok");
-    if (kind == K_PAGERDUTY) {
-        /* { status = "success", message = "Event processed", dedup_key = "..." } */
-        if (lua_getfield(L, S_RESULT, "body") == LUA_TSTRING) {
-            push_helper(L, DECODE_KEY, "json", "decode");
-            lua_insert(L, -2);
-            if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1) &&
-                lua_getfield(L, -1, "dedup_key") == LUA_TSTRING)
-                lua_setfield(L, S_RESULT, "dedup_key");
-        }
-        lua_settop(L, S_RESULT);
-        if (lua_getfield(L, S_RESULT, "dedup_key") == LUA_TNIL &&
-            lua_getfield(L, 1, "dedup_key") == LUA_TSTRING)
-            lua_setfield(L, S_RESULT, "dedup_key");
-        lua_settop(L, S_RESULT);
-    }
-    return 1;
+    return judge(L, kind, S_RESULT, 1);
 }
 
 static int notify_call(lua_State *L, int kind)
 {
     RESOLVE[kind](L); /* 1..3 args, S_REQ, S_TARGET, S_WORDS */
     lua_settop(L, S_WORDS);
-    if (lua_getfield(L, LUA_REGISTRYINDEX, RAW_KEY) != LUA_TFUNCTION)
-        return luaL_error(L, "notify %s: the http transfer is not available in this build",
-                          KIND[kind]);
+    rb_push_raw(L, "http", "request");
     lua_pushvalue(L, S_REQ);
     int st = lua_pcallk(L, 1, 1, 0, (lua_KContext)kind, notify_k);
     return notify_k(L, st, (lua_KContext)kind);
+}
+
+/* ---- scenarios and recordings --------------------------------------------- */
+
+/* What each service answers when all is well */
+static const int OK_STATUS[] = {200, 200, 202, 250};
+
+/* answer(respond, info, args...): a mock's respond { status, body, json,
+ * error, ok } as the live call's result -- a response whose status the service
+ * refused raises as live does, respond.error as a failed transfer does. */
+static int answer(lua_State *L, int kind)
+{
+    if (lua_getfield(L, 1, "error") != LUA_TNIL)
+        return luaL_error(L, "notify %s: %s", KIND[kind], luaL_tolstring(L, -1, NULL));
+    /* ok: true says what every answer is (older scenarios write it); a
+     * notification that fails raises, so ok: false cannot be answered */
+    if (lua_getfield(L, 1, "ok") != LUA_TNIL && !lua_toboolean(L, -1))
+        return luaL_error(L,
+                          "notify %s: a mock cannot answer ok: false (a failed notification "
+                          "raises): give error, or a status the service refuses",
+                          KIND[kind]);
+    lua_pop(L, 2);
+    int res = lua_gettop(L) + 1;
+    lua_createtable(L, 0, 6);
+    int isnum;
+    lua_getfield(L, 1, "status");
+    lua_Integer status = lua_tointegerx(L, -1, &isnum);
+    lua_pop(L, 1);
+    lua_pushinteger(L, isnum ? status : OK_STATUS[kind]);
+    lua_setfield(L, res, "status");
+    if (lua_getfield(L, 1, "body") != LUA_TSTRING) {
+        lua_pop(L, 1);
+        if (lua_getfield(L, 1, "json") != LUA_TNIL)
+            push_json(L, -1);
+        else
+            lua_pushliteral(L, "");
+        lua_remove(L, -2);
+    }
+    lua_setfield(L, res, "body");
+    lua_newtable(L);
+    lua_setfield(L, res, "headers");
+    lua_pushnumber(L, 0.0);
+    lua_setfield(L, res, "time");
+    /* r:json() as on a live response (the http primitive's metatable) */
+    lua_getfield(L, LUA_REGISTRYINDEX, "runbook.http_response");
+    lua_setmetatable(L, res);
+    return judge(L, kind, res, 3);
+}
+
+static int answer_slack(lua_State *L)
+{
+    return answer(L, K_SLACK);
+}
+static int answer_webhook(lua_State *L)
+{
+    return answer(L, K_WEBHOOK);
+}
+static int answer_pagerduty(lua_State *L)
+{
+    return answer(L, K_PAGERDUTY);
+}
+static int answer_email(lua_State *L)
+{
+    return answer(L, K_EMAIL);
+}
+
+/* recorded(info, error, result): { status } (and PagerDuty's dedup_key as
+ * json, which answer() hands back) or { error = cause }.  The rest of a
+ * live response -- the webhook URL, a secret, among it -- has no use in a
+ * mock. */
+static int recorded(lua_State *L)
+{
+    lua_newtable(L);
+    int out = lua_gettop(L);
+    if (!lua_isnoneornil(L, 2)) {
+        const char *msg = luaL_tolstring(L, 2, NULL);
+        lua_getfield(L, 1, "verb");
+        const char *prefix = lua_pushfstring(L, "notify %s: ", luaL_optstring(L, -1, ""));
+        const char *at = strstr(msg, prefix);
+        lua_pushstring(L, at ? at + strlen(prefix) : msg);
+        lua_setfield(L, out, "error");
+        lua_settop(L, out);
+        return 1;
+    }
+    if (!lua_istable(L, 3))
+        return 1;
+    if (lua_getfield(L, 3, "status") == LUA_TNUMBER)
+        lua_setfield(L, out, "status");
+    else
+        lua_pop(L, 1);
+    if (lua_getfield(L, 3, "dedup_key") == LUA_TSTRING) {
+        lua_createtable(L, 0, 1);
+        lua_insert(L, -2);
+        lua_setfield(L, -2, "dedup_key");
+        lua_setfield(L, out, "json");
+    } else {
+        lua_pop(L, 1);
+    }
+    return 1;
 }
 
 static int l_slack(lua_State *L)
@@ -1292,13 +1412,30 @@ static int l_email(lua_State *L)
 
 void mod_notify_open(lua_State *L)
 {
+    static const rb_field fields[] = {
+        {"channel", RB_STR, RB_KEY}, /* slack, webhook, pagerduty, email */
+        {"text", RB_STR, RB_MATCH},  /* the message: text, payload, summary, subject */
+        {"to", RB_STR, RB_MATCH},    /* Slack's channel (else the host), the webhook's host,
+                                        the mail's To */
+        {NULL, 0, 0}};
+    static const rb_field pd_fields[] = {
+        {"channel", RB_STR, RB_KEY},     {"text", RB_STR, RB_MATCH},
+        {"action", RB_STR, RB_MATCH},    {"severity", RB_STR, RB_MATCH},
+        {"dedup_key", RB_STR, RB_MATCH}, {NULL, 0, 0}};
+#define NOTIFY_ROW(n, sim, f)                                                                      \
+    {                                                                                              \
+        .name = #n, .fn = l_##n, .cls = RB_MUTATE, .describe = describe_##n, .simulate = sim,      \
+        .fields = f, .respond = "status body json error ok", .answer = answer_##n,                 \
+        .recorded = recorded, .flags = RB_NOTICE                                                   \
+    }
     static const rb_fn fns[] = {
-        {.name = "slack", .fn = l_slack, .cls = RB_MUTATE, .describe = describe_slack, .simulate = simulate_http},
-        {.name = "webhook", .fn = l_webhook, .cls = RB_MUTATE, .describe = describe_webhook, .simulate = simulate_http},
-        {.name = "pagerduty", .fn = l_pagerduty, .cls = RB_MUTATE, .describe = describe_pagerduty, .simulate = simulate_pagerduty},
-        {.name = "email", .fn = l_email, .cls = RB_MUTATE, .describe = describe_email, .simulate = simulate_email},
+        NOTIFY_ROW(slack, simulate_http, fields),
+        NOTIFY_ROW(webhook, simulate_http, fields),
+        NOTIFY_ROW(pagerduty, simulate_pagerduty, pd_fields),
+        NOTIFY_ROW(email, simulate_email, fields),
         {.name = NULL},
     };
+#undef NOTIFY_ROW
     rb_register(L, "notify", fns);
     /* the helpers a runbook could shadow: taken now, while they are ours */
     if (lua_getglobal(L, "secret") == LUA_TFUNCTION)

@@ -540,5 +540,141 @@ class Compose(DockerCase):
         self.assertEqual(self.fake.requests(), [])
 
 
+
+class RecordAndReplay(DockerCase):
+    """--record writes each docker call's answer with the row's recorded hook
+    and `runbook test` answers it with the row's answer hook: a recorded run
+    replays to the same results as the live run against the fake."""
+
+    def test_a_recorded_run_replays_with_the_same_results(self):
+        self.write("calendar/docker-compose.yml", "services:\n  api:\n    image: calendar-api\n")
+        rec = self.path("drill.scenario.yaml")
+        res = self.runbook("""
+            step("drill", function()
+              local ps = docker.ps{ all = true }
+              local i = docker.inspect("calendar-api")
+              local l = docker.logs("calendar-api", { tail = 2 })
+              local st = docker.stats("calendar-api")
+              local r = docker.restart("calendar-api", { timeout = 5 })
+              local k = docker.kill("calendar-db", { signal = "HUP" })
+              local u = docker.update("calendar-api", { memory = "512m", cpus = 1.5 })
+              local p = docker.prune{ containers = true }
+              local ok, err = pcall(docker.restart, "nope", { timeout = 3 })
+              local c = docker.compose("calendar/docker-compose.yml")
+              local names = {}
+              for _, x in ipairs(c:ps()) do names[#names + 1] = x.name .. "/" .. x.state end
+              local s = { nps = #ps, name = i.name, health = i.State.Status, logs = l,
+                          cpu = st.cpu_percent, mem = st.memory_usage, restart = r, kill = k,
+                          update = u, space = p.space_reclaimed, ok = ok,
+                          err = tostring(err):gsub("^[^:]*:%d+: ", ""), compose = names,
+                          crestart = c:restart("api") }
+              state.s = s
+              out(s)
+            end)
+            """, "--record", rec)
+        self.assertExit(res, 0)
+        live = res.data[0]
+        self.assertEqual(live["err"], "docker restart nope: no such container: nope")
+        self.assertEqual(live["restart"], {"ok": True, "name": "calendar-api", "status": 204,
+                                           "changed": True})
+        text = self.read(rec)
+        self.assertIn("error: 'no such container: nope'", text)
+        self.assertIn("verb: compose restart", text)
+        # the scenario must reach the very results the live run had
+        with open(rec, "w") as f:
+            f.write(text.replace("expect:\n", "expect:\n  state: { s: %s }\n" % json.dumps(live), 1))
+        before = len(self.fake.requests())
+        t = self.rb("test", rec)
+        self.assertEqual(t.code, 0, t.all)
+        self.assertIn("1 passed, 0 failed", t.out)
+        self.assertEqual(len(self.fake.requests()), before)
+
+
+class Mocks(RunbookTestCase):
+    """Scenario mocks match docker calls by their fields (verb, name, signal,
+    memory, cpus, prune's kinds, compose's project and service) and answer
+    in the shape of the live result."""
+
+    def test_fields_match_and_answers_have_the_live_shape(self):
+        self.write("d.lua", """
+            runbook { name = "t/docker-mocks" }
+            step("s", function()
+              local s = {}
+              s.restart = docker.restart("calendar-api", { timeout = 10 })
+              s.hup = docker.kill("worker-1", { signal = "HUP" }).ok
+              local ok, err = pcall(docker.kill, "worker-1", { signal = "TERM" })
+              s.term = { ok, (tostring(err):gsub("^[^:]*:%d+: ", "")) }
+              s.logs = docker.logs("calendar-api", { tail = 5 })
+              local st = docker.stats("calendar-api")
+              s.stats = { st.cpu_percent, st.memory_percent, st.name }
+              s.update = docker.update("calendar-api", { memory = "2g", cpus = 1.5 })
+              s.prune = docker.prune{ images = true }
+              local c = docker.compose("/srv/app/docker-compose.yml", { project = "app" })
+              s.compose = c:restart("api")
+              s.ps = #c:ps()
+              state.s = s
+            end)
+            """)
+        self.write("d.scenario.yaml", """
+            runbook: d.lua
+            mocks:
+              - docker: { verb: restart, name: "calendar-*" }
+                required: true
+              - docker: { verb: kill, name: worker-1, signal: HUP }
+                required: true
+              - docker: { verb: kill, signal: TERM }
+                respond: { error: "container worker-1 is not running" }
+                required: true
+              - docker: { verb: logs, name: calendar-api }
+                respond: { result: "a\nb\n" }
+              - docker: { verb: stats }
+                respond: { cpu_percent: 97.5 }
+              - docker: { verb: update, memory: 2g, cpus: 1.5 }
+                required: true
+              - docker: { verb: update }
+                respond: { error: "the memory or the cpus did not match" }
+              - docker: { verb: prune, images: true, containers: false }
+                respond: { space_reclaimed: 1024 }
+              - docker: { verb: compose restart, name: api, project: app, service: api }
+                required: true
+              - docker: { verb: compose ps, project: app }
+                respond: { json: [ { Names: [ /app-api-1 ] } ] }
+            expect:
+              actions: [ "docker restart calendar-api --time 10", "docker kill worker-1 --signal HUP",
+                         "docker update calendar-api --memory 2g --cpus 1.5",
+                         "docker prune images", "docker compose restart api" ]
+              state:
+                s:
+                  restart: { ok: true, name: calendar-api, status: 204, changed: true }
+                  hup: true
+                  term: [ false, "docker kill worker-1: container worker-1 is not running" ]
+                  logs: { stdout: "a\nb\n", stderr: "", name: calendar-api }
+                  stats: [ 97.5, 0, calendar-api ]
+                  update: { ok: true, name: calendar-api, status: 200 }
+                  prune: { ok: true, space_reclaimed: 1024 }
+                  compose: { ok: true, project: app, service: api }
+                  ps: 1
+            """)
+        res = self.rb("test", "d.scenario.yaml", cwd=self.tmp)
+        self.assertEqual(res.code, 0, res.all)
+
+    def test_a_mock_for_another_container_or_signal_does_not_answer(self):
+        self.write("d.lua", """
+            runbook { name = "t/docker-other" }
+            step("s", function() docker.kill("worker-1", { signal = "TERM" }) end)
+            """)
+        self.write("d.scenario.yaml", """
+            runbook: d.lua
+            mocks:
+              - docker: { verb: kill, name: worker-2 }
+              - docker: { verb: kill, name: worker-1, signal: HUP }
+            expect: { outcome: failed }
+            """)
+        res = self.rb("test", "d.scenario.yaml", cwd=self.tmp)
+        self.assertEqual(res.code, 1, res.all)
+        self.assertIn("no mock answers `docker kill worker-1 --signal TERM`; closest: mocks[2] "
+                      "docker { name: worker-1, signal: HUP, verb: kill }, which did not match: "
+                      "signal: wanted HUP, got TERM", res.out)
+
 if __name__ == "__main__":
     unittest.main()

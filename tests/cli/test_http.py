@@ -764,7 +764,8 @@ class DryRun(HttpCase):
             end)
             """, "--dry-run")
         self.assertExit(res, 0)
-        self.assertEqual([(r["method"], r["path"], r["query"]) for r in self.srv.requests()],
+        # concurrent requests: the server sees them in any order
+        self.assertEqual(sorted((r["method"], r["path"], r["query"]) for r in self.srv.requests()),
                          [("GET", "/json", ""), ("POST", "/echo", "m=ro")])
         (o,) = res.data
         self.assertEqual(o, [{"status": 200, "dry": True}, {"status": 200, "dry": False},
@@ -888,6 +889,35 @@ class Secrets(HttpCase):
         self.assertIn("would: PUT %s body with ****" % self.srv.url("/echo?k=****"), res.out)
         self.assertClean(res.all, "dry-run output")
         self.assertClean(self.audit_bytes(), "the audit database")
+
+    def test_credential_headers_never_in_clear_in_the_record(self):
+        # literal credentials, not secret(): the header names make them
+        # secrets, and the action's fields hold **** for them -- in dry-run
+        # too, where the request is never built but the call is recorded
+        tok, key, cookie = "lit-AUTH-5531-Kq", "lit-APIKEY-7702-Zt", "lit-COOKIE-9113-Wm"
+        body = """
+            step("call", function()
+              local h = { Authorization = "Bearer %s", ["X-Api-Key"] = "%s",
+                          Cookie = "session=%s", ["X-Trace"] = "t-1" }
+              http.get(B .. "/echo?m=get", { headers = h })
+              http.post(B .. "/echo?m=post", { headers = h, json = { n = 1 } })
+              http.request{ method = "PUT", url = B .. "/echo?m=put", headers = h, body = "x" }
+            end)
+            """ % (tok, key, cookie)
+        for flags, sent in (((), ["m=get", "m=post", "m=put"]), (("--dry-run",), ["m=get"])):
+            before = len(self.srv.requests())
+            res = self.runbook(body, "--output", "json", *flags)
+            self.assertExit(res, 0)
+            got = self.srv.requests()[before:]
+            self.assertEqual([r["query"] for r in got], sent, flags)
+            for r in got:  # the server got them in clear
+                self.assertEqual(r["headers"]["authorization"], "Bearer " + tok)
+                self.assertEqual(r["headers"]["x-api-key"], key)
+                self.assertEqual(r["headers"]["cookie"], "session=" + cookie)
+            for where, text in (("output", res.all), ("the audit database", self.audit_bytes())):
+                for s in (tok, key, cookie):
+                    self.assertNotIn(s, text, "%s leaked into %s %s" % (s, where, flags))
+            self.assertIn("t-1", self.audit_bytes(), "other headers are recorded as they are")
 
     def test_url_encoded_secret_is_redacted_too(self):
         # real tokens are often base64: + / = are percent-encoded in a query

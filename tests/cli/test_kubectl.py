@@ -190,6 +190,35 @@ end)
                       "--timeout=10s -n carbon-ingestion", [a.get("words") for a in acts])
         self.assertFalse([a for a in acts if a.get("simulated")])
 
+    def test_wait_kind_name_names_the_pod_and_namespace(self):
+        # (kind, name, opts) like get/describe/delete: the pod and the
+        # namespace reach the cluster (they were once dropped, and every pod
+        # of the default namespace was waited for)
+        res = self.runbook("""
+step("w", function()
+  local w = kubectl.wait("pod", "enrichment-service-7d9f-abcde",
+                         { namespace = "carbon-ingestion", timeout = 10 })
+  out({ ok = w.ok, stdout = w.stdout })
+end)
+""")
+        self.assertExit(res, 0)
+        self.assertIn("enrichment-service-7d9f-abcde condition met", res.data[0]["stdout"])
+        reads = [r for r in self.kube.requests() if "/pods" in r["path"]]
+        self.assertTrue(reads)
+        for r in reads:
+            with self.subTest(request=r):
+                self.assertTrue(r["path"].startswith("/api/v1/namespaces/carbon-ingestion/pods"))
+                named = (r["path"].endswith("/pods/enrichment-service-7d9f-abcde") or
+                         r["query"].get("fieldSelector") ==
+                         "metadata.name=enrichment-service-7d9f-abcde")
+                self.assertTrue(named, r)
+        self.assertEqual(self.writes(), [])
+        acts = self.actions(primitive="kubectl")
+        self.assertEqual([a.get("words") for a in acts],
+                         ["kubectl wait pod enrichment-service-7d9f-abcde "
+                          "--for=condition=ready --timeout=10s -n carbon-ingestion"])
+        self.assertEqual(acts[0]["class"], "read")
+
     def test_mutations_live_send_exact_requests(self):
         body = "".join("  out({ r = %s })\n" % call for call, _ in MUTATIONS)
         res = self.runbook('step("ops", function()\n%send)\n' % body)
@@ -343,6 +372,191 @@ end)
         sim = [a for a in self.actions(primitive="kubectl") if a.get("simulated")]
         self.assertEqual(len(sim), 3)
 
+    def test_a_rollout_the_rehearsal_started_is_not_watched(self):
+        """After a simulated scale, rollout_status and wait on that deployment
+        answer as the rehearsal's world would -- no request watches the real
+        one for a change that never came -- while the same reads of another
+        deployment still reach the cluster."""
+        body = """
+step("ops", function()
+  kubectl.scale("deployment/calendar-api", 5)
+  local r = kubectl.rollout_status("deployment/calendar-api", { timeout = 300 })
+  local w = kubectl.wait("deployment", "calendar-api", { ["for"] = "condition=Available" })
+  local o = kubectl.rollout_status("deployment/enrichment-service", { namespace = "carbon-ingestion" })
+  out({ ok = r.ok, stdout = r.stdout, wait = w.ok, other = o.ok })
+end)
+"""
+        res = self.runbook(body, "--dry-run")
+        self.assertExit(res, 0)
+        self.assertEqual(res.data[0]["ok"], True)
+        self.assertEqual(res.data[0]["wait"], True)
+        self.assertIn("changed only in this rehearsal", res.data[0]["stdout"])
+        self.assertEqual(self.kube.requests(path="/apis/apps/v1/namespaces/default/deployments/calendar-api*"), [],
+                         "the rehearsal watched a deployment it never changed")
+        self.assertTrue(self.kube.requests(
+            path="/apis/apps/v1/namespaces/carbon-ingestion/deployments/enrichment-service*"))
+        self.assertEqual(self.writes(), [])
+        acts = {a["words"]: a for a in self.actions(primitive="kubectl")}
+        watch = [a for w, a in acts.items() if w.startswith("kubectl rollout status deployment/calendar-api")]
+        self.assertEqual(len(watch), 1)
+        self.assertTrue(watch[0]["simulated"])
+        self.assertIn("changed only in this rehearsal", watch[0].get("evidence", ""))
+        # live, the same runbook scales and watches the real rollout
+        res = self.runbook(body, "--yes")
+        self.assertExit(res, 0)
+        self.assertTrue(self.kube.requests(path="/apis/apps/v1/namespaces/default/deployments/calendar-api*"))
+
+
+
+class RecordAndReplay(KubeCase):
+    """--record writes each kubectl call's answer with the row's recorded
+    hook and `runbook test` answers it with the row's answer hook: the
+    replay gives the runbook what the live run against the fake gave it --
+    objects, texts, command results, failures with check = false and
+    raised errors."""
+
+    def test_a_recorded_run_replays_with_the_same_results(self):
+        rec = self.path("drill.scenario.yaml")
+        res = self.runbook("""
+step("drill", function()
+  local ns = { namespace = "carbon-ingestion" }
+  local d = kubectl.get("deployment", "enrichment-service", ns)
+  local pods = kubectl.get("pods", nil, { namespace = "carbon-ingestion",
+                                          selector = "app=enrichment-service" })
+  local s = kubectl.scale("deployment/enrichment-service", 5, ns)
+  local st = kubectl.rollout_status("deployment/enrichment-service", ns)
+  local l = kubectl.logs("enrichment-service-7d9f-abcde", { namespace = "carbon-ingestion", tail = 2 })
+  local bad = kubectl.get("deployment", "nope", { namespace = "carbon-ingestion", check = false })
+  local nl, nerr = kubectl.logs("nope-pod", { namespace = "carbon-ingestion", check = false })
+  local ok, err = pcall(kubectl.get, "deployment", "nope2", ns)
+  local w = kubectl.wait("pod", "enrichment-service-7d9f-abcde", { namespace = "carbon-ingestion" })
+  local v = kubectl.run({ "get", "pods", "-n", "carbon-ingestion", "-o", "json" })
+  local out_ = { replicas = d.spec.replicas, pods = #pods.items, scaled = s.spec.replicas, scale_ok = s.ok,
+    status = { st.ok, st.code, st.stdout }, logs = l, bad = { bad.ok, bad.code, bad.error },
+    nologs = { nl == nil, nerr }, ok = ok, err = tostring(err):gsub("^[^:]*:%d+: ", ""),
+    wait = { w.ok, w.stdout }, run = { v.ok, #v.json.items, #v.stdout > 0 } }
+  state.s = out_
+  out(out_)
+end)
+""", "--record", rec)
+        self.assertExit(res, 0)
+        live = res.data[0]
+        self.assertEqual((live["scaled"], live["scale_ok"], live["bad"][0], live["ok"]),
+                         (5, True, False, False))
+        self.assertTrue(live["nologs"][0])
+        text = self.read(rec)
+        self.assertIn("verb: rollout status", text)
+        with open(rec, "w") as f:
+            f.write(text.replace("expect:\n", "expect:\n  state: { s: %s }\n" % json.dumps(live), 1))
+        before = len(self.kube.requests())
+        t = self.rb("test", rec)
+        self.assertEqual(t.code, 0, t.all)
+        self.assertIn("1 passed, 0 failed", t.out)
+        self.assertEqual(len(self.kube.requests()), before)
+
+
+class Mocks(RunbookTestCase):
+    """Scenario mocks match kubectl calls by their fields: kind and name
+    (from "kind/name" or the two arguments), namespace as a field, selector,
+    replicas, the command's words (args); and answer in the live shape."""
+
+    RUNBOOK = """
+        runbook { name = "t/kube-mocks" }
+        step("s", function()
+          local s = {}
+          local ns = { namespace = "prod" }
+          s.get = kubectl.get("deployment", "api", ns).spec.replicas
+          s.pods = #kubectl.get("pods", nil, { namespace = "prod", selector = "app in (api)" }).items
+          s.scale = kubectl.scale("deployment/api", 5, ns)
+          s.status = kubectl.rollout_status("deployment/api", ns)
+          s.wait = kubectl.wait("pod", "api-0", { namespace = "prod", timeout = 30 }).ok
+          local r = kubectl.get("deployment", "gone", { namespace = "prod", check = false })
+          s.gone = { r.ok, r.code, r.error }
+          local text, err = kubectl.logs("api-0", { namespace = "prod", check = false })
+          s.logs = { text == nil, err }
+          s.env = kubectl.set_env("deployment/api", { LEVEL = "debug" }, ns).ok
+          s.deleted = kubectl.delete("pod", "api-1", ns).ok
+          local ok, e = pcall(kubectl.describe, "deployment/api", ns)
+          s.describe = { ok, (tostring(e):gsub("^[^:]*:%d+: ", "")) }
+          s.run = kubectl.run({ "get", "nodes", "-o", "json" }).json.items[1].metadata.name
+          state.s = s
+        end)
+        """
+
+    def test_fields_match_and_answers_have_the_live_shape(self):
+        self.write("k.lua", self.RUNBOOK)
+        self.write("k.scenario.yaml", """
+            runbook: k.lua
+            mocks:
+              - kubectl: { verb: get, kind: deployment, name: api, namespace: prod }
+                respond: { json: { spec: { replicas: 2 } } }
+              - kubectl: { verb: get, kind: pods, selector: "app in (api)" }
+                respond: { json: { items: [ {}, {}, {} ] } }
+              - kubectl: { verb: scale, kind: deployment, name: api, namespace: prod, replicas: 5,
+                           args: [ "--replicas=5", -n, prod ] }
+                required: true
+              - kubectl: { verb: rollout status, kind: deployment }
+              - kubectl: { verb: wait, kind: pod, name: api-0, namespace: prod, for: condition=ready }
+                required: true
+              - kubectl: { verb: get, name: gone }
+                respond: { error: 'deployments.apps "gone" not found' }
+              - kubectl: { verb: logs, kind: pod, name: api-0 }
+                respond: { error: 'pods "api-0" not found' }
+              - kubectl: { verb: set env, name: api, env: { LEVEL: debug } }
+                required: true
+              - kubectl: { verb: delete, kind: pod, name: "api-?" }
+                required: true
+              - kubectl: { verb: describe, kind: deployment, name: api }
+                respond: { error: "the server is unreachable" }
+              - kubectl: { verb: get, kind: nodes }
+                respond: { json: { items: [ { metadata: { name: node-1 } } ] } }
+            expect:
+              actions: [ "kubectl scale deployment/api --replicas=5 -n prod",
+                         "kubectl set env deployment/api LEVEL=debug -n prod",
+                         "kubectl delete pod api-1 -n prod" ]
+              state:
+                s:
+                  get: 2
+                  pods: 3
+                  scale: { ok: true, kind: Deployment, metadata: { name: api, namespace: prod },
+                           spec: { replicas: 5 } }
+                  status: { ok: true, code: 0, stdout: "" }
+                  wait: true
+                  gone: [ false, 1, 'deployments.apps "gone" not found' ]
+                  logs: [ true, 'pods "api-0" not found' ]
+                  env: true
+                  deleted: true
+                  describe: [ false, "kubectl describe deployment/api -n prod: the server is unreachable" ]
+                  run: node-1
+            """)
+        res = self.rb("test", "k.scenario.yaml", cwd=self.tmp)
+        self.assertEqual(res.code, 0, res.all)
+
+    def test_namespace_is_a_field_from_wherever_it_comes(self):
+        # kubectl.defaults, the argv of kubectl.run (`--namespace=X`), the options
+        self.write("k.lua", """
+            runbook { name = "t/kube-ns" }
+            step("s", function()
+              kubectl.defaults{ namespace = "prod" }
+              state.prod = #kubectl.get("pods").items
+              state.staging = kubectl.run({ "get", "pods", "--namespace=staging" }).stdout
+              kubectl.get("pods", nil, { namespace = "dev" })
+            end)
+            """)
+        self.write("k.scenario.yaml", """
+            runbook: k.lua
+            mocks:
+              - kubectl: { verb: get, kind: pods, namespace: prod }
+                respond: { json: { items: [ {} ] } }
+              - kubectl: { verb: get, kind: pods, namespace: staging }
+                respond: { result: "NAME READY\n" }
+            expect: { outcome: failed, state: { prod: 1, staging: "NAME READY\n" } }
+            """)
+        res = self.rb("test", "k.scenario.yaml", cwd=self.tmp)
+        self.assertEqual(res.code, 1, res.all)
+        self.assertIn("no mock answers `kubectl get pods -n dev`", res.out)
+        self.assertIn("which did not match: namespace: wanted prod, got dev", res.out)
+        self.assertNotIn("state:", res.out)
 
 # argv given to kubectl.run -> does it mutate (print `would:` in dry-run)?
 CLASSES = [

@@ -85,7 +85,9 @@ class Calendar(LibraryCase):
         self.assertIn("would: docker compose restart calendar-api", res.out)
         self.assertIn("Verify (skipped: when)", res.out)
         self.assertEqual(self.fake.requests("POST"), [])
-        self.assertEqual(srv.requests("/healthz"), [])   # a dry-run does not wait for /healthz
+        # a dry-run does not wait for /healthz: it asks once and says what it found
+        self.assertEqual(len(srv.requests("/healthz")), 1)
+        self.assertIn("compose.restart calendar-api (rehearsal): not restarted, so no wait for", res.out)
         acts = self.actions(primitive="docker")
         self.assertEqual([(a["words"], a["simulated"]) for a in acts], [
             ("docker compose ps --all", False),

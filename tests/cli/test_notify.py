@@ -641,6 +641,57 @@ class ConfigAndModes(NotifyCase):
         self.assertExit(res, 1)
         self.assertIn("notify.slack must be a mapping", res.all)
 
+    def test_missing_endpoints_dry_run_warns_and_live_fails_sending_nothing(self):
+        # the receivers exist (the PagerDuty URL and the SMTP server are set),
+        # but the routing key, the Slack webhook and the sender are not: a
+        # dry-run goes on with stand-ins and says a live run would fail; a
+        # live run fails, and no stand-in ever reaches a receiver
+        self.write("runbook.yaml", """
+            notify:
+              slack: { channel: "#ops" }
+              pagerduty: { url: "%s/v2/enqueue" }
+              email: { smtp: "%s" }
+            """ % (self.srv.base, self.mail.url()))
+        calls = {
+            "slack": ('notify.slack{ text = "disk full" }',
+                      "notify.slack: no webhook configured (notify.slack.webhook_secret in "
+                      "runbook.yaml)", "notify.slack: no webhook: pass webhook = URL"),
+            "pagerduty": ('notify.pagerduty{ summary = "disk full" }',
+                          "notify.pagerduty: no routing key configured",
+                          "notify.pagerduty: no routing_key"),
+            "email": ('notify.email{ to = "oncall@example.com", subject = "disk full" }',
+                      "notify.email: no sender configured (notify.email.from)",
+                      "notify.email: no sender"),
+        }
+        res = self.runbook('step("page", function()\n%s\nend)\n'
+                           % "\n".join(c[0] for c in calls.values()), "--dry-run")
+        self.assertExit(res, 0)
+        warned = [l for l in res.all.splitlines() if l.endswith(": a live run would fail here")]
+        for _, warning, _ in calls.values():
+            self.assertTrue(any(warning in l for l in warned), (warning, warned))
+        self.assertEqual(len(warned), 3, warned)
+        self.assertIn('would: notify slack #ops: "disk full"', res.out)
+        self.assertEqual(len(self.actions(primitive="notify")), 3)
+        for name, (call, _, error) in calls.items():
+            res = self.runbook('step("page", function() %s end)' % call)
+            self.assertExit(res, 1, name)
+            self.assertIn(error, res.all)
+            self.assertNotIn("a live run would fail here", res.all)
+        self.assertEqual(self.srv.requests(), [], "a stand-in reached the receivers")
+        self.assertEqual(self.mail.entries(), [], "a stand-in sent mail")
+
+    def test_env_section_of_the_wrong_shape_is_named(self):
+        self.write("runbook.yaml", """
+            environments:
+              staging:
+                notify:
+                  slack: "http://x"
+            """)
+        res = self.runbook('step("n", function() notify.slack{ text = "x" } end)',
+                           "--env", "staging")
+        self.assertExit(res, 1)
+        self.assertIn("environments.staging.notify.slack must be a mapping", res.all)
+
     def test_dry_run_delivers_nothing_and_shows_the_messages(self):
         self.write_config()
         res = self.runbook(self.ALL_FOUR, "--dry-run", env=self.notify_env())

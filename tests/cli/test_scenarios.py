@@ -242,10 +242,12 @@ class HttpAndVirtualClock(ScenarioCase):
             ("json", self.JSON_OLD, 'json: { version: "2.4.1", env: staging }',
              'json: wanted {"env":"staging","version":"2.4.1"}, '
              'got {"canary":false,"env":"prod","version":"2.4.1"}'),
-            # credentials are masked in the report
+            # the call's credentials are secrets (registered when the call is
+            # described): masked in the report; the mock's own text is the
+            # scenario file's, shown as written
             ("headers", self.HEADERS_OLD, 'headers: { Authorization: "Bearer other-token" }',
-             'headers: wanted {"Authorization":"****"}, '
-             'got {"Authorization":"****","X-Request-Id":"rb-1"}'),
+             'headers: wanted {"Authorization":"Bearer other-token"}, '
+             'got {"authorization":"Bearer ****","x-request-id":"rb-1"}'),
         ]:
             with self.subTest(name):
                 p = self.mutated_deploy("closest-" + name, old, new)
@@ -253,6 +255,7 @@ class HttpAndVirtualClock(ScenarioCase):
                 self.assertRegex(lines[0], r"^no mock answers `POST http://api\.test/deploy \{.*\}`; "
                                            r"closest: mocks\[4\] http \{ .* \}, which did not match: "
                                  + re.escape(reason) + "$")
+                self.assertNotIn("fixture-token", "\n".join(lines))
 
     def test_state_mismatch_is_reported_with_both_sides(self):
         text = self.fixture_text("http/wait-healthy.scenario.yaml").replace(
@@ -335,11 +338,11 @@ class ExecAndSh(ScenarioCase):
             """)
         cases = {
             "argv": ("one-call", "exec: { argv: [ systemctl, restart, nginx ] }",
-                     "argv: wanted systemctl restart nginx, got systemctl restart apache2"),
+                     'argv: wanted ["systemctl","restart","nginx"], got ["systemctl","restart","apache2"]'),
             "command": ("one-call", 'exec: { command: "systemctl restart ng*" }',
-                        "command: wanted 'systemctl restart ng*', got 'systemctl restart apache2'"),
+                        "command: wanted systemctl restart ng*, got systemctl restart apache2"),
             "sh": ("one-sh", 'sh: { command: "systemctl restart ng*" }',
-                   "command: wanted 'systemctl restart ng*', got 'systemctl restart apache2'"),
+                   "command: wanted systemctl restart ng*, got systemctl restart apache2"),
         }
         for name, (runbook, mock, reason) in cases.items():
             with self.subTest(name):
@@ -716,8 +719,9 @@ class Malformed(ScenarioCase):
                 reply: { json: {} }
             """)
         # the schema's complaint points at the key's line
-        self.assertMalformed(p, "%s:4: mocks[1]: unknown key 'reply' (a mock is one of http, exec, sh, "
-                                "docker, kubectl, db, notify, with respond, times, required)" % p)
+        # the primitives a mock may answer come from their rows, sorted
+        self.assertMalformed(p, "%s:4: mocks[1]: unknown key 'reply' (a mock is one of db, docker, "
+                                "exec, http, kubectl, notify, sh, ssh, with respond, times, required)" % p)
 
     def test_unknown_key_in_a_mocks_match(self):
         p = self.scenario("docker/container.scenario.yaml", """
@@ -726,8 +730,10 @@ class Malformed(ScenarioCase):
               - docker: { verb: inspect, name: calendar-api }
               - docker: { verb: restart, container: calendar-api }
             """)
+        # the fields docker's rows let a mock match on
         self.assertMalformed(p, "%s:4: mocks[2].docker: unknown key 'container' (expected one of: "
-                                "name, verb, words)" % p)
+                                "containers, cpus, images, memory, name, project, service, signal, "
+                                "verb, volumes, words)" % p)
 
     def test_unknown_keys_elsewhere(self):
         for name, text, msg in [
@@ -740,7 +746,7 @@ class Malformed(ScenarioCase):
             ("two", "runbook: restart-unhealthy\nmocks:\n  - { docker: { verb: ps }, exec: { argv: [x] } }\n",
              re.compile(r"mocks\[1\]: one primitive per mock \((docker and exec|exec and docker)\)")),
             ("none", "runbook: restart-unhealthy\nmocks:\n  - { respond: {} }\n",
-             "mocks[1]: which primitive does it answer? (http, exec, sh, docker, kubectl, db, notify)"),
+             "mocks[1]: which primitive does it answer? (db, docker, exec, http, kubectl, notify, sh, ssh)"),
             ("times", "runbook: restart-unhealthy\nmocks:\n  - { docker: { verb: ps }, times: 0 }\n",
              "mocks[1].times: a whole number >= 1"),
             ("no-runbook", "mocks: []\n",

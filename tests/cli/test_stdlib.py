@@ -4,13 +4,19 @@ reference procedures (service /healthz, Prometheus, Grafana, Alertmanager),
 the SPEC §2 error-ratio example, Prometheus instant queries and Alertmanager
 filtering.  Each test asserts what reached the server as well as what the
 runbook computed; the modules only compose primitives, so every request is
-an audited http action."""
+an audited http action.
+
+stdlib/compose.lua in a rehearsal (--dry-run) against
+tests/fixtures/fake_docker.py: a restart, start or up that would wait for
+readiness looks once and goes on (scenarios run live-shaped, so this side of
+the module is tested here; tests/scenarios/stdlib/compose has the waits)."""
 import json
 import textwrap
 import time
 import unittest
 
 from rbtest import RunbookTestCase, lua_str
+from test_docker import FakeDocker
 
 METRICS = """\
 # HELP http_requests_total The total number of HTTP requests.
@@ -382,6 +388,81 @@ class Alertmanager(StdlibCase):
         self.assertIn("bad filter", res.data[2][1])
         self.assertIn("not supported", res.data[2][1])
         self.assertIn("expected the Alertmanager base URL", res.data[3][1])
+
+
+# ---- compose in a rehearsal ---------------------------------------------------
+
+class ComposeRehearsal(StdlibCase):
+    """The fake's compose project "deployment" has calendar-api exited
+    (OOM-killed), postgres and redis running.  Every wait below would fail
+    live: calendar-api stays down and /status/503 never answers 200."""
+
+    RECOVER = """
+        local compose = require "compose"
+        local F, P = "/srv/app/docker-compose.yml", "deployment"
+        step("recover", function()
+          out(compose.restart(F, "calendar-api", { project = P, wait_running = true,
+                                                   wait_url = B .. "/status/503", timeout = %(t)s, every = 1 }))
+          out(compose.start(F, { "postgres", "redis" }, { project = P, wait_url = B .. "/healthz",
+                                                         wait_timeout = %(t)s, every = 1 }))
+          out(compose.up(F, { project = P, services = { "calendar-api" }, no_deps = true,
+                              wait_running = true, wait_timeout = %(t)s, every = 1, check = false }))
+          out({ dry_run = dry_run() })
+        end)
+        """
+
+    def setUp(self):
+        super().setUp()
+        self.fake = FakeDocker(self, compose_project="deployment")
+        self.env["DOCKER_HOST"] = self.fake.host
+
+    def test_dry_run_does_not_wait_and_says_what_is_so_now(self):
+        # a wait of an hour: a rehearsal that waited would outlive the test's own timeout
+        res = self.runbook(self.RECOVER % {"t": 3600}, "--dry-run")
+        self.assertExit(res, 0)
+        restart, start, up, mode = res.data
+        self.assertEqual(mode, {"dry_run": True})
+        self.assertEqual(restart, {"ok": True, "service": "calendar-api", "dry_run": True, "waited": False,
+                                   "ready": True, "last": "not running: calendar-api; HTTP 503"})
+        self.assertEqual(start, {"ok": True, "services": ["postgres", "redis"], "dry_run": True,
+                                 "waited": False, "ready": True, "last": "HTTP 200"})
+        self.assertEqual(up, {"ok": True, "services": ["calendar-api"], "dry_run": True, "waited": False,
+                              "ready": True, "last": "not running: calendar-api"})
+        self.assertIn("would: docker compose restart calendar-api", res.out)
+        self.assertIn("would: docker compose -f /srv/app/docker-compose.yml -p deployment up -d postgres redis",
+                      res.out)
+        self.assertIn("would: docker compose -f /srv/app/docker-compose.yml -p deployment up -d --no-deps "
+                      "calendar-api", res.out)
+        self.assertIn("compose.restart calendar-api (rehearsal): not restarted, so no wait for calendar-api "
+                      "running and %s/status/503 answering 200 (live: up to 3600 s); now: not running: "
+                      "calendar-api; HTTP 503" % self.srv.base, res.out)
+        self.assertIn("compose.start postgres, redis (rehearsal): not started", res.out)
+        self.assertIn("compose.up calendar-api (rehearsal): not brought up", res.out)
+        # one look each, nothing changed: no write reached Docker, each URL asked once,
+        # the containers read once for each wait_running
+        self.assertEqual(self.fake.requests("POST"), [])
+        lists = [r for r in self.fake.requests("GET") if r["path"].endswith("/containers/json")]
+        self.assertEqual(len(lists), 2)
+        self.assertEqual([r["path"] for r in self.srv.requests()], ["/status/503", "/healthz"])
+        acts = self.actions()
+        self.assertEqual([(a["words"], a["simulated"]) for a in acts if a["class"] == "mutate"], [
+            ("docker compose restart calendar-api", True),
+            ("docker compose -f /srv/app/docker-compose.yml -p deployment up -d postgres redis", True),
+            ("docker compose -f /srv/app/docker-compose.yml -p deployment up -d --no-deps calendar-api", True),
+        ])
+
+    def test_live_the_same_wait_fails(self):
+        # the contrast: live, the restart happens and the wait for /status/503 runs out
+        res = self.runbook(self.RECOVER % {"t": 1})
+        self.assertExit(res, 1)
+        # the fake restarts the container, so what is left is the URL
+        self.assertIn("compose.restart calendar-api: restarted, but not calendar-api running and "
+                      "%s/status/503 answering 200 within 1 s (last: running; HTTP 503)" % self.srv.base,
+                      res.all)
+        self.assertEqual([r["path"] for r in self.fake.requests("POST")],
+                         ["/v1.47/containers/deployment-calendar-api-1/restart"])
+        self.assertTrue(self.srv.requests("/status/503"))
+        self.assertEqual(self.srv.requests("/healthz"), [])   # the run stopped at the restart
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ const char *rb_redact(lua_State *L, const char *s, size_t len)
 {
     return s;
 }
-int config_load(rb_config *c, lua_State *L, const char *path, int explicit, char *err, size_t n)
+int config_load(rb_config *c, lua_State *L, const rb_module *modules, const char *path,
+                int explicit, char *err, size_t n)
 {
     memset(c, 0, sizeof *c);
     return 0;

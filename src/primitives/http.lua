@@ -1,3 +1,6 @@
+-- The Lua half of http (src/primitives/http.c sets http.get_all to
+-- rt.http_get_all when the module opens).
+--
 -- http.get_all(list, { concurrency = 256 }): the requests of list (URLs or
 -- request tables) concurrently, results in input order, each a response or
 -- { error = "..." }.  Every request is its own funnelled, audited action.
@@ -5,7 +8,7 @@
 -- trip (bench/http_fanout.sh); libcurl keeps idle connections per host.
 local rt = ...
 
-function http.get_all(list, opts)
+function rt.http_get_all(list, opts)
   if type(list) ~= "table" then
     error("http.get_all: expected a list of URLs or requests, got " .. type(list), 2)
   end

@@ -2,6 +2,7 @@
 -- the drivers' funnelled methods, fs and exec, so every statement, tool run
 -- and file written is its own classified, audited action (pg_dump is a
 -- write, pg_restore --list a read), and dry-run shows each one.
+-- mutates: db.backup db.restore
 local rt = ...
 
 -- conn:transaction(fn) -> fn's results: COMMIT when fn returns, ROLLBACK

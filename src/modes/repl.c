@@ -1,0 +1,23 @@
+/*
+ * repl: the incident REPL acts live, and asks before each action that
+ * changes something unless --yes was given or `.confirm off` said so.  Its
+ * `.dry on` switches the engine to the dry-run strategy and back.
+ */
+#include "engine.h"
+#include "journal.h"
+#include "prompt.h"
+
+static int before_action(rb_engine *E, lua_State *L, const rb_action *a)
+{
+    if (!E->confirm_actions || E->assume_yes)
+        return 1;
+    int yes = prompt_yes_no(E, L, a->words);
+    journal_answer(E, L, "action", a->words, yes ? "y" : "n");
+    return yes;
+}
+
+const rb_strategy rb_mode_repl = {
+    .name = "repl",
+    .performs = 1,
+    .before_action = before_action,
+};
