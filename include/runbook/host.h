@@ -49,6 +49,16 @@ void rb_push_lua(lua_State *L, const char *name, const char *fn);
  * readonly_commands of runbook.yaml. */
 rb_class rb_classify_argv(lua_State *L, int idx);
 
+/* ---- a process's result: exec, sh, ssh ------------------------------------
+ * Rows whose result is a process's, { ok, code, stdout, stderr, time }, share
+ * what a scenario mock answers and what a recording writes: .answer =
+ * rb_process_answer (a non-zero code raises "<words>: exit code N: <last
+ * line of stderr>" unless the call's options say check = false; error
+ * raises "<words>: <error>"; the words begin with the primitive's name) and
+ * .recorded = rb_process_recorded ({ code, stdout, stderr } or { error }). */
+int rb_process_answer(lua_State *L);
+int rb_process_recorded(lua_State *L);
+
 /* ---- the process -----------------------------------------------------------
  * A private directory for the user's sockets and state of this run's tools
  * ($XDG_RUNTIME_DIR/runbook, else /tmp/runbook-<uid>, created 0700). */

@@ -166,6 +166,10 @@ void rb_push_action_info(lua_State *L, const rb_action *a)
     lua_setfield(L, -2, "class");
     rb_push_action_fields(L, a);
     lua_setfield(L, -2, "fields");
+    if (a->opts > 0) { /* which argument is the options table */
+        lua_pushinteger(L, a->opts);
+        lua_setfield(L, -2, "opts");
+    }
 }
 
 void rb_push_sorted_keys(lua_State *L, int t)

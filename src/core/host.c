@@ -156,3 +156,125 @@ int rb_config_at(lua_State *L, int level, const char *section, const char *key)
     }
     return lua_type(L, -1);
 }
+
+/* ---- a process's result --------------------------------------------------------- */
+
+/* Push what messages call the action: its words, after the primitive's name
+ * unless they begin with it ("exec ls -l", "sh -c 'x'", "ssh web1 uptime"). */
+static const char *push_message_words(lua_State *L, int info)
+{
+    lua_getfield(L, info, "primitive");
+    lua_getfield(L, info, "words");
+    const char *prim = luaL_optstring(L, -2, ""), *words = luaL_optstring(L, -1, "");
+    size_t n = strlen(prim);
+    int named = strncmp(words, prim, n) == 0 && words[n] == ' ';
+    const char *w = lua_pushfstring(L, "%s%s%s", named ? "" : prim, named ? "" : " ", words);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return w;
+}
+
+/* answer(respond, info, args...) */
+int rb_process_answer(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "opts");
+    int opts = lua_isinteger(L, -1) ? 2 + (int)lua_tointeger(L, -1) : 0;
+    lua_pop(L, 1);
+    int checked = 1;
+    if (opts && lua_istable(L, opts)) {
+        checked = !(lua_getfield(L, opts, "check") == LUA_TBOOLEAN && !lua_toboolean(L, -1));
+        lua_pop(L, 1);
+    }
+    const char *words = push_message_words(L, 2);
+    int top = lua_gettop(L);
+    if (lua_getfield(L, 1, "error") != LUA_TNIL)
+        return luaL_error(L, "%s: %s", words, luaL_tolstring(L, -1, NULL));
+    lua_settop(L, top);
+    lua_getfield(L, 1, "code");
+    lua_Integer code = lua_isnil(L, -1) ? 0 : lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 5);
+    int res = lua_gettop(L);
+    lua_pushinteger(L, code);
+    lua_setfield(L, res, "code");
+    lua_pushboolean(L, code == 0);
+    lua_setfield(L, res, "ok");
+    const char *streams[] = {"stdout", "stderr"};
+    for (int i = 0; i < 2; i++) {
+        if (lua_getfield(L, 1, streams[i]) == LUA_TNIL) {
+            lua_pop(L, 1);
+            lua_pushliteral(L, "");
+        } else if (!lua_isstring(L, -1)) {
+            return luaL_error(L, "%s: respond.%s must be a string", words, streams[i]);
+        }
+        lua_setfield(L, res, streams[i]);
+    }
+    lua_pushnumber(L, 0.0);
+    lua_setfield(L, res, "time");
+    if (code == 0 || !checked)
+        return 1;
+    /* as the live call: the result is noted for the audit, then it raises */
+    rb_note_result(L, res);
+    lua_getfield(L, res, "stderr");
+    size_t n;
+    const char *e = lua_tolstring(L, -1, &n);
+    while (n > 0 && (e[n - 1] == '\n' || e[n - 1] == '\r' || e[n - 1] == ' '))
+        n--;
+    size_t start = n;
+    while (start > 0 && e[start - 1] != '\n')
+        start--;
+    lua_pushfstring(L, "%s: exit code %d", words, (int)code);
+    if (n > start) {
+        lua_pushliteral(L, ": ");
+        lua_pushlstring(L, e + start, n - start);
+        lua_concat(L, 3);
+    }
+    return lua_error(L);
+}
+
+/* recorded(info, error_or_nil, result): { code, stdout, stderr } without the
+ * empty outputs, or { error = cause } when it failed before an exit code. */
+int rb_process_recorded(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 3);
+    lua_newtable(L); /* 4 */
+    /* a result, or none and no error (a simulated change): what it returned */
+    if (lua_istable(L, 3) || lua_isnil(L, 2)) {
+        lua_Integer code = 0;
+        if (lua_istable(L, 3) && lua_getfield(L, 3, "code") == LUA_TNUMBER)
+            code = lua_tointeger(L, -1);
+        lua_settop(L, 4);
+        lua_pushinteger(L, code);
+        lua_setfield(L, 4, "code");
+        const char *streams[] = {"stdout", "stderr"};
+        for (int i = 0; i < 2 && lua_istable(L, 3); i++) {
+            size_t n = 0;
+            if (lua_getfield(L, 3, streams[i]) == LUA_TSTRING && (lua_tolstring(L, -1, &n), n))
+                lua_setfield(L, 4, streams[i]);
+            else
+                lua_pop(L, 1);
+        }
+        return 1;
+    }
+    /* the cause: the message after "file:line: <words>: " */
+    const char *msg = luaL_tolstring(L, 2, NULL);
+    const char *words = push_message_words(L, 1);
+    const char *at = strstr(msg, words);
+    if (!at) { /* the words without the primitive's name */
+        lua_getfield(L, 1, "words");
+        words = luaL_optstring(L, -1, "");
+        at = *words ? strstr(msg, words) : NULL;
+    }
+    if (at) {
+        msg = at + strlen(words);
+        if (strncmp(msg, ": ", 2) == 0)
+            msg += 2;
+    }
+    lua_pushstring(L, msg);
+    lua_setfield(L, 4, "error");
+    lua_settop(L, 4);
+    return 1;
+}

@@ -657,119 +657,9 @@ static int exec_simulate(lua_State *L, const rb_action *a)
 }
 
 /* ---- scenarios and recordings ------------------------------------------------
- * A mock answers as the process would have: { code, stdout, stderr }, or an
- * error before any exit code (not found, timed out).  Messages are the live
- * ones, "exec ARGV: exit code N: <last line of stderr>". */
-
-/* What messages call the command: "exec ls -l", "sh -c 'grep x log'". */
-static const char *message_words(lua_State *L, int info)
-{
-    lua_getfield(L, info, "fn");
-    int is_exec = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "exec") == 0;
-    lua_getfield(L, info, "words");
-    const char *w = lua_pushfstring(L, "%s%s", is_exec ? "exec " : "", luaL_optstring(L, -1, ""));
-    lua_replace(L, -3);
-    lua_pop(L, 1);
-    return w;
-}
-
-/* answer(respond, info, argv_or_command, opts) */
-static int exec_answer(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTABLE);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    const char *words = message_words(L, 2);
-    int top = lua_gettop(L);
-    if (lua_getfield(L, 1, "error") != LUA_TNIL)
-        return luaL_error(L, "%s: %s", words, luaL_tolstring(L, -1, NULL));
-    lua_settop(L, top);
-    lua_getfield(L, 1, "code");
-    lua_Integer code = lua_isnil(L, -1) ? 0 : lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 5);
-    int res = lua_gettop(L);
-    lua_pushinteger(L, code);
-    lua_setfield(L, res, "code");
-    lua_pushboolean(L, code == 0);
-    lua_setfield(L, res, "ok");
-    const char *streams[] = {"stdout", "stderr"};
-    for (int i = 0; i < 2; i++) {
-        if (lua_getfield(L, 1, streams[i]) == LUA_TNIL) {
-            lua_pop(L, 1);
-            lua_pushliteral(L, "");
-        } else if (!lua_isstring(L, -1)) {
-            return luaL_error(L, "%s: respond.%s must be a string", words, streams[i]);
-        }
-        lua_setfield(L, res, streams[i]);
-    }
-    lua_pushnumber(L, 0.0);
-    lua_setfield(L, res, "time");
-    int checked = !(lua_istable(L, 4) && lua_getfield(L, 4, "check") == LUA_TBOOLEAN &&
-                    !lua_toboolean(L, -1));
-    lua_settop(L, res);
-    if (code != 0 && checked) {
-        rb_note_result(L, res);
-        lua_getfield(L, res, "stderr");
-        size_t n;
-        const char *e = lua_tolstring(L, -1, &n);
-        while (n > 0 && (e[n - 1] == '\n' || e[n - 1] == '\r' || e[n - 1] == ' '))
-            n--;
-        size_t start = n;
-        while (start > 0 && e[start - 1] != '\n')
-            start--;
-        lua_pushfstring(L, "%s: exit code %d", words, (int)code);
-        if (n > start) {
-            lua_pushliteral(L, ": ");
-            lua_pushlstring(L, e + start, n - start);
-            lua_concat(L, 3);
-        }
-        return lua_error(L);
-    }
-    return 1;
-}
-
-/* recorded(info, error_or_nil, result): { code, stdout, stderr } without the
- * empty outputs, or { error = cause } when it failed before an exit code. */
-static int exec_recorded(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 3);
-    lua_newtable(L); /* 4 */
-    /* a result, or none and no error (a simulated change): what it returned */
-    if (lua_istable(L, 3) || lua_isnil(L, 2)) {
-        if (!lua_istable(L, 3)) {
-            lua_pushinteger(L, 0);
-            lua_setfield(L, 4, "code");
-            return 1;
-        }
-        lua_getfield(L, 3, "code");
-        lua_pushinteger(L, lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0);
-        lua_setfield(L, 4, "code");
-        lua_pop(L, 1);
-        const char *streams[] = {"stdout", "stderr"};
-        for (int i = 0; i < 2; i++) {
-            size_t n = 0;
-            if (lua_getfield(L, 3, streams[i]) == LUA_TSTRING && (lua_tolstring(L, -1, &n), n))
-                lua_setfield(L, 4, streams[i]);
-            else
-                lua_pop(L, 1);
-        }
-        return 1;
-    }
-    /* the cause: the message after "file:line: exec ARGV: " */
-    const char *msg = luaL_tolstring(L, 2, NULL);
-    const char *words = message_words(L, 1);
-    const char *at = strstr(msg, words);
-    if (at) {
-        msg = at + strlen(words);
-        if (strncmp(msg, ": ", 2) == 0)
-            msg += 2;
-    }
-    lua_pushstring(L, msg);
-    lua_setfield(L, 4, "error");
-    lua_settop(L, 4);
-    return 1;
-}
+ * A mock answers as the process would have, and a recording writes what it
+ * did: the host's rb_process_answer / rb_process_recorded, which ssh shares.
+ * Messages are the live ones, "exec ARGV: exit code N: <last line of stderr>". */
 
 static const rb_field exec_fields[] = {{"argv", RB_LIST, RB_KEY},
                                        {"command", RB_STR, RB_MATCH},
@@ -789,8 +679,8 @@ void mod_exec_open(lua_State *L)
                                  .simulate = exec_simulate,
                                  .fields = exec_fields,
                                  .respond = RESPOND,
-                                 .answer = exec_answer,
-                                 .recorded = exec_recorded},
+                                 .answer = rb_process_answer,
+                                 .recorded = rb_process_recorded},
                                 {.name = "sh",
                                  .fn = l_sh,
                                  .cls = RB_MUTATE,
@@ -798,12 +688,8 @@ void mod_exec_open(lua_State *L)
                                  .simulate = exec_simulate,
                                  .fields = sh_fields,
                                  .respond = RESPOND,
-                                 .answer = exec_answer,
-                                 .recorded = exec_recorded},
+                                 .answer = rb_process_answer,
+                                 .recorded = rb_process_recorded},
                                 {.name = NULL}};
     rb_register(L, NULL, fns);
-    /* exec without the funnel, for primitives built on a CLI that still
-     * look it up here (kubectl); new ones use rb_push_raw(L, "exec", "exec") */
-    lua_pushcfunction(L, l_exec);
-    lua_setfield(L, LUA_REGISTRYINDEX, "runbook.exec_raw");
 }

@@ -349,97 +349,6 @@ static int ssh_simulate(lua_State *L, const rb_action *a)
     return 1;
 }
 
-/* ---- scenarios and recordings --------------------------------------------------
- * A mock answers as the remote command would have: { code, stdout, stderr },
- * or an error before any exit code; the messages are the live ones. */
-
-/* answer(respond, info, args...): run's options are its third argument,
- * copy's its fourth */
-static int ssh_answer(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTABLE);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_getfield(L, 2, "fn");
-    int opts = 2 + (lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "copy") == 0 ? 4 : 3);
-    lua_pop(L, 1);
-    int checked = !(lua_istable(L, opts) && lua_getfield(L, opts, "check") == LUA_TBOOLEAN &&
-                    !lua_toboolean(L, -1));
-    lua_getfield(L, 2, "words");
-    const char *words = luaL_optstring(L, -1, "ssh");
-    lua_settop(L, 2); /* the words stay referenced by info */
-    if (lua_getfield(L, 1, "error") != LUA_TNIL)
-        return luaL_error(L, "%s: %s", words, luaL_tolstring(L, -1, NULL));
-    lua_getfield(L, 1, "code");
-    lua_Integer code = lua_isnil(L, -1) ? 0 : lua_tointeger(L, -1);
-    lua_settop(L, 2);
-    ssh_simulate(L, NULL);
-    int res = lua_gettop(L);
-    lua_pushnil(L);
-    lua_setfield(L, res, "dry_run");
-    lua_pushinteger(L, code);
-    lua_setfield(L, res, "code");
-    lua_pushboolean(L, code == 0);
-    lua_setfield(L, res, "ok");
-    const char *streams[] = {"stdout", "stderr"};
-    for (int i = 0; i < 2; i++) {
-        int t = lua_getfield(L, 1, streams[i]);
-        if (t == LUA_TNIL) {
-            lua_pop(L, 1);
-            continue;
-        }
-        if (t != LUA_TSTRING)
-            return luaL_error(L, "%s: respond.%s must be a string", words, streams[i]);
-        lua_setfield(L, res, streams[i]);
-    }
-    if (code == 0 || !checked)
-        return 1;
-    return raise_exit(L, words, res, code);
-}
-
-/* recorded(info, error_or_nil, result): { code, stdout, stderr } without the
- * empty outputs, or { error = cause } when it failed before an exit code. */
-static int ssh_recorded(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 3);
-    lua_newtable(L); /* 4 */
-    /* a result, or none and no error (a simulated change): what it returned */
-    if (lua_istable(L, 3) || lua_isnil(L, 2)) {
-        if (!lua_istable(L, 3)) {
-            lua_pushinteger(L, 0);
-            lua_setfield(L, 4, "code");
-            return 1;
-        }
-        lua_getfield(L, 3, "code");
-        lua_pushinteger(L, lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0);
-        lua_setfield(L, 4, "code");
-        lua_pop(L, 1);
-        const char *streams[] = {"stdout", "stderr"};
-        for (int i = 0; i < 2; i++) {
-            size_t n = 0;
-            if (lua_getfield(L, 3, streams[i]) == LUA_TSTRING && (lua_tolstring(L, -1, &n), n))
-                lua_setfield(L, 4, streams[i]);
-            else
-                lua_pop(L, 1);
-        }
-        return 1;
-    }
-    /* the cause: the message after "file:line: ssh web1 true: " */
-    const char *msg = luaL_tolstring(L, 2, NULL);
-    lua_getfield(L, 1, "words");
-    const char *words = luaL_optstring(L, -1, "");
-    const char *at = *words ? strstr(msg, words) : NULL;
-    if (at) {
-        msg = at + strlen(words);
-        if (strncmp(msg, ": ", 2) == 0)
-            msg += 2;
-    }
-    lua_pushstring(L, msg);
-    lua_setfield(L, 4, "error");
-    lua_settop(L, 4);
-    return 1;
-}
-
 /* ---- fan-out and inventory ------------------------------------------------------ */
 
 /* Push the hosts of inventory group `group` (a new list). */
@@ -547,8 +456,8 @@ void mod_ssh_open(lua_State *L)
                                  .simulate = ssh_simulate,
                                  .fields = run_fields,
                                  .respond = RESPOND,
-                                 .answer = ssh_answer,
-                                 .recorded = ssh_recorded},
+                                 .answer = rb_process_answer,
+                                 .recorded = rb_process_recorded},
                                 {.name = "copy",
                                  .fn = l_copy,
                                  .cls = RB_MUTATE,
@@ -556,8 +465,8 @@ void mod_ssh_open(lua_State *L)
                                  .simulate = ssh_simulate,
                                  .fields = copy_fields,
                                  .respond = RESPOND,
-                                 .answer = ssh_answer,
-                                 .recorded = ssh_recorded},
+                                 .answer = rb_process_answer,
+                                 .recorded = rb_process_recorded},
                                 {.name = "each", .fn = l_each, .cls = RB_PURE},
                                 {.name = "hosts", .fn = l_hosts, .cls = RB_PURE},
                                 {.name = NULL}};

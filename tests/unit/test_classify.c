@@ -209,15 +209,8 @@ static void edge_cases(rb_engine *E)
     }
 }
 
-/* The classifier needs no primitive, but the engine's eager Lua
- * (src/lua/http.lua) extends a global `http`: an empty one will do. */
-static void open_http_stub(lua_State *L)
-{
-    lua_newtable(L);
-    lua_setglobal(L, "http");
-}
-
-static const rb_module stub_modules[] = {{"http", open_http_stub, NULL}, {NULL, NULL, NULL}};
+/* The classifier is the core's: an engine with no modules at all. */
+static const rb_module stub_modules[] = {{NULL, NULL, NULL}};
 
 int main(void)
 {
