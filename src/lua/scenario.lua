@@ -320,10 +320,16 @@ end
 
 local scratch
 
+-- The path in the scratch directory, "." and ".." resolved; one that climbs
+-- out of it (or follows a link out of it) is an error, not a file outside.
 local function in_scratch(p)
   if type(p) ~= "string" then return p end
-  if p:sub(1, 1) == "/" then return scratch .. p end
-  return scratch .. "/" .. p
+  local full, why = rt.in_scratch(scratch, p)
+  if not full then
+    if S then S.escaped = S.escaped or why end -- fails the scenario even if the runbook caught it
+    error(why, 0)
+  end
+  return full
 end
 
 local function out_of_scratch(v)
@@ -348,7 +354,7 @@ end
 -- now(), so retention (backup.plan{ keep_days }) can be tested.  Seeds are
 -- written in path order, so files without an age are oldest-first by name.
 function rt.scenario_seed(dir, files)
-  scratch = dir
+  scratch = assert(rt.in_scratch(dir, "")) -- as the kernel names it: paths are compared with it
   local paths = {}
   for path in pairs(files or {}) do paths[#paths + 1] = tostring(path) end
   table.sort(paths)
@@ -649,6 +655,7 @@ function rt.scenario_verdict(result)
   local e, failures = S.expect, {}
   local function fail(fmt, ...) failures[#failures + 1] = string.format(fmt, ...) end
   if S.unmatched then fail("%s", S.unmatched) end
+  if S.escaped then fail("%s", S.escaped) end
   local want_outcome = e.outcome or "success"
   if want_outcome ~= result.outcome then
     fail("outcome: expected %s, got %s%s", want_outcome, result.outcome,

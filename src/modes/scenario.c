@@ -212,6 +212,63 @@ static int rt_write_seed(lua_State *L)
     return 0;
 }
 
+/* rt.in_scratch(root, path) -> root/path with "." and ".." resolved, or nil
+ * and why: a path that climbs out of the scratch directory ("/../../etc"),
+ * or through a symbolic link that leads out of it, is refused -- a scenario
+ * touches nothing outside its scratch directory, whatever the runbook
+ * writes. */
+static int rt_in_scratch(lua_State *L)
+{
+    const char *root = luaL_checkstring(L, 1), *path = luaL_checkstring(L, 2);
+    char real_root[PATH_MAX];
+    if (!realpath(root, real_root))
+        return luaL_error(L, "scratch directory %s: %s", root, strerror(errno));
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, real_root);
+    size_t depth = 0, lens[PATH_MAX / 2];
+    for (const char *p = path; *p;) {
+        size_t n = strcspn(p, "/");
+        if (n == 2 && p[0] == '.' && p[1] == '.') {
+            if (depth == 0) {
+                lua_pushnil(L);
+                lua_pushfstring(L, "%s: the path leaves the scenario's scratch directory", path);
+                return 2;
+            }
+            luaL_buffsub(&b, lens[--depth]);
+        } else if (n > 0 && !(n == 1 && p[0] == '.') && depth < sizeof lens / sizeof lens[0]) {
+            luaL_addchar(&b, '/');
+            luaL_addlstring(&b, p, n);
+            lens[depth++] = n + 1;
+        }
+        p += n;
+        p += strspn(p, "/");
+    }
+    luaL_pushresult(&b);
+    /* the longest part of it that exists must really be inside the root */
+    char probe[PATH_MAX], real[PATH_MAX];
+    snprintf(probe, sizeof probe, "%s", lua_tostring(L, -1));
+    for (;;) {
+        if (realpath(probe, real)) {
+            size_t rn = strlen(real_root);
+            if (strncmp(real, real_root, rn) != 0 || (real[rn] != '\0' && real[rn] != '/')) {
+                lua_pushnil(L);
+                lua_pushfstring(L,
+                                "%s: the path leads out of the scenario's scratch directory "
+                                "(a symbolic link)",
+                                path);
+                return 2;
+            }
+            break;
+        }
+        char *slash = strrchr(probe, '/');
+        if (!slash || slash == probe)
+            break;
+        *slash = '\0';
+    }
+    return 1;
+}
+
 /* rt.set_mtime(path, epoch): a seed's age (fs: { text, age_days }) */
 static int rt_set_mtime(lua_State *L)
 {
@@ -289,6 +346,8 @@ void scenario_open_judge(lua_State *L)
     lua_setfield(L, rt, "write_seed");
     lua_pushcfunction(L, rt_set_mtime);
     lua_setfield(L, rt, "set_mtime");
+    lua_pushcfunction(L, rt_in_scratch);
+    lua_setfield(L, rt, "in_scratch");
     lua_pop(L, 1);
     rb_internal_load(L, "scenario");
 }

@@ -11,6 +11,7 @@ runner prints for them is asserted.
 
 Nothing here measures wall-clock time: the virtual clock is observed from
 inside the runbooks (now() before and after a wait, kept in `state`)."""
+import hashlib
 import json
 import os
 import re
@@ -18,7 +19,7 @@ import shutil
 import unittest
 import xml.etree.ElementTree as ET
 
-from rbtest import SRC, RunbookTestCase
+from rbtest import SRC, RunbookTestCase, lua_str
 
 FIXTURES = os.path.join(SRC, "tests", "scenarios")
 
@@ -1138,6 +1139,78 @@ class SeedsAndExecErrors(RunbookTestCase):
         """)
         res = self.rb("test", "e.scenario.yaml", cwd=self.tmp)
         self.assertEqual(res.code, 0, res.all)
+
+
+class ScratchConfinement(RunbookTestCase):
+    """fs in a scenario works inside its scratch directory, and a path that
+    climbs out of it -- from the runbook or from an fs: seed key -- is
+    refused and fails the scenario, even when the runbook catches the error:
+    the host's files are unchanged (compared by hash), nothing is created."""
+
+    def setUp(self):
+        super().setUp()
+        self.outside = self.path("outside")
+        os.makedirs(self.outside)
+        self.victim = self.write("outside/victim.txt", "keep me\n")
+        self.before = self.hash(self.victim)
+        self.up = "/.." * 40 + self.outside  # climbs past any scratch root
+
+    @staticmethod
+    def hash(p):
+        with open(p, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+
+    def assertUntouched(self):
+        self.assertEqual(self.hash(self.victim), self.before)
+        self.assertEqual(sorted(os.listdir(self.outside)), ["victim.txt"])
+
+    def test_a_runbook_cannot_write_or_remove_outside(self):
+        self.write("esc.lua", """
+            runbook { name = "t/escape" }
+            step("s", function()
+              pcall(fs.write, %s, "pwned")
+              pcall(fs.remove, %s)
+              pcall(fs.copy, "/etc/seeded", %s)
+              pcall(fs.move, "/etc/seeded", %s)
+              fs.write("/a/./b/../c.txt", "inside")
+              state.inside = fs.read("/a/c.txt")
+            end)
+            """ % (lua_str(self.up + "/ESCAPED"), lua_str("../../../../../../../../../../" +
+                   self.victim), lua_str(self.up + "/COPIED"), lua_str(self.up + "/MOVED")))
+        self.write("esc.scenario.yaml", """
+            runbook: esc.lua
+            fs: { /etc/seeded: "x" }
+            expect: { state: { inside: inside } }
+            """)
+        res = self.rb("test", "esc.scenario.yaml", cwd=self.tmp)
+        self.assertEqual(res.code, 1, res.all)
+        self.assertIn("the path leaves the scenario's scratch directory", res.out)
+        self.assertUntouched()
+
+    def test_a_seed_cannot_land_outside(self):
+        self.write("seed.lua", 'runbook { name = "t/seed" }\nstep("s", function() end)\n')
+        self.write("seed.scenario.yaml", """
+            runbook: seed.lua
+            fs: { "%s/ESCAPED": "pwned" }
+            """ % (self.up,))
+        res = self.rb("test", "seed.scenario.yaml", cwd=self.tmp)
+        self.assertEqual(res.code, 1, res.all)
+        self.assertIn("the path leaves the scenario's scratch directory", res.out)
+        self.assertUntouched()
+
+    def test_paths_inside_still_work(self):
+        self.write("ok.lua", """
+            runbook { name = "t/inside" }
+            step("s", function()
+              fs.mkdir("/var/app/../app/logs", { parents = true })
+              fs.write("var/app/logs/x.log", "1")
+              state.n = #fs.list("/var/app/logs")
+            end)
+            """)
+        self.write("ok.scenario.yaml", "runbook: ok.lua\nexpect: { state: { n: 1 } }\n")
+        res = self.rb("test", "ok.scenario.yaml", cwd=self.tmp)
+        self.assertEqual(res.code, 0, res.all)
+        self.assertUntouched()
 
 
 if __name__ == "__main__":
