@@ -52,9 +52,15 @@ local function bad(fmt, ...)
   error({ scenario = string.format(fmt, ...) }, 0)
 end
 
+-- A file a scenario names (body_file, json_file, result_file, an fs seed's
+-- file): beside it, never outside its directory, and at most 16 MiB.
+local MAX_FILE = 16 * 1024 * 1024
 local function read_file(dir, name)
-  local path = name:sub(1, 1) == "/" and name or (dir .. "/" .. name)
-  local data, why = rt.read_text(path)
+  if name:sub(1, 1) == "/" then bad("%s: a file of the scenario is named relative to its directory", name) end
+  local path, why = rt.in_scratch(dir, name)
+  if not path then bad("%s: a file of the scenario must lie in its directory", name) end
+  local data
+  data, why = rt.read_text(path, MAX_FILE)
   if not data then bad("cannot read %s: %s", name, why) end
   return data
 end

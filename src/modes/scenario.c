@@ -162,10 +162,19 @@ static int rt_mkdir_parents(lua_State *L)
  * its seeds -- are read and written here, not through primitives: they are
  * not the runbook's actions, and no mode stands between them. */
 
-/* rt.read_text(path) -> the file's contents, or nil and the cause */
+/* rt.read_text(path [, max]) -> the file's contents, or nil and the cause
+ * (max: a larger file is refused before it is read) */
 static int rt_read_text(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
+    lua_Integer max = luaL_optinteger(L, 2, 0);
+    struct stat st;
+    if (max > 0 && stat(path, &st) == 0 && st.st_size > max) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%I bytes, more than the %I a scenario's file may have",
+                        (lua_Integer)st.st_size, max);
+        return 2;
+    }
     if (fs_push_file_contents(L, path) != 0) {
         lua_pushnil(L);
         lua_pushstring(L, strerror(errno));

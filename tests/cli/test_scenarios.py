@@ -1198,6 +1198,29 @@ class ScratchConfinement(RunbookTestCase):
         self.assertIn("the path leaves the scenario's scratch directory", res.out)
         self.assertUntouched()
 
+    def test_a_mock_reads_only_files_beside_it_and_not_too_large(self):
+        self.write("outside/secret.txt", "the host's\n")
+        os.makedirs(self.path("sc"))
+        with open(self.path("sc", "huge.txt"), "wb") as f:
+            f.truncate(16 * 1024 * 1024 + 1)  # sparse: a size, not a cost
+        self.write("sc/m.lua", 'runbook { name = "t/m" }\nstep("s", function() exec{"true"} end)\n')
+        for name, where, why in [
+            ("../outside/secret.txt", "a file of the scenario must lie in its directory", ""),
+            (self.path("outside", "secret.txt"), "is named relative to its directory", ""),
+            ("huge.txt", "cannot read huge.txt: 16777217 bytes, more than the 16777216", ""),
+        ]:
+            with self.subTest(name):
+                self.write("sc/m.scenario.yaml", """
+                    runbook: m.lua
+                    mocks:
+                      - exec: { argv: ["true"] }
+                        respond: { stdout_file: "%s" }
+                    """ % name)
+                res = self.rb("test", "sc/m.scenario.yaml", cwd=self.tmp)
+                self.assertEqual(res.code, 1, res.all)
+                self.assertIn(where, res.out)
+                self.assertNotIn("the host's", res.all)
+
     def test_paths_inside_still_work(self):
         self.write("ok.lua", """
             runbook { name = "t/inside" }
