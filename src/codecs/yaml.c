@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -605,6 +606,53 @@ static void push_closer_mt(lua_State *L, const char *name, lua_CFunction close)
     }
 }
 
+/* ---- aliases ---------------------------------------------------------------
+ * Aliases share the converted table, so converting is linear; but what the
+ * document MEANS, walked as data (an expectation compared, a mock printed,
+ * JSON encoded), is its expansion: nine nested aliases of ten make a
+ * billion nodes from a 1 KB file.  A document whose aliases expand to more
+ * than EXPANDED_MAX nodes, and to ten times its own size, is refused. */
+#define EXPANDED_MAX 1000000ULL
+#define IN_PROGRESS  UINT64_MAX
+
+static uint64_t expanded(yaml_document_t *doc, uint64_t *memo, int id)
+{
+    yaml_node_t *n = yaml_document_get_node(doc, id);
+    if (!n || n->type == YAML_SCALAR_NODE)
+        return 1;
+    if (memo[id] == IN_PROGRESS) /* a node that contains itself: counted once */
+        return 1;
+    if (memo[id])
+        return memo[id];
+    memo[id] = IN_PROGRESS;
+    uint64_t total = 1;
+    if (n->type == YAML_SEQUENCE_NODE) {
+        for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+             it++)
+            total += expanded(doc, memo, *it);
+    } else {
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++)
+            total += expanded(doc, memo, p->key) + expanded(doc, memo, p->value);
+    }
+    if (total > EXPANDED_MAX * 16) /* saturate well above the limit: no overflow */
+        total = EXPANDED_MAX * 16;
+    memo[id] = total;
+    return total;
+}
+
+static void yc_check_aliases(lua_State *L, yconv *c, yaml_document_t *doc)
+{
+    size_t nodes = (size_t)(doc->nodes.top - doc->nodes.start);
+    uint64_t *memo = (uint64_t *)lua_newuserdatauv(L, (nodes + 1) * sizeof *memo, 0);
+    memset(memo, 0, (nodes + 1) * sizeof *memo);
+    uint64_t total = expanded(doc, memo, 1);
+    lua_pop(L, 1);
+    if (total > EXPANDED_MAX && total > (uint64_t)nodes * 10)
+        yc_fail(L, c, doc->nodes.start->start_mark,
+                "its aliases expand to more than %llu nodes (from %zu): refused",
+                (unsigned long long)EXPANDED_MAX, nodes);
+}
+
 /* yc_body(yconv) -> value [, lines]; raises with c->problem set */
 static int yc_body(lua_State *L)
 {
@@ -628,9 +676,10 @@ static int yc_body(lua_State *L)
     c->cache = 2;
     lua_newtable(L);
     c->lines = c->want_lines ? 3 : 0;
-    if (yaml_document_get_root_node(&y->doc))
+    if (yaml_document_get_root_node(&y->doc)) {
+        yc_check_aliases(L, c, &y->doc);
         yc_push(L, c, 1, 0);
-    else
+    } else
         lua_pushnil(L); /* an empty stream */
     if (dataconv_is_null(L, -1)) {
         lua_pop(L, 1);

@@ -1221,6 +1221,21 @@ class ScratchConfinement(RunbookTestCase):
                 self.assertIn(where, res.out)
                 self.assertNotIn("the host's", res.all)
 
+    def test_a_billion_laughs_is_refused_at_once(self):
+        """Nine levels of ten aliases: a 1 KB file that means a billion nodes.
+        It is refused while loading, naming the file, instead of growing
+        until the machine runs out of memory (the timeout would fail this)."""
+        levels = ['  - &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+        for i in range(1, 9):
+            levels.append("  - &a%d [%s]" % (i, ", ".join(["*a%d" % (i - 1)] * 10)))
+        self.write("l.lua", 'runbook { name = "t/l" }\nstep("s", function() state.x = 1 end)\n')
+        self.write("laughs.scenario.yaml", "runbook: l.lua\ndescription:\n%s\n"
+                   "expect: { state: { x: *a8 } }\n" % "\n".join(levels), dedent=False)
+        res = self.rb("test", "laughs.scenario.yaml", cwd=self.tmp, timeout=60)
+        self.assertEqual(res.code, 1, res.all)
+        self.assertIn("laughs.scenario.yaml:", res.out)
+        self.assertIn("aliases expand to more than 1000000 nodes", res.out)
+
     def test_paths_inside_still_work(self):
         self.write("ok.lua", """
             runbook { name = "t/inside" }
