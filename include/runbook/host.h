@@ -46,8 +46,14 @@ void rb_push_lua(lua_State *L, const char *name, const char *fn);
 
 /* The one classifier of commands (exec's argv, sh, ssh's remote command):
  * the argv table at idx (strings) -> RB_READ or RB_MUTATE.  Honours the
- * readonly_commands of runbook.yaml. */
+ * readonly_commands of runbook.yaml.  Judges the program (a path must be
+ * the file PATH finds), what wrappers run (sudo, env, timeout, xargs...)
+ * and arguments that make a reader write (git -c, find -delete, sort -o). */
 rb_class rb_classify_argv(lua_State *L, int idx);
+/* The same with the environment the command gets (exec's opts.env: a table
+ * at env_idx, 0 for none): a variable set outside the safe few (LANG, LC_*,
+ * TZ, TERM, PAGER...) makes it a change: GIT_EXTERNAL_DIFF, LD_PRELOAD. */
+rb_class rb_classify_argv_env(lua_State *L, int idx, int env_idx);
 
 /* ---- a process's result: exec, sh, ssh ------------------------------------
  * Rows whose result is a process's, { ok, code, stdout, stderr, time }, share

@@ -600,8 +600,12 @@ static void exec_describe(lua_State *L, rb_action *a)
     rb_action_set(L, a, "verb", "run");
     rb_action_set(L, a, "target", "%s", argv[0]);
     rb_action_set(L, a, "words", "%s", words);
-    a->cls = rb_classify_argv(L, 1);
     a->opts = lua_istable(L, 2) ? 2 : 0;
+    /* what the environment adds counts too: GIT_EXTERNAL_DIFF makes git diff a change */
+    int env = a->opts && lua_getfield(L, 2, "env") == LUA_TTABLE ? lua_gettop(L) : 0;
+    a->cls = rb_classify_argv_env(L, 1, env);
+    if (a->opts)
+        lua_pop(L, 1);
     /* a copy: the runbook may change its table after the call */
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; i++) {
