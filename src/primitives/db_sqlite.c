@@ -3,8 +3,9 @@
  *
  * Classification is proved, not guessed: describe() prepares the statement
  * and asks sqlite3_stmt_readonly().  A write in dry-run is rehearsed: it
- * runs inside a SAVEPOINT that is rolled back, so constraints and triggers
- * are exercised and the output says how many rows it would change.
+ * runs in a transaction that is rolled back, never committed, so
+ * constraints and triggers are exercised and the output says how many rows
+ * it would change, while the file stays byte-identical (see rehearsals).
  * Prepared statements are kept in a small per-connection cache keyed by
  * their text, so describe() and the call share one prepare and a loop of
  * inserts prepares once.
@@ -326,7 +327,114 @@ static int l_exec(lua_State *L)
     return 1;
 }
 
-/* Dry-run of a write: the same call inside a savepoint that is rolled back. */
+/* ---- rehearsals ------------------------------------------------------------ */
+
+/* A rehearsal must leave the database file, its directory and its locks as
+ * they were.  A SAVEPOINT opened outside a transaction starts one that
+ * RELEASE commits: even with nothing left to change, the commit rewrites the
+ * header's change counter, creates and fsyncs a -journal and bumps the mtime.
+ * So outside the runbook's own transaction a rehearsal is BEGIN ... ROLLBACK
+ * (nothing is ever committed), with
+ *   - journal_mode MEMORY for a rollback-journal database, so the undo log
+ *     lives in memory and no -journal file is created or deleted;
+ *   - cache_spill off, so a statement that dirties more pages than the page
+ *     cache holds keeps them in memory instead of writing them to the file
+ *     (rollback mode) or appending frames to the -wal (WAL mode) mid-way:
+ *     the cost is memory for every page the statement changes;
+ *   - no checkpoint on close, so the connection's last close does not copy
+ *     the -wal into the file or delete the -wal and -shm.
+ * The write lock the statement takes ends with its ROLLBACK. */
+typedef struct rehearsal {
+    int outer;       /* inside the runbook's own transaction: a savepoint */
+    int memory;      /* journal_mode switched from DELETE to MEMORY */
+    long long spill; /* cache_spill before, to put back */
+} rehearsal;
+
+static long long pragma_int(sq_conn *c, const char *sql, char *text, size_t textlen)
+{
+    sqlite3_stmt *st = NULL;
+    long long v = -1;
+    if (text && textlen)
+        text[0] = '\0';
+    if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) == SQLITE_OK && st &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        v = sqlite3_column_int64(st, 0);
+        if (text && sqlite3_column_text(st, 0))
+            snprintf(text, textlen, "%s", (const char *)sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+    return v;
+}
+
+static int rehearsal_begin(sq_conn *c, rehearsal *r)
+{
+    memset(r, 0, sizeof *r);
+    sqlite3_db_config(c->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+    r->outer = !sqlite3_get_autocommit(c->db);
+    /* only where no private connection can be had (a BEGIN IMMEDIATE of the
+     * runbook's, an in-memory database): the runbook's COMMIT may then write */
+    if (r->outer)
+        return sqlite3_exec(c->db, "SAVEPOINT runbook_rehearsal", NULL, NULL, NULL);
+    char mode[32];
+    pragma_int(c, "PRAGMA journal_mode", mode, sizeof mode);
+    /* PERSIST and TRUNCATE are left alone: leaving them deletes their journal */
+    if (strcasecmp(mode, "delete") == 0) {
+        pragma_int(c, "PRAGMA journal_mode = MEMORY", mode, sizeof mode);
+        r->memory = strcasecmp(mode, "memory") == 0;
+    }
+    r->spill = pragma_int(c, "PRAGMA cache_spill", NULL, 0);
+    sqlite3_exec(c->db, "PRAGMA cache_spill = OFF", NULL, NULL, NULL);
+    return sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL);
+}
+
+static void rehearsal_end(sq_conn *c, const rehearsal *r)
+{
+    if (r->outer) {
+        sqlite3_exec(c->db, "ROLLBACK TO runbook_rehearsal; RELEASE runbook_rehearsal", NULL, NULL,
+                     NULL);
+        return;
+    }
+    if (!sqlite3_get_autocommit(c->db)) /* a failing statement may have rolled back already */
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    char sql[64];
+    if (r->spill >= 0) {
+        snprintf(sql, sizeof sql, "PRAGMA cache_spill = %lld", r->spill);
+        sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+    }
+    if (r->memory)
+        sqlite3_exec(c->db, "PRAGMA journal_mode = DELETE", NULL, NULL, NULL);
+}
+
+/* Inside the runbook's own transaction a rolled-back savepoint still leaves
+ * the transaction a writer, and the runbook's COMMIT then rewrites the file.
+ * In a dry-run that transaction has changed nothing (its writes were all
+ * rehearsed), so the statement is rehearsed on a private connection to the
+ * same file instead, where it is BEGIN ... ROLLBACK like any other.  Not when
+ * the runbook's transaction holds the write lock (BEGIN IMMEDIATE): the
+ * private connection would wait for it. */
+static int private_conn(sq_conn *c, sq_conn *priv)
+{
+    memset(priv, 0, sizeof *priv);
+    const char *file = sqlite3_db_filename(c->db, "main");
+    if (sqlite3_get_autocommit(c->db) || !file || !*file ||
+        sqlite3_txn_state(c->db, "main") == SQLITE_TXN_WRITE)
+        return -1;
+    int flags =
+        SQLITE_OPEN_NOMUTEX |
+        (sqlite3_db_readonly(c->db, "main") == 1 ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE);
+    if (sqlite3_open_v2(file, &priv->db, flags, NULL) != SQLITE_OK) {
+        sqlite3_close_v2(priv->db);
+        priv->db = NULL;
+        return -1;
+    }
+    priv->display = c->display;
+    sqlite3_extended_result_codes(priv->db, 1);
+    sqlite3_busy_timeout(priv->db, (int)(BUSY_WAIT * 1000));
+    sqlite3_progress_handler(priv->db, 1000, progress, priv);
+    return 0;
+}
+
+/* Dry-run of a write: the same call, rolled back (see above). */
 static int rehearse(lua_State *L, int want_rows)
 {
     const char *verb = want_rows ? "query" : "exec";
@@ -334,14 +442,21 @@ static int rehearse(lua_State *L, int want_rows)
     db_call dc;
     db_call_parse(L, &dc);
     char err[512];
-    if (sqlite3_exec(c->db, "SAVEPOINT runbook_rehearsal", NULL, NULL, NULL) != SQLITE_OK)
-        return fail(L, c, verb, sqlite3_errmsg(c->db));
-    sqlite3_int64 changes;
-    int rc = run_sql(L, c, &dc, want_rows, &changes, err, sizeof err);
-    sqlite3_exec(c->db, "ROLLBACK TO runbook_rehearsal; RELEASE runbook_rehearsal", NULL, NULL,
-                 NULL);
+    sqlite3_db_config(c->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+    sq_conn priv;
+    sq_conn *w = private_conn(c, &priv) == 0 ? &priv : c; /* where it runs */
+    rehearsal r;
+    int rc = rehearsal_begin(w, &r) == SQLITE_OK ? 0 : -1;
+    sqlite3_int64 changes = 0;
+    if (rc != 0)
+        snprintf(err, sizeof err, "cannot start the rehearsal: %s", sqlite3_errmsg(w->db));
+    else
+        rc = run_sql(L, w, &dc, want_rows, &changes, err, sizeof err);
+    rehearsal_end(w, &r);
+    if (w == &priv)
+        conn_close(&priv); /* display is c's */
     if (rc != 0 && strstr(err, "within a transaction")) {
-        /* VACUUM and journal-mode changes cannot run inside a savepoint */
+        /* VACUUM and journal-mode changes cannot run inside a transaction */
         lua_settop(L, dc.opts ? dc.opts : dc.first_param + dc.nparams - 1);
         char ev[600];
         snprintf(ev, sizeof ev, "not rehearsed: %s", err);
