@@ -48,6 +48,7 @@ static const char REPL_HELP[] =
     "  --config FILE       read FILE instead of ./runbook.yaml\n"
     "  --audit PATH        audit database (default $XDG_STATE_HOME/runbook/audit.db)\n"
     "  --no-audit          do not record the session\n"
+    "  --max-memory SIZE   limit Lua's memory to SIZE (512M, 2G; default 1G)\n"
     "  -v, --verbose       show read actions too\n"
     "\n"
     "Inside, .help lists the dot-commands.  History: $XDG_STATE_HOME/runbook/history.\n";

@@ -43,6 +43,8 @@ static const char RUN_HELP[] =
     "  --resume RUN_ID     skip the steps RUN_ID completed and restore its state\n"
     "  --rollback          after a failure, run the `undo` of completed steps in reverse\n"
     "  --timeout S         limit the whole run to S seconds\n"
+    "  --max-memory SIZE   limit the runbook's Lua to SIZE (512M, 2G; default 1G): past it\n"
+    "                      the step fails instead of taking the machine's memory\n"
     "  --record FILE       write the run as a scenario for `runbook test`: reads become\n"
     "                      mocks with their real responses, mutations expectations\n"
     "  -v, --verbose       show read actions and tracebacks too\n"

@@ -4,6 +4,7 @@
 #include "commands.h"
 #include "util.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@ enum {
     OPT_ROLLBACK,
     OPT_TIMEOUT,
     OPT_RECORD,
+    OPT_MAX_MEMORY,
     OPT_HELP
 };
 
@@ -41,9 +43,42 @@ static const struct option run_options[] = {{"dry-run", no_argument, NULL, OPT_D
                                             {"rollback", no_argument, NULL, OPT_ROLLBACK},
                                             {"timeout", required_argument, NULL, OPT_TIMEOUT},
                                             {"record", required_argument, NULL, OPT_RECORD},
+                                            {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
                                             {"verbose", no_argument, NULL, 'v'},
                                             {"help", no_argument, NULL, OPT_HELP},
                                             {NULL, 0, NULL, 0}};
+
+/* "512M", "2G", "65536": a size in bytes (K, M, G are powers of 1024), or 0 */
+static size_t parse_size(const char *s)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v <= 0)
+        return 0;
+    double unit = 1;
+    switch (*end) {
+    case 'k':
+    case 'K':
+        unit = 1024.0, end++;
+        break;
+    case 'm':
+    case 'M':
+        unit = 1024.0 * 1024, end++;
+        break;
+    case 'g':
+    case 'G':
+        unit = 1024.0 * 1024 * 1024, end++;
+        break;
+    }
+    if (*end == 'i' && unit > 1)
+        end++;
+    if ((*end == 'B' || *end == 'b') && end[1] == '\0')
+        end++;
+    if (*end || v * unit >= 1e18)
+        return 0;
+    return (size_t)(v * unit);
+}
 
 int run_args_parse(int argc, char **argv, run_args *a, const char *cmd, const char *help)
 {
@@ -104,6 +139,12 @@ int run_args_parse(int argc, char **argv, run_args *a, const char *cmd, const ch
         case OPT_RECORD:
             a->record = optarg;
             break;
+        case OPT_MAX_MEMORY:
+            a->max_memory = parse_size(optarg);
+            if (a->max_memory < ((size_t)1 << 20))
+                return usage_error("--max-memory %s: expected a size of at least 1M (512M, 2G)",
+                                   optarg);
+            break;
         case 'v':
             a->verbose = 1;
             break;
@@ -155,7 +196,8 @@ int run_args_parse(int argc, char **argv, run_args *a, const char *cmd, const ch
                         more.record ? more.record : a->record,
                         more.timeout > 0 ? more.timeout : a->timeout,
                         keep,
-                        kept};
+                        kept,
+                        more.max_memory ? more.max_memory : a->max_memory};
     }
     return 0;
 }
@@ -211,6 +253,8 @@ int session_open(rb_engine *E, rb_config *cfg, const run_args *a)
                            cfg->path[0] ? cfg->path
                                         : "runbook.yaml (there is no runbook.yaml here)");
     E->env_name = a->env;
+    if (a->max_memory)
+        E->mem_limit = a->max_memory;
     /* the keys of the --env environment chosen on the command line count as
      * command line (SPEC §7): its `audit:` beats RUNBOOK_AUDIT */
     char abuf[4096], envaudit[4096];

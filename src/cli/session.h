@@ -15,6 +15,7 @@ typedef struct run_args {
     double timeout;
     char **params; /* "NAME=VALUE", malloc'd array */
     int n_params;
+    size_t max_memory; /* --max-memory in bytes, 0 = the engine's default */
 } run_args;
 
 /* Parse argv (argv[0] is the command); options may follow the runbook

@@ -30,14 +30,44 @@ rb_engine *rb_engine_of(lua_State *L)
     return (rb_engine *)ud;
 }
 
+/* Room the engine keeps past the limit once it has refused an allocation,
+ * to record the failure (the run's error, the journal) without itself
+ * failing where no error can be caught. */
+#define MEM_RESERVE ((size_t)32 << 20)
+/* Allocations this large are where C code (string.rep, table.concat) can
+ * spend long between two count hooks: they are refused once the run stops. */
+#define STOP_CHECK_BYTES ((size_t)256 << 10)
+
+/* Counts the bytes of runbook Lua and refuses growth past the limit (Lua
+ * raises "not enough memory"; the task's error then names the limit).  Only
+ * inside a task, which lua_resume protects: the engine's own calls on the
+ * main thread must never fail unprotected. */
 static void *engine_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
-    (void)ud, (void)osize;
+    rb_engine *E = (rb_engine *)ud;
+    size_t old = ptr ? osize : 0; /* without ptr, osize is the kind of object */
     if (nsize == 0) {
         free(ptr);
+        E->mem_used -= old;
+        if (E->mem_exceeded && E->mem_used < E->mem_limit - E->mem_limit / 8)
+            E->mem_exceeded = 0;
         return NULL;
     }
-    return realloc(ptr, nsize);
+    if (nsize > old && loop_in_task(E->loop)) {
+        size_t cap = E->mem_limit + (E->mem_exceeded ? MEM_RESERVE : 0);
+        if (E->mem_limit > 0 && E->mem_used + (nsize - old) > cap) {
+            E->mem_exceeded = 1;
+            return NULL;
+        }
+        if (nsize - old >= STOP_CHECK_BYTES && loop_stop_reason_current(E->loop)) {
+            E->stop_refused = 1;
+            return NULL;
+        }
+    }
+    void *p = realloc(ptr, nsize);
+    if (p)
+        E->mem_used = E->mem_used - old + nsize;
+    return p;
 }
 
 static int engine_panic(lua_State *L)
@@ -88,6 +118,8 @@ static void deny(lua_State *L, const char *lib, const char *name, const char *in
     lua_pop(L, 1);
 }
 
+static void reraise_if_stopping(lua_State *L);
+
 /* load(chunk [, chunkname [, mode [, env]]]) -- text chunks only */
 static int safe_load(lua_State *L)
 {
@@ -103,7 +135,109 @@ static int safe_load(lua_State *L)
     if (n >= 4)
         lua_pushvalue(L, 4);
     lua_call(L, n >= 4 ? 4 : 3, 2);
+    if (lua_isnil(L, -2)) /* a reader function's error is returned, not raised */
+        reraise_if_stopping(L);
     return 2;
+}
+
+/* ---- stopping ----------------------------------------------------------
+ * A runbook's pcall must not swallow an interrupt, a deadline or the memory
+ * limit: `while true do pcall(f) end` would otherwise outlive --timeout,
+ * SIGINT and SIGTERM.  Where a runbook can catch an error (pcall, xpcall,
+ * coroutine.resume, load's reader), the engine raises it again while the
+ * run is stopping. */
+static void reraise_if_stopping(lua_State *L)
+{
+    rb_engine *E = rb_engine_of(L);
+    if (E->mem_exceeded) {
+        lua_pushliteral(L, "not enough memory");
+        lua_error(L); /* the task's error names the limit (src/core/loop.c) */
+    }
+    const char *why = loop_stop_reason(L);
+    if (why) {
+        luaL_where(L, 1);
+        lua_pushstring(L, why);
+        lua_concat(L, 2);
+        lua_error(L);
+    }
+}
+
+static int stopping(lua_State *L)
+{
+    return rb_engine_of(L)->mem_exceeded || loop_stop_reason(L) != NULL;
+}
+
+/* pcall's and xpcall's finish (Lua's own, plus the check); extra is the
+ * number of values below the results: true and, for xpcall, the handler */
+static int finish_pcall(lua_State *L, int status, lua_KContext extra)
+{
+    if (status != LUA_OK && status != LUA_YIELD) {
+        reraise_if_stopping(L);
+        lua_pushboolean(L, 0);
+        lua_pushvalue(L, -2);
+        return 2;
+    }
+    return lua_gettop(L) - (int)extra;
+}
+
+static int safe_pcall(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_pushboolean(L, 1);
+    lua_insert(L, 1);
+    int status = lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, finish_pcall);
+    return finish_pcall(L, status, 0);
+}
+
+/* A runbook's message handler does not run while the run stops: a handler
+ * that loops would otherwise be called again for its own error. */
+static int guarded_handler(lua_State *L)
+{
+    if (stopping(L))
+        return 1;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+static int safe_xpcall(lua_State *L)
+{
+    int n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, guarded_handler, 1);
+    lua_replace(L, 2);
+    lua_pushboolean(L, 1);
+    lua_pushvalue(L, 1);
+    lua_rotate(L, 3, 2); /* f, handler, true, f, args... */
+    int status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, finish_pcall);
+    return finish_pcall(L, status, 2);
+}
+
+/* coroutine.resume returns false and the error of a coroutine that died */
+static int safe_resume(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    if (lua_gettop(L) >= 1 && lua_isboolean(L, 1) && !lua_toboolean(L, 1))
+        reraise_if_stopping(L);
+    return lua_gettop(L);
+}
+
+/* setmetatable without __gc: Lua runs finalizers with hooks off, so a
+ * finalizer that loops could be stopped by nothing short of SIGKILL */
+static int safe_setmetatable(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TTABLE && lua_getfield(L, 2, "__gc") != LUA_TNIL)
+        return luaL_error(L, "__gc is not available to runbooks (sandbox): a finalizer cannot "
+                             "be stopped; use a <close> variable or a step's undo");
+    lua_settop(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, 2, 1);
+    return 1;
 }
 
 /* io.open(path [, mode]) -- reading only */
@@ -299,6 +433,18 @@ static void sandbox(lua_State *L)
     lua_getglobal(L, "load");
     lua_pushcclosure(L, safe_load, 1);
     lua_setglobal(L, "load");
+    lua_getglobal(L, "setmetatable");
+    lua_pushcclosure(L, safe_setmetatable, 1);
+    lua_setglobal(L, "setmetatable");
+    lua_pushcfunction(L, safe_pcall);
+    lua_setglobal(L, "pcall");
+    lua_pushcfunction(L, safe_xpcall);
+    lua_setglobal(L, "xpcall");
+    lua_getglobal(L, "coroutine");
+    lua_getfield(L, -1, "resume");
+    lua_pushcclosure(L, safe_resume, 1);
+    lua_setfield(L, -2, "resume");
+    lua_pop(L, 1);
 
     lua_getglobal(L, "os");
     lua_getfield(L, -1, "date");
@@ -470,6 +616,7 @@ rb_engine *engine_new(const rb_module *modules, char *err, size_t errlen)
     E->out = stdout;
     E->modules = modules;
     E->strategy = &rb_mode_live;
+    E->mem_limit = (size_t)1 << 30; /* --max-memory */
     E->loop = loop_new();
     E->L = E->loop ? lua_newstate(engine_alloc, E) : NULL;
     if (!E->L) {

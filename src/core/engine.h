@@ -97,6 +97,13 @@ struct rb_engine {
     char failed_error[1024];
     /* nesting of run_runbook(), for record names */
     int depth;
+    /* runbook Lua's memory: bytes in use and the limit (--max-memory, 0 =
+     * none); mem_exceeded: the limit refused an allocation, so the sandbox's
+     * pcall re-raises and the task's error names the limit; stop_refused: a
+     * large allocation was refused because the run is stopping */
+    size_t mem_used, mem_limit;
+    int mem_exceeded;
+    int stop_refused;
 };
 
 rb_engine *rb_engine_of(lua_State *L);

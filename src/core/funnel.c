@@ -573,6 +573,11 @@ static int funnel_call(lua_State *L)
     int nargs = lua_gettop(L);
     if (loop_interrupted())
         return luaL_error(L, "interrupted");
+    /* past the run's or the step's deadline nothing more is done: a runbook
+     * that catches the timeout must not go on acting */
+    const char *stop = loop_stop_reason(L);
+    if (stop)
+        return luaL_error(L, "%s", stop);
     if (E->purpose == PURPOSE_LIST) {
         /* list/show/check never act: the call is answered as dry-run would
          * answer a write, so the rest of the file (its steps) still loads */

@@ -161,17 +161,39 @@ static void hook(lua_State *L, lua_Debug *ar)
     loop_check_hook(L);
 }
 
+static const char *task_stop_reason(rb_task *t)
+{
+    if (sig_count)
+        return "interrupted";
+    if (t && t->deadline > 0 && rb_now() >= t->deadline)
+        return t->deadline_why ? t->deadline_why : "timed out";
+    return NULL;
+}
+
+const char *loop_stop_reason(lua_State *L)
+{
+    rb_task *t = loop_task_of(L);
+    rb_loop *lp = loop_of(L); /* NULL while the engine is being freed */
+    return task_stop_reason(t ? t : lp ? lp->current : NULL);
+}
+
+const char *loop_stop_reason_current(rb_loop *lp)
+{
+    return lp && lp->current ? task_stop_reason(lp->current) : NULL;
+}
+
+int loop_in_task(rb_loop *lp)
+{
+    return lp && lp->current;
+}
+
 void loop_check_hook(lua_State *L)
 {
-    const char *why = NULL;
-    rb_task *t = loop_task_of(L);
-    if (!t)
-        t = loop_of(L)->current;
-    if (sig_count)
-        why = "interrupted";
-    else if (t && t->deadline > 0 && rb_now() >= t->deadline)
-        why = t->deadline_why ? t->deadline_why : "timed out";
+    const char *why = loop_stop_reason(L);
     if (why) {
+        /* raise again soon: a runbook's pcall has its own copy of this error,
+         * and whatever it does next must meet it again */
+        lua_sethook(L, hook, LUA_MASKCOUNT, 100);
         luaL_where(L, 0); /* in a hook, level 0 is the Lua function being run */
         lua_pushstring(L, why);
         lua_concat(L, 2);
@@ -229,6 +251,33 @@ void loop_task_free(lua_State *L, rb_task *t)
     free(t);
 }
 
+/* An allocation the engine refused shows as Lua's bare "not enough memory":
+ * say which limit it was, or that the run was stopping. */
+static void explain_failure(rb_task *t)
+{
+    rb_engine *E = rb_engine_of(t->co);
+    if (E->mem_exceeded) {
+        size_t lim = E->mem_limit;
+        char size[64];
+        if (lim % (1u << 30) == 0)
+            snprintf(size, sizeof size, "%zu GiB", lim >> 30);
+        else if (lim % (1u << 20) == 0)
+            snprintf(size, sizeof size, "%zu MiB", lim >> 20);
+        else
+            snprintf(size, sizeof size, "%zu bytes", lim);
+        lua_pushfstring(t->co, "runbook Lua used more than the memory limit of %s (--max-memory)",
+                        size);
+        lua_replace(t->co, -2);
+        return;
+    }
+    const char *why = task_stop_reason(t);
+    if (E->stop_refused && why) {
+        E->stop_refused = 0;
+        lua_pushstring(t->co, why);
+        lua_replace(t->co, -2);
+    }
+}
+
 static void resume(rb_task *t)
 {
     int nargs = 0;
@@ -248,6 +297,8 @@ static void resume(rb_task *t)
             queue(lp, t);
         return;
     }
+    if (st != LUA_OK)
+        explain_failure(t);
     t->done = 1;
     t->failed = st != LUA_OK;
     t->nres = st == LUA_OK ? nres : 1;

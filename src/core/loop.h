@@ -76,5 +76,12 @@ void loop_shutdown(rb_loop *lp);
 
 /* The Lua-facing count hook checks interrupts and deadlines in busy Lua. */
 void loop_check_hook(lua_State *L);
+/* Why the Lua running in L must stop ("interrupted", its task's deadline
+ * passed), or NULL: what the sandbox's pcall re-raises rather than catches. */
+const char *loop_stop_reason(lua_State *L);
+/* The same for the task being resumed, where no lua_State is at hand (the
+ * allocator); NULL outside tasks.  loop_in_task: a task is being resumed. */
+const char *loop_stop_reason_current(rb_loop *lp);
+int loop_in_task(rb_loop *lp);
 
 #endif
