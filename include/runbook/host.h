@@ -64,6 +64,10 @@ rb_class rb_classify_argv_env(lua_State *L, int idx, int env_idx);
  * .recorded = rb_process_recorded ({ code, stdout, stderr } or { error }). */
 int rb_process_answer(lua_State *L);
 int rb_process_recorded(lua_State *L);
+/* A process's failed exit code, as every such primitive says it: the result
+ * at res is noted for the audit, then "<words>: exit code N: <the last line
+ * of stderr>" is raised. */
+int rb_raise_exit(lua_State *L, const char *words, int res);
 
 /* ---- the process -----------------------------------------------------------
  * A private directory for the user's sockets and state of this run's tools

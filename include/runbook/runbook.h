@@ -176,6 +176,10 @@ void rb_quote_arg(luaL_Buffer *b, const char *s);
  * action still carries its exit code and output. */
 void rb_note_result(lua_State *L, int idx);
 
+/* Push an array of the string keys of table t, sorted: a table's own order
+ * is no order, and output and URLs should not change from run to run. */
+void rb_push_sorted_keys(lua_State *L, int t);
+
 /* Boolean option helper: opts[key] if opts is a table at index opts, else dflt. */
 int rb_opt_bool(lua_State *L, int opts, const char *key, int dflt);
 /* Number option helper (seconds etc.); raises if present but not a number. */

@@ -130,10 +130,6 @@ void strategy_compose(rb_strategy *out, const rb_strategy *base, const rb_strate
  * --confirm); -1 when too many are stacked. */
 int engine_decorate(rb_engine *E, const rb_strategy *decorator);
 
-/* Push an array of the string keys of table t, sorted: a table's own order
- * is no order, and output and URLs should not change from run to run. */
-void rb_push_sorted_keys(lua_State *L, int t);
-
 /* The engine's own Lua (src/lua/NAME.lua): run it once, when first needed;
  * push its function rt[fn] (loading NAME first). */
 void rb_internal_load(lua_State *L, const char *name);

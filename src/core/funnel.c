@@ -172,23 +172,31 @@ void rb_push_action_info(lua_State *L, const rb_action *a)
     }
 }
 
+/* Insertion sort in C: the tables are small (params, a query), and the
+ * runbook's own table.sort, which it may have replaced, is not used. */
 void rb_push_sorted_keys(lua_State *L, int t)
 {
     t = lua_absindex(L, t);
     lua_newtable(L);
+    int keys = lua_gettop(L);
+    lua_Integer n = 0;
     lua_pushnil(L);
     while (lua_next(L, t)) {
         lua_pop(L, 1);
-        if (lua_type(L, -1) == LUA_TSTRING) {
-            lua_pushvalue(L, -1);
-            lua_rawseti(L, -3, (lua_Integer)lua_rawlen(L, -3) + 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            continue;
+        lua_Integer i = n++;
+        for (; i > 0; i--) { /* shift the greater keys up */
+            lua_rawgeti(L, keys, i);
+            if (strcmp(lua_tostring(L, -1), lua_tostring(L, -2)) <= 0) {
+                lua_pop(L, 1);
+                break;
+            }
+            lua_rawseti(L, keys, i + 1);
         }
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, keys, i + 1);
     }
-    lua_getglobal(L, "table");
-    lua_getfield(L, -1, "sort");
-    lua_pushvalue(L, -3);
-    lua_call(L, 1, 0);
-    lua_pop(L, 1);
 }
 
 int rb_opt_bool(lua_State *L, int opts, const char *key, int dflt)
@@ -421,34 +429,33 @@ static int changed_in_rehearsal(lua_State *L, call *c)
     return found;
 }
 
-/* A read of an object the rehearsal changed: the row's answer for that world */
-static int answer_rehearsed_read(lua_State *L, call *c)
+/* A call not performed: recorded as simulated (with evidence, if any), told
+ * to the mode; the caller pushes the result. */
+static void record_simulated(lua_State *L, call *c, const char *evidence)
 {
     rb_action_result r = {0};
     r.status = "simulated";
     r.simulated = 1;
-    r.evidence = "it changed only in this rehearsal: answered as if the change was made";
+    r.evidence = evidence;
     record(L, c, &r);
     lua_settop(L, c->nargs + 1);
     rb_engine *E = rb_engine_of(L);
     if (E->strategy->after_action)
         E->strategy->after_action(E, L, &c->a, 1, c->nargs, 0, 0, NULL);
     call_fields_set(L, &c->a, 0);
+}
+
+/* A read of an object the rehearsal changed: the row's answer for that world */
+static int answer_rehearsed_read(lua_State *L, call *c)
+{
+    record_simulated(L, c, "it changed only in this rehearsal: answered as if the change was made");
     return c->row->after_simulated(L, &c->a);
 }
 
 static int simulate(lua_State *L, call *c)
 {
     remember_simulated(L, c);
-    rb_action_result r = {0};
-    r.status = "simulated";
-    r.simulated = 1;
-    record(L, c, &r);
-    lua_settop(L, c->nargs + 1);
-    rb_engine *E = rb_engine_of(L);
-    if (E->strategy->after_action)
-        E->strategy->after_action(E, L, &c->a, 1, c->nargs, 0, 0, NULL);
-    call_fields_set(L, &c->a, 0);
+    record_simulated(L, c, NULL);
     return push_simulated(L, c->row, &c->a);
 }
 
@@ -709,14 +716,72 @@ static void push_row_table(lua_State *L, const rb_fn *f, const char *kind)
     lua_setfield(L, -2, "row");
 }
 
+static void add_row(lua_State *L, const char *primitive, const rb_fn *f, const char *kind);
+
+/* runbook.rows is built the first time a mode asks for it (a scenario,
+ * --record, coverage, rb_push_raw), not at every start: registration only
+ * notes each table of rows in ROWSETS, { fns, primitive or false, kind }. */
+#define ROWSETS "runbook.rowsets"
+
+static void add_rowset(lua_State *L, int set)
+{
+    lua_getfield(L, set, "fns");
+    const rb_fn *fns = (const rb_fn *)lua_touserdata(L, -1);
+    lua_getfield(L, set, "primitive");
+    const char *primitive = lua_tostring(L, -1); /* NULL: globals (exec, sh) */
+    lua_getfield(L, set, "kind");
+    const char *kind = lua_tostring(L, -1);
+    for (const rb_fn *f = fns; f->name; f++)
+        if (f->cls != RB_PURE)
+            add_row(L, primitive ? primitive : f->name, f, kind);
+    lua_pop(L, 3);
+}
+
 void rb_push_rows(lua_State *L)
 {
-    if (lua_getfield(L, LUA_REGISTRYINDEX, ROWS) != LUA_TTABLE) {
+    if (lua_getfield(L, LUA_REGISTRYINDEX, ROWS) == LUA_TTABLE)
+        return;
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, ROWS);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, ROWSETS) == LUA_TTABLE) {
+        int sets = lua_gettop(L);
+        for (lua_Integer i = 1; lua_rawgeti(L, sets, i) == LUA_TTABLE; i++) {
+            add_rowset(L, lua_gettop(L));
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, ROWS);
+}
+
+/* Note a table of rows; added at once when runbook.rows already exists. */
+static void remember_rowset(lua_State *L, const char *primitive, const rb_fn *fns, const char *kind)
+{
+    lua_createtable(L, 0, 3);
+    int set = lua_gettop(L);
+    lua_pushlightuserdata(L, (void *)fns);
+    lua_setfield(L, set, "fns");
+    if (primitive)
+        lua_pushstring(L, primitive);
+    else
+        lua_pushboolean(L, 0);
+    lua_setfield(L, set, "primitive");
+    lua_pushstring(L, kind);
+    lua_setfield(L, set, "kind");
+    if (lua_getfield(L, LUA_REGISTRYINDEX, ROWS) == LUA_TTABLE)
+        add_rowset(L, set);
+    lua_pop(L, 1);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, ROWSETS) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, -1);
-        lua_setfield(L, LUA_REGISTRYINDEX, ROWS);
+        lua_setfield(L, LUA_REGISTRYINDEX, ROWSETS);
     }
+    lua_pushvalue(L, set);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 2);
 }
 
 int rb_push_row(lua_State *L, const char *primitive, const char *fn)
@@ -757,13 +822,13 @@ static void register_rows(lua_State *L, int idx, const char *primitive, const rb
             if (!f->describe)
                 luaL_error(L, "primitive %s.%s has no describe hook", primitive ? primitive : "",
                            f->name);
-            add_row(L, primitive ? primitive : f->name, f, kind);
             lua_pushlightuserdata(L, (void *)f);
             lua_pushstring(L, primitive ? primitive : "");
             lua_pushcclosure(L, funnel_call, 2);
         }
         lua_setfield(L, idx, f->name);
     }
+    remember_rowset(L, primitive, fns, kind);
 }
 
 void rb_register_at(lua_State *L, int idx, const char *primitive, const rb_fn *fns)

@@ -20,22 +20,10 @@
 
 int rb_config_get(lua_State *L, const char *section, const char *key)
 {
-    rb_engine *E = rb_engine_of(L);
-    for (int pass = 0; E && E->config && pass < 2; pass++) {
-        const char *env = pass == 0 ? E->env_name : NULL;
-        if (pass == 0 && !env)
-            continue;
-        config_push(E->config, L, env, section);
-        if (key && !lua_isnil(L, -1)) {
-            if (!lua_istable(L, -1))
-                luaL_error(L, "runbook.yaml: %s%s%s%s must be a mapping, got %s",
-                           env ? "environments." : "", env ? env : "", env ? "." : "", section,
-                           luaL_typename(L, -1));
-            lua_getfield(L, -1, key);
-            lua_remove(L, -2);
-        }
-        if (!lua_isnil(L, -1))
-            return lua_type(L, -1);
+    for (int level = 1; level >= 0; level--) { /* the environment's, then the top level's */
+        int t = rb_config_at(L, level, section, key);
+        if (t != LUA_TNIL)
+            return t;
         lua_pop(L, 1);
     }
     lua_pushnil(L);
@@ -215,17 +203,27 @@ int rb_process_answer(lua_State *L)
     lua_setfield(L, res, "time");
     if (code == 0 || !checked)
         return 1;
-    /* as the live call: the result is noted for the audit, then it raises */
+    return rb_raise_exit(L, words, res); /* as the live call */
+}
+
+int rb_raise_exit(lua_State *L, const char *words, int res)
+{
+    res = lua_absindex(L, res);
     rb_note_result(L, res);
+    lua_getfield(L, res, "code");
+    int code = (int)lua_tointeger(L, -1);
     lua_getfield(L, res, "stderr");
-    size_t n;
+    size_t n = 0;
     const char *e = lua_tolstring(L, -1, &n);
+    if (!e)
+        e = "";
+    /* the last non-empty line of stderr says most about a failure */
     while (n > 0 && (e[n - 1] == '\n' || e[n - 1] == '\r' || e[n - 1] == ' '))
         n--;
     size_t start = n;
     while (start > 0 && e[start - 1] != '\n')
         start--;
-    lua_pushfstring(L, "%s: exit code %d", words, (int)code);
+    lua_pushfstring(L, "%s: exit code %d", words, code);
     if (n > start) {
         lua_pushliteral(L, ": ");
         lua_pushlstring(L, e + start, n - start);

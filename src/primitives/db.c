@@ -130,8 +130,9 @@ rb_class db_sql_class(const char *sql)
 const rb_field db_statement_fields[] = {
     {"verb", RB_STR, RB_KEY}, {"sql", RB_STR, RB_KEY}, {"url", RB_STR, RB_MATCH}, {NULL, 0, 0}};
 
-/* the statement with its whitespace folded: what a mock's sql: matches */
-static void push_folded(lua_State *L, const char *sql, int limit)
+/* Push sql with each run of whitespace folded to one space, at most limit
+ * characters of it (0: all); returns how many it kept. */
+static int push_folded(lua_State *L, const char *sql, int limit)
 {
     luaL_Buffer b;
     luaL_buffinit(L, &b);
@@ -145,21 +146,30 @@ static void push_folded(lua_State *L, const char *sql, int limit)
         n++;
     }
     luaL_pushresult(&b);
-    size_t len;
-    const char *s = lua_tolstring(L, -1, &len);
-    if (len && s[len - 1] == ' ') { /* no trailing space */
-        lua_pushlstring(L, s, len - 1);
-        lua_remove(L, -2);
-    }
+    return n;
 }
 
+/* The action: verb, target (the redacted URL), words "db exec sqlite:app.db:
+ * UPDATE t SET ..." (bounded), and the fields a mock matches -- sql is the
+ * whole statement folded, without a trailing space. */
 void db_describe(lua_State *L, rb_action *a, const char *display, const char *verb, const char *sql)
 {
     push_folded(L, sql, 0);
+    size_t len;
+    const char *folded = lua_tolstring(L, -1, &len);
+    lua_pushlstring(L, folded, len && folded[len - 1] == ' ' ? len - 1 : len);
     rb_field_set(L, "sql");
+    lua_pop(L, 1);
     rb_field_str(L, "verb", verb);
     rb_field_str(L, "url", display);
-    db_describe_words(L, a, display, verb, sql);
+    if (push_folded(L, sql, 200) >= 200) {
+        lua_pushliteral(L, "...");
+        lua_concat(L, 2);
+    }
+    rb_action_set(L, a, "verb", "%s", verb);
+    rb_action_set(L, a, "target", "%s", display);
+    rb_action_set(L, a, "words", "db %s %s: %s", verb, display, lua_tostring(L, -1));
+    lua_pop(L, 1);
 }
 
 /* answer(respond, info, self, sql, ...): what a mocked statement returns --
@@ -224,29 +234,6 @@ int db_recorded(lua_State *L)
         lua_setfield(L, -2, "rows");
     }
     return 1;
-}
-
-void db_describe_words(lua_State *L, rb_action *a, const char *display, const char *verb,
-                       const char *sql)
-{
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    int space = 1, n = 0;
-    for (const char *p = sql; *p && n < 200; p++) {
-        int ws = *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r';
-        if (ws && space)
-            continue;
-        luaL_addchar(&b, ws ? ' ' : *p);
-        space = ws;
-        n++;
-    }
-    if (n >= 200)
-        luaL_addstring(&b, "...");
-    luaL_pushresult(&b);
-    rb_action_set(L, a, "verb", "%s", verb);
-    rb_action_set(L, a, "target", "%s", display);
-    rb_action_set(L, a, "words", "db %s %s: %s", verb, display, lua_tostring(L, -1));
-    lua_pop(L, 1);
 }
 
 /* db.backup/verify/restore and conn:transaction are plain Lua (src/lua/db.lua),

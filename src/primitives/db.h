@@ -43,8 +43,6 @@ int db_recorded(lua_State *L);
     .cls = RB_BY_ARGS, .fields = db_statement_fields, .respond = "rows affected json error",       \
     .answer = db_answer, .recorded = db_recorded
 
-void db_describe_words(lua_State *L, rb_action *a, const char *display, const char *verb,
-                       const char *sql);
 /* SQL NULL: json.null (a NULL light userdata), so rows encode as JSON nulls */
 void db_push_null(lua_State *L);
 int db_is_null(lua_State *L, int idx);

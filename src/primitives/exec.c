@@ -311,25 +311,10 @@ static int exec_k(lua_State *L, int status, lua_KContext ctx)
     if (error[0])
         return luaL_error(L, "%s: %s", words, error);
     if (check_opt && code != 0) {
+        if (!sig)
+            return rb_raise_exit(L, words, -1);
         rb_note_result(L, -1);
-        lua_getfield(L, -1, "stderr");
-        size_t n;
-        const char *e = lua_tolstring(L, -1, &n);
-        /* the last non-empty line of stderr says most about a failure */
-        while (n > 0 && (e[n - 1] == '\n' || e[n - 1] == '\r' || e[n - 1] == ' '))
-            n--;
-        size_t start = n;
-        while (start > 0 && e[start - 1] != '\n')
-            start--;
-        if (sig)
-            return luaL_error(L, "%s: killed by signal %d (%s)", words, sig, strsignal(sig));
-        if (n > start) {
-            lua_pushfstring(L, "%s: exit code %d: ", words, code);
-            lua_pushlstring(L, e + start, n - start);
-            lua_concat(L, 2);
-            return lua_error(L);
-        }
-        return luaL_error(L, "%s: exit code %d", words, code);
+        return luaL_error(L, "%s: killed by signal %d (%s)", words, sig, strsignal(sig));
     }
     return 1;
 }

@@ -295,33 +295,6 @@ static void add_escaped(luaL_Buffer *b, const char *s)
     }
 }
 
-/* Push an array of the string keys of table t, sorted (insertion sort: a
- * query has a handful): the same call gives the same URL. */
-static void push_sorted_keys(lua_State *L, int t)
-{
-    t = lua_absindex(L, t);
-    lua_newtable(L);
-    int keys = lua_gettop(L);
-    lua_Integer n = 0;
-    lua_pushnil(L);
-    while (lua_next(L, t)) {
-        lua_pop(L, 1);
-        if (lua_type(L, -1) != LUA_TSTRING)
-            continue;
-        lua_Integer i = n++;
-        for (; i > 0; i--) { /* shift the greater keys up */
-            lua_rawgeti(L, keys, i);
-            if (strcmp(lua_tostring(L, -1), lua_tostring(L, -2)) <= 0) {
-                lua_pop(L, 1);
-                break;
-            }
-            lua_rawseti(L, keys, i + 1);
-        }
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, keys, i + 1);
-    }
-}
-
 /* url (at index url) with the query table at index query appended,
  * percent-encoded, keys sorted: the same call gives the same URL, in the
  * request and in the action's words (so audit, dry-run and mocks see it) */
@@ -331,7 +304,7 @@ static const char *with_query(lua_State *L, int url, int query)
     query = lua_absindex(L, query);
     const char *base = lua_tostring(L, url);
     char sep = strchr(base, '?') ? '&' : '?';
-    push_sorted_keys(L, query);
+    rb_push_sorted_keys(L, query);
     int keys = lua_gettop(L);
     luaL_Buffer b;
     luaL_buffinit(L, &b);

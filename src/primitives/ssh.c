@@ -157,30 +157,6 @@ static void quote_plain(luaL_Buffer *b, const char *s)
     rb_quote_arg(b, s);
 }
 
-/* A failed exit code: the result at res noted for the audit, then
- * "ssh web1 false: exit code 1: <the last line of stderr>", as exec says it. */
-static int raise_exit(lua_State *L, const char *words, int res, lua_Integer code)
-{
-    rb_note_result(L, res);
-    lua_getfield(L, res, "stderr");
-    size_t n = 0;
-    const char *e = lua_tolstring(L, -1, &n);
-    if (!e)
-        e = "", n = 0;
-    while (n > 0 && (e[n - 1] == '\n' || e[n - 1] == '\r' || e[n - 1] == ' '))
-        n--;
-    size_t start = n;
-    while (start > 0 && e[start - 1] != '\n')
-        start--;
-    lua_pushfstring(L, "%s: exit code %d", words, (int)code);
-    if (n > start) {
-        lua_pushliteral(L, ": ");
-        lua_pushlstring(L, e + start, n - start);
-        lua_concat(L, 3);
-    }
-    return lua_error(L);
-}
-
 /* After exec's answer: its errors in our words, a failed exit code raised
  * with check, as exec does it. */
 static int client_k(lua_State *L, int status, lua_KContext ctx)
@@ -202,7 +178,7 @@ static int client_k(lua_State *L, int status, lua_KContext ctx)
     lua_pop(L, 1);
     if (code == 0 || !lua_toboolean(L, CHECK))
         return 1;
-    return raise_exit(L, words, res, code);
+    return rb_raise_exit(L, words, res);
 }
 
 /* Run the client argv at CLIENT with the caller's options at opts (0: none). */
