@@ -13,6 +13,7 @@
 #include "runbook/runbook.h"
 
 #include <poll.h>
+#include <spawn.h>
 #include <sys/types.h>
 
 /* ---- configuration (runbook.yaml) ----------------------------------------
@@ -71,7 +72,9 @@ int rb_raise_exit(lua_State *L, const char *words, int res);
 
 /* ---- the process -----------------------------------------------------------
  * A private directory for the user's sockets and state of this run's tools
- * ($XDG_RUNTIME_DIR/runbook, else /tmp/runbook-<uid>, created 0700). */
+ * ($XDG_RUNTIME_DIR/runbook, else /tmp/runbook-<uid>, created 0700).
+ * NULL while children are confined (rb_children_confined) and it does not
+ * exist yet: a rehearsal creates nothing. */
 const char *rb_runtime_dir(lua_State *L);
 
 /* 1 once the run was interrupted (Ctrl-C, SIGTERM). */
@@ -94,5 +97,30 @@ void rb_set_poller(rb_poller_fn fn);
  * level matters: notify takes an environment's literal `webhook` before the
  * top level's `webhook_secret`, which rb_config_get cannot tell apart. */
 int rb_config_at(lua_State *L, int level, const char *section, const char *key);
+
+/* ---- children of a rehearsal -------------------------------------------------
+ * While the strategy only rehearses (--dry-run, the REPL's .dry) the kernel
+ * keeps the engine's children from writing: no file-system write rights but
+ * /dev/null (inherited pipes and terminals still work), no signals to
+ * processes outside their own (Landlock, src/core/landlock.c).  A primitive
+ * never learns the mode, only this. */
+
+/* 1 while the processes the engine starts may not write (and Landlock is
+ * there to see to it): ssh then opens no ControlMaster socket of its own. */
+int rb_children_confined(lua_State *L);
+
+/* posix_spawnp for primitives, same arguments and errors (ENOENT: not
+ * found).  While children are confined, file runs through the engine's own
+ * binary (`runbook __confined`), which confines itself and then executes
+ * it with envp as posix_spawnp would; else it is posix_spawnp. */
+int rb_spawnp(lua_State *L, pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
+              const posix_spawnattr_t *attr, char *const argv[], char *const envp[]);
+
+/* A confined child failed: when its stderr (err, len) shows that a write
+ * was refused, journal "blocked: <words> tried to write <path> during a
+ * dry-run", mark the action `blocked` for the audit, push the path (or
+ * what is known of it) and return 1; else return 0.  cwd: the child's
+ * working directory (NULL: the engine's), for relative paths. */
+int rb_child_blocked(lua_State *L, const char *words, const char *err, size_t len, const char *cwd);
 
 #endif

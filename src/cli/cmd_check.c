@@ -17,6 +17,7 @@
 #include "util.h"
 #include <lualib.h>
 
+#include "judge.h"
 #include "scenario.h"
 
 #include <ftw.h>
@@ -259,13 +260,26 @@ static void check_scenario(problems *p, rb_engine *E, const char *file)
         *slash = '\0';
     else
         snprintf(dir, sizeof dir, ".");
-    scenario_open_judge(L);
-    rb_push_internal(L, "scenario", "scenario_dir");
-    lua_pushstring(L, dir);
-    lua_call(L, 1, 0);
-    rb_push_internal(L, "scenario", "scenario_load");
-    lua_pushstring(L, file);
-    int ok = lua_pcall(L, 1, 2, 0) == LUA_OK;
+    /* the judge reads it, in its own state; what it made of it comes back
+     * as data, or its message */
+    lua_State *J = judge_new(L);
+    char why[1024] = "the scenario judge could not start";
+    int ok = J != NULL;
+    if (ok) {
+        lua_pushstring(J, dir);
+        ok = judge_call(J, "scenario_dir", 1, 0, why, sizeof why) == 0;
+    }
+    if (ok) {
+        lua_pushstring(J, file);
+        ok = judge_call(J, "scenario_load", 1, 2, why, sizeof why) == 0;
+    }
+    if (ok) {
+        judge_copy(J, -2, L, 0);
+        judge_copy(J, -1, L, 0);
+    } else {
+        lua_pushstring(L, why);
+    }
+    judge_free(J);
     E->purpose = purpose;
     E->out = out;
     if (quiet)

@@ -17,6 +17,7 @@
 #include "commands.h"
 #include "edit_lazy.h"
 #include "journal.h"
+#include "landlock.h"
 #include "loop.h"
 #include "modules.h"
 #include "prompt.h"
@@ -42,6 +43,7 @@ static const char REPL_HELP[] =
     "\n"
     "  FILE                load this runbook first (as .load FILE)\n"
     "  --dry-run           start with .dry on: mutating actions are only shown\n"
+    "  --strict            refuse a dry-run (--dry-run, .dry on) the kernel cannot enforce\n"
     "  --yes               do not ask before mutating actions (.confirm off)\n"
     "  --param K=V         a param for the loaded runbook (or params.K without one)\n"
     "  --env NAME          use the `environments: NAME` section of runbook.yaml\n"
@@ -593,7 +595,11 @@ static int dot_command(repl *R, char *line)
         fputs(DOT_HELP, stdout);
     else if (strcmp(cmd, "dry") == 0) {
         int dry = R->E->dry_run;
-        if (on_off(arg, &dry, "dry-run"))
+        if (strcmp(arg, "on") == 0 && R->a->strict && rb_landlock_abi() == 0)
+            fputs("runbook: --strict: a dry-run cannot be enforced by the kernel here (no "
+                  "Landlock); .dry stays off\n",
+                  stderr);
+        else if (on_off(arg, &dry, "dry-run"))
             engine_use(R->E, dry ? &rb_mode_dry_run : &rb_mode_repl);
     } else if (strcmp(cmd, "confirm") == 0)
         on_off(arg, &R->E->confirm_actions, "confirm");
@@ -772,6 +778,11 @@ int cmd_repl(int argc, char **argv)
     if (rc != 0) {
         free(a.params);
         return rc < 0 ? 0 : rc;
+    }
+    if (a.strict && a.dry_run && rb_landlock_abi() == 0) {
+        free(a.params);
+        return usage_error("repl --strict: a dry-run cannot be enforced by the kernel here (no "
+                           "Landlock); nothing was run");
     }
     if (a.confirm || a.from || a.resume || a.rollback || a.timeout > 0 || a.json || a.record) {
         free(a.params);

@@ -7,8 +7,10 @@
 #include "audit.h"
 #include "commands.h"
 #include "config.h"
+#include "dry_run.h"
 #include "engine.h"
 #include "jsonw.h"
+#include "landlock.h"
 #include "loop.h"
 #include "modules.h"
 #include "prompt.h"
@@ -42,9 +44,12 @@ static const char RUN_HELP[] =
     "  --from STEP         start at STEP (index or name); earlier steps are recorded skipped\n"
     "  --resume RUN_ID     skip the steps RUN_ID completed and restore its state\n"
     "  --rollback          after a failure, run the `undo` of completed steps in reverse\n"
-    "  --timeout S         limit the whole run to S seconds\n"
+    "  --timeout S         limit the whole run to S seconds (90s, 5m), the runbook\n"
+    "                      file's top-level code included\n"
     "  --max-memory SIZE   limit the runbook's Lua to SIZE (512M, 2G; default 1G): past it\n"
     "                      the step fails instead of taking the machine's memory\n"
+    "  --strict            with --dry-run: refuse to start (exit 2) unless the kernel\n"
+    "                      enforces it (Landlock); without it such a dry-run only warns\n"
     "  --record FILE       write the run as a scenario for `runbook test`: reads become\n"
     "                      mocks with their real responses, mutations expectations\n"
     "  -v, --verbose       show read actions and tracebacks too\n"
@@ -91,7 +96,21 @@ static int prun(lua_State *L)
     int in = push_params_input(E, L, a);
     if (a->record)
         record_start(E);
-    if (rbfile_load(L, ctx->path, in) != 0) {
+    /* everything a dry-run writes is open or known by now: from here on the
+     * kernel refuses the engine every other write (before the runbook's
+     * file runs: its top level may act too) */
+    if (a->dry_run && dry_run_confine(E, a->record) != 0 && a->strict) {
+        usage_error("--strict: this dry-run cannot be enforced by the kernel (%s); nothing was run",
+                    rb_landlock_why_not());
+        return 0;
+    }
+    runner_start(E, a->timeout); /* --timeout covers the file's top level too */
+    int loaded = rbfile_load(L, ctx->path, in);
+    if (loaded == RBFILE_STOPPED) {
+        ctx->exit_code = runner_load_stopped(E, L, ctx->path);
+        return 0;
+    }
+    if (loaded != 0) {
         usage_error("%s", lua_tostring(L, -1));
         return 0;
     }
@@ -140,6 +159,16 @@ int cmd_run(int argc, char **argv)
     if (!a.target && !a.resume) {
         free(a.params);
         return usage_error("run: which runbook? (runbook run NAME|FILE; see runbook list)");
+    }
+    if (a.strict && !a.dry_run) {
+        free(a.params);
+        return usage_error("run: --strict applies to a --dry-run (it refuses one the kernel "
+                           "cannot enforce)");
+    }
+    if (a.strict && rb_landlock_abi() == 0) {
+        free(a.params);
+        return usage_error("run --strict: this dry-run cannot be enforced by the kernel "
+                           "(no Landlock); nothing was run");
     }
     if (a.resume && a.no_audit) {
         free(a.params);

@@ -7,6 +7,8 @@
  */
 #include "commands.h"
 #include "engine.h"
+#include "judge.h"
+#include "landlock.h"
 #include "loop.h"
 #include "modules.h"
 #include "scenario.h"
@@ -20,6 +22,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +42,12 @@ static const char TEST_HELP[] =
     "  --junit FILE        also write JUnit XML (for CI test reports)\n"
     "  --filter PATTERN    only scenarios whose path contains PATTERN (or matches it as a glob)\n"
     "  -j, --jobs N        scenarios run at once (default: the number of CPUs)\n"
+    "  --scenario-timeout DURATION\n"
+    "                      stop a scenario whose runbook runs longer than DURATION (90s,\n"
+    "                      5m; default 30s; a scenario's own `timeout:` wins): it is\n"
+    "                      reported as an error, timed out, and the others go on\n"
+    "  --max-memory SIZE   limit each scenario's runbook Lua to SIZE (512M, 2G; default\n"
+    "                      1G): past it the scenario fails, naming the limit\n"
     "  --coverage          then, per runbook: the steps no scenario ran, and the calls\n"
     "                      that may change something that no scenario exercised\n"
     "  --require-coverage  as --coverage, and fail (exit 1) when such a call or a step\n"
@@ -47,11 +56,16 @@ static const char TEST_HELP[] =
     "                      also write the coverage as JSON: per runbook, its steps, the\n"
     "                      calls that may change something, the actions taken (line, class)\n"
     "\n"
-    "Exit codes: 0 every scenario passed, 1 one failed (or is malformed), 2 bad usage.\n";
+    "Exit codes: 0 every scenario passed, 1 one failed (or is malformed, or an error),\n"
+    "2 bad usage.\n";
+
+/* runbook test --scenario-timeout: a scenario is quick (sleep is virtual);
+ * the limit is there so that a runbook that loops cannot hang CI */
+#define DEFAULT_SCENARIO_TIMEOUT 30.0
 
 typedef struct result {
     char *path;
-    int status; /* 0 passed, 1 failed, 2 malformed, 3 skipped */
+    int status; /* 0 passed, 1 failed, 2 malformed, 3 skipped, 4 error (timed out, crashed) */
     long long ms;
     char *failures; /* newline-separated */
     int done;
@@ -120,6 +134,7 @@ typedef struct worker {
 } worker;
 
 static worker *workers;
+static lua_State *judge; /* the parent's: verdicts read, coverage merged (judge.h) */
 static long n_workers;
 static char tmpdir[PATH_MAX];
 
@@ -128,9 +143,15 @@ typedef struct done_msg {
     int32_t code;
 } done_msg;
 
-static void out_path(char *out, size_t n, size_t i)
+/* A worker's verdict file, and its scratch directory, in tmpdir */
+static void out_path(char *out, size_t n, pid_t pid)
 {
-    snprintf(out, n, "%.4000s/%zu.json", tmpdir, i);
+    snprintf(out, n, "%.4000s/verdict-%d.json", tmpdir, (int)pid);
+}
+
+static void scratch_path(char *out, size_t n, pid_t pid)
+{
+    snprintf(out, n, "%.4000s/scratch-%d", tmpdir, (int)pid);
 }
 
 /* All n bytes; -1 at the end of the stream or on an error.  Sending never
@@ -149,15 +170,13 @@ static int full_io(int send_it, int fd, void *buf, size_t n)
     return 0;
 }
 
-/* One scenario in the worker, its verdict line on fd 1 into its file. */
-static int worker_one(size_t i)
+/* One scenario in the worker, its verdict line on fd 1 into the worker's
+ * file (opened before the worker was confined: emptied, not re-opened). */
+static int worker_one(size_t i, int verdict, const char *scratch)
 {
-    char out[PATH_MAX];
-    out_path(out, sizeof out, i);
-    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0)
+    if (ftruncate(verdict, 0) != 0 || lseek(verdict, 0, SEEK_SET) != 0 ||
+        dup2(verdict, STDOUT_FILENO) < 0)
         return 2;
-    close(fd);
     loop_clear_interrupts(); /* a Ctrl-C during the previous one is not this one's */
     char err[512];
     rb_engine *E = scenario_engine(rb_builtin_modules, err, sizeof err);
@@ -165,7 +184,7 @@ static int worker_one(size_t i)
         fprintf(stderr, "runbook: %s\n", err);
         return 2;
     }
-    int rc = scenario_run(E, found[i].path, coverage || coverage_json);
+    int rc = scenario_run(E, found[i].path, coverage || coverage_json, scratch);
     engine_free(E);
     fflush(stdout);
     return rc;
@@ -205,17 +224,32 @@ static void close_others(const int *keep)
     close_range(from, ~0U, 0);
 }
 
+/* A worker: confined by the kernel, for good, to its scratch directory
+ * (scenario_confine) before its first scenario -- each scenario there in
+ * turn, emptied after each -- and its verdict file, open before. */
 static void worker_main(int sock)
 {
     int home = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     mode_t mask = umask(022);
     umask(mask);
+    char path[PATH_MAX], scratch[PATH_MAX];
+    out_path(path, sizeof path, getpid());
+    scratch_path(scratch, sizeof scratch, getpid());
+    int verdict = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (verdict < 0 || mkdir(scratch, 0700) != 0) {
+        fprintf(stderr, "runbook: test: %s: %s\n", verdict < 0 ? path : scratch, strerror(errno));
+        _exit(2);
+    }
+    if (scenario_confine(scratch) != 0 && rb_landlock_abi() > 0) {
+        fprintf(stderr, "runbook: test: cannot confine the scenarios: %s\n", rb_landlock_why_not());
+        _exit(2);
+    }
     loop_install_signals(); /* its pipe is the process's, kept from here on */
     int keep[64];
     int have_fds = open_fds(keep, 64) >= 0;
     uint32_t i;
     while (full_io(0, sock, &i, sizeof i) == 0 && i < n_found) {
-        done_msg m = {i, worker_one(i)};
+        done_msg m = {i, worker_one(i, verdict, scratch)};
         if (home >= 0 && fchdir(home) != 0)
             _exit(2);
         umask(mask);
@@ -263,15 +297,14 @@ static void worker_stop(worker *w, int *wstatus)
 
 /* Read a worker's verdict line with the parent's Lua state (json.decode);
  * wstatus: how a process running it alone would have ended. */
-static void collect(rb_engine *E, size_t i, int wstatus)
+static void collect(size_t i, pid_t pid, int wstatus)
 {
-    lua_State *L = E->L;
+    lua_State *L = judge;
     result *r = &found[i];
     char out[PATH_MAX];
-    out_path(out, sizeof out, i);
+    out_path(out, sizeof out, pid);
     size_t len = 0;
     char *data = rb_read_file(out, &len);
-    unlink(out);
     r->status = 1;
     int decoded = 0;
     if (data && len > 0) {
@@ -286,6 +319,7 @@ static void collect(rb_engine *E, size_t i, int wstatus)
                         : strcmp(st, "passed") == 0    ? 0
                         : strcmp(st, "malformed") == 0 ? 2
                         : strcmp(st, "skipped") == 0   ? 3
+                        : strcmp(st, "error") == 0     ? 4
                                                        : 1;
             if (coverage || coverage_json) {
                 int doc = lua_gettop(L) - 1;
@@ -315,8 +349,14 @@ static void collect(rb_engine *E, size_t i, int wstatus)
     }
     if (!decoded) {
         char buf[160];
-        snprintf(buf, sizeof buf, "the scenario runner crashed (status %d)\n", wstatus);
+        if (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGALRM) /* scenario.c's backstop */
+            snprintf(buf, sizeof buf,
+                     "timed out, stuck where the time limit could not stop it (in C code): its "
+                     "process was ended\n");
+        else
+            snprintf(buf, sizeof buf, "the scenario runner crashed (status %d)\n", wstatus);
         r->failures = strdup(buf);
+        r->status = 4;
     }
     free(data);
 }
@@ -346,7 +386,7 @@ static void xml_text(FILE *f, const char *s)
     }
 }
 
-static int write_junit(const char *file, int failed, double total_s)
+static int write_junit(const char *file, int failed, int errors, double total_s)
 {
     FILE *f = fopen(file, "w");
     if (!f)
@@ -357,8 +397,8 @@ static int write_junit(const char *file, int failed, double total_s)
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     fprintf(f,
             "<testsuites>\n<testsuite name=\"runbook scenarios\" tests=\"%zu\" failures=\"%d\" "
-            "skipped=\"%d\" errors=\"0\" time=\"%.3f\">\n",
-            n_found, failed, skipped, total_s);
+            "skipped=\"%d\" errors=\"%d\" time=\"%.3f\">\n",
+            n_found, failed, skipped, errors, total_s);
     for (size_t i = 0; i < n_found; i++) {
         result *r = &found[i];
         fputs("  <testcase classname=\"runbook.scenario\" name=\"", f);
@@ -380,13 +420,12 @@ static int write_junit(const char *file, int failed, double total_s)
             const char *first = r->failures ? r->failures : "failed";
             char msg[512];
             snprintf(msg, sizeof msg, "%.*s", (int)strcspn(first, "\n"), first);
-            fputs(r->status == 2 ? "    <failure type=\"malformed\" message=\""
-                                 : "    <failure message=\"",
-                  f);
+            const char *tag = r->status == 4 ? "error" : "failure";
+            fprintf(f, "    <%s%s message=\"", tag, r->status == 2 ? " type=\"malformed\"" : "");
             xml_text(f, msg);
             fputs("\">", f);
             xml_text(f, r->failures ? r->failures : "");
-            fputs("</failure>\n", f);
+            fprintf(f, "</%s>\n", tag);
         }
         fputs("  </testcase>\n", f);
     }
@@ -394,7 +433,7 @@ static int write_junit(const char *file, int failed, double total_s)
     return fclose(f) == 0 ? 0 : usage_error("--junit %s: %s", file, strerror(errno));
 }
 
-static int n_passed, n_failed, n_skipped;
+static int n_passed, n_failed, n_skipped, n_errors;
 static size_t n_printed;
 
 /* Print the lines of the scenarios done, in path order, as soon as every
@@ -413,8 +452,9 @@ static void print_ready(int color)
             const char *why = r->failures ? r->failures : "";
             printf("- %s (skipped: %.*s)\n", r->path, (int)strcspn(why, "\n"), why);
         } else {
-            n_failed++;
-            printf("%s✗%s %s %s(%lld ms)%s\n", red, off, r->path, dim, r->ms, off);
+            *(r->status == 4 ? &n_errors : &n_failed) += 1;
+            printf("%s✗%s %s %s(%lld ms)%s%s\n", red, off, r->path, dim, r->ms, off,
+                   r->status == 4 ? " error" : "");
             for (char *p = r->failures; p && *p;) {
                 char *nl = strchr(p, '\n');
                 printf("    %.*s\n", nl ? (int)(nl - p) : (int)strlen(p), p);
@@ -490,7 +530,7 @@ static void run_workers(rb_engine *E, long jobs, int color)
             done_msg m;
             if (full_io(0, w->sock, &m, sizeof m) == 0 && (long)m.index == w->current) {
                 /* as a process of its own would have exited */
-                collect(E, m.index, (m.code & 0xff) << 8);
+                collect(m.index, w->pid, (m.code & 0xff) << 8);
                 found[m.index].done = 1;
                 done++;
                 w->current = -1;
@@ -501,10 +541,11 @@ static void run_workers(rb_engine *E, long jobs, int color)
              * worker takes over what is left (not for one that died
              * idle: that one would, again) */
             long cur = w->current;
+            pid_t dead = w->pid;
             worker_stop(w, &ws);
             if (cur < 0)
                 continue;
-            collect(E, (size_t)cur, ws);
+            collect((size_t)cur, dead, ws);
             found[cur].done = 1;
             done++;
             if (next < n_found && worker_start(w) == 0)
@@ -528,12 +569,12 @@ static int coverage_json_text(lua_State *L)
     return 1;
 }
 
-static int write_coverage_json(rb_engine *E, const char *file)
+static int write_coverage_json(const char *file)
 {
-    lua_State *L = E->L;
+    lua_State *L = judge;
     lua_pushcfunction(L, coverage_json_text);
     if (lua_pcall(L, 0, 1, 0) != LUA_OK || !lua_isstring(L, -1)) {
-        int rc = usage_error("--coverage-json %s: %s", file, engine_errmsg(L, -1));
+        int rc = usage_error("--coverage-json %s: %s", file, lua_tostring(L, -1));
         lua_settop(L, 0);
         return rc;
     }
@@ -556,10 +597,16 @@ int cmd_test(int argc, char **argv)
                                          {"coverage", no_argument, NULL, 'C'},
                                          {"require-coverage", no_argument, NULL, 'R'},
                                          {"coverage-json", required_argument, NULL, 'K'},
+                                         {"scenario-timeout", required_argument, NULL, 'T'},
+                                         {"max-memory", required_argument, NULL, 'M'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *junit = NULL;
+    const char *one = NULL;
     long jobs = sysconf(_SC_NPROCESSORS_ONLN);
+    double timeout = DEFAULT_SCENARIO_TIMEOUT;
+    const char *timeout_text = "30s";
+    size_t max_memory = 0; /* the engine's default */
     optind = 1;
     opterr = 0;
     int c;
@@ -577,7 +624,22 @@ int cmd_test(int argc, char **argv)
                 return usage_error("test: --jobs %s: a number >= 1", optarg);
             break;
         case 'O':
-            return scenario_run_one(rb_builtin_modules, optarg);
+            one = optarg;
+            break;
+        case 'T':
+            timeout = rb_parse_duration(optarg);
+            timeout_text = optarg;
+            if (timeout <= 0)
+                return usage_error("test: --scenario-timeout %s: expected a duration (90s, 5m, 1h)",
+                                   optarg);
+            break;
+        case 'M':
+            max_memory = rb_parse_size(optarg);
+            if (max_memory < ((size_t)1 << 20))
+                return usage_error("test: --max-memory %s: expected a size of at least 1M (512M, "
+                                   "2G)",
+                                   optarg);
+            break;
         case 'C':
             coverage = coverage ? coverage : 1;
             break;
@@ -600,6 +662,12 @@ int cmd_test(int argc, char **argv)
     }
     if (jobs < 1)
         jobs = 1;
+    /* every scenario's engine, in a worker or alone (--one), starts with them */
+    char why[128];
+    snprintf(why, sizeof why, "timed out after %s (runbook test --scenario-timeout)", timeout_text);
+    engine_default_limits(max_memory, timeout, why);
+    if (one)
+        return scenario_run_one(rb_builtin_modules, one);
     if (optind == argc) {
         const char *defaults[] = {"runbooks", "tests"};
         for (int i = 0; i < 2; i++)
@@ -629,18 +697,26 @@ int cmd_test(int argc, char **argv)
     rb_engine *E = engine_new(rb_builtin_modules, err, sizeof err);
     if (!E)
         return usage_error("%s", err);
+    judge = judge_new(E->L); /* reads the verdicts, merges coverage */
+    if (!judge)
+        return usage_error("test: the scenario judge could not start");
+    if (rb_landlock_abi() == 0)
+        fprintf(stderr, "runbook: test: scenarios not kernel-confined (no Landlock): only the "
+                        "judge's path checks keep them hermetic\n");
 
     double t0 = rb_now();
     int color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
     run_workers(E, jobs, color);
     double total = rb_now() - t0;
     printf("%d passed, %d failed", n_passed, n_failed);
+    if (n_errors)
+        printf(", %d error%s", n_errors, n_errors == 1 ? "" : "s");
     if (n_skipped)
         printf(", %d skipped", n_skipped);
     printf(" (%.2f s)\n", total);
     int uncovered = 0;
     if (coverage) {
-        lua_State *L = E->L;
+        lua_State *L = judge;
         rb_push_internal(L, "scenario", "coverage_report");
         if (lua_pcall(L, 0, 2, 0) == LUA_OK) {
             printf("%s\n", lua_tostring(L, -2));
@@ -651,17 +727,18 @@ int cmd_test(int argc, char **argv)
             printf("coverage required: %d runbook(s) with calls or steps no scenario exercised\n",
                    uncovered);
     }
-    rmdir(tmpdir);
+    rb_remove_tree(tmpdir, 0); /* verdict files, the workers' scratch directories */
     int rc = 0;
-    if (junit && write_junit(junit, n_failed, total) != 0)
+    if (junit && write_junit(junit, n_failed, n_errors, total) != 0)
         rc = 2;
-    if (coverage_json && write_coverage_json(E, coverage_json) != 0)
+    if (coverage_json && write_coverage_json(coverage_json) != 0)
         rc = 2;
     for (size_t i = 0; i < n_found; i++) {
         free(found[i].path);
         free(found[i].failures);
     }
     free(found);
+    judge_free(judge);
     engine_free(E);
-    return rc ? rc : n_failed || (coverage == 2 && uncovered) ? 1 : 0;
+    return rc ? rc : n_failed || n_errors || (coverage == 2 && uncovered) ? 1 : 0;
 }

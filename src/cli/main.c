@@ -3,6 +3,7 @@
  * through one table (git style); each command lives in src/cmd_*.c.
  */
 #include "commands.h"
+#include "landlock.h"
 #include "runbook/runbook.h"
 
 #include <stdarg.h>
@@ -73,6 +74,9 @@ int main(int argc, char **argv)
     if (argc < 2)
         return cmd_help(0, argv) == 0 ? 2 : 2;
     const char *name = argv[1];
+    /* a dry-run's child, confined before it becomes the program (host.c rb_spawnp) */
+    if (strcmp(name, "__confined") == 0)
+        return rb_landlock_shim(argc, argv);
     if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0)
         return cmd_help(1, argv + 1);
     if (strcmp(name, "--version") == 0)

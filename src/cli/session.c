@@ -26,6 +26,7 @@ enum {
     OPT_TIMEOUT,
     OPT_RECORD,
     OPT_MAX_MEMORY,
+    OPT_STRICT,
     OPT_HELP
 };
 
@@ -44,41 +45,10 @@ static const struct option run_options[] = {{"dry-run", no_argument, NULL, OPT_D
                                             {"timeout", required_argument, NULL, OPT_TIMEOUT},
                                             {"record", required_argument, NULL, OPT_RECORD},
                                             {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
+                                            {"strict", no_argument, NULL, OPT_STRICT},
                                             {"verbose", no_argument, NULL, 'v'},
                                             {"help", no_argument, NULL, OPT_HELP},
                                             {NULL, 0, NULL, 0}};
-
-/* "512M", "2G", "65536": a size in bytes (K, M, G are powers of 1024), or 0 */
-static size_t parse_size(const char *s)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || v <= 0)
-        return 0;
-    double unit = 1;
-    switch (*end) {
-    case 'k':
-    case 'K':
-        unit = 1024.0, end++;
-        break;
-    case 'm':
-    case 'M':
-        unit = 1024.0 * 1024, end++;
-        break;
-    case 'g':
-    case 'G':
-        unit = 1024.0 * 1024 * 1024, end++;
-        break;
-    }
-    if (*end == 'i' && unit > 1)
-        end++;
-    if ((*end == 'B' || *end == 'b') && end[1] == '\0')
-        end++;
-    if (*end || v * unit >= 1e18)
-        return 0;
-    return (size_t)(v * unit);
-}
 
 int run_args_parse(int argc, char **argv, run_args *a, const char *cmd, const char *help)
 {
@@ -91,6 +61,9 @@ int run_args_parse(int argc, char **argv, run_args *a, const char *cmd, const ch
         switch (c) {
         case OPT_DRY:
             a->dry_run = 1;
+            break;
+        case OPT_STRICT:
+            a->strict = 1;
             break;
         case OPT_CONFIRM:
             a->confirm = 1;
@@ -140,7 +113,7 @@ int run_args_parse(int argc, char **argv, run_args *a, const char *cmd, const ch
             a->record = optarg;
             break;
         case OPT_MAX_MEMORY:
-            a->max_memory = parse_size(optarg);
+            a->max_memory = rb_parse_size(optarg);
             if (a->max_memory < ((size_t)1 << 20))
                 return usage_error("--max-memory %s: expected a size of at least 1M (512M, 2G)",
                                    optarg);
@@ -197,7 +170,8 @@ int run_args_parse(int argc, char **argv, run_args *a, const char *cmd, const ch
                         more.timeout > 0 ? more.timeout : a->timeout,
                         keep,
                         kept,
-                        more.max_memory ? more.max_memory : a->max_memory};
+                        more.max_memory ? more.max_memory : a->max_memory,
+                        a->strict | more.strict};
     }
     return 0;
 }

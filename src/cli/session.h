@@ -16,6 +16,7 @@ typedef struct run_args {
     char **params; /* "NAME=VALUE", malloc'd array */
     int n_params;
     size_t max_memory; /* --max-memory in bytes, 0 = the engine's default */
+    int strict;        /* --strict: no dry-run the kernel does not enforce */
 } run_args;
 
 /* Parse argv (argv[0] is the command); options may follow the runbook

@@ -481,7 +481,7 @@ static const rb_fn json_fns[] = {
     {.name = NULL},
 };
 
-void mod_json_open(lua_State *L)
+static void open_cjson(lua_State *L)
 {
     /* a private cjson instance: runbooks cannot reach or reconfigure it */
     lua_pushcfunction(L, luaopen_cjson);
@@ -495,12 +495,34 @@ void mod_json_open(lua_State *L)
     lua_getfield(L, -1, "decode");
     lua_setfield(L, LUA_REGISTRYINDEX, CJSON_DECODE);
     lua_pop(L, 1);
+}
 
-    rb_register(L, "json", json_fns);
-    lua_getglobal(L, "json");
+/* json.null and json.array_mt on the json table on top */
+static void add_markers(lua_State *L)
+{
     lua_pushlightuserdata(L, NULL); /* cjson's null: what its decoder returns */
     lua_setfield(L, -2, "null");
     dataconv_push_array_mt(L);
     lua_setfield(L, -2, "array_mt");
+}
+
+void mod_json_open(lua_State *L)
+{
+    open_cjson(L);
+    rb_register(L, "json", json_fns);
+    lua_getglobal(L, "json");
+    add_markers(L);
     lua_pop(L, 1);
+}
+
+void json_open_plain(lua_State *L)
+{
+    open_cjson(L);
+    lua_newtable(L);
+    lua_pushcfunction(L, l_json_decode);
+    lua_setfield(L, -2, "decode");
+    lua_pushcfunction(L, l_json_encode);
+    lua_setfield(L, -2, "encode");
+    add_markers(L);
+    lua_setglobal(L, "json");
 }

@@ -91,4 +91,8 @@ const char *dataconv_fmt_float(double d, char buf[40]);
  * to-be-closed).  Implemented in mod_fs.c; used by yaml.load and config.c. */
 int fs_push_file_contents(lua_State *L, const char *path);
 
+/* A global `json` (decode, encode, null, array_mt) of plain functions, not
+ * actions: for a Lua state without an engine (the scenario judge's). */
+void json_open_plain(lua_State *L);
+
 #endif

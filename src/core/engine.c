@@ -12,6 +12,7 @@
 #include "loop.h"
 #include "rbfile.h"
 #include "util.h"
+#include "watchdog.h"
 
 #include <lualib.h>
 #include <math.h>
@@ -569,7 +570,7 @@ static int rt_rows(lua_State *L)
 
 /* rt.embedded_sources(): { name = source } of the embedded Lua (stdlib and
  * the engine's own), for what reads their `-- mutates:` lines */
-static int rt_embedded_sources(lua_State *L)
+int rb_embedded_sources(lua_State *L)
 {
     lua_newtable(L);
     const struct rb_stdlib_file *sets[] = {rb_stdlib_files, rb_internal_files};
@@ -587,7 +588,7 @@ static int run_internal(lua_State *L)
     lua_getfield(L, LUA_REGISTRYINDEX, "runbook.internal");
     lua_pushcfunction(L, rt_rows);
     lua_setfield(L, -2, "rows");
-    lua_pushcfunction(L, rt_embedded_sources);
+    lua_pushcfunction(L, rb_embedded_sources);
     lua_setfield(L, -2, "embedded_sources");
     lua_pop(L, 1);
     for (int i = 0; EAGER[i]; i++)
@@ -606,6 +607,17 @@ static int open_all(lua_State *L)
     return run_internal(L);
 }
 
+static size_t default_max_memory;
+static double default_timeout;
+static char default_timeout_why[128];
+
+void engine_default_limits(size_t max_memory, double timeout, const char *why)
+{
+    default_max_memory = max_memory;
+    default_timeout = timeout;
+    snprintf(default_timeout_why, sizeof default_timeout_why, "%s", why ? why : "timed out");
+}
+
 rb_engine *engine_new(const rb_module *modules, char *err, size_t errlen)
 {
     rb_engine *E = calloc(1, sizeof *E);
@@ -616,7 +628,11 @@ rb_engine *engine_new(const rb_module *modules, char *err, size_t errlen)
     E->out = stdout;
     E->modules = modules;
     E->strategy = &rb_mode_live;
-    E->mem_limit = (size_t)1 << 30; /* --max-memory */
+    E->mem_limit = default_max_memory ? default_max_memory : (size_t)1 << 30; /* --max-memory */
+    if (default_timeout > 0) {
+        E->run_deadline = rb_now() + default_timeout;
+        snprintf(E->run_why, sizeof E->run_why, "%s", default_timeout_why);
+    }
     E->loop = loop_new();
     E->L = E->loop ? lua_newstate(engine_alloc, E) : NULL;
     if (!E->L) {
@@ -643,6 +659,7 @@ void engine_free(rb_engine *E)
 {
     if (!E)
         return;
+    watchdog_stop(); /* a run that ended early (a usage error after runner_start) */
     loop_shutdown(E->loop);
     E->loop = NULL;
     for (const rb_module *m = E->modules; m && m->name; m++)

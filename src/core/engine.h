@@ -69,11 +69,12 @@ struct rb_engine {
     int step_index;       /* 1-based index of the running step, 0 outside */
     const char *step_name;
     double run_deadline; /* monotonic, 0 = none (--timeout) */
+    char run_why[128];   /* the error run_deadline raises: "run timed out after 2 s (--timeout)" */
     double step_deadline;
 
     /* set asynchronously by SIGINT; the loop turns it into cancellations */
     volatile int interrupted;
-    int timed_out; /* the run deadline passed */
+    int timed_out; /* the run deadline passed (the run's, not a step's: set by the runner) */
 
     /* the `would:`/action counters of this run, for the summary */
     int n_actions, n_mutations, n_simulated;
@@ -86,6 +87,8 @@ struct rb_engine {
     /* the row and action a strategy's answer hook is answering (a scenario) */
     const rb_fn *answering_row;
     const rb_action *answering;
+    /* what the strategy keeps for the run (a scenario's judge), its own */
+    void *strategy_data;
     /* the clock offset: a scenario's virtual sleeps move now() and os.time */
     double vclock; /* seconds slept so far */
     /* the REPL's view: told of every action once it is recorded */
@@ -116,6 +119,11 @@ void rbfile_open(lua_State *L); /* runbook{}, step() */
 /* Create the Lua state with the sandboxed standard library and every
  * primitive registered.  Returns NULL (with a message in err) on failure. */
 rb_engine *engine_new(const rb_module *modules, char *err, size_t errlen);
+/* Limits for every engine made from now on: `runbook test` sets them once
+ * for all its scenarios, each of which gets a fresh engine.  max_memory 0
+ * keeps the default (1 GiB); timeout > 0 gives each engine a run deadline
+ * that long after it is made, raising why. */
+void engine_default_limits(size_t max_memory, double timeout, const char *why);
 void engine_free(rb_engine *E);
 
 const char *mode_name(rb_mode m);
@@ -134,6 +142,9 @@ int engine_decorate(rb_engine *E, const rb_strategy *decorator);
  * push its function rt[fn] (loading NAME first). */
 void rb_internal_load(lua_State *L, const char *name);
 void rb_push_internal(lua_State *L, const char *name, const char *fn);
+/* Push { name = source } of the embedded Lua (stdlib and the engine's
+ * own): what coverage reads `-- mutates:` lines from.  A lua_CFunction. */
+int rb_embedded_sources(lua_State *L);
 /* Push { primitive, verb, target, words, class } of an action, for the Lua
  * that answers (scenarios) or writes down (recording) actions. */
 void rb_push_action_info(lua_State *L, const rb_action *a);

@@ -306,6 +306,17 @@ void rb_where(lua_State *L)
     lua_pushliteral(L, "");
 }
 
+/* A dry-run's child tried to write and was refused (host.c
+ * rb_child_blocked): the action is recorded `blocked`.  Takes the mark. */
+static int took_blocked(lua_State *L)
+{
+    int blocked = lua_getfield(L, LUA_REGISTRYINDEX, "runbook.blocked") != LUA_TNIL;
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "runbook.blocked");
+    return blocked;
+}
+
 static int finish(lua_State *L, int status, int nargs)
 {
     call *c = call_of(L, nargs);
@@ -324,7 +335,7 @@ static int finish(lua_State *L, int status, int nargs)
                 lua_pop(L, 1);
             }
         }
-        r.status = "error";
+        r.status = took_blocked(L) ? "blocked" : "error";
         r.error = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(error object)";
         int noted = lua_getfield(L, LUA_REGISTRYINDEX, NOTED) == LUA_TTABLE ? lua_gettop(L) : 0;
         if (noted)
@@ -340,7 +351,7 @@ static int finish(lua_State *L, int status, int nargs)
         return lua_error(L);
     }
     int nres = lua_gettop(L) - (nargs + 1);
-    r.status = "ok";
+    r.status = took_blocked(L) ? "blocked" : "ok";
     if (nres > 0)
         read_result(L, nargs + 2, &r);
     record(L, c, &r);
@@ -560,6 +571,8 @@ static int perform(lua_State *L, call *c)
     int nargs = c->nargs;
     lua_pushnil(L);
     lua_setfield(L, LUA_REGISTRYINDEX, NOTED);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "runbook.blocked");
     rb_engine *E = rb_engine_of(L);
     lua_CFunction answer = E->strategy->answer;
     if (answer) {

@@ -7,14 +7,17 @@
 #include "config.h"
 #include "engine.h"
 #include "journal.h"
+#include "landlock.h"
 #include "loop.h"
 #include "strategy.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -64,6 +67,11 @@ const char *rb_runtime_dir(lua_State *L)
         dir = lua_pushfstring(L, "%s/runbook", xdg);
     else
         dir = lua_pushfstring(L, "/tmp/runbook-%d", (int)getuid());
+    struct stat there;
+    if (rb_children_confined(L) && lstat(dir, &there) != 0) {
+        lua_pop(L, 1); /* a rehearsal creates nothing: there is no master to reuse either */
+        return NULL;
+    }
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         luaL_error(L, "cannot create %s: %s", dir, strerror(errno));
     struct stat st;
@@ -275,4 +283,215 @@ int rb_process_recorded(lua_State *L)
     lua_setfield(L, 4, "error");
     lua_settop(L, 4);
     return 1;
+}
+
+/* ---- children of a rehearsal (host.h) ----------------------------------------
+ * posix_spawn runs no code of ours between fork and exec, so the child is
+ * first the engine's own binary: `runbook __confined FILE FD ARGV...`
+ * (rb_landlock_shim, src/core/landlock.c) confines itself, then executes
+ * FILE with the environment read from descriptor FD as posix_spawnp would
+ * have.  The shim itself starts with the engine's environment, so nothing
+ * the runbook sets for the child (LD_PRELOAD) runs before the confinement. */
+
+int rb_children_confined(lua_State *L)
+{
+    rb_engine *E = rb_engine_of(L);
+    return E && E->strategy && !E->strategy->performs && rb_landlock_abi() > 0;
+}
+
+/* A bare name that PATH cannot find: the ENOENT posix_spawnp would give,
+ * here in the engine, where the error can say "command not found".  With a
+ * relative PATH entry the child's cwd decides: the shim finds out. */
+static int surely_missing(const char *file)
+{
+    if (strchr(file, '/'))
+        return 0;
+    const char *path = getenv("PATH");
+    if (!path)
+        path = "/bin:/usr/bin";
+    char cand[4096];
+    for (const char *p = path;; p++) {
+        const char *end = strchr(p, ':');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == 0 || p[0] != '/')
+            return 0;
+        if ((size_t)snprintf(cand, sizeof cand, "%.*s/%s", (int)len, p, file) < sizeof cand &&
+            access(cand, F_OK) == 0)
+            return 0;
+        if (!end)
+            return 1;
+        p = end;
+    }
+}
+
+/* The child's environment as NUL-terminated strings in a memory file the
+ * shim inherits: on its command line, readable by every user in /proc, the
+ * values (credentials, often) would leak.  A descriptor from 3 up, not
+ * close-on-exec: the spawn's own dup2()s onto 0-2 leave it alone. */
+static int env_memfd(char *const envp[])
+{
+    int fd = memfd_create("runbook-env", 0);
+    if (fd >= 0 && fd < 3) {
+        int high = fcntl(fd, F_DUPFD, 3);
+        close(fd);
+        fd = high;
+    }
+    if (fd < 0)
+        return -1;
+    for (size_t i = 0; envp && envp[i]; i++) {
+        size_t n = strlen(envp[i]) + 1;
+        for (const char *p = envp[i]; n > 0;) {
+            ssize_t w = write(fd, p, n);
+            if (w <= 0) {
+                close(fd);
+                return -1;
+            }
+            p += w;
+            n -= (size_t)w;
+        }
+    }
+    return fd;
+}
+
+int rb_spawnp(lua_State *L, pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
+              const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+    extern char **environ;
+    if (!rb_children_confined(L))
+        return posix_spawnp(pid, file, fa, attr, argv, envp);
+    if (surely_missing(file))
+        return ENOENT;
+    size_t na = 0;
+    while (argv[na])
+        na++;
+    char **shim = calloc(na + 5, sizeof *shim);
+    int fd = shim ? env_memfd(envp) : -1;
+    if (fd < 0) {
+        int e = shim ? errno : ENOMEM;
+        free(shim);
+        return e;
+    }
+    char fdarg[24];
+    snprintf(fdarg, sizeof fdarg, "%d", fd);
+    size_t k = 0;
+    shim[k++] = "runbook";
+    shim[k++] = "__confined";
+    shim[k++] = (char *)file;
+    shim[k++] = fdarg;
+    for (size_t i = 0; i < na; i++)
+        shim[k++] = argv[i];
+    shim[k] = NULL;
+    /* /proc/self/exe in the new child is still this binary, even if the
+     * installed file was replaced during the run */
+    int rc = posix_spawn(pid, "/proc/self/exe", fa, attr, shim, environ);
+    close(fd);
+    free(shim);
+    return rc;
+}
+
+/* The path a "Permission denied" line of stderr names, tried in turn by
+ * refused_write(): a quoted name ('x', "x", `x', ‘x’) -- "touch: cannot touch
+ * '/x': Permission denied", Python's "Permission denied: '/x'" -- else the
+ * last word before the message ("sh: 1: cannot create /x: Permission
+ * denied", Go's "open /x: permission denied"), else the word after it. */
+static int refused_write(const char *path, const char *cwd);
+
+static int try_candidate(const char *s, size_t n, const char *cwd, char *out, size_t size)
+{
+    if (n == 0 || n >= size)
+        return 0;
+    snprintf(out, size, "%.*s", (int)n, s);
+    return refused_write(out, cwd);
+}
+
+static int find_denied_path(const char *text, size_t n, const char *cwd, char *out, size_t size)
+{
+    char line[2048];
+    snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1), text);
+    char *hit = strcasestr(line, "permission denied");
+    if (!hit)
+        return 0;
+    char *end = line + strlen(line);
+    /* ASCII quotes, and the typographic ones of UTF-8 locales (‘x’, “x”) */
+    static const char *const quotes[][2] = {{"'", "'"},
+                                            {"\"", "\""},
+                                            {"`", "'"},
+                                            {"\xe2\x80\x98", "\xe2\x80\x99"},
+                                            {"\xe2\x80\x9c", "\xe2\x80\x9d"}};
+    for (char *q = line; q < end; q++) {
+        for (size_t i = 0; i < sizeof quotes / sizeof quotes[0]; i++) {
+            size_t ol = strlen(quotes[i][0]);
+            if (strncmp(q, quotes[i][0], ol) != 0)
+                continue;
+            char *e = strstr(q + ol, quotes[i][1]);
+            if (!e)
+                break;
+            if (try_candidate(q + ol, (size_t)(e - q - ol), cwd, out, size))
+                return 1;
+            q = e + strlen(quotes[i][1]) - 1;
+            break;
+        }
+    }
+    char *be = hit;
+    while (be > line && (be[-1] == ' ' || be[-1] == ':'))
+        be--;
+    char *w = be;
+    while (w > line && w[-1] != ' ')
+        w--;
+    if (try_candidate(w, (size_t)(be - w), cwd, out, size))
+        return 1;
+    char *a = hit + strlen("permission denied");
+    while (*a == ' ' || *a == ':')
+        a++;
+    return try_candidate(a, strcspn(a, " "), cwd, out, size);
+}
+
+/* Could the user write path, were it not for the confinement?  access(2)
+ * asks the permission bits and not Landlock, so a yes means the refusal came
+ * from the confinement: an existing path the user may write, or a new
+ * name in a directory the user may write. */
+static int refused_write(const char *path, const char *cwd)
+{
+    char full[4096];
+    if (path[0] != '/' && cwd)
+        snprintf(full, sizeof full, "%s/%s", cwd, path);
+    else
+        snprintf(full, sizeof full, "%s", path);
+    if (access(full, F_OK) == 0)
+        return access(full, W_OK) == 0;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", full);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    return access(dir, W_OK | X_OK) == 0;
+}
+
+int rb_child_blocked(lua_State *L, const char *words, const char *err, size_t len, const char *cwd)
+{
+    /* Landlock says nothing to the engine when it refuses (its denial log,
+     * ABI 7, goes to the kernel's audit, which needs privileges), so this
+     * reads the child's stderr: a "Permission denied" naming a path the
+     * permission bits would let this user write.  A program that refuses
+     * silently, or names no path, fails as an ordinary command (its exit
+     * code): nothing was written either way, only the report is plainer. */
+    char path[1024];
+    const char *p = err, *end = err + len;
+    while (p && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (find_denied_path(p, n, cwd, path, sizeof path)) {
+            rb_log(L, "warn", "blocked: %s tried to write %s during a dry-run", words, path);
+            lua_pushboolean(L, 1);
+            lua_setfield(L, LUA_REGISTRYINDEX, "runbook.blocked");
+            lua_pushstring(L, path);
+            return 1;
+        }
+        p = nl ? nl + 1 : NULL;
+    }
+    return 0;
 }

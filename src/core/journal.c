@@ -7,6 +7,7 @@
 #include "journal.h"
 #include "audit.h"
 #include "jsonw.h"
+#include "landlock.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -242,6 +243,12 @@ int journal_run_start(rb_engine *E, lua_State *L)
                 c_(E, RESET));
         fflush(E->out);
     }
+    /* the engine confines itself for a dry-run (src/modes/dry_run.c) */
+    if (E->dry_run && E->depth == 0 && E->mode != MODE_REPL && rb_landlock_why_not()) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "dry-run not kernel-enforced (%s)", rb_landlock_why_not());
+        journal_log(E, L, "warn", msg);
+    }
     return rc;
 }
 
@@ -397,4 +404,19 @@ void journal_log(rb_engine *E, lua_State *L, const char *level, const char *msg)
         fflush(E->out);
     }
     lua_pop(L, 1);
+}
+
+/* The run record's fields as journal_run_end writes them (redacted), for
+ * the watchdog (watchdog.c), which records the run's end without the Lua
+ * state when the main thread is stuck in a C function.  malloc'd. */
+char *journal_run_fields(rb_engine *E, lua_State *L)
+{
+    jsonw w;
+    jw_init(&w);
+    jw_obj(&w);
+    run_fields(E, L, &w);
+    jw_obj_end(&w);
+    char *s = strdup(jw_str_result(&w));
+    jw_free(&w);
+    return s;
 }

@@ -39,6 +39,9 @@ int journal_step(rb_engine *E, lua_State *L, int index, int total, const char *n
                  const char *status, double start, double end, const char *error, int state);
 int journal_run_end(rb_engine *E, lua_State *L, const char *outcome, int exit_code,
                     const char *error, int state);
+/* The run record's fields, redacted, as a JSON object (malloc'd): what the
+ * watchdog needs to write the run's end without the Lua state. */
+char *journal_run_fields(rb_engine *E, lua_State *L);
 /* log.info & co, and print(): human view or a "log" event; never audited */
 void journal_log(rb_engine *E, lua_State *L, const char *level, const char *msg);
 /* [3/7] Restart calendar-api -- before the step runs */

@@ -7,6 +7,7 @@
  */
 #include "loop.h"
 #include "engine.h"
+#include "watchdog.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,9 +44,10 @@ static rb_loop *loop_of(lua_State *L)
 }
 
 /* Process groups of running children, readable from the signal handler so
- * a third Ctrl-C can kill them before _exit (async-signal-safe: killpg). */
+ * a third Ctrl-C can kill them before _exit (async-signal-safe: killpg),
+ * and from the watchdog's thread (atomic: lock-free for pid_t). */
 #define MAX_CHILDREN 1024
-static volatile pid_t children[MAX_CHILDREN];
+static _Atomic pid_t children[MAX_CHILDREN];
 
 void loop_child_add(pid_t pid)
 {
@@ -61,6 +63,20 @@ void loop_child_remove(pid_t pid)
     for (int i = 0; i < MAX_CHILDREN; i++)
         if (children[i] == pid)
             children[i] = 0;
+}
+
+/* Each slot read once: a slot emptied between a test and the kill would
+ * make it killpg(0), our own group.  A pid is removed only after its
+ * waitpid, in the loop's code; the watchdog calls this when the main thread
+ * has been stuck elsewhere for seconds, so no pid here can have been reaped
+ * and reused.  Exec starts every child as its own group's leader. */
+void loop_kill_children(void)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++) {
+        pid_t p = children[i];
+        if (p > 0)
+            kill(-p, SIGKILL);
+    }
 }
 
 double rb_now(void)
@@ -83,9 +99,7 @@ static void on_signal(int sig)
     if (sig_count >= 3) {
         /* the operator insists: kill what we started and leave; the audit
          * database stays consistent because every record is a transaction */
-        for (int i = 0; i < MAX_CHILDREN; i++)
-            if (children[i] > 0)
-                killpg(children[i], SIGKILL);
+        loop_kill_children();
         _exit(sig == SIGTERM ? 143 : 130);
     }
     errno = saved;
@@ -158,6 +172,7 @@ rb_task *loop_task_of(lua_State *L)
 static void hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
+    watchdog_beat(); /* Lua makes progress: not stuck in a C function */
     loop_check_hook(L);
 }
 
@@ -288,8 +303,11 @@ static void resume(rb_task *t)
     rb_loop *lp = t->loop;
     rb_task *prev = lp->current;
     lp->current = t;
+    watchdog_task wd;
+    watchdog_task_enter(t->deadline, t->deadline_why, &wd);
     int nres = 0;
     int st = lua_resume(t->co, NULL, nargs, &nres);
+    watchdog_task_leave(&wd);
     lp->current = prev;
     if (st == LUA_YIELD) {
         lua_pop(t->co, nres);
@@ -402,7 +420,10 @@ static void poll_once(rb_loop *lp)
         double ms = (wake - now) * 1000.0;
         timeout_ms = ms <= 0 ? 0 : (int)(ms + 0.999);
     }
+    /* waiting here answers signals and deadlines: not stuck */
+    watchdog_waiting(1);
     int r = poller ? poller(pfd, n, timeout_ms) : poll(pfd, n, timeout_ms);
+    watchdog_waiting(0);
     if (r < 0 && errno != EINTR)
         r = 0;
     if (r > 0) {
@@ -441,6 +462,7 @@ static void poll_once(rb_loop *lp)
 static void run_until(rb_loop *lp, volatile int *flag)
 {
     while (!*flag) {
+        watchdog_beat();
         rb_task *t = dequeue(lp);
         if (t) {
             resume(t);

@@ -71,6 +71,8 @@ void loop_set_external_busy(int (*busy)(void));
 #include <sys/types.h>
 void loop_child_add(pid_t pid);
 void loop_child_remove(pid_t pid);
+/* SIGKILL every child's process group (the third Ctrl-C, the watchdog). */
+void loop_kill_children(void);
 /* Cancel and reap everything still in flight; free all ops. */
 void loop_shutdown(rb_loop *lp);
 

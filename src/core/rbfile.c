@@ -249,13 +249,17 @@ int rbfile_load(lua_State *L, const char *path, int params_in)
     lua_setfield(L, rb, "env");
     lua_setupvalue(L, chunk, 1); /* _ENV */
 
-    /* run the top level as a task: it may call primitives, which may yield */
+    /* run the top level as a task: it may call primitives, which may yield.
+     * The run's deadline holds here too (a top level that loops must not
+     * outlive --timeout); run_runbook's load inherits its step's. */
     lua_pushvalue(L, chunk);
     int saved_input = E->input_error;
     E->input_error = 0;
-    rb_task *t = loop_spawn(L, 0, 0, NULL);
+    rb_task *t = loop_spawn(L, 0, E->run_deadline, E->run_why[0] ? E->run_why : NULL);
     loop_wait(L, t);
     int failed = !t->done || t->failed;
+    /* asked while t is still the task: its deadline, the limit it met */
+    int stopped = failed && (loop_stop_reason(t->co) || E->mem_exceeded);
     if (failed) {
         if (t->done)
             lua_pushstring(L, engine_errmsg(t->co, -1));
@@ -263,6 +267,10 @@ int rbfile_load(lua_State *L, const char *path, int params_in)
             lua_pushfstring(L, "%s: loading did not finish", path);
     }
     loop_task_free(L, t);
+    if (stopped && E->depth == 0) {
+        lua_pushvalue(L, rb);
+        lua_setfield(L, LUA_REGISTRYINDEX, "runbook.stopped");
+    }
     if (!failed && E->purpose == PURPOSE_LIST && E->list_refused) {
         /* worth a warning from `check`: it acts before any step */
         lua_pushfstring(L,
@@ -276,7 +284,7 @@ int rbfile_load(lua_State *L, const char *path, int params_in)
         lua_replace(L, chunk);
         lua_settop(L, chunk);
         E->input_error = saved_input;
-        return 2;
+        return stopped ? RBFILE_STOPPED : 2;
     }
     E->input_error = saved_input;
     if (lua_getfield(L, rb, "meta") == LUA_TNIL) {

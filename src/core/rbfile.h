@@ -15,9 +15,14 @@
  * Load the runbook at path.  params_in is the stack index of a table
  *   { cli = { name = {"raw", ...} }, env = {...}, config = {...} }
  * (0 for none: defaults only).  On success pushes the runbook object and
- * returns 0; on failure pushes an error message and returns 1 (a failing
- * step-less load) or 2 (invalid input: syntax, metadata, params).
+ * returns 0; on failure pushes an error message and returns 2 (invalid
+ * input: syntax, metadata, params, an error in the top level) or
+ * RBFILE_STOPPED: the top level was stopped -- interrupted, past the run's
+ * deadline (E->run_deadline: --timeout covers loading too) or over the
+ * memory limit.  A stopped top-level load (not run_runbook's) leaves its
+ * runbook object in the registry as "runbook.stopped", to name the run.
  */
+#define RBFILE_STOPPED 3
 int rbfile_load(lua_State *L, const char *path, int params_in);
 
 /* Resolve params: spec table at spec, input table at in (0 = none).  Pushes

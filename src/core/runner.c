@@ -7,9 +7,11 @@
  */
 #include "runner.h"
 #include "journal.h"
+#include "jsonw.h"
 #include "loop.h"
 #include "prompt.h"
 #include "util.h"
+#include "watchdog.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +84,66 @@ static int was_done(const run_opts *o, int i)
     return 0;
 }
 
+void runner_start(rb_engine *E, double timeout)
+{
+    E->started = rb_wallclock();
+    E->started_mono = rb_now();
+    if (timeout > 0) {
+        E->run_deadline = E->started_mono + timeout;
+        snprintf(E->run_why, sizeof E->run_why, "run timed out after %g s (--timeout)", timeout);
+    }
+    /* from here a stop must end the run even inside a C call that never
+     * returns (the count hook does not run there) */
+    watchdog_start(E);
+    /* a top level stuck before its run is journaled is recorded with what
+     * is known now (no runbook name or path yet) */
+    if (watchdog_active())
+        watchdog_arm(E, journal_run_fields(E, E->L), 0);
+}
+
+int runner_load_stopped(rb_engine *E, lua_State *L, const char *path)
+{
+    char msg[2048];
+    snprintf(msg, sizeof msg, "top-level code: %s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (E->run_deadline > 0 && rb_now() >= E->run_deadline)
+        E->timed_out = 1;
+    /* name the run as runner_run would, from what the file declared before
+     * it was stopped (nothing, if it was stopped before runbook{}) */
+    int base = lua_gettop(L);
+    E->runbook_name = path;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "runbook.stopped") == LUA_TTABLE) {
+        if (lua_getfield(L, base + 1, "meta") == LUA_TTABLE) {
+            lua_getfield(L, -1, "name");
+            E->runbook_name = lua_tostring(L, -1); /* anchored: the registry holds meta */
+            lua_getfield(L, -2, "title");
+            E->runbook_title = lua_tostring(L, -1);
+        }
+        lua_getfield(L, base + 1, "sha256");
+        snprintf(E->sha256, sizeof E->sha256, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
+        if (lua_getfield(L, base + 1, "params") == LUA_TTABLE && !E->params_json) {
+            jsonw w; /* as `run` records them (cmd_run.c) */
+            jw_init(&w);
+            jw_lua(&w, L, -1);
+            E->params_json = strdup(jw_str_result(&w));
+            jw_free(&w);
+        }
+    }
+    lua_settop(L, base);
+    char real[4096];
+    snprintf(E->path, sizeof E->path, "%s", realpath(path, real) ? real : path);
+    if (E->started_mono <= 0)
+        runner_start(E, 0);
+    if (journal_run_start(E, L) != 0) {
+        fprintf(stderr, "runbook: cannot write the audit log\n");
+        return 2;
+    }
+    int interrupted = loop_interrupted() != 0;
+    journal_run_end(E, L, interrupted ? "interrupted" : "failed", interrupted ? 130 : 1, msg, 0);
+    watchdog_stop();
+    return interrupted ? 130 : 1;
+}
+
 int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
 {
     rb = lua_absindex(L, rb);
@@ -102,17 +164,16 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
         }
     }
 
-    E->started = rb_wallclock();
-    E->started_mono = rb_now();
-    if (o->timeout > 0)
-        E->run_deadline = E->started_mono + o->timeout;
+    if (E->started_mono <= 0) /* else runner_start did, before the file was loaded */
+        runner_start(E, o->timeout);
     if (journal_run_start(E, L) != 0) {
         fprintf(stderr, "runbook: cannot write the audit log; nothing was run\n");
         return 2;
     }
+    if (watchdog_active())
+        watchdog_arm(E, journal_run_fields(E, L), 1);
 
-    char run_why[96];
-    snprintf(run_why, sizeof run_why, "run timed out after %g s (--timeout)", o->timeout);
+    const char *run_why = E->run_why;
     const char *outcome = "success";
     int exit_code = 0;
     const char *run_error = NULL;
@@ -139,6 +200,7 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
             break;
         }
         if (E->run_deadline > 0 && rb_now() >= E->run_deadline) {
+            E->timed_out = 1;
             outcome = "failed";
             exit_code = 1;
             run_error = "timed out";
@@ -206,6 +268,8 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
         }
 
         journal_step_start(E, L, i, total, name, desc);
+        watchdog_step(i, rb_redact(L, name, strlen(name)), rb_wallclock());
+        lua_pop(L, 1);
         double deadline = E->run_deadline;
         const char *why = run_why;
         char step_why[96];
@@ -227,6 +291,8 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
             continue;
         }
         int interrupted = loop_interrupted() != 0;
+        if (E->run_deadline > 0 && rb_now() >= E->run_deadline)
+            E->timed_out = 1;
         journal_step(E, L, i, total, name, interrupted ? "interrupted" : "failed", t0, t1,
                      lua_tostring(L, -1), state);
         /* the run's error names the step, for the summary and `audit list`;
@@ -281,8 +347,10 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
         outcome = "interrupted";
         exit_code = 130;
     }
+    watchdog_step(0, NULL, 0);
     journal_run_end(E, L, outcome, exit_code, run_error ? (errbuf[0] ? errbuf : run_error) : NULL,
                     state);
+    watchdog_stop(); /* the end is recorded: the watchdog must not record another */
     lua_settop(L, steps - 1);
     return exit_code;
 }

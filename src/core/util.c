@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <nettle/sha2.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -214,4 +215,51 @@ const char *rb_expand_home(const char *path, char *buf, size_t n)
         snprintf(buf, n, "%s", path);
     }
     return buf;
+}
+
+size_t rb_parse_size(const char *s)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v <= 0)
+        return 0;
+    double unit = 1;
+    switch (*end) {
+    case 'k':
+    case 'K':
+        unit = 1024.0, end++;
+        break;
+    case 'm':
+    case 'M':
+        unit = 1024.0 * 1024, end++;
+        break;
+    case 'g':
+    case 'G':
+        unit = 1024.0 * 1024 * 1024, end++;
+        break;
+    }
+    if (*end == 'i' && unit > 1)
+        end++;
+    if ((*end == 'B' || *end == 'b') && end[1] == '\0')
+        end++;
+    if (*end || v * unit >= 1e18)
+        return 0;
+    return (size_t)(v * unit);
+}
+
+static int remove_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st, (void)flag, (void)f;
+    return remove(p);
+}
+
+static int remove_below(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    return f->level > 0 ? remove_one(p, st, flag, f) : 0;
+}
+
+int rb_remove_tree(const char *path, int keep_root)
+{
+    return nftw(path, keep_root ? remove_below : remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }

@@ -30,5 +30,13 @@ unsigned long long rb_pid_start(pid_t pid);
 char *rb_read_file(const char *path, size_t *len);
 /* Expand a leading "~/" with $HOME into buf. */
 const char *rb_expand_home(const char *path, char *buf, size_t n);
+/* "512M", "2G", "65536": a size in bytes (K, M, G are powers of 1024; a
+ * trailing "iB" or "B" is allowed), or 0 when s is no such size.  For
+ * --max-memory on run, repl and test. */
+size_t rb_parse_size(const char *s);
+
+/* rm -rf path (keep_root: only what is inside it, as a process confined to
+ * path must); nftw's result. */
+int rb_remove_tree(const char *path, int keep_root);
 
 #endif

@@ -1,7 +1,8 @@
--- Scenarios (SPEC §8): load and check a *.scenario.yaml, answer every
--- action of the runbook from its mocks (nothing reaches the outside world),
--- and judge the run against its expectations.  The C side (src/scenario.c)
--- runs the runbook and calls rt.scenario_call for every action.
+-- Scenarios (SPEC §8): load and check a *.scenario.yaml, match every
+-- action of the runbook against its mocks (nothing reaches the outside
+-- world), and judge the run against its expectations.  This runs in the
+-- judge's own Lua state (src/modes/judge.c), never the runbook's: what it
+-- sees of the run is data the C side (src/modes/scenario.c) copies in.
 local rt = ...
 
 local S -- the scenario being run: { path, dir, mocks, expect, ... }
@@ -44,7 +45,7 @@ local MOCKED = table.concat(sorted_keys(SCHEMA), ", ")
 
 local MOCK_KEYS = { respond = 1, times = 1, required = 1 }
 local TOP_KEYS = { runbook = 1, params = 1, env = 1, mocks = 1, expect = 1, confirm = 1,
-                   fs = 1, description = 1, name = 1, skip = 1, rollback = 1 }
+                   fs = 1, description = 1, name = 1, skip = 1, rollback = 1, timeout = 1 }
 local EXPECT_KEYS = { outcome = 1, failed_step = 1, actions = 1, not_actions = 1,
                       notifications = 1, state = 1, output = 1 }
 
@@ -108,6 +109,10 @@ function rt.scenario_load(path)
     end
     check_keys(doc, TOP_KEYS, "scenario")
     if type(doc.runbook) ~= "string" then bad("runbook: the runbook to test (a name or a path) is required") end
+    if type(doc.timeout) == "number" then doc.timeout = tostring(doc.timeout) .. "s" end
+    if doc.timeout ~= nil and not (type(doc.timeout) == "string" and rt.duration(doc.timeout)) then
+      bad("timeout: a duration such as 90s, 5m or 1h (this scenario's limit, over --scenario-timeout)")
+    end
     if doc.rollback ~= nil and type(doc.rollback) ~= "boolean" then
       bad("rollback: true or false (run as with --rollback: undo completed steps when one fails)")
     end
@@ -177,7 +182,7 @@ function rt.scenario_load(path)
   for k, v in pairs(doc.params or {}) do
     params[k] = type(v) == "table" and v or tostring(v)
   end
-  return { runbook = doc.runbook, params = params, env = doc.env, fs = doc.fs,
+  return { runbook = doc.runbook, params = params, env = doc.env, fs = doc.fs, timeout = doc.timeout,
            skip = doc.skip and tostring(doc.skip) or nil, rollback = doc.rollback == true }
 end
 
@@ -287,69 +292,34 @@ local function describe_mock(m)
   return string.format("mocks[%d] %s { %s }", m.index, m.primitive, table.concat(parts, ", "))
 end
 
--- ---- answering ---------------------------------------------------------------------
-
--- What a row without its own answer hook returns: respond.error raises in
--- the primitive's words ("docker restart web: ..."), json or result is the
--- result, anything else a copy of the response.
-local function default_answer(r, call)
-  if r.error then
-    local words = call.words
-    if words:sub(1, #call.primitive + 1) ~= call.primitive .. " " then
-      words = call.primitive .. " " .. words
-    end
-    error(words .. ": " .. tostring(r.error), 0)
-  end
-  if r.json ~= nil then return r.json end
-  if r.result ~= nil then return r.result end
-  local out = {}
-  for k, v in pairs(r) do out[k] = v end
-  if next(out) == nil then out.ok = true end
-  return out
-end
-
--- A row's answer hook raises as the live call would: in the primitive's
--- words, without this file's position (the funnel names the runbook's line).
-local function answered(row, r, call, ...)
-  local res = table.pack(pcall(row.answer, r, call, ...))
-  if not res[1] then
-    local e = res[2]
-    if type(e) == "string" then e = e:gsub("^runbook/scenario%.lua:%d+: ", "") end
-    error(e, 0)
-  end
-  return table.unpack(res, 2, res.n)
-end
-
 -- ---- paths in a scratch directory -------------------------------------------------
 -- A row with path arguments (fs, yaml.load) works for real, inside the
--- scenario's scratch directory.
+-- scenario's scratch directory (the C side resolves the runbook's paths).
 
 local scratch
 
 -- The path in the scratch directory, "." and ".." resolved; one that climbs
 -- out of it (or follows a link out of it) is an error, not a file outside.
 local function in_scratch(p)
-  if type(p) ~= "string" then return p end
   local full, why = rt.in_scratch(scratch, p)
   if not full then
-    if S then S.escaped = S.escaped or why end -- fails the scenario even if the runbook caught it
+    rt.scenario_escaped(why)
     error(why, 0)
   end
   return full
 end
 
-local function out_of_scratch(v)
-  if type(v) == "string" and v:sub(1, #scratch + 1) == scratch .. "/" then return v:sub(#scratch + 1) end
-  if type(v) == "table" then
-    for k, x in pairs(v) do v[k] = out_of_scratch(x) end
-  end
-  return v
+-- a path of the runbook's that left the scratch directory: fails the
+-- scenario even if the runbook caught the error
+function rt.scenario_escaped(why)
+  if S then S.escaped = S.escaped or why end
 end
 
--- rt.scenario_scratch(dir, files): the scratch directory, seeded with
--- files = { ["/etc/app.conf"] = "text" | { file = "name next to the scenario" } }
-function rt.scenario_scratch(dir, files)
-  local ok, err = pcall(function() return rt.scenario_seed(dir, files) end)
+-- rt.scenario_scratch(dir, files, now): the scratch directory, seeded with
+-- files = { ["/etc/app.conf"] = "text" | { file = "name next to the scenario" } };
+-- nil, or what is wrong with a seed
+function rt.scenario_scratch(dir, files, now)
+  local ok, err = pcall(function() return rt.scenario_seed(dir, files, now) end)
   if ok then return nil end
   if type(err) == "table" and err.scenario then return err.scenario end
   return tostring(err)
@@ -357,9 +327,9 @@ end
 
 -- A seed is the text, or { file = NAME | text = "...", age_days = N }: age_days
 -- sets the file's modification time that many days before the scenario's
--- now(), so retention (backup.plan{ keep_days }) can be tested.  Seeds are
+-- now, so retention (backup.plan{ keep_days }) can be tested.  Seeds are
 -- written in path order, so files without an age are oldest-first by name.
-function rt.scenario_seed(dir, files)
+function rt.scenario_seed(dir, files, now)
   scratch = assert(rt.in_scratch(dir, "")) -- as the kernel names it: paths are compared with it
   local paths = {}
   for path in pairs(files or {}) do paths[#paths + 1] = tostring(path) end
@@ -381,53 +351,34 @@ function rt.scenario_seed(dir, files)
     end
     local full = in_scratch(path)
     rt.write_seed(full, tostring(content))
-    if age then rt.set_mtime(full, now() - age * 86400) end
+    if age then rt.set_mtime(full, now - age * 86400) end
   end
 end
 
-local function in_scratch_call(call, row, args)
-  local last
-  for _, i in ipairs(row.paths) do
-    args[i] = in_scratch(args[i])
-    if type(args[i]) == "string" then last = args[i] end
-  end
-  if call.class == "mutate" and last then rt.mkdir_parents(last) end -- the directories the real world had
-  local r = table.pack(pcall(row.raw, table.unpack(args, 1, args.n)))
-  if not r[1] then -- the primitive's own message, with the runbook's paths
-    local msg = tostring(r[2]):gsub("^runbook/scenario%.lua:%d+: ", "")
-    error(out_of_scratch(msg:gsub(scratch:gsub("%p", "%%%0"), "")), 0)
-  end
-  return out_of_scratch(table.unpack(r, 2, r.n))
-end
-
--- rt.scenario_call(info, row, ...) -> the action's result, from the mocks.
--- info: { primitive, fn, verb, target, words, class, fields }; row: the
--- call's row (runbook.rows).
-function rt.scenario_call(info, row, ...)
-  local call = info
-  call.args = table.pack(...)
-  if row.paths then return in_scratch_call(call, row, table.pack(...)) end
-  if row.stand_in then return row.stand_in(...) end
+-- rt.scenario_match(call) -> the response of the first mock that matches
+-- the call, or nil and why none does (which fails the scenario even if the
+-- runbook caught the error).  call: { primitive, fn, verb, target, words,
+-- class, fields }, a copy of the runbook's.
+function rt.scenario_match(call)
+  local row = ROWS[call.primitive] and ROWS[call.primitive][call.fn] or {}
   local closest, closest_why, best = nil, nil, -1
   for _, m in ipairs(S.mocks) do
     local ok, why, score = matches(m, call)
     if ok then
       m.calls = m.calls + 1
-      local r = m.responses[math.min(m.calls, #m.responses)]
       if row.notice then
         S.notifications[#S.notifications + 1] = { channel = tostring(call.fields.channel or call.verb),
                                                   text = tostring(call.fields.text or "") }
       end
-      if row.answer then return answered(row, r, call, ...) end
-      return default_answer(r, call)
+      return m.responses[math.min(m.calls, #m.responses)]
     end
     if m.primitive == call.primitive and (score or -1) > best then closest, closest_why, best = m, why, score end
   end
   local hint = closest and string.format("; closest: %s, which did not match: %s", describe_mock(closest), closest_why)
                or string.format("; there is no %s mock", call.primitive)
   local msg = string.format("no mock answers `%s`%s", call.words, hint)
-  S.unmatched = S.unmatched or msg -- fails the scenario even if the runbook caught it
-  error(msg, 0)
+  S.unmatched = S.unmatched or msg
+  return nil, msg
 end
 
 -- every action the run recorded, for expectations and coverage (set by the

@@ -13,6 +13,7 @@
 #include "db.h"
 #include "runbook/host.h"
 
+#include <ctype.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,9 +32,10 @@ typedef struct sq_conn {
         char *sql;
         sqlite3_stmt *st;
     } cache[CACHE_N];
-    int next;        /* cache slot to replace next */
-    double deadline; /* of the statement running, for the progress handler */
-    int stand_in;    /* a scenario's stand-in for a database it mocks */
+    int next;            /* cache slot to replace next */
+    double deadline;     /* of the statement running, for the progress handler */
+    int stand_in;        /* a scenario's stand-in for a database it mocks */
+    int copy_rehearsals; /* read-only because the run may not write: rehearse on a copy */
 } sq_conn;
 
 static sq_conn *check_conn(lua_State *L)
@@ -105,6 +107,32 @@ static sqlite3_stmt *cached(sq_conn *c, const char *sql, int *multi)
 
 /* ---- classification ------------------------------------------------------ */
 
+/* VACUUM INTO writes a new file, and on a read-only connection (a dry-run's,
+ * or mode=ro) sqlite3_stmt_readonly() calls it read-only: it changes no
+ * database of the connection.  Every VACUUM is a change here. */
+static int is_vacuum(const char *sql)
+{
+    const char *p = sql ? sql : "";
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ';')
+            p++;
+        if (p[0] == '-' && p[1] == '-') {
+            p += strcspn(p, "\n");
+        } else if (p[0] == '/' && p[1] == '*') {
+            const char *e = strstr(p + 2, "*/");
+            p = e ? e + 2 : p + strlen(p);
+        } else {
+            break;
+        }
+    }
+    return strncasecmp(p, "vacuum", 6) == 0 && !isalnum((unsigned char)p[6]) && p[6] != '_';
+}
+
+static int stmt_writes(sqlite3_stmt *st)
+{
+    return !sqlite3_stmt_readonly(st) || is_vacuum(sqlite3_sql(st));
+}
+
 /* READ when every statement is read-only; a statement that does not prepare
  * is READ too, since it fails before touching anything (the call reports it). */
 static void classify(sq_conn *c, const char *sql, rb_action *a)
@@ -117,7 +145,7 @@ static void classify(sq_conn *c, const char *sql, rb_action *a)
     int multi;
     sqlite3_stmt *st = cached(c, sql, &multi);
     if (st || !multi) {
-        a->cls = !st || sqlite3_stmt_readonly(st) ? RB_READ : RB_MUTATE;
+        a->cls = !st || !stmt_writes(st) ? RB_READ : RB_MUTATE;
         return;
     }
     a->cls = RB_READ;
@@ -130,7 +158,7 @@ static void classify(sq_conn *c, const char *sql, rb_action *a)
         }
         if (!st)
             break;
-        if (!sqlite3_stmt_readonly(st))
+        if (stmt_writes(st))
             a->cls = RB_MUTATE;
         sqlite3_finalize(st);
         p = tail;
@@ -434,6 +462,99 @@ static int private_conn(sq_conn *c, sq_conn *priv)
     return 0;
 }
 
+/* While the engine's children may not write (a dry-run the kernel
+ * enforces), the engine itself cannot open the file for writing either, so
+ * the connection is read-only and a write is rehearsed on a copy of the
+ * database in memory (SQLite's backup API, read through the connection's
+ * own snapshot, inside the runbook's transaction if one is open): the
+ * statement runs there whole, constraints and triggers fire, the row count
+ * is the real one, and the copy is dropped.  The file is only read.  What
+ * the copy lacks: the connection's TEMP tables and ATTACHed databases. */
+#define COPY_MAX (512LL << 20) /* bytes a rehearsal copies into memory at most */
+
+static int memory_copy(sq_conn *c, sq_conn *copy, char *err, size_t n)
+{
+    memset(copy, 0, sizeof *copy);
+    long long size =
+        pragma_int(c, "PRAGMA page_count", NULL, 0) * pragma_int(c, "PRAGMA page_size", NULL, 0);
+    if (size > COPY_MAX) {
+        snprintf(err, n,
+                 "the database is %lld MiB, more than the %lld MiB a rehearsal copies into memory",
+                 size >> 20, COPY_MAX >> 20);
+        return 1;
+    }
+    int rc =
+        sqlite3_open_v2(":memory:", &copy->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    sqlite3_backup *b =
+        rc == SQLITE_OK ? sqlite3_backup_init(copy->db, "main", c->db, "main") : NULL;
+    if (b) {
+        rc = sqlite3_backup_step(b, -1);
+        sqlite3_backup_finish(b);
+    }
+    if (!b || rc != SQLITE_DONE) {
+        snprintf(err, n, "cannot copy the database for the rehearsal: %s",
+                 copy->db ? sqlite3_errmsg(copy->db) : sqlite3_errstr(rc));
+        sqlite3_close_v2(copy->db);
+        copy->db = NULL;
+        return -1;
+    }
+    copy->display = c->display;
+    copy->deadline = c->deadline;
+    sqlite3_extended_result_codes(copy->db, 1);
+    sqlite3_exec(copy->db, "PRAGMA temp_store = MEMORY", NULL, NULL, NULL);
+    sqlite3_progress_handler(copy->db, 1000, progress, copy);
+    return 0;
+}
+
+/* A write that could not be rehearsed (too large to copy, VACUUM): simulated,
+ * saying why; the result a simulation gives. */
+static int not_rehearsed(lua_State *L, const db_call *dc, int want_rows, const char *why)
+{
+    lua_settop(L, dc->opts ? dc->opts : dc->first_param + dc->nparams - 1);
+    char ev[600];
+    snprintf(ev, sizeof ev, "not rehearsed: %s", why);
+    rb_rehearsed(L, ev);
+    if (want_rows)
+        db_new_rows(L, 0);
+    else
+        lua_pushinteger(L, 0);
+    return 1;
+}
+
+/* A rehearsal that ran: its evidence, and exec's count (query's rows are
+ * on the stack already). */
+static int rehearsed(lua_State *L, int want_rows, sqlite3_int64 changes)
+{
+    char ev[96];
+    snprintf(ev, sizeof ev, "%lld row%s would change; rehearsed and rolled back",
+             (long long)changes, changes == 1 ? "" : "s");
+    rb_rehearsed(L, ev);
+    if (!want_rows)
+        lua_pushinteger(L, (lua_Integer)changes);
+    return 1;
+}
+
+static int rehearse_on_copy(lua_State *L, sq_conn *c, const db_call *dc, int want_rows)
+{
+    char err[512];
+    sq_conn copy;
+    /* VACUUM (INTO a file) would write outside the copy: never run here */
+    int rc = is_vacuum(dc->sql)
+                 ? (snprintf(err, sizeof err, "VACUUM cannot be rehearsed on a copy"), 1)
+                 : memory_copy(c, &copy, err, sizeof err);
+    sqlite3_int64 changes = 0;
+    if (rc == 0) {
+        rc = run_sql(L, &copy, dc, want_rows, &changes, err, sizeof err) ? -1 : 0;
+        conn_close(&copy); /* display is c's */
+    }
+    if (rc > 0) { /* too large to copy: simulated, saying why */
+        return not_rehearsed(L, dc, want_rows, err);
+    }
+    if (rc != 0)
+        return fail(L, c, want_rows ? "query" : "exec", err);
+    return rehearsed(L, want_rows, changes);
+}
+
 /* Dry-run of a write: the same call, rolled back (see above). */
 static int rehearse(lua_State *L, int want_rows)
 {
@@ -441,6 +562,8 @@ static int rehearse(lua_State *L, int want_rows)
     sq_conn *c = check_conn(L);
     db_call dc;
     db_call_parse(L, &dc);
+    if (c->copy_rehearsals)
+        return rehearse_on_copy(L, c, &dc, want_rows);
     char err[512];
     sqlite3_db_config(c->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
     sq_conn priv;
@@ -457,25 +580,11 @@ static int rehearse(lua_State *L, int want_rows)
         conn_close(&priv); /* display is c's */
     if (rc != 0 && strstr(err, "within a transaction")) {
         /* VACUUM and journal-mode changes cannot run inside a transaction */
-        lua_settop(L, dc.opts ? dc.opts : dc.first_param + dc.nparams - 1);
-        char ev[600];
-        snprintf(ev, sizeof ev, "not rehearsed: %s", err);
-        rb_rehearsed(L, ev);
-        if (want_rows)
-            db_new_rows(L, 0);
-        else
-            lua_pushinteger(L, 0);
-        return 1;
+        return not_rehearsed(L, &dc, want_rows, err);
     }
     if (rc != 0)
         return fail(L, c, verb, err);
-    char ev[96];
-    snprintf(ev, sizeof ev, "%lld row%s would change; rehearsed and rolled back",
-             (long long)changes, changes == 1 ? "" : "s");
-    rb_rehearsed(L, ev);
-    if (!want_rows)
-        lua_pushinteger(L, (lua_Integer)changes);
-    return 1;
+    return rehearsed(L, want_rows, changes);
 }
 
 static int l_rehearse_query(lua_State *L)
@@ -582,10 +691,15 @@ int db_sqlite_open(lua_State *L, const char *path, int opts)
     const char *q = strchr(path, '?');
     char file[4096];
     snprintf(file, sizeof file, "%.*s", q ? (int)(q - path) : (int)strlen(path), path);
-    if (q && strstr(q, "mode=ro"))
+    /* a run whose children may not write is a dry-run the kernel keeps
+     * from writing: the engine cannot open the file for writing either */
+    int copy_rehearsals =
+        !(q && strstr(q, "mode=ro")) && strcmp(file, ":memory:") != 0 && rb_children_confined(L);
+    if ((q && strstr(q, "mode=ro")) || copy_rehearsals)
         flags = (flags & ~(SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) | SQLITE_OPEN_READONLY;
     sq_conn *c = (sq_conn *)lua_newuserdatauv(L, sizeof *c, 0);
     memset(c, 0, sizeof *c);
+    c->copy_rehearsals = copy_rehearsals;
     luaL_setmetatable(L, META);
     const char *display = lua_pushfstring(L, "sqlite:%s", file);
     c->display = strdup(display);
@@ -600,6 +714,8 @@ int db_sqlite_open(lua_State *L, const char *path, int opts)
         return lua_error(L);
     }
     sqlite3_extended_result_codes(c->db, 1);
+    if (copy_rehearsals) /* sorts and statement journals: no temporary files */
+        sqlite3_exec(c->db, "PRAGMA temp_store = MEMORY", NULL, NULL, NULL);
     sqlite3_busy_timeout(c->db, (int)(rb_opt_number(L, opts, "busy_timeout", BUSY_WAIT) * 1000));
     sqlite3_progress_handler(c->db, 1000, progress, c);
     return 1;

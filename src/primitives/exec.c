@@ -54,6 +54,7 @@ typedef struct proc_op {
     const char *in; /* stdin data (kept alive by the Lua stack of the caller) */
     size_t in_len, in_off;
     char *in_copy;
+    int confined; /* started under a rehearsal's no-write confinement */
 } proc_op;
 
 enum { FD_PID, FD_OUT, FD_ERR, FD_IN };
@@ -289,6 +290,7 @@ static int exec_k(lua_State *L, int status, lua_KContext ctx)
     }
     char error[sizeof p->op.error];
     memcpy(error, p->op.error, sizeof error);
+    int confined = p->confined;
     lua_createtable(L, 0, 6);
     lua_pushinteger(L, code);
     lua_setfield(L, -2, "code");
@@ -310,6 +312,25 @@ static int exec_k(lua_State *L, int status, lua_KContext ctx)
     int check_opt = lua_toboolean(L, 4);
     if (error[0])
         return luaL_error(L, "%s: %s", words, error);
+    /* a write the confinement refused: recorded `blocked`, the result says
+     * what was refused (.blocked), and it raises as a failed command would */
+    if (confined && code != 0 && !sig) {
+        int res = lua_gettop(L);
+        size_t err_len = 0;
+        lua_getfield(L, res, "stderr");
+        const char *err = lua_tolstring(L, -1, &err_len);
+        const char *cwd = rb_opt_string(L, lua_istable(L, 2) ? 2 : 0, "cwd");
+        if (rb_child_blocked(L, words, err, err_len, cwd)) {
+            lua_pushvalue(L, -1);
+            lua_setfield(L, res, "blocked");
+            if (check_opt) {
+                rb_note_result(L, res);
+                return luaL_error(L, "%s: blocked: tried to write %s during a dry-run", words,
+                                  lua_tostring(L, -1));
+            }
+        }
+        lua_settop(L, res);
+    }
     if (check_opt && code != 0) {
         if (!sig)
             return rb_raise_exit(L, words, -1);
@@ -416,7 +437,8 @@ static int spawn_and_wait(lua_State *L, const char **argv)
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
                                         POSIX_SPAWN_SETSIGDEF);
     pid_t pid;
-    rc = posix_spawnp(&pid, argv[0], &fa, &attr, (char *const *)argv, envp);
+    int confined = rb_children_confined(L);
+    rc = rb_spawnp(L, &pid, argv[0], &fa, &attr, (char *const *)argv, envp);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     free(own_env);
@@ -446,6 +468,7 @@ static int spawn_and_wait(lua_State *L, const char **argv)
     }
     p->op.vt = &proc_vt;
     p->pid = pid;
+    p->confined = confined;
     p->started = rb_now();
     p->timeout = timeout;
     p->timeout_at = timeout > 0 ? p->started + timeout : 0;

@@ -123,15 +123,22 @@ static int push_client_argv(lua_State *L, const char *program)
                           luaL_typename(L, -1));
     }
     lua_pop(L, 1);
+    /* a confined client (a dry-run's) cannot create the master's socket:
+     * it uses a live run's master if one is up, else connects alone */
+    int confined = rb_children_confined(L);
     const char *dir = rb_runtime_dir(L);
-    if (strlen(dir) <= MAX_CONTROL_DIR) {
+    if (!dir) {
+        /* confined, and no runtime directory: no master to share */
+    } else if (strlen(dir) <= MAX_CONTROL_DIR) {
         add_word(L, t, "-o");
-        add_word(L, t, "ControlMaster=auto");
+        add_word(L, t, confined ? "ControlMaster=no" : "ControlMaster=auto");
         add_word(L, t, "-o");
         lua_pushfstring(L, "ControlPath=%s/ssh-%%C", dir);
         lua_rawseti(L, t, (lua_Integer)lua_rawlen(L, t) + 1);
-        add_word(L, t, "-o");
-        add_word(L, t, "ControlPersist=60");
+        if (!confined) {
+            add_word(L, t, "-o");
+            add_word(L, t, "ControlPersist=60");
+        }
     } else {
         rb_log(L, "warn",
                "ssh: %s is too long a path for control sockets: one connection per "

@@ -510,9 +510,10 @@ class Compose(DockerCase):
 
     def test_cli_verbs_go_through_exec(self):
         f = self.compose_file()
-        marker = self.path("docker-ran")
-        # a `docker` first on PATH: a dry-run must never run it for a write
-        self.script("docker", 'echo "$@" >> %s\necho "api-1  | line"\n' % marker)
+        # a `docker` first on PATH: a dry-run must never run it for a write.
+        # It says how it was called on stderr: a dry-run's reads may not
+        # write, not even a log file
+        self.script("docker", 'echo "DOCKER:$@" >&2\necho "api-1  | line"\n')
         res = self.runbook("""
             step("cli", function()
               local c = docker.compose(%s)
@@ -521,7 +522,9 @@ class Compose(DockerCase):
               c:pull()
               c:down()
               docker.compose(%s, { project = "cal" }):up{ detach = false }
-              out(c:logs("api", { tail = 5 }).stdout)
+              local l = c:logs("api", { tail = 5 })
+              out(l.stdout)
+              out(l.stderr)
             end)
             """ % (json.dumps(f), json.dumps(f)), "--dry-run")
         self.assertExit(res, 0)
@@ -530,10 +533,10 @@ class Compose(DockerCase):
         self.assertIn("would: docker compose -f %s pull" % f, res.out)
         self.assertIn("would: docker compose -f %s down" % f, res.out)
         self.assertIn("would: docker compose -f %s -p cal up\n" % f, res.out)
-        self.assertEqual(res.data, [True, "api-1  | line\n"])
         # only the read (logs) ran
-        self.assertEqual(self.lines(marker),
-                         ["compose -f %s logs --no-color --tail 5 api" % f])
+        self.assertEqual(res.data, [True, "api-1  | line\n",
+                                    "DOCKER:compose -f %s logs --no-color --tail 5 api\n" % f])
+        self.assertEqual(res.out.count("DOCKER:"), 1)
         acts = self.actions(primitive="exec")
         self.assertEqual([(a["class"], a["simulated"]) for a in acts],
                          [("mutate", True)] * 5 + [("read", False)])

@@ -41,6 +41,12 @@ def state(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def landlock_abi():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    return max(libc.syscall(444, None, 0, 1), 0)
+
+
 class ClassifierAttacks(rbtest.RunbookTestCase):
     def setUp(self):
         super().setUp()
@@ -225,6 +231,10 @@ class ReadsStillRun(rbtest.RunbookTestCase):
         probe = subprocess.run(["sudo", "-n", "true"], capture_output=True, timeout=60)
         if probe.returncode != 0:
             self.skipTest("sudo -n needs a password here")
+        if os.geteuid() != 0 and landlock_abi() > 0:
+            # a kernel-enforced dry-run runs with no_new_privs, which turns
+            # sudo's setuid bit off: as root sudo is not needed to be root
+            self.skipTest("sudo in an enforced dry-run works only as root (docs/dry-run.md)")
         self.read(["sudo", "-n", "cat", self.path("motd")], "read through sudo")
 
 

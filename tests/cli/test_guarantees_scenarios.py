@@ -120,5 +120,43 @@ class ScratchConfinement(RunbookTestCase):
         self.assertUntouched()
 
 
+def landlock_abi():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    v = libc.syscall(444, None, 0, 1)  # landlock_create_ruleset(NULL, 0, VERSION)
+    return max(v, 0)
+
+
+class KernelConfinement(RunbookTestCase):
+    """The processes that run scenarios are confined by the kernel
+    (Landlock: writes only below the scratch directory, no TCP, no signals
+    outside); tests/unit/test_scenario_confine.c attacks that ruleset
+    itself.  Here: the runbook of a scenario really runs in such a process,
+    seen from inside it (no_new_privs, which confinement sets), for every
+    scenario a worker runs."""
+
+    def test_the_runbook_runs_confined_in_a_process_of_its_own(self):
+        if landlock_abi() == 0:
+            self.skipTest("no Landlock on this kernel")
+        self.write("k.lua", """
+            runbook { name = "t/k" }
+            step("s", function()
+              local f = assert(io.open("/proc/self/status", "r"))
+              local status = f:read("a")
+              f:close()
+              state.nnp = status:match("NoNewPrivs:%s*(%d)")
+            end)
+            """)
+        for n in range(2):
+            self.write("k%d.scenario.yaml" % n, """
+                runbook: k.lua
+                expect: { state: { nnp: "1" } }
+                """)
+        res = self.rb("test", "--jobs", "1", "k0.scenario.yaml", "k1.scenario.yaml",
+                      "--junit", self.path("k.xml"), cwd=self.tmp)
+        self.assertEqual(res.code, 0, res.all)
+        self.assertIn("2 passed, 0 failed", res.out)
+
+
 if __name__ == "__main__":
     unittest.main()

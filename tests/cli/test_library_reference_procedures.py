@@ -125,13 +125,19 @@ class Carbon(LibraryCase):
     def setUp(self):
         super().setUp()
         self.kube = self.fake_kube()
-        self.kafka_log = self.path("kafka-calls")
         self.fake_kafka(LAG_HIGH)
 
     def fake_kafka(self, output):
+        # it says its arguments on stderr: a dry-run's reads may not write,
+        # not even a log file
         self.write("kafka-out.txt", output, dedent=False)
-        self.script("kafka-consumer-groups", 'echo "$@" >> %s\ncat %s\n'
-                    % (self.kafka_log, self.path("kafka-out.txt")))
+        self.script("kafka-consumer-groups", 'echo "CALL:$@" >&2\ncat %s\n'
+                    % self.path("kafka-out.txt"))
+
+    def kafka_calls(self):
+        """The fake's calls in the last run, from its stderr in the audit."""
+        return [l[5:] for a in self.actions() for l in (a.get("stderr") or "").splitlines()
+                if l.startswith("CALL:")]
 
     def writes(self):
         return self.kube_writes(self.kube)
@@ -146,7 +152,7 @@ class Carbon(LibraryCase):
         self.assertIn("would: kubectl set env deployment/enrichment-service PARALLELISM=8 "
                       "-n carbon-ingestion", res.out)
         self.assertEqual(self.writes(), [])
-        self.assertEqual(self.lines(self.kafka_log),
+        self.assertEqual(self.kafka_calls(),
                          ["--bootstrap-server kafka:9092 --describe --group enrichment-service"])
         acts = self.actions(primitive="exec")
         self.assertEqual((acts[0]["class"], acts[0]["simulated"]), ("read", False))
@@ -180,7 +186,7 @@ class Carbon(LibraryCase):
         self.assertTrue(any(x and x.startswith("kubectl rollout status "
                                                "deployment/enrichment-service") for x in words),
                         words)
-        self.assertEqual(len(self.lines(self.kafka_log)), 2)  # before and after
+        self.assertEqual(len(self.kafka_calls()), 2)  # before and after
         self.assertIn("lag 2620 (was 2620)", res.out)
 
     def test_live_with_the_documents_parallelism_also_sets_it(self):

@@ -61,7 +61,6 @@ class Rehearsal(RunbookTestCase):
     def setUp(self):
         super().setUp()
         self.kube = self.fake_kube()
-        self.cli_log = self.path("cli-calls")
 
     def run_library(self, name, *flags):
         """`runbook run` of a library runbook from the source tree (runbooks/lib
@@ -69,9 +68,15 @@ class Rehearsal(RunbookTestCase):
         return self.run_rb(runbook(name), "--yes", *flags, cwd=SRC)
 
     def fake_cli(self, name, output):
-        """A fake `name` on PATH that logs its arguments and prints output."""
+        """A fake `name` on PATH that says its arguments on stderr (a
+        dry-run's reads may not write, not even a log file) and prints output."""
         out = self.write(name + ".out", output, dedent=False)
-        self.script(name, 'echo "%s $*" >> %s\ncat %s\n' % (name, self.cli_log, out))
+        self.script(name, 'echo "CALL:%s $*" >&2\ncat %s\n' % (name, out))
+
+    def cli_calls(self):
+        """The fakes' calls in the last run, from their stderr in the audit."""
+        return [l[5:] for a in self.actions() for l in (a.get("stderr") or "").splitlines()
+                if l.startswith("CALL:")]
 
     def watches(self):
         """The requests of a `kubectl rollout status` / `kubectl wait` on the
@@ -109,7 +114,7 @@ class Rehearsal(RunbookTestCase):
         self.assertIn("would: kubectl set env %s PARALLELISM=8 -n %s" % (TARGET, NS), res.out)
         # still skipped: the lag measured again would be today's
         self.assertIn("Re-check consumer lag (skipped: when)", res.out)
-        self.assertEqual(self.lines(self.cli_log), [
+        self.assertEqual(self.cli_calls(), [
             "kafka-consumer-groups --bootstrap-server kafka:9092 --describe --group " + DEPLOY])
 
         # live, the same runbook changes the deployment and watches its rollout
@@ -134,7 +139,7 @@ class Rehearsal(RunbookTestCase):
                       "normalized.market.ticks.v1 --partitions 10", res.out)
         self.assertIn("Re-check lag (skipped: when)", res.out)
         # only reads ran: no --alter, and the lag was read once
-        self.assertEqual(self.lines(self.cli_log), [
+        self.assertEqual(self.cli_calls(), [
             "kafka-consumer-groups --bootstrap-server kafka:9092 --all-groups --describe",
             "kafka-topics --bootstrap-server kafka:9092 --describe --topic normalized.market.ticks.v1"])
 

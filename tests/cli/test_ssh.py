@@ -308,8 +308,26 @@ end)
         self.assertEqual([(a["target"], a["class"], a["simulated"], a["status"]) for a in acts],
                          [("web1", "read", False, "ok"), ("web2", "mutate", True, "simulated"),
                           ("web3", "mutate", True, "simulated"), ("web1", "read", False, "ok")])
-        # only the two reads reached the host
-        self.assertEqual(self.srv.accepted(), 1)  # web1's master, shared by both reads
+        # only the two reads reached the host, each on its own connection: a
+        # dry-run's confined client may not create a ControlMaster socket
+        self.assertEqual(self.srv.accepted(), 2)
+
+    def test_dry_run_reuses_a_live_runs_master(self):
+        # a live read leaves web1's master up (ControlPersist); the dry-run's
+        # client, which may not create one, still uses it: no new connection
+        self.write("remote/state", "current\n")
+        rb = """
+step("s", function()
+  out(ssh.run("web1", { "cat", %s }).stdout)
+end)
+""" % lua_str(self.path("remote/state"))
+        live = self.runbook(rb)
+        self.assertExit(live, 0)
+        before = self.srv.accepted()
+        dry = self.runbook(rb, "--dry-run")
+        self.assertExit(dry, 0)
+        self.assertEqual(dry.data, ["current\n"])
+        self.assertEqual(self.srv.accepted(), before, "the dry-run opened a connection of its own")
 
     def test_remote_commands_are_classified_like_exec(self):
         # a program that leaves a trace when it runs: the allowlist's words
