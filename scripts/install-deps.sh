@@ -18,7 +18,13 @@ PACKAGES=(
   postgresql postgresql-client  # the db tests start a throwaway server; pg_dump/pg_restore
   redis-server redis-tools      # runbooks/ integration test: a real Redis on loopback
   valgrind procps      # the leak check; ps/pgrep for the tests
+  scdoc man-db         # man/*.scd -> man pages (cmake/man.cmake); `man -l` checks them
+  file                 # CPack's Debian package: dpkg-shlibdeps finds the ELF files with it
   openssh-server openssh-client # the ssh tests and bench: a throwaway sshd on loopback
+  zsh fish             # test_completion.py checks completions/_runbook and runbook.fish
+  systemd              # systemd-analyze verify/calendar: `runbook schedule --emit systemd` tests
+  python3-kubernetes   # its API models (read, not imported) are the CronJob schema the
+                       # schedule tests' API server validates `kubectl apply` against
   "$@"
 )
 

@@ -14,12 +14,14 @@
 #include "library.h"
 #include "modules.h"
 #include "rbfile.h"
+#include "schedule.h"
 #include "util.h"
 #include <lualib.h>
 
 #include "judge.h"
 #include "scenario.h"
 
+#include <ctype.h>
 #include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,6 +243,45 @@ static void check_run_runbook(problems *p, const char *file)
     free(src);
 }
 
+/* runbook{ schedule = ... }: what `runbook schedule` accepts (schedule.h),
+ * reported at the `schedule =` of the file.  The runbook object is at -1. */
+static void check_schedule(problems *p, lua_State *L, const char *file)
+{
+    lua_getfield(L, -1, "meta");
+    lua_getfield(L, -1, "name");
+    lua_getfield(L, -2, "schedule");
+    rb_schedule s;
+    char err[512];
+    if (lua_type(L, -1) == LUA_TSTRING &&
+        rb_schedule_parse(lua_tostring(L, -1), lua_tostring(L, -2), &s, err, sizeof err) < 0) {
+        size_t len;
+        char *src = rb_read_file(file, &len);
+        /* the key: `schedule =` first on its line, or after { or , */
+        const char *at = src, *bol = src;
+        int line = 1;
+        for (; at && *at; at++) {
+            if (*at == '\n') {
+                line++, bol = at + 1;
+                continue;
+            }
+            if (strncmp(at, "schedule", 8) != 0)
+                continue;
+            const char *q = at + 8, *b = at;
+            while (*q == ' ' || *q == '\t')
+                q++;
+            while (b > bol && (b[-1] == ' ' || b[-1] == '\t'))
+                b--;
+            if (*q == '=' && q[1] != '=' && (b == bol || b[-1] == '{' || b[-1] == ','))
+                break;
+        }
+        if (at && !*at)
+            at = NULL, line = 1;
+        report(p, file, line, at ? (int)(at - bol) + 1 : 1, "schedule", err, 1);
+        free(src);
+    }
+    lua_pop(L, 3);
+}
+
 /* A scenario: it loads (YAML, its schema), names a runbook that exists, and
  * gives only params that runbook declares. */
 static void check_scenario(problems *p, rb_engine *E, const char *file)
@@ -361,9 +402,13 @@ int cmd_check(int argc, char **argv)
                  "param declarations, step options, reads of undefined globals and unknown\n"
                  "functions of the primitives (with luacheck), run_runbook targets that do\n"
                  "not exist, and scenarios (*.scenario.yaml): their YAML and keys, the\n"
-                 "runbook they name and the params they give.  Directories are searched for\n"
-                 "*.lua (lib/ and tests/ are skipped) and *.scenario.yaml.  Default: ./runbooks.\n"
-                 "Prints file:line:col: problems; exit 1 when there is an error.");
+                 "runbook they name and the params they give; schedule values (hourly,\n"
+                 "daily, weekly, monthly, on demand, 5-field cron).  Directories are searched\n"
+                 "for *.lua (lib/ and tests/ are skipped) and *.scenario.yaml.  Default:\n"
+                 "./runbooks.\n"
+                 "Prints file:line:col: problems; exit 1 when there is an error.\n\n"
+                 "  --json      one JSON object per problem (file, line, column, code,\n"
+                 "              severity, message), for CI annotations");
             file_list_free(&files);
             return 0;
         } else if (argv[i][0] == '-') {
@@ -409,9 +454,11 @@ int cmd_check(int argc, char **argv)
         lua_State *L = E->L;
         if (rbfile_load(L, files.paths[i], 0) != 0) {
             report_load_error(&p, files.paths[i], lua_tostring(L, -1), 1);
-        } else if (lua_getfield(L, -1, "load_error") == LUA_TSTRING) {
-            /* legal, but it acts before any step: worth moving into one */
-            report_load_error(&p, files.paths[i], lua_tostring(L, -1), 0);
+        } else {
+            check_schedule(&p, L, files.paths[i]);
+            if (lua_getfield(L, -1, "load_error") == LUA_TSTRING) /* legal, but it acts before
+                                                                     any step: worth a step */
+                report_load_error(&p, files.paths[i], lua_tostring(L, -1), 0);
         }
         lua_settop(L, 0);
         lint(&p, L, files.paths[i]);

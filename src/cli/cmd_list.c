@@ -136,6 +136,7 @@ int cmd_list(int argc, char **argv)
             puts("usage: runbook list [--tag TAG] [--json | --markdown] [DIR...]\n\n"
                  "List the runbooks found in DIR... (default: ./runbooks, each directory of\n"
                  "RUNBOOK_PATH, and the installed library).  No primitive runs.\n\n"
+                 "  --tag TAG   only the runbooks tagged TAG\n"
                  "  --json      one JSON object per runbook (name, title, tags, path, steps)\n"
                  "  --markdown  a Markdown table from the metadata: name (linked), title,\n"
                  "              reference section (source), severity/schedule, and what it\n"
@@ -158,17 +159,10 @@ int cmd_list(int argc, char **argv)
             roots.cap = roots.n;
         }
     }
-    if (roots.n == 0)
-        library_roots(&roots);
     file_list files = {0};
-    for (int i = 0; i < roots.n; i++)
-        library_scan(roots.paths[i], &files);
-    rb_engine *E = library_engine(rb_builtin_modules);
-    if (!E) {
-        file_list_free(&roots);
-        file_list_free(&files);
+    rb_engine *E = library_open(rb_builtin_modules, &roots, &files);
+    if (!E)
         return 2;
-    }
     lua_State *L = E->L;
     int bad = 0, shown = 0;
     if (json && markdown) {
@@ -263,7 +257,9 @@ int cmd_show(int argc, char **argv)
             json = 1;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             puts("usage: runbook show NAME|FILE [--json]\n\n"
-                 "Show a runbook's metadata, params and steps.  No primitive runs.");
+                 "Show a runbook's metadata, params and steps.  No primitive runs.\n\n"
+                 "  --json      one JSON object: path, meta (the runbook{} table) and steps\n"
+                 "              (index, name, description, conditional, undo)");
             return 0;
         } else if (argv[i][0] == '-')
             return usage_error("show: unknown option '%s' (see runbook show --help)", argv[i]);

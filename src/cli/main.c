@@ -10,20 +10,20 @@
 #include <stdio.h>
 #include <string.h>
 
+/* `git describe` of the commit the binary was built from: written at every
+ * build by cmake/version.cmake into the build directory's rb_build_version.c */
+extern const char rb_git_describe[];
+
 static int cmd_version(int argc, char **argv)
 {
     (void)argc, (void)argv;
-    printf("runbook %s (%s)\n", RB_VERSION, LUA_RELEASE);
+    printf("runbook %s (git %s, %s)\n", RB_VERSION, rb_git_describe, LUA_RELEASE);
     return 0;
 }
 
 static int cmd_help(int argc, char **argv);
 
-static const struct command {
-    const char *name;
-    int (*fn)(int, char **);
-    const char *summary;
-} commands[] = {
+static const struct command commands[] = {
     {"run", cmd_run, "run a runbook: live, --dry-run, or --confirm step by step"},
     {"repl", cmd_repl,
      "an interactive console: every primitive at hand, actions confirmed and audited"},
@@ -33,6 +33,9 @@ static const struct command {
     {"list", cmd_list, "list the runbooks of the library"},
     {"show", cmd_show, "show a runbook's metadata, params and steps"},
     {"audit", cmd_audit, "list, show, export and verify the audit log"},
+    {"schedule", cmd_schedule,
+     "run a runbook on its schedule: systemd timer or Kubernetes CronJob, --list"},
+    {"init", cmd_init, "start a team library: runbook.yaml, a runbook, its scenarios, CI files"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "this help, or `runbook help COMMAND`"},
     {NULL, NULL, NULL},
@@ -40,6 +43,13 @@ static const struct command {
 
 static int cmd_help(int argc, char **argv)
 {
+    /* every command answers --help (the man page test asks each one) */
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("usage: runbook help [COMMAND]\n\n"
+               "Without COMMAND: the commands and the exit codes.  With it: the same\n"
+               "as `runbook COMMAND --help`.\n");
+        return 0;
+    }
     if (argc > 1) {
         for (const struct command *c = commands; c->name; c++)
             if (strcmp(c->name, argv[1]) == 0 && c->fn != cmd_help) {
@@ -77,6 +87,9 @@ int main(int argc, char **argv)
     /* a dry-run's child, confined before it becomes the program (host.c rb_spawnp) */
     if (strcmp(name, "__confined") == 0)
         return rb_landlock_shim(argc, argv);
+    /* hidden: the candidates for a shell's TAB (completions/) */
+    if (strcmp(name, "__complete") == 0)
+        return cmd_complete(argc - 1, argv + 1, commands);
     if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0)
         return cmd_help(1, argv + 1);
     if (strcmp(name, "--version") == 0)

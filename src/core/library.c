@@ -104,3 +104,17 @@ rb_engine *library_engine(const rb_module *modules)
     snprintf(E->run_id, sizeof E->run_id, "listing");
     return E;
 }
+
+rb_engine *library_open(const rb_module *modules, file_list *roots, file_list *files)
+{
+    if (roots->n == 0)
+        library_roots(roots);
+    for (int i = 0; i < roots->n; i++)
+        library_scan(roots->paths[i], files);
+    rb_engine *E = library_engine(modules);
+    if (!E) {
+        file_list_free(roots);
+        file_list_free(files);
+    }
+    return E;
+}

@@ -19,5 +19,9 @@ void file_list_free(file_list *l);
 
 /* An engine for listing: no audit, purpose LIST, text output on stdout. */
 rb_engine *library_engine(const rb_module *modules);
+/* The runbook files under roots (the default roots when it is empty) into
+ * files, and a listing engine to read them with; NULL (both lists freed)
+ * when no engine can be made. */
+rb_engine *library_open(const rb_module *modules, file_list *roots, file_list *files);
 
 #endif

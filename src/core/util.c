@@ -173,6 +173,15 @@ char *rb_read_file(const char *path, size_t *len)
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
+    char *buf = rb_read_stream(f, len);
+    int err = errno;
+    fclose(f);
+    errno = err;
+    return buf;
+}
+
+char *rb_read_stream(FILE *f, size_t *len)
+{
     size_t cap = 8192, n = 0;
     char *buf = malloc(cap);
     while (buf) {
@@ -192,7 +201,6 @@ char *rb_read_file(const char *path, size_t *len)
         }
     }
     int err = ferror(f) ? errno : 0;
-    fclose(f);
     if (!buf)
         return NULL;
     if (err) {

@@ -3,6 +3,7 @@
 #define RUNBOOK_UTIL_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 /* Wall clock, seconds since the epoch. */
@@ -28,6 +29,8 @@ const char *rb_username(void);
 unsigned long long rb_pid_start(pid_t pid);
 /* Read a whole file; malloc'd, NUL-terminated; NULL with errno on failure. */
 char *rb_read_file(const char *path, size_t *len);
+/* The rest of stream f, as rb_read_file reads a file (the caller closes f). */
+char *rb_read_stream(FILE *f, size_t *len);
 /* Expand a leading "~/" with $HOME into buf. */
 const char *rb_expand_home(const char *path, char *buf, size_t n);
 /* "512M", "2G", "65536": a size in bytes (K, M, G are powers of 1024; a
