@@ -25,6 +25,8 @@ PACKAGES=(
   systemd              # systemd-analyze verify/calendar: `runbook schedule --emit systemd` tests
   python3-kubernetes   # its API models (read, not imported) are the CronJob schema the
                        # schedule tests' API server validates `kubectl apply` against
+  docker.io busybox-static  # the docker tests start a throwaway dockerd (tests/fixtures/
+                            # dockerd.py) and import a busybox image made from /bin/busybox
   "$@"
 )
 

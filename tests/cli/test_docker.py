@@ -1,6 +1,13 @@
 """docker.* (SPEC §3, §4) against tests/fixtures/fake_docker.py: a fake of the
-Docker Engine API wire protocol on a unix socket (no Docker engine runs
-here), precise enough that the real docker CLI works against it.  The tests
+Docker Engine API wire protocol on a unix socket, precise enough that the real
+docker CLI works against it.  The real engine (test_docker_engine.py, Debian's
+dockerd) is the judge of behaviour; this fake stays for what that engine
+cannot be made to do on demand: API version negotiation (Debian's 20.10
+speaks only 1.41, the fake 1.47 and 1.41 with raw-stream logs), a TCP
+DOCKER_HOST, compose-labelled containers without compose, and recording
+against a daemon whose answers are fixed.  The engine's refusals are
+tested against the real one; 5xx answers and slow or dropped responses are
+tested nowhere yet.  The tests
 compare docker.ps()/stats() with what `docker ... --format json` prints
 against the same fake, assert the exact API requests the writes sent, and
 check that in dry-run reads reach the fake while writes never do."""
