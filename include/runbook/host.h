@@ -62,9 +62,12 @@ rb_class rb_classify_argv_env(lua_State *L, int idx, int env_idx);
  * rb_process_answer (a non-zero code raises "<words>: exit code N: <last
  * line of stderr>" unless the call's options say check = false; error
  * raises "<words>: <error>"; the words begin with the primitive's name) and
- * .recorded = rb_process_recorded ({ code, stdout, stderr } or { error }). */
+ * .recorded = rb_process_recorded ({ code, stdout, stderr } or { error }),
+ * and .simulate = rb_process_simulated (a success that says so: code 0,
+ * empty output, dry_run = true). */
 int rb_process_answer(lua_State *L);
 int rb_process_recorded(lua_State *L);
+int rb_process_simulated(lua_State *L, const rb_action *a);
 /* A process's failed exit code, as every such primitive says it: the result
  * at res is noted for the audit, then "<words>: exit code N: <the last line
  * of stderr>" is raised. */

@@ -649,25 +649,6 @@ static void sh_describe(lua_State *L, rb_action *a)
     describe_opts(L, a->opts);
 }
 
-static int exec_simulate(lua_State *L, const rb_action *a)
-{
-    (void)a;
-    lua_createtable(L, 0, 6);
-    lua_pushinteger(L, 0);
-    lua_setfield(L, -2, "code");
-    lua_pushliteral(L, "");
-    lua_setfield(L, -2, "stdout");
-    lua_pushliteral(L, "");
-    lua_setfield(L, -2, "stderr");
-    lua_pushnumber(L, 0);
-    lua_setfield(L, -2, "time");
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "ok");
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "dry_run");
-    return 1;
-}
-
 /* ---- scenarios and recordings ------------------------------------------------
  * A mock answers as the process would have, and a recording writes what it
  * did: the host's rb_process_answer / rb_process_recorded, which ssh shares.
@@ -688,7 +669,7 @@ void mod_exec_open(lua_State *L)
                                  .fn = l_exec,
                                  .cls = RB_BY_ARGS,
                                  .describe = exec_describe,
-                                 .simulate = exec_simulate,
+                                 .simulate = rb_process_simulated,
                                  .fields = exec_fields,
                                  .respond = RESPOND,
                                  .answer = rb_process_answer,
@@ -697,7 +678,7 @@ void mod_exec_open(lua_State *L)
                                  .fn = l_sh,
                                  .cls = RB_MUTATE,
                                  .describe = sh_describe,
-                                 .simulate = exec_simulate,
+                                 .simulate = rb_process_simulated,
                                  .fields = sh_fields,
                                  .respond = RESPOND,
                                  .answer = rb_process_answer,

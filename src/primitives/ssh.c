@@ -312,26 +312,6 @@ static void copy_describe(lua_State *L, rb_action *a)
     rb_field_str(L, "dest", dest);
 }
 
-/* What a change returns in dry-run: a success that says so. */
-static int ssh_simulate(lua_State *L, const rb_action *a)
-{
-    (void)a;
-    lua_createtable(L, 0, 6);
-    lua_pushinteger(L, 0);
-    lua_setfield(L, -2, "code");
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "ok");
-    lua_pushliteral(L, "");
-    lua_setfield(L, -2, "stdout");
-    lua_pushliteral(L, "");
-    lua_setfield(L, -2, "stderr");
-    lua_pushnumber(L, 0);
-    lua_setfield(L, -2, "time");
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "dry_run");
-    return 1;
-}
-
 /* ---- fan-out and inventory ------------------------------------------------------ */
 
 /* Push the hosts of inventory group `group` (a new list). */
@@ -436,7 +416,7 @@ void mod_ssh_open(lua_State *L)
                                  .fn = l_run,
                                  .cls = RB_BY_ARGS,
                                  .describe = run_describe,
-                                 .simulate = ssh_simulate,
+                                 .simulate = rb_process_simulated,
                                  .fields = run_fields,
                                  .respond = RESPOND,
                                  .answer = rb_process_answer,
@@ -445,7 +425,7 @@ void mod_ssh_open(lua_State *L)
                                  .fn = l_copy,
                                  .cls = RB_MUTATE,
                                  .describe = copy_describe,
-                                 .simulate = ssh_simulate,
+                                 .simulate = rb_process_simulated,
                                  .fields = copy_fields,
                                  .respond = RESPOND,
                                  .answer = rb_process_answer,
