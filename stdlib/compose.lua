@@ -28,9 +28,11 @@
 --   --timeout for the stop.  For restart, READY's wait_timeout may also be
 --   given as timeout.
 -- compose.stop(file, services [, { project, timeout }]) ->
---   `docker compose -f FILE [-p P] stop S...` through exec (mutate).
+--   `docker compose -f FILE [-p P] stop S...`, docker.compose's :stop (a
+--   docker action, mutate; run by the Compose the host has: the docker
+--   CLI's plugin, else docker-compose).
 -- compose.start(file, services [, { project, timeout, READY }]) ->
---   `docker compose -f FILE [-p P] up -d S...` through exec (mutate).
+--   `docker compose -f FILE [-p P] up -d S...`, docker.compose's :up.
 -- compose.up(file [, { project, services, no_deps, build, force_recreate,
 --   wait, timeout, READY }]) -> `docker compose ... up -d ...`.
 --   start and up return { ok, services, waited, ready, dry_run }; their
@@ -283,11 +285,12 @@ local function restart(file, service, opts)
   return settle(res, file, opts, { service }, "restart", "restarted", service, opts.wait_timeout or opts.timeout)
 end
 
-local function cli(fn, file, opts, args)
-  local argv = { "docker", "compose", "-f", file }
-  if opts.project then argv[#argv + 1] = "-p"; argv[#argv + 1] = opts.project end
-  for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local ok, r = pcall(exec, argv, { timeout = opts.timeout or 300 })
+-- a Compose CLI verb on the docker.compose object: the docker action
+-- `docker compose -f FILE [-p P] VERB ...`, whichever Compose the host has
+local function cli(fn, file, opts, verb, o)
+  local c = project_of(fn, file, opts)
+  o.timeout = opts.timeout or 300
+  local ok, r = pcall(c[verb], c, o)
   if not ok then fail("compose.%s %s: %s", fn, file, cause(r)) end
   return r
 end
@@ -296,9 +299,7 @@ local function stop(file, services, opts)
   check_file("stop", file)
   local s = services_of("stop", services)
   opts = opts_of("stop", opts)
-  local args = { "stop" }
-  for _, x in ipairs(s) do args[#args + 1] = x end
-  cli("stop", file, opts, args)
+  cli("stop", file, opts, "stop", { services = s })
   return { ok = true, services = s, dry_run = dry_run() }
 end
 
@@ -306,9 +307,7 @@ local function start(file, services, opts)
   check_file("start", file)
   local s = services_of("start", services)
   opts = opts_of("start", opts)
-  local args = { "up", "-d" }
-  for _, x in ipairs(s) do args[#args + 1] = x end
-  cli("start", file, opts, args)
+  cli("start", file, opts, "up", { services = s })
   local res = { ok = true, services = s, dry_run = dry_run(), waited = false }
   return settle(res, file, opts, s, "start", "started", table.concat(s, ", "))
 end
@@ -316,14 +315,10 @@ end
 local function up(file, opts)
   check_file("up", file)
   opts = opts_of("up", opts)
-  local args = { "up", "-d" }
-  if opts.no_deps then args[#args + 1] = "--no-deps" end
-  if opts.build then args[#args + 1] = "--build" end
-  if opts.force_recreate then args[#args + 1] = "--force-recreate" end
-  if opts.wait then args[#args + 1] = "--wait" end
   local s = opts.services and services_of("up", opts.services) or list()
-  for _, x in ipairs(s) do args[#args + 1] = x end
-  cli("up", file, opts, args)
+  cli("up", file, opts, "up", { services = #s > 0 and s or nil, no_deps = opts.no_deps,
+                                build = opts.build, force_recreate = opts.force_recreate,
+                                wait = opts.wait })
   local res = { ok = true, services = s, dry_run = dry_run(), waited = false }
   return settle(res, file, opts, s, "up", "brought up", #s > 0 and table.concat(s, ", ") or file)
 end

@@ -6,17 +6,19 @@
  *           until, timestamps }), stats(name), version(), info(), images()
  *   writes  restart/start/stop(name, { timeout }), kill(name, { signal }),
  *           update(name, { memory = "2g", cpus = 1.0, ... }),
- *           prune{ containers, images, volumes }
+ *           rm(name, { force, volumes }), prune{ containers, images, volumes }
  *   compose docker.compose(file [, { project }]) -> an object:
  *           :ps{ all = true, service } and :restart(service, { timeout })
  *           by the Engine API and the compose labels
  *           (com.docker.compose.project/service), as docker actions
  *           (`docker compose restart calendar-api`, mutate); :pull{ services },
  *           :up{ detach = true, services, no_deps, build, force_recreate, wait },
- *           :down{ volumes, remove_orphans }, :logs(service, { tail, since })
- *           run `docker compose -f FILE [-p PROJECT] ...` through the global
- *           (funnelled) exec, so they are exec actions classified by exec's
- *           allowlist.  The project is { project }, else COMPOSE_PROJECT_NAME,
+ *           :stop{ services, stop_timeout }, :down{ volumes, remove_orphans },
+ *           :logs(service, { tail, since }) are the docker action
+ *           `docker compose -f FILE [-p PROJECT] ...` (logs reads, the rest
+ *           mutate), performed by the Compose CLI the host has: the docker
+ *           CLI's compose plugin, else docker-compose (Debian ships 1.29).
+ *           The project is { project }, else COMPOSE_PROJECT_NAME,
  *           else the file's top-level `name:`, else its directory's name,
  *           normalised as docker compose does; `-p` is passed to the CLI
  *           only when the project was given.
@@ -58,6 +60,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define IMPL_KEY     "runbook.docker.impl"
 #define DEFAULT_HOST "unix:///var/run/docker.sock"
@@ -77,18 +80,21 @@ enum verb {
     V_STOP,
     V_KILL,
     V_UPDATE,
+    V_RM,
     V_PRUNE,
     V_COMPOSE_PS,
-    V_COMPOSE_RESTART
+    V_COMPOSE_RESTART,
+    V_COMPOSE_CLI
 };
-static const char *const VERB[] = {"ps",   "inspect", "logs",    "stats",      "version",
-                                   "info", "images",  "restart", "start",      "stop",
-                                   "kill", "update",  "prune",   "compose_ps", "compose_restart"};
+static const char *const VERB[] = {
+    "ps",         "inspect",         "logs",       "stats", "version", "info", "images",
+    "restart",    "start",           "stop",       "kill",  "update",  "rm",   "prune",
+    "compose_ps", "compose_restart", "compose_cli"};
 
 /* verbs whose first argument is a container */
 static int takes_name(int v)
 {
-    return v == V_INSPECT || v == V_LOGS || v == V_STATS || (v >= V_RESTART && v <= V_UPDATE);
+    return v == V_INSPECT || v == V_LOGS || v == V_STATS || (v >= V_RESTART && v <= V_RM);
 }
 
 /* The options table at idx (nil/none allowed): its index, or 0. */
@@ -146,8 +152,10 @@ static const rb_field FIELDS[] = {
     {"cpus", RB_NUM, RB_MATCH},        /* update */
     {"containers", RB_BOOL, RB_MATCH}, /* prune: what it prunes */
     {"images", RB_BOOL, RB_MATCH},     {"volumes", RB_BOOL, RB_MATCH},
+    {"force", RB_BOOL, RB_MATCH},  /* rm */
     {"project", RB_STR, RB_MATCH}, /* compose */
-    {"service", RB_STR, RB_MATCH},     {NULL, RB_STR, 0},
+    {"service", RB_STR, RB_MATCH},     {"file", RB_STR, RB_MATCH},
+    {"services", RB_SET, RB_MATCH},    {NULL, RB_STR, 0},
 };
 
 /* Field `field` from opts[key] as text (a number or a string), if given. */
@@ -192,6 +200,10 @@ static void set_fields(lua_State *L, int v, const char *name, int opts)
             lua_pushboolean(L, rb_opt_bool(L, opts, kinds[i], 0));
             rb_field_set(L, kinds[i]);
         }
+    }
+    if (v == V_RM) {
+        lua_pushboolean(L, rb_opt_bool(L, opts, "force", 0));
+        rb_field_set(L, "force");
     }
 }
 
@@ -252,6 +264,16 @@ static void describe(lua_State *L, rb_action *a, int v)
         break;
     case V_KILL:
         n += flag_piece(L, opts, "signal", "--signal", v);
+        break;
+    case V_RM:
+        if (rb_opt_bool(L, opts, "force", 0)) {
+            lua_pushliteral(L, " --force");
+            n++;
+        }
+        if (rb_opt_bool(L, opts, "volumes", 0)) {
+            lua_pushliteral(L, " --volumes");
+            n++;
+        }
         break;
     case V_UPDATE:
         n += flag_piece(L, opts, "memory", "--memory", v);
@@ -371,6 +393,7 @@ DESCRIBE(d_start, V_START)
 DESCRIBE(d_stop, V_STOP)
 DESCRIBE(d_kill, V_KILL)
 DESCRIBE(d_update, V_UPDATE)
+DESCRIBE(d_rm, V_RM)
 DESCRIBE(d_prune, V_PRUNE)
 
 static void d_compose_ps(lua_State *L, rb_action *a)
@@ -380,6 +403,101 @@ static void d_compose_ps(lua_State *L, rb_action *a)
 static void d_compose_restart(lua_State *L, rb_action *a)
 {
     describe_compose(L, a, V_COMPOSE_RESTART);
+}
+
+/* ---- compose verbs through the Compose CLI --------------------------------
+ * pull, up, down, stop and logs need the compose file read and acted on, the
+ * Compose CLI's work: the hidden row compose_cli(spec, opts), spec = { file,
+ * project, explicit, verb, args, services } built by docker.lua.  Its words
+ * are the logical `docker compose -f FILE [-p P] VERB ARGS...` whichever
+ * Compose the host has, so a scenario mock, a plan and an audit record mean
+ * the same on a host with the docker CLI's compose plugin and on one with
+ * Debian's docker-compose 1.29; which program runs is found only when the
+ * action is performed (push_compose_argv). */
+
+static const char *spec_string(lua_State *L, int spec, const char *key)
+{
+    lua_getfield(L, spec, key);
+    const char *s = lua_tostring(L, -1);
+    if (!s)
+        luaL_error(L, "internal: docker.compose call without %s", key);
+    return s; /* left on the stack */
+}
+
+static int spec_explicit(lua_State *L, int spec)
+{
+    int t = lua_getfield(L, spec, "explicit");
+    int yes = t == LUA_TBOOLEAN && lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return yes;
+}
+
+/* Push the words of a compose_cli call; returns them. */
+static const char *push_cli_words(lua_State *L, int spec)
+{
+    int top = lua_gettop(L);
+    const char *file = spec_string(L, spec, "file");
+    const char *project = spec_string(L, spec, "project");
+    const char *verb = spec_string(L, spec, "verb");
+    int explicit = spec_explicit(L, spec);
+    int args = lua_getfield(L, spec, "args") == LUA_TTABLE ? lua_gettop(L) : 0;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "docker compose -f ");
+    rb_quote_arg(&b, file);
+    if (explicit) {
+        luaL_addstring(&b, " -p ");
+        rb_quote_arg(&b, project);
+    }
+    luaL_addchar(&b, ' ');
+    luaL_addstring(&b, verb);
+    for (lua_Integer i = 1; args; i++) {
+        int t = lua_rawgeti(L, args, i);
+        if (t == LUA_TSTRING) {
+            luaL_addchar(&b, ' ');
+            rb_quote_arg(&b, lua_tostring(L, -1));
+        }
+        lua_pop(L, 1); /* balanced between buffer calls */
+        if (t != LUA_TSTRING)
+            break;
+    }
+    luaL_pushresult(&b);
+    lua_replace(L, top + 1);
+    lua_settop(L, top + 1);
+    return lua_tostring(L, -1);
+}
+
+/* The verbs that only look (everything else changes the project). */
+static int cli_reads(const char *verb)
+{
+    static const char *const READS[] = {"logs", "ps", "config", "images", "top", NULL};
+    for (int i = 0; READS[i]; i++)
+        if (strcmp(verb, READS[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static void d_compose_cli(lua_State *L, rb_action *a)
+{
+    int top = lua_gettop(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int opts = opts_at(L, 2, V_COMPOSE_CLI);
+    const char *words = push_cli_words(L, 1);
+    const char *verb = spec_string(L, 1, "verb");
+    const char *project = spec_string(L, 1, "project");
+    rb_action_set(L, a, "verb", "compose %s", verb);
+    rb_action_set(L, a, "target", "%s", project);
+    rb_action_set(L, a, "words", "%s", words);
+    a->cls = cli_reads(verb) ? RB_READ : RB_MUTATE;
+    a->opts = opts;
+    lua_pushfstring(L, "compose %s", verb);
+    rb_field_set(L, "verb");
+    rb_field_str(L, "name", project);
+    rb_field_str(L, "project", project);
+    rb_field_str(L, "file", spec_string(L, 1, "file"));
+    if (lua_getfield(L, 1, "services") == LUA_TTABLE)
+        rb_field_set(L, "services");
+    lua_settop(L, top);
 }
 
 /* ---- the call ------------------------------------------------------------ */
@@ -445,9 +563,136 @@ CALL(l_start, V_START)
 CALL(l_stop, V_STOP)
 CALL(l_kill, V_KILL)
 CALL(l_update, V_UPDATE)
+CALL(l_rm, V_RM)
 CALL(l_prune, V_PRUNE)
 CALL(l_compose_ps, V_COMPOSE_PS)
 CALL(l_compose_restart, V_COMPOSE_RESTART)
+
+/* A program PATH finds (as posix_spawnp would), or 0. */
+static int on_path(const char *prog)
+{
+    const char *path = getenv("PATH");
+    char buf[PATH_MAX];
+    if (!path || !*path)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    for (const char *p = path;;) {
+        const char *colon = strchr(p, ':');
+        int n = colon ? (int)(colon - p) : (int)strlen(p);
+        snprintf(buf, sizeof buf, "%.*s/%s", n ? n : 1, n ? p : ".", prog);
+        if (access(buf, X_OK) == 0)
+            return 1;
+        if (!colon)
+            return 0;
+        p = colon + 1;
+    }
+}
+
+/* 1 when the docker CLI has its compose plugin, looked for where the docker
+ * CLI looks (its documented plugin directories). */
+static int compose_plugin(void)
+{
+    char buf[PATH_MAX];
+    const char *cfg = getenv("DOCKER_CONFIG"), *home = getenv("HOME");
+    if (cfg && *cfg)
+        snprintf(buf, sizeof buf, "%s/cli-plugins/docker-compose", cfg);
+    else
+        snprintf(buf, sizeof buf, "%s/.docker/cli-plugins/docker-compose", home ? home : "");
+    if (access(buf, X_OK) == 0)
+        return 1;
+    static const char *const DIRS[] = {"/usr/local/lib", "/usr/local/libexec", "/usr/lib",
+                                       "/usr/libexec", NULL};
+    for (int i = 0; DIRS[i]; i++) {
+        snprintf(buf, sizeof buf, "%s/docker/cli-plugins/docker-compose", DIRS[i]);
+        if (access(buf, X_OK) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Push the argv that performs a compose_cli call (spec at 1): the docker
+ * CLI's plugin (`docker compose`) when it has one, else `docker-compose` on
+ * PATH -- Compose v2 standalone, or Debian's docker-compose 1.29, which
+ * takes the same -f, -p and verbs for what docker.compose asks. */
+static void push_compose_argv(lua_State *L, const char *words)
+{
+    int top = lua_gettop(L);
+    lua_newtable(L);
+    int argv = top + 1, n = 0;
+    if (compose_plugin() && on_path("docker")) {
+        lua_pushliteral(L, "docker");
+        lua_rawseti(L, argv, ++n);
+        lua_pushliteral(L, "compose");
+        lua_rawseti(L, argv, ++n);
+    } else if (on_path("docker-compose")) {
+        lua_pushliteral(L, "docker-compose");
+        lua_rawseti(L, argv, ++n);
+    } else {
+        luaL_error(L,
+                   "%s: Compose is not installed: neither the docker CLI's compose plugin nor "
+                   "docker-compose on PATH (on Debian: apt install docker-compose)",
+                   words);
+    }
+    lua_pushliteral(L, "-f");
+    lua_rawseti(L, argv, ++n);
+    spec_string(L, 1, "file");
+    lua_rawseti(L, argv, ++n);
+    if (spec_explicit(L, 1)) {
+        lua_pushliteral(L, "-p");
+        lua_rawseti(L, argv, ++n);
+        spec_string(L, 1, "project");
+        lua_rawseti(L, argv, ++n);
+    }
+    spec_string(L, 1, "verb");
+    lua_rawseti(L, argv, ++n);
+    if (lua_getfield(L, 1, "args") == LUA_TTABLE)
+        for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TSTRING; i++)
+            lua_rawseti(L, argv, ++n);
+    lua_settop(L, argv);
+}
+
+/* stack: 1 spec, 2 opts, 3 words, then the process's result */
+static int cli_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)ctx;
+    if (status != LUA_OK && status != LUA_YIELD)
+        return lua_error(L);
+    int res = lua_gettop(L);
+    lua_getfield(L, res, "code");
+    int failed = lua_tointeger(L, -1) != 0;
+    lua_pop(L, 1);
+    if (failed && rb_opt_bool(L, lua_istable(L, 2) ? 2 : 0, "check", 1))
+        return rb_raise_exit(L, lua_tostring(L, 3), res);
+    lua_settop(L, res);
+    return 1;
+}
+
+/* Performed through exec's raw effect: the funnel has described,
+ * classified, confirmed and will record the compose action. */
+static int l_compose_cli(lua_State *L)
+{
+    lua_settop(L, 2);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *words = push_cli_words(L, 1); /* 3 */
+    rb_push_raw(L, "exec", "exec");           /* 4 */
+    push_compose_argv(L, words);              /* 5 */
+    lua_createtable(L, 0, 3);                 /* 6: exec's options */
+    lua_pushboolean(L, 0);
+    lua_setfield(L, 6, "check");
+    if (lua_istable(L, 2) && lua_getfield(L, 2, "timeout") != LUA_TNIL)
+        lua_setfield(L, 6, "timeout");
+    else
+        lua_settop(L, 6);
+    /* the engine runbook.yaml names, for the CLI as for the API */
+    const char *env_host = getenv("DOCKER_HOST");
+    if (!(env_host && *env_host)) {
+        lua_createtable(L, 0, 1);
+        push_host(L);
+        lua_setfield(L, -2, "DOCKER_HOST");
+        lua_setfield(L, 6, "env");
+    }
+    int st = lua_pcallk(L, 2, 1, 0, 0, cli_k);
+    return cli_k(L, st, 0);
+}
 
 /* note(response): keep a failed answer for the audit record */
 static int l_note(lua_State *L)
@@ -546,7 +791,7 @@ static int l_compose(lua_State *L)
         rb_push_lua(L, "docker", "docker_compose");
         lua_getfield(L, LUA_REGISTRYINDEX, "runbook.docker.compose_ps");
         lua_getfield(L, LUA_REGISTRYINDEX, "runbook.docker.compose_restart");
-        lua_getfield(L, LUA_REGISTRYINDEX, "runbook.docker.exec");
+        lua_getfield(L, LUA_REGISTRYINDEX, "runbook.docker.compose_cli");
         lua_call(L, 3, 1);
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, COMPOSE_KEY);
@@ -626,23 +871,34 @@ void mod_docker_open(lua_State *L)
         ROW(stop, RB_MUTATE, R_LIFE),
         ROW(kill, RB_MUTATE, R_LIFE),
         ROW(update, RB_MUTATE, R_DATA " ok name status warnings"),
+        ROW(rm, RB_MUTATE, R_DATA " ok name status"),
         ROW(prune, RB_MUTATE, R_DATA " ok space_reclaimed containers images volumes"),
         {.name = "compose", .fn = l_compose, .cls = RB_PURE},
         {.name = NULL},
     };
     /* the compose object's API verbs: funnelled docker actions, kept out of
      * the docker table (they are reached through docker.compose(...)) */
-    static const char *const hidden_names[] = {"compose_ps", "compose_restart"};
+    static const char *const hidden_names[] = {"compose_ps", "compose_restart", "compose_cli"};
     static const rb_fn hidden[] = {
         ROW(compose_ps, RB_READ, R_DATA),
         ROW(compose_restart, RB_MUTATE, R_DATA " ok project service containers"),
+        /* a process's result, like exec's: the CLI's code, stdout, stderr */
+        {.name = "compose_cli",
+         .fn = l_compose_cli,
+         .cls = RB_BY_ARGS,
+         .describe = d_compose_cli,
+         .fields = FIELDS,
+         .respond = "code stdout stderr error",
+         .answer = rb_process_answer,
+         .recorded = rb_process_recorded,
+         .simulate = rb_process_simulated},
         {.name = NULL},
     };
 #undef ROW
     rb_register(L, "docker", fns);
     rb_register(L, "docker", hidden);
     lua_getglobal(L, "docker");
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         char key[64];
         snprintf(key, sizeof key, "runbook.docker.%s", hidden_names[i]);
         lua_getfield(L, -1, hidden_names[i]);
@@ -651,9 +907,6 @@ void mod_docker_open(lua_State *L)
         lua_setfield(L, -2, hidden_names[i]);
     }
     lua_pop(L, 1);
-    /* the funnelled global exec, for the compose verbs run by the CLI */
-    lua_getglobal(L, "exec");
-    lua_setfield(L, LUA_REGISTRYINDEX, "runbook.docker.exec");
     /* the json functions are taken now, before a runbook could shadow them;
      * the client itself is compiled on first use (start-up stays cheap) */
     push_json(L, "encode");

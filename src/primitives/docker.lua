@@ -10,7 +10,7 @@
 -- side (rt.docker_client), taken when the module opened, so a runbook cannot
 -- shadow them.
 --
--- mutates: :restart :up :down :pull
+-- mutates: :restart :up :down :pull :stop
 local rt = ...
 
 local sfmt, sbyte, ssub, unpack, concat = string.format, string.byte, string.sub, string.unpack, table.concat
@@ -322,6 +322,14 @@ function V.kill(ctx, name, opts)
   return lifecycle("kill", ctx, name, { { "signal", opts.signal } })
 end
 
+-- DELETE /containers/NAME: 204, or 409 for a running container without force
+function V.rm(ctx, name, opts)
+  opts = opts or {}
+  local q = { { "force", opts.force and "1" or nil }, { "v", opts.volumes and "1" or nil } }
+  local r = check("docker rm " .. name, transfer(ctx, "DELETE", cpath(name, query(q))))
+  return { ok = true, name = name, status = r.status }
+end
+
 function V.update(ctx, name, opts)
   opts = opts or {}
   local what = "docker update " .. name
@@ -408,10 +416,11 @@ end
 
 -- ---- docker.compose(file) ----------------------------------------------------
 -- ps and restart are the hidden funnelled rows docker.compose_ps and
--- docker.compose_restart (Engine API, by the compose labels); pull, up, down
--- and logs run `docker compose` through the global, funnelled exec.
+-- docker.compose_restart (Engine API, by the compose labels); pull, up, down,
+-- stop and logs the hidden row docker.compose_cli, performed by the Compose
+-- CLI the host has (the docker CLI's plugin, or docker-compose).
 
-local ps, restart, exec -- set by rt.docker_compose
+local ps, restart, cli_row -- set by rt.docker_compose
 
 local M = {}
 M.__index = M
@@ -439,22 +448,25 @@ local function rethrow(ok, ...)
   error(e, 0)
 end
 
--- `docker compose -f FILE [-p PROJECT] verb ...` through the funnelled exec
-local function cli(self, verb, o, args)
-  local argv = { "docker", "compose", "-f", self.file }
-  if self.explicit then argv[#argv + 1] = "-p"; argv[#argv + 1] = self.project end
-  argv[#argv + 1] = verb
-  for _, x in ipairs(args) do argv[#argv + 1] = x end
-  local eo = { timeout = o.timeout, check = o.check, readonly = o.readonly }
-  return rethrow(pcall(exec, argv, next(eo) and eo or nil))
+-- `docker compose -f FILE [-p PROJECT] verb ...`: the compose_cli row
+local function cli(self, verb, o, args, svcs)
+  local spec = { file = self.file, project = self.project, explicit = self.explicit, verb = verb,
+                 args = args, services = svcs }
+  local co = { timeout = o.timeout, check = o.check }
+  return rethrow(pcall(cli_row, spec, next(co) and co or nil))
 end
 
+-- the service names of a call, appended to args; returns them as a list
 local function services(verb, args, list)
-  if list == nil then return args end
+  if list == nil then return nil end
   if type(list) == "string" then list = { list } end
   if type(list) ~= "table" then error("docker.compose:" .. verb .. ": services must be a list of names", 3) end
-  for _, s in ipairs(list) do args[#args + 1] = tostring(s) end
-  return args
+  local out = {}
+  for _, s in ipairs(list) do
+    out[#out + 1] = tostring(s)
+    args[#args + 1] = tostring(s)
+  end
+  return out
 end
 
 function M.ps(self, o)
@@ -473,7 +485,8 @@ end
 function M.pull(self, o)
   me(self, "pull")
   o = opts_of("pull", o)
-  return cli(self, "pull", o, services("pull", {}, o.services))
+  local args = {}
+  return cli(self, "pull", o, args, services("pull", args, o.services))
 end
 
 function M.up(self, o)
@@ -485,7 +498,18 @@ function M.up(self, o)
   if o.build then args[#args + 1] = "--build" end
   if o.force_recreate then args[#args + 1] = "--force-recreate" end
   if o.wait then args[#args + 1] = "--wait" end
-  return cli(self, "up", o, services("up", args, o.services))
+  return cli(self, "up", o, args, services("up", args, o.services))
+end
+
+-- stop{ services, stop_timeout, timeout }: stop_timeout is compose's own
+-- --timeout, the seconds each container gets to stop before it is killed;
+-- timeout, as for every CLI verb, bounds the command
+function M.stop(self, o)
+  me(self, "stop")
+  o = opts_of("stop", o)
+  local args = {}
+  if o.stop_timeout ~= nil then args[#args + 1] = "--timeout"; args[#args + 1] = sfmt("%d", o.stop_timeout) end
+  return cli(self, "stop", o, args, services("stop", args, o.services))
 end
 
 function M.down(self, o)
@@ -505,14 +529,14 @@ function M.logs(self, service, o)
   if o.tail ~= nil then args[#args + 1] = "--tail"; args[#args + 1] = tostring(o.tail) end
   if o.since ~= nil then args[#args + 1] = "--since"; args[#args + 1] = tostring(o.since) end
   if o.timestamps then args[#args + 1] = "--timestamps" end
-  if service ~= nil then services("logs", args, service) end
-  return cli(self, "logs", o, args)
+  local svcs = service ~= nil and services("logs", args, service) or nil
+  return cli(self, "logs", o, args, svcs)
 end
 
--- rt.docker_compose(ps, restart, exec) -> new(file, project, explicit): the
+-- rt.docker_compose(ps, restart, cli) -> new(file, project, explicit): the
 -- constructor of compose objects, on the rows the C side took at start.
-function rt.docker_compose(ps_, restart_, exec_)
-  ps, restart, exec = ps_, restart_, exec_
+function rt.docker_compose(ps_, restart_, cli_)
+  ps, restart, cli_row = ps_, restart_, cli_
   return function(file, project, explicit)
     return setmetatable({ file = file, project = project, explicit = explicit }, M)
   end
@@ -526,12 +550,14 @@ end
 -- for a restart).
 
 local LIFECYCLE = { restart = true, start = true, stop = true, kill = true }
+
 local STATS = { "cpu_percent", "memory_usage", "memory_limit", "memory_percent", "net_rx", "net_tx",
                 "block_read", "block_write", "pids", "online_cpus" }
 
 local function live_shape(fn, f)
   if LIFECYCLE[fn] then return { ok = true, name = f.name, status = 204, changed = true } end
   if fn == "update" then return { ok = true, name = f.name, status = 200 } end
+  if fn == "rm" then return { ok = true, name = f.name, status = 204 } end
   if fn == "logs" then return { stdout = "", stderr = "", name = f.name } end
   if fn == "prune" then return { ok = true, space_reclaimed = 0 } end
   if fn == "compose_restart" then

@@ -515,40 +515,68 @@ class Compose(DockerCase):
         acts = self.actions(primitive="docker")
         self.assertEqual([a["simulated"] for a in acts], [False, True])
 
-    def test_cli_verbs_go_through_exec(self):
+    def test_cli_verbs_are_docker_actions_run_by_the_compose_the_host_has(self):
         f = self.compose_file()
-        # a `docker` first on PATH: a dry-run must never run it for a write.
-        # It says how it was called on stderr: a dry-run's reads may not
-        # write, not even a log file
+        # a `docker` first on PATH, with a compose plugin where the docker CLI
+        # looks for one: a dry-run must never run it for a write.  It says how
+        # it was called on stderr: a dry-run's reads may not write, not even a
+        # log file
         self.script("docker", 'echo "DOCKER:$@" >&2\necho "api-1  | line"\n')
-        res = self.runbook("""
+        self.script("docker-compose", 'echo "V1:$@" >&2\n')
+        plugin = self.write(".docker/cli-plugins/docker-compose", "#!/bin/sh\nexit 1\n", mode=0o755)
+        body = """
             step("cli", function()
               local c = docker.compose(%s)
               out(c:up{}.dry_run)
               c:up{ services = { "api" }, no_deps = true }
               c:pull()
+              c:stop{ services = "api", stop_timeout = 3 }
               c:down()
               docker.compose(%s, { project = "cal" }):up{ detach = false }
               local l = c:logs("api", { tail = 5 })
               out(l.stdout)
               out(l.stderr)
             end)
-            """ % (json.dumps(f), json.dumps(f)), "--dry-run")
+            """ % (json.dumps(f), json.dumps(f))
+        res = self.runbook(body, "--dry-run")
         self.assertExit(res, 0)
         self.assertIn("would: docker compose -f %s up -d\n" % f, res.out)
         self.assertIn("would: docker compose -f %s up -d --no-deps api" % f, res.out)
         self.assertIn("would: docker compose -f %s pull" % f, res.out)
+        self.assertIn("would: docker compose -f %s stop --timeout 3 api" % f, res.out)
         self.assertIn("would: docker compose -f %s down" % f, res.out)
         self.assertIn("would: docker compose -f %s -p cal up\n" % f, res.out)
-        # only the read (logs) ran
+        # only the read (logs) ran, through the plugin
         self.assertEqual(res.data, [True, "api-1  | line\n",
                                     "DOCKER:compose -f %s logs --no-color --tail 5 api\n" % f])
-        self.assertEqual(res.out.count("DOCKER:"), 1)
-        acts = self.actions(primitive="exec")
-        self.assertEqual([(a["class"], a["simulated"]) for a in acts],
-                         [("mutate", True)] * 5 + [("read", False)])
+        self.assertEqual(res.out.count("DOCKER:") + res.out.count("V1:"), 1)
+        acts = self.actions(primitive="docker")
+        self.assertEqual([(a["verb"], a["class"], a["simulated"]) for a in acts],
+                         [("compose up", "mutate", True)] * 2 +
+                         [("compose pull", "mutate", True), ("compose stop", "mutate", True),
+                          ("compose down", "mutate", True), ("compose up", "mutate", True),
+                          ("compose logs", "read", False)])
+        self.assertEqual(acts[3]["target"], "calendar")  # the project
+        self.assertEqual(self.actions(primitive="exec"), [])
         self.assertEqual(self.fake.requests(), [])
 
+        # no plugin: docker-compose (Debian's 1.29, or v2 standalone), the
+        # same words and the same arguments after the program
+        os.unlink(plugin)
+        res = self.runbook(body, "--dry-run")
+        self.assertExit(res, 0)
+        self.assertEqual(res.data[2], "V1:-f %s logs --no-color --tail 5 api\n" % f)
+        self.assertIn("would: docker compose -f %s up -d --no-deps api" % f, res.out)
+
+        # neither: the call says what to install; nothing else is tried
+        os.unlink(os.path.join(self.bindir, "docker-compose"))
+        res = self.runbook("""
+            step("cli", function() docker.compose(%s):logs() end)
+            """ % json.dumps(f), "--dry-run", env={"PATH": self.bindir})
+        self.assertExit(res, 1)
+        self.assertIn("docker compose -f %s logs --no-color: Compose is not installed: neither "
+                      "the docker CLI's compose plugin nor docker-compose on PATH (on Debian: "
+                      "apt install docker-compose)" % f, res.all)
 
 
 class RecordAndReplay(DockerCase):

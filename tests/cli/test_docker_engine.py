@@ -11,6 +11,7 @@ Skips (with the reason) when not root or dockerd/busybox are missing; fails
 instead under CI=true.  The fake engine (test_docker.py) keeps what a real
 engine cannot be made to do."""
 import json
+import os
 import re
 import sys
 import unittest
@@ -307,6 +308,172 @@ class Writes(EngineCase):
         self.assertNotIn(gone, names)
         self.assertIn(kept, names)
 
+    def test_rm_removes_and_refuses_a_running_container_without_force(self):
+        done = self.container("done", "exit 0")
+        up = self.container("up", "sleep 3600")
+        forced = self.container("forced", "sleep 3600")
+        self.wait_state(done, "exited")
+        mark = ENGINE.log_size()
+        res = self.runbook("""
+            step("rm", function()
+              out(docker.rm(%(d)s))
+              local ok, err = pcall(docker.rm, %(u)s)
+              out({ ok = ok, err = tostring(err) })
+              out(docker.rm(%(f)s, { force = true, volumes = true }))
+            end)
+            """ % {"d": lua_str(done), "u": lua_str(up), "f": lua_str(forced)})
+        self.assertExit(res, 0)
+        self.assertEqual(res.data[0], {"ok": True, "name": done, "status": 204})
+        self.assertFalse(res.data[1]["ok"])
+        self.assertIn("docker rm %s: " % up, res.data[1]["err"])
+        # the engine's own refusal, as Debian's CLI shows it
+        theirs = ENGINE.run("rm", up, check=False).stderr.lower()
+        cause = res.data[1]["err"].split("docker rm %s: " % up, 1)[1].strip().lower()
+        self.assertIn("cannot remove a running container", cause)
+        self.assertIn(cause, theirs)
+        names = ENGINE.cli("ps", "-a", "--format", "{{.Names}}").split()
+        self.assertNotIn(done, names)
+        self.assertNotIn(forced, names)
+        self.assertIn(up, names)
+        self.assertEqual(self.inspect(up)["State"]["Status"], "running")
+        deletes = [p for m, p in ENGINE.requests(mark) if m == "DELETE"]
+        self.assertTrue(any(p.endswith("/containers/%s?force=1&v=1" % forced) for p in deletes),
+                        deletes)
+        acts = self.actions(primitive="docker")
+        self.assertEqual([(a["verb"], a["class"]) for a in acts], [("rm", "mutate")] * 3)
+
+
+COMPOSE_FILE = """\
+version: "2.4"
+# network_mode none: compose creates no network, so nothing touches the
+# host's interfaces (the engine runs with --bridge=none)
+services:
+  web:
+    image: %(image)s
+    command: ["sh", "-c", "echo web up; sleep 3600"]
+    init: true
+    network_mode: none
+  worker:
+    image: %(image)s
+    command: ["sh", "-c", "echo worker up; sleep 3600"]
+    init: true
+    network_mode: none
+"""
+
+
+class Compose(EngineCase):
+    """docker.compose against the real engine with the Compose CLI Debian
+    ships: docker-compose 1.29 (the docker CLI's compose plugin is not in
+    Debian).  ps and restart go through the Engine API by compose's labels;
+    up, stop, logs and down through the CLI, as the docker action `docker
+    compose ...` whichever Compose runs them."""
+
+    def setUp(self):
+        super().setUp()
+        if not os.access("/usr/bin/docker-compose", os.X_OK):
+            if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+                raise RuntimeError("/usr/bin/docker-compose not found: install docker-compose")
+            self.skipTest("/usr/bin/docker-compose not found: install docker-compose")
+        self.project = self.prefix.strip("-")
+        self.file = self.write(os.path.join(self.project, "docker-compose.yml"),
+                               COMPOSE_FILE % {"image": dockerd.IMAGE})
+        self.addCleanup(lambda: [ENGINE.run("rm", "-f", c, check=False)
+                                 for c in self.containers()])
+
+    def containers(self, *args):
+        label = "label=com.docker.compose.project=%s" % self.project
+        return ENGINE.cli("ps", "-a", "--filter", label, *args,
+                          "--format", "{{.Names}}").split()
+
+    def by_service(self):
+        out = {}
+        for name in self.containers():
+            i = self.inspect(name)
+            out[i["Config"]["Labels"]["com.docker.compose.service"]] = i
+        return out
+
+    def test_up_ps_restart_logs_stop_down_on_a_two_service_file(self):
+        res = self.runbook("""
+            step("compose", function()
+              local c = docker.compose(%(f)s)
+              out(c.project)
+              local up = c:up{ detach = true, services = { "web", "worker" } }
+              out({ ok = up.ok, code = up.code })
+              local rows = {}
+              for _, x in ipairs(c:ps()) do rows[#rows + 1] = { x.service, x.name, x.state } end
+              out(rows)
+            end)
+            """ % {"f": lua_str(self.file)})
+        self.assertExit(res, 0)
+        self.assertEqual(res.data[0], self.project)
+        self.assertEqual(res.data[1], {"ok": True, "code": 0})
+        svc = self.by_service()
+        self.assertEqual(sorted(svc), ["web", "worker"])
+        self.assertEqual([r[0] for r in res.data[2]], ["web", "worker"])
+        for service, name, state in res.data[2]:
+            self.assertEqual("/" + name, svc[service]["Name"])
+            self.assertEqual(state, svc[service]["State"]["Status"])
+            self.assertEqual(state, "running")
+        acts = self.actions(primitive="docker")
+        self.assertEqual([(a["verb"], a["class"], a["words"]) for a in acts], [
+            ("compose up", "mutate", "docker compose -f %s up -d web worker" % self.file),
+            ("compose ps", "read", "docker compose ps --all")])
+
+        web0, worker0 = svc["web"]["State"]["StartedAt"], svc["worker"]["State"]["StartedAt"]
+        res = self.runbook("""
+            step("compose", function()
+              local c = docker.compose(%(f)s)
+              out(c:restart("web", { timeout = 1 }).containers)
+              local l = c:logs("web")
+              out(l.stdout)
+              c:stop{ services = { "worker" }, stop_timeout = 1 }
+            end)
+            """ % {"f": lua_str(self.file)})
+        self.assertExit(res, 0)
+        svc = self.by_service()
+        self.assertEqual(res.data[0], [svc["web"]["Name"].lstrip("/")])
+        self.assertNotEqual(svc["web"]["State"]["StartedAt"], web0)       # restarted
+        self.assertEqual(svc["worker"]["State"]["StartedAt"], worker0)    # not restarted
+        self.assertEqual(svc["web"]["State"]["Status"], "running")
+        self.assertEqual(svc["worker"]["State"]["Status"], "exited")      # stopped
+        self.assertEqual(res.data[1].count("web up"), 2, res.data[1])     # before and after
+        acts = self.actions(primitive="docker")
+        self.assertEqual([(a["verb"], a["class"]) for a in acts], [
+            ("compose restart", "mutate"), ("compose logs", "read"), ("compose stop", "mutate")])
+
+        res = self.runbook("""
+            step("down", function() docker.compose(%(f)s):down() end)
+            """ % {"f": lua_str(self.file)})
+        self.assertExit(res, 0)
+        self.assertEqual(self.containers(), [])
+
+    def test_dry_run_reads_through_the_cli_and_creates_nothing(self):
+        mark = ENGINE.log_size()
+        res = self.runbook("""
+            step("compose", function()
+              local c = docker.compose(%(f)s)
+              local up = c:up{ services = { "web" } }
+              out({ ok = up.ok, dry_run = up.dry_run })
+              out(#c:ps())
+              out(c:logs("web").code)
+              c:restart("web")
+              c:down()
+            end)
+            """ % {"f": lua_str(self.file)}, "--dry-run")
+        self.assertExit(res, 0)
+        self.assertEqual(res.data, [{"ok": True, "dry_run": True}, 0, 0])
+        self.assertIn("would: docker compose -f %s up -d web" % self.file, res.out)
+        self.assertIn("would: docker compose -f %s down" % self.file, res.out)
+        self.assertEqual(self.containers(), [])
+        reqs = ENGINE.requests(mark)
+        self.assertEqual([r for r in reqs if r[0] not in ("GET", "HEAD")], [])
+        # the read (logs) ran docker-compose, which asked the engine
+        self.assertTrue(reqs, "docker-compose logs never reached the engine")
+        acts = self.actions(primitive="docker")
+        self.assertEqual([(a["verb"], a["simulated"]) for a in acts], [
+            ("compose up", True), ("compose ps", False), ("compose logs", False),
+            ("compose restart", True), ("compose down", True)])
+
 
 class Errors(EngineCase):
     def test_engine_refusals_name_the_action_and_the_engines_cause(self):
@@ -361,6 +528,7 @@ class DryRun(EngineCase):
               docker.update(%(u)s, { memory = "64m", memory_swap = "128m", cpus = 0.5 })
               docker.start(%(d)s)
               docker.prune{ containers = true }
+              docker.rm(%(u)s, { force = true })
             end)
             """ % {"u": lua_str(up), "d": lua_str(down)}, "--dry-run")
         self.assertExit(res, 0)
@@ -368,7 +536,8 @@ class DryRun(EngineCase):
         self.assertEqual(res.data[4], {"ok": True, "dry_run": True})
         for w in ("docker restart %s --time 1" % up, "docker stop %s --time 1" % up,
                   "docker kill %s --signal SIGKILL" % up, "docker update %s" % up,
-                  "docker start %s" % down, "docker prune containers"):
+                  "docker start %s" % down, "docker prune containers",
+                  "docker rm %s --force" % up):
             self.assertIn("would: " + w, res.out)
         reqs = ENGINE.requests(mark)
         self.assertEqual([r for r in reqs if r[0] not in ("GET", "HEAD")], [])
@@ -380,7 +549,7 @@ class DryRun(EngineCase):
             self.assertEqual(a["RestartCount"], b["RestartCount"], n)
         acts = self.actions(primitive="docker")
         self.assertEqual([a["simulated"] for a in acts],
-                         [False, False, False, False, True, True, True, True, True, True])
+                         [False, False, False, False] + [True] * 7)
 
 
 if __name__ == "__main__":

@@ -224,7 +224,10 @@ class CalendarMonthly(LibraryCase):
     def fake_docker_cli(self, run_fails=False):
         """`docker` on PATH: logs its arguments; `docker run ... -v DIR:/backup
         alpine tar czf /backup/NAME /data` writes a real tarball DIR/NAME
-        (or fails with exit 125 when run_fails)."""
+        (or fails with exit 125 when run_fails).  A compose plugin where the
+        docker CLI looks for one (never run: the docker CLI runs it) makes
+        docker.compose's verbs `docker compose ...` calls of this script."""
+        self.write(".docker/cli-plugins/docker-compose", "#!/bin/sh\nexit 1\n", mode=0o755)
         self.script("docker", """\
             echo "$@" >> %s
             [ "$1" = run ] || exit 0

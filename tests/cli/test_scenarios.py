@@ -732,8 +732,8 @@ class Malformed(ScenarioCase):
             """)
         # the fields docker's rows let a mock match on
         self.assertMalformed(p, "%s:4: mocks[2].docker: unknown key 'container' (expected one of: "
-                                "containers, cpus, images, memory, name, project, service, signal, "
-                                "verb, volumes, words)" % p)
+                                "containers, cpus, file, force, images, memory, name, project, service, "
+                                "services, signal, verb, volumes, words)" % p)
 
     def test_unknown_keys_elsewhere(self):
         for name, text, msg in [
