@@ -169,9 +169,8 @@ static void lint(problems *p, lua_State *E, const char *file)
         free(src);
         return;
     }
-    if (len >= 2 && src[0] == '#' && src[1] == '!')
-        src[0] = src[1] = '-';
-    lua_pushlstring(C, src, len);
+    size_t start = rb_lua_source(src, len);
+    lua_pushlstring(C, src + start, len - start);
     free(src);
     push_spec(E, C);
     if (lua_pcall(C, 2, 2, 0) != LUA_OK) {

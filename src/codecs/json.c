@@ -324,14 +324,16 @@ static void je_string(lua_State *L, jenc *e, const char *s, size_t n)
 {
     jb_add(L, e, "\"", 1);
     size_t start = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n;) {
         char u[7];
-        const char *esc = jw_escape((unsigned char)s[i], u); /* jsonw.c: one table */
+        size_t len;
+        const char *esc = jw_escape_at(s + i, n - i, &len, u); /* jsonw.c: one table */
         if (esc) {
             jb_add(L, e, s + start, i - start);
             jb_str(L, e, esc);
-            start = i + 1;
+            start = i + len;
         }
+        i += len;
     }
     jb_add(L, e, s + start, n - start);
     jb_add(L, e, "\"", 1);

@@ -122,18 +122,65 @@ const char *jw_escape(unsigned char c, char buf[7])
     return buf;
 }
 
+/* The length of the valid UTF-8 sequence at s (n > 0 bytes left), or 0:
+ * a stray continuation byte, an overlong form, a surrogate, a code point
+ * beyond U+10FFFF or a sequence cut short (RFC 3629). */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0], cp;
+    size_t need;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        need = 2, cp = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF)
+        need = 3, cp = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4)
+        need = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (n < need)
+        return 0;
+    for (size_t i = 1; i < need; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3F);
+    }
+    if (need == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF)))
+        return 0;
+    if (need == 4 && (cp < 0x10000 || cp > 0x10FFFF))
+        return 0;
+    return need;
+}
+
+const char *jw_escape_at(const char *s, size_t n, size_t *len, char buf[7])
+{
+    unsigned char c = (unsigned char)s[0];
+    if (c < 0x80) {
+        *len = 1;
+        return jw_escape(c, buf);
+    }
+    *len = utf8_seq((const unsigned char *)s, n);
+    if (*len)
+        return NULL;
+    *len = 1;
+    return "\\ufffd";
+}
+
 static void quoted(jsonw *w, const char *s, size_t n)
 {
     put(w, "\"", 1);
     size_t start = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n;) {
         char ubuf[7];
-        const char *esc = jw_escape((unsigned char)s[i], ubuf);
+        size_t len;
+        const char *esc = jw_escape_at(s + i, n - i, &len, ubuf);
         if (esc) {
             put(w, s + start, i - start);
             put(w, esc, strlen(esc));
-            start = i + 1;
+            start = i + len;
         }
+        i += len;
     }
     put(w, s + start, n - start);
     put(w, "\"", 1);

@@ -34,6 +34,12 @@ void jw_raw(jsonw *w, const char *json); /* an already-encoded value */
 /* The JSON escape of byte c (written into buf when it is \u00XX), or NULL
  * when c stands for itself; shared with json.encode. */
 const char *jw_escape(unsigned char c, char buf[7]);
+/* The escape for the text at s (n > 0 bytes left), or NULL to copy the *len
+ * bytes there as they are (one byte, or a whole valid UTF-8 sequence).  A
+ * byte that is not valid UTF-8 becomes \ufffd (U+FFFD, the replacement
+ * character: the mark that something was there), so every JSON document we
+ * write is valid UTF-8 that strict parsers accept. */
+const char *jw_escape_at(const char *s, size_t n, size_t *len, char buf[7]);
 
 /* key + value shorthands; a NULL string writes nothing at all */
 void jw_kstr(jsonw *w, const char *k, const char *s);

@@ -206,10 +206,9 @@ int rbfile_load(lua_State *L, const char *path, int params_in)
     }
     char sha[65];
     rb_sha256_hex(src, len, sha);
-    if (len >= 2 && src[0] == '#' && src[1] == '!')
-        src[0] = src[1] = '-'; /* a shebang line becomes a comment; lines keep their numbers */
+    size_t bom = rb_lua_source(src, len); /* the hash above is of the file as it is */
     lua_pushfstring(L, "@%s", path);
-    int st = luaL_loadbufferx(L, src, len, lua_tostring(L, -1), "t");
+    int st = luaL_loadbufferx(L, src + bom, len - bom, lua_tostring(L, -1), "t");
     free(src);
     lua_remove(L, -2);
     if (st != LUA_OK)

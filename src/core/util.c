@@ -271,3 +271,11 @@ int rb_remove_tree(const char *path, int keep_root)
 {
     return nftw(path, keep_root ? remove_below : remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
+
+size_t rb_lua_source(char *src, size_t len)
+{
+    size_t bom = len >= 3 && memcmp(src, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+    if (len - bom >= 2 && src[bom] == '#' && src[bom + 1] == '!')
+        src[bom] = src[bom + 1] = '-';
+    return bom;
+}

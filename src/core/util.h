@@ -29,6 +29,10 @@ const char *rb_username(void);
 unsigned long long rb_pid_start(pid_t pid);
 /* Read a whole file; malloc'd, NUL-terminated; NULL with errno on failure. */
 char *rb_read_file(const char *path, size_t *len);
+/* A runbook's text made Lua, in place: a UTF-8 byte order mark (editors on
+ * Windows write one) is skipped and a shebang line becomes a comment, lines
+ * keeping their numbers.  Returns where the Lua source starts in src. */
+size_t rb_lua_source(char *src, size_t len);
 /* The rest of stream f, as rb_read_file reads a file (the caller closes f). */
 char *rb_read_stream(FILE *f, size_t *len);
 /* Expand a leading "~/" with $HOME into buf. */
