@@ -98,7 +98,8 @@ endif()
 include(CPack)
 
 # ---- the container image's rules ----------------------------------------------
-# The image cannot be built without a Docker engine; its Dockerfile is
-# linted against the rules it follows (scripts/lint-dockerfile.sh).
+# CI builds and runs the image on an engine of its own (scripts/image-test.sh,
+# stage 6 of .ci/run); every test run lints the Dockerfile and its context
+# against the rules it follows (scripts/lint-dockerfile.sh).
 add_test(NAME lint_dockerfile COMMAND bash ${CMAKE_SOURCE_DIR}/scripts/lint-dockerfile.sh
   ${CMAKE_SOURCE_DIR}/Dockerfile)

@@ -8,7 +8,14 @@
 # Rules (a violation prints FILE:LINE: RULE: why, and the script exits 1):
 #   pinned-base      FROM names a fixed release: a digest, or a tag with a point
 #                    release (12.11-slim) or a date (bookworm-20250520-slim);
-#                    never a moving tag (bookworm-slim, 12-slim, latest, none)
+#                    never a moving tag (bookworm-slim, 12-slim, latest, none).
+#                    One exception: FROM ${ARG} where the ARG's default is a
+#                    Debian release by codename or number (debian:bookworm-slim,
+#                    debian:12): the base is then the builder's choice (issue
+#                    21: CI builds on a local mmdebstrap image, having no
+#                    registry; a release passes a digest), and the default is a
+#                    stable release, which takes only point releases and security
+#                    fixes.  A default of another image, or none, still fails.
 #   no-latest        `latest` nowhere (tags, ARG defaults, download URLs)
 #   apt-get          apt-get install has -y and --no-install-recommends; apt-get
 #                    update only in the RUN that installs; that RUN removes
@@ -86,6 +93,7 @@ for n, (line, kw, args) in enumerate(instrs):
         final, pipefail = n, False
         words = [w for w in args.split() if not w.startswith("--")]
         image = re.sub(r"\$\{?(\w+)\}?", lambda m: args_default.get(m.group(1), ""), words[0])
+        from_arg = re.fullmatch(r"\$\{?(\w+)\}?", words[0]) is not None
         if len(words) >= 3 and words[1].upper() == "AS":
             stages.append(words[2])
         if image in stages or image == "scratch":
@@ -93,7 +101,12 @@ for n, (line, kw, args) in enumerate(instrs):
         if "@sha256:" in image:
             continue
         tag = image.rsplit("/", 1)[-1].partition(":")[2]
-        if not tag:
+        if from_arg and re.fullmatch(r"debian:([a-z]+|\d+(\.\d+)?)(-slim)?", image) \
+                and tag != "latest":
+            continue  # the builder's choice, a Debian stable release by default
+        if from_arg and not image:
+            err(line, "pinned-base", f"FROM {words[0]}: the build argument has no default")
+        elif not tag:
             err(line, "pinned-base", f"{image} has no tag (it means latest)")
         elif not re.search(r"\d+\.\d+|\d{8}", tag):
             err(line, "pinned-base", f"{image}: tag {tag} moves; use a point release or a dated tag")

@@ -5,9 +5,10 @@ dockerd) is the judge of behaviour; this fake stays for what that engine
 cannot be made to do on demand: API version negotiation (Debian's 20.10
 speaks only 1.41, the fake 1.47 and 1.41 with raw-stream logs), a TCP
 DOCKER_HOST, compose-labelled containers without compose, and recording
-against a daemon whose answers are fixed.  The engine's refusals are
-tested against the real one; 5xx answers and slow or dropped responses are
-tested nowhere yet.  The tests
+against a daemon whose answers are fixed, and the failures a real engine
+cannot be made to produce on demand (class EngineFaults: a 500, a dropped
+connection, an engine that never answers).  The engine's refusals (404,
+409) are tested against the real one.  The tests
 compare docker.ps()/stats() with what `docker ... --format json` prints
 against the same fake, assert the exact API requests the writes sent, and
 check that in dry-run reads reach the fake while writes never do."""
@@ -27,7 +28,7 @@ DOCKER_CLI = shutil.which("docker") or "/usr/local/bin/docker"
 
 
 class FakeDocker:
-    def __init__(self, case, api=None, tcp=False, compose_project=None):
+    def __init__(self, case, api=None, tcp=False, compose_project=None, faults=()):
         if not hasattr(case, "_fakes"):
             case._fakes = []
         n = len(case._fakes)
@@ -40,6 +41,8 @@ class FakeDocker:
             argv += ["--api-version", api]
         if compose_project:
             argv += ["--compose-project", compose_project]
+        for f in faults:
+            argv += ["--fault", f]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL)
         case.addCleanup(self.stop)
@@ -403,6 +406,44 @@ class Errors(DockerCase):
         self.assertExit(res, 1)
         self.assertIn("cannot read a size from \"lots\"", res.all)
         self.assertEqual(self.fake.requests("POST"), [])
+
+
+class EngineFaults(RunbookTestCase):
+    """What a real engine cannot be made to do on demand, from the fake."""
+
+    def runbook_with(self, faults, body, *flags):
+        fake = FakeDocker(self, faults=faults)
+        self.env["DOCKER_HOST"] = fake.host
+        return fake, self.run_body(body, *flags, name="t/docker")
+
+    def test_a_500_names_the_action_and_quotes_the_engine(self):
+        fake, res = self.runbook_with(["POST:/containers/[^/]+/restart:500"], """
+            step("restart", function() docker.restart("calendar-api") end)
+            """)
+        self.assertExit(res, 1)
+        self.assertIn("docker restart calendar-api: fault injected: POST "
+                      "/containers/calendar-api/restart", res.all)
+        acts = self.actions(primitive="docker")
+        self.assertEqual([(a["verb"], a["status"]) for a in acts], [("restart", "error")])
+
+    def test_a_dropped_connection_is_one_clear_line(self):
+        fake, res = self.runbook_with(["GET:/containers/json:drop"], """
+            step("ps", function() docker.ps() end)
+            """)
+        self.assertExit(res, 1)
+        self.assertRegex(res.all, r"cannot reach Docker at %s: \S" % fake.host)
+        self.assertNotIn("stack traceback", res.all)
+
+    def test_an_engine_that_never_answers_cannot_hang_the_run(self):
+        fake, res = self.runbook_with(["POST:/containers/[^/]+/stop:hang"], """
+            step("stop", function() docker.stop("calendar-api", { timeout = 1 }) end)
+            """, "--timeout", "2s")
+        self.assertNotEqual(res.code, 0)
+        self.assertIn("timed out", res.all)
+        self.assertEqual(len(fake.requests("POST")), 1)   # it was asked, once
+        run = self.records(kind="run")[-1]
+        self.assertEqual(run["outcome"], "failed")
+        self.assertIn("timed out", run["error"])
 
 
 class Compose(DockerCase):
