@@ -3,23 +3,35 @@
 #
 #   bash scripts/install-deps.sh               # the build and test set
 #   bash scripts/install-deps.sh clang-format  # ... plus extra packages
+#   bash scripts/install-deps.sh --build [PKG...]  # only what building the
+#                           # package needs (the Dockerfile's build stage)
 #
 # Does nothing (and says nothing) when every package is already installed;
 # otherwise runs apt-get update + install quietly, and prints apt's output
 # only if it fails.  Uses sudo when not root.
 set -euo pipefail
 
-PACKAGES=(
-  build-essential cmake pkg-config
+# What `cmake --build build --target package` needs: the compiler and the
+# -dev libraries, python3 (tests/CMakeLists.txt finds it when configuring),
+# scdoc (the man pages the package installs), file (dpkg-shlibdeps).
+BUILD=(
+  build-essential cmake pkg-config python3
   liblua5.4-dev lua-cjson-dev libyaml-dev libsqlite3-dev nettle-dev
   libedit-dev libcurl4-openssl-dev libpq-dev
+  scdoc file
+)
+if [ "${1:-}" = --build ]; then
+  shift
+  PACKAGES=("${BUILD[@]}" "$@")
+else
+PACKAGES=(
+  "${BUILD[@]}"
   lua-check            # luacheck, used by `runbook check`
-  python3 sqlite3      # the CLI tests, and inspecting audit databases
+  sqlite3              # inspecting audit databases (python3, above, runs the CLI tests)
   postgresql postgresql-client  # the db tests start a throwaway server; pg_dump/pg_restore
   redis-server redis-tools      # runbooks/ integration test: a real Redis on loopback
   valgrind procps      # the leak check; ps/pgrep for the tests
-  scdoc man-db         # man/*.scd -> man pages (cmake/man.cmake); `man -l` checks them
-  file                 # CPack's Debian package: dpkg-shlibdeps finds the ELF files with it
+  man-db               # `man -l` checks the man pages scdoc builds (cmake/man.cmake)
   openssh-server openssh-client # the ssh tests and bench: a throwaway sshd on loopback
   zsh fish             # test_completion.py checks completions/_runbook and runbook.fish
   systemd              # systemd-analyze verify/calendar: `runbook schedule --emit systemd` tests
@@ -27,8 +39,14 @@ PACKAGES=(
                        # schedule tests' API server validates `kubectl apply` against
   docker.io busybox-static  # the docker tests start a throwaway dockerd (tests/fixtures/
                             # dockerd.py) and import a busybox image made from /bin/busybox
+  docker-compose       # docker.compose's CLI verbs against that engine (Compose 1.29:
+                       # Debian ships no compose plugin for the docker CLI)
+  strace               # test_audit_protect.py kills a run at each syscall of creating a log
+  mmdebstrap           # CI's image test (scripts/image-test.sh): a local Debian base
+                       # image with no registry
   "$@"
 )
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

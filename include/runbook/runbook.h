@@ -147,6 +147,12 @@ typedef struct rb_module {
     const char *name;
     void (*open)(lua_State *L);
     void (*close)(void); /* optional: process-wide resources (libcurl) */
+    /* Optional: the keys of the module's section of runbook.yaml and the
+     * type of each, "key:type ..." (type: map, list, str, num, bool), so
+     * that a mistyped or misshapen setting is refused with its file and line
+     * when the config loads, not when a call first reads it.  NULL: any
+     * mapping. */
+    const char *config;
 } rb_module;
 
 /* Register fns as fields of global table `module` (created if missing), or as
@@ -243,5 +249,8 @@ double rb_now(void);
 void rb_secret_add(lua_State *L, const char *value);
 /* Push a copy of s with every registered secret replaced by ****. */
 const char *rb_redact(lua_State *L, const char *s, size_t len);
+/* 1 when s is exactly a registered secret: a number whose text is one is
+ * written as "****" (a secret param of type number). */
+int rb_is_secret(lua_State *L, const char *s, size_t len);
 
 #endif

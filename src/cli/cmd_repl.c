@@ -50,6 +50,8 @@ static const char REPL_HELP[] =
     "  --config FILE       read FILE instead of ./runbook.yaml\n"
     "  --audit PATH        audit database (default $XDG_STATE_HOME/runbook/audit.db)\n"
     "  --no-audit          do not record the session\n"
+    "  --audit-wait D      wait up to D (30s, 2m; default 30s) for another process's\n"
+    "                      lock on the audit log, then exit 1 naming it\n"
     "  --max-memory SIZE   limit Lua's memory to SIZE (512M, 2G; default 1G)\n"
     "  -v, --verbose       show read actions too\n"
     "\n"
@@ -748,11 +750,11 @@ static int prepl(lua_State *L)
                 continue;
             break;
         }
-        history_add(R, line);
         const char *p = line;
         while (*p == ' ' || *p == '\t')
             p++;
         if (*p == '.' && p[1] >= 'a' && p[1] <= 'z') {
+            history_add(R, line);
             int go = dot_command(R, (char *)p);
             free(line);
             if (!go)
@@ -761,6 +763,9 @@ static int prepl(lua_State *L)
         }
         if (*p)
             statement(R, line);
+        /* after the statement: a secret it registered (secret.register("..."))
+         * is redacted from its own line too */
+        history_add(R, line);
         free(line);
     }
     const char *outcome = R->ed || !R->failed ? "success" : "failed";
@@ -803,8 +808,9 @@ int cmd_repl(int argc, char **argv)
     R.L = E->L;
     R.a = &a;
     the_repl = &R;
-    if (session_open(E, &cfg, &a) != 0)
+    if ((exit_code = session_open(E, &cfg, &a)) != 0)
         goto out;
+    exit_code = 2;
     int tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
     if (tty) {
         R.ed = rb_edit_get(err, sizeof err);

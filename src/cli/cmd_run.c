@@ -40,12 +40,14 @@ static const char RUN_HELP[] =
     "  --config FILE       read FILE instead of ./runbook.yaml\n"
     "  --audit PATH        audit database (default $XDG_STATE_HOME/runbook/audit.db)\n"
     "  --no-audit          do not record this run\n"
+    "  --audit-wait D      wait up to D (30s, 2m; default 30s) for another process's\n"
+    "                      lock on the audit log, then exit 1 naming it\n"
     "  --output text|json  human view (default) or one JSON event per line\n"
     "  --from STEP         start at STEP (index or name); earlier steps are recorded skipped\n"
     "  --resume RUN_ID     skip the steps RUN_ID completed and restore its state\n"
     "  --rollback          after a failure, run the `undo` of completed steps in reverse\n"
-    "  --timeout S         limit the whole run to S seconds (90s, 5m), the runbook\n"
-    "                      file's top-level code included\n"
+    "  --timeout S         limit the whole run to S seconds (90s, 5m; at most 7d), the\n"
+    "                      runbook file's top-level code included\n"
     "  --max-memory SIZE   limit the runbook's Lua to SIZE (512M, 2G; default 1G): past it\n"
     "                      the step fails instead of taking the machine's memory\n"
     "  --strict            with --dry-run: refuse to start (exit 2) unless the kernel\n"
@@ -54,8 +56,8 @@ static const char RUN_HELP[] =
     "                      mocks with their real responses, mutations expectations\n"
     "  -v, --verbose       show read actions and tracebacks too\n"
     "\n"
-    "Exit codes: 0 success, 1 a step failed or timed out, 2 invalid input,\n"
-    "3 aborted by the operator, 130 interrupted.\n";
+    "Exit codes: 0 success, 1 a step failed or timed out (or the audit log stayed\n"
+    "locked), 2 invalid input, 3 aborted by the operator, 130 interrupted.\n";
 
 /* --resume: put the earlier run's state into the runbook's state table */
 static int restore_state(lua_State *L, int rb, const char *json)
@@ -128,7 +130,7 @@ static int prun(lua_State *L)
     lua_getfield(L, rb, "params");
     jsonw w;
     jw_init(&w);
-    jw_lua(&w, L, -1);
+    rb_params_json(&w, L, -1); /* secret params by declaration */
     E->params_json = strdup(jw_str_result(&w));
     jw_free(&w);
     lua_pop(L, 1);
@@ -174,8 +176,12 @@ int cmd_run(int argc, char **argv)
         free(a.params);
         return usage_error("run: --resume reads the audit log; it cannot be used with --no-audit");
     }
-
     char err[4096];
+    if (a.record && record_check(a.record, err, sizeof err) != 0) { /* not after every action */
+        free(a.params);
+        return usage_error("run: %s; nothing was run", err);
+    }
+
     rb_engine *E = engine_new(rb_builtin_modules, err, sizeof err);
     if (!E) {
         free(a.params);
@@ -186,8 +192,9 @@ int cmd_run(int argc, char **argv)
     audit_resume res;
     memset(&res, 0, sizeof res);
     int exit_code = 2;
-    if (session_open(E, &cfg, &a) != 0)
+    if ((exit_code = session_open(E, &cfg, &a)) != 0)
         goto out;
+    exit_code = 2;
     E->mode = a.dry_run ? MODE_DRY_RUN : MODE_LIVE;
     engine_use(E, a.dry_run ? &rb_mode_dry_run : &rb_mode_live);
     E->purpose = PURPOSE_RUN;

@@ -22,18 +22,20 @@ MODULE(db);
 MODULE(ssh);
 #undef MODULE
 void mod_http_close(void); /* libcurl, loaded on first use, unloaded at exit */
+/* notify's section of runbook.yaml: one mapping per service */
+#define NOTIFY_CONFIG "slack:map webhook:map pagerduty:map email:map"
 
 const rb_module rb_builtin_modules[] = {
-    {"json", mod_json_open, NULL},   /* codecs: pure data (src/codecs) */
-    {"yaml", mod_yaml_open, NULL},   /*   yaml.load reads a file: an action */
-    {"regex", mod_regex_open, NULL}, /*   POSIX ERE */
-    {"exec", mod_exec_open, NULL},   /* exec{argv}, sh(cmd) */
-    {"fs", mod_fs_open, NULL},       /* files */
-    {"http", mod_http_open, mod_http_close},
-    {"notify", mod_notify_open, NULL},   /* slack, webhook, pagerduty, email */
-    {"kubectl", mod_kubectl_open, NULL}, /* the kubectl CLI */
-    {"docker", mod_docker_open, NULL},   /* the Docker Engine API */
-    {"db", mod_db_open, NULL},           /* SQLite and PostgreSQL */
-    {"ssh", mod_ssh_open, NULL},         /* OpenSSH's client */
-    {NULL, NULL, NULL},
+    {"json", mod_json_open, NULL, NULL},   /* codecs: pure data (src/codecs) */
+    {"yaml", mod_yaml_open, NULL, NULL},   /*   yaml.load reads a file: an action */
+    {"regex", mod_regex_open, NULL, NULL}, /*   POSIX ERE */
+    {"exec", mod_exec_open, NULL, NULL},   /* exec{argv}, sh(cmd) */
+    {"fs", mod_fs_open, NULL, NULL},       /* files */
+    {"http", mod_http_open, mod_http_close, NULL},
+    {"notify", mod_notify_open, NULL, NOTIFY_CONFIG}, /* slack, webhook, pagerduty, email */
+    {"kubectl", mod_kubectl_open, NULL, NULL},        /* the kubectl CLI */
+    {"docker", mod_docker_open, NULL, NULL},          /* the Docker Engine API */
+    {"db", mod_db_open, NULL, NULL},                  /* SQLite and PostgreSQL */
+    {"ssh", mod_ssh_open, NULL, NULL},                /* OpenSSH's client */
+    {NULL, NULL, NULL, NULL},
 };

@@ -27,6 +27,7 @@ enum {
     OPT_RECORD,
     OPT_MAX_MEMORY,
     OPT_STRICT,
+    OPT_AUDIT_WAIT,
     OPT_HELP
 };
 
@@ -38,6 +39,7 @@ static const struct option run_options[] = {{"dry-run", no_argument, NULL, OPT_D
                                             {"config", required_argument, NULL, OPT_CONFIG},
                                             {"audit", required_argument, NULL, OPT_AUDIT},
                                             {"no-audit", no_argument, NULL, OPT_NO_AUDIT},
+                                            {"audit-wait", required_argument, NULL, OPT_AUDIT_WAIT},
                                             {"output", required_argument, NULL, OPT_OUTPUT},
                                             {"from", required_argument, NULL, OPT_FROM},
                                             {"resume", required_argument, NULL, OPT_RESUME},
@@ -88,6 +90,15 @@ int run_args_parse(int argc, char **argv, run_args *a, const char *cmd, const ch
         case OPT_NO_AUDIT:
             a->no_audit = 1;
             break;
+        case OPT_AUDIT_WAIT: {
+            double w = rb_parse_duration(optarg);
+            if (!(w >= 0 && w <= 86400)) /* NaN fails too */
+                return usage_error("--audit-wait %s: expected a duration such as 30s or 2m (0 to "
+                                   "not wait, at most 24h)",
+                                   optarg);
+            a->audit_wait = optarg;
+            break;
+        }
         case OPT_OUTPUT:
             if (strcmp(optarg, "json") == 0)
                 a->json = 1;
@@ -105,8 +116,10 @@ int run_args_parse(int argc, char **argv, run_args *a, const char *cmd, const ch
             break;
         case OPT_TIMEOUT: {
             a->timeout = rb_parse_duration(optarg);
-            if (a->timeout <= 0)
-                return usage_error("--timeout %s: expected seconds (or 90s, 5m, 1h)", optarg);
+            if (a->timeout <= 0 || a->timeout > 7 * 86400) /* 1e999 is infinity: a typo */
+                return usage_error("--timeout %s: expected a duration of more than 0 and at "
+                                   "most 7d (seconds, or 90s, 5m, 1h)",
+                                   optarg);
             break;
         }
         case OPT_RECORD:
@@ -171,7 +184,14 @@ int run_args_parse(int argc, char **argv, run_args *a, const char *cmd, const ch
                         keep,
                         kept,
                         more.max_memory ? more.max_memory : a->max_memory,
-                        a->strict | more.strict};
+                        a->strict | more.strict,
+                        more.audit_wait ? more.audit_wait : a->audit_wait};
+    }
+    if (a->no_audit && (a->audit || a->audit_wait)) { /* which one did the operator mean? */
+        const char *other = a->audit ? "--audit" : "--audit-wait";
+        return usage_error("%s: --no-audit and %s contradict each other: record the run (drop "
+                           "--no-audit) or do not (drop %s)",
+                           cmd, other, other);
     }
     return 0;
 }
@@ -244,9 +264,20 @@ int session_open(rb_engine *E, rb_config *cfg, const run_args *a)
     }
     const char *apath = config_audit_path(cfg, audit_flag, no_audit, abuf, sizeof abuf);
     if (apath) {
-        E->audit = audit_open(apath, err, sizeof err);
+        /* --audit-wait > the --env environment's audit_wait > the top level's */
+        double wait =
+            a->audit_wait ? rb_parse_duration(a->audit_wait) : config_audit_wait(cfg, L, a->env);
+        int why = 0;
+        E->audit =
+            audit_open_run(apath, wait >= 0 ? (int)(wait * 1000 + 0.5) : AUDIT_WAIT_DEFAULT_MS,
+                           &why, err, sizeof err);
+        if (!E->audit && why == AUDIT_LOCKED) {
+            /* not a usage error: the same command works once the lock is gone */
+            fprintf(stderr, "runbook: %s\nrunbook: nothing was run\n", err);
+            return 1;
+        }
         if (!E->audit)
-            return usage_error("audit: %s", err);
+            return usage_error("audit: %s; nothing was run", err);
     }
     return 0;
 }

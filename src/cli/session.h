@@ -15,8 +15,9 @@ typedef struct run_args {
     double timeout;
     char **params; /* "NAME=VALUE", malloc'd array */
     int n_params;
-    size_t max_memory; /* --max-memory in bytes, 0 = the engine's default */
-    int strict;        /* --strict: no dry-run the kernel does not enforce */
+    size_t max_memory;      /* --max-memory in bytes, 0 = the engine's default */
+    int strict;             /* --strict: no dry-run the kernel does not enforce */
+    const char *audit_wait; /* --audit-wait DURATION, checked */
 } run_args;
 
 /* Parse argv (argv[0] is the command); options may follow the runbook
@@ -29,7 +30,9 @@ int push_params_input(rb_engine *E, lua_State *L, const run_args *a);
 
 /* Load the config (--config or ./runbook.yaml), check --env, open the
  * audit log (--audit, --no-audit, the environment's `audit:`, config,
- * RUNBOOK_AUDIT).  Returns 0, or 2 after printing why. */
+ * RUNBOOK_AUDIT), waiting --audit-wait / audit_wait for another process's
+ * lock on it.  Returns 0, or after printing why 1 (the log stayed locked)
+ * or 2. */
 int session_open(rb_engine *E, rb_config *cfg, const run_args *a);
 
 #endif

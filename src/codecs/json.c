@@ -352,6 +352,10 @@ static void je_number(lua_State *L, jenc *e, int idx, int as_key)
          * refuse 3.0 where they want an int */
         dataconv_fmt_float(d, buf);
     }
+    if (!as_key && rb_is_secret(L, buf, strlen(buf))) {
+        jb_str(L, e, "\"****\""); /* a secret number: a string, so the JSON stays JSON */
+        return;
+    }
     if (as_key) {
         je_string(L, e, buf, strlen(buf));
     } else {

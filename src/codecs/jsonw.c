@@ -125,8 +125,9 @@ const char *jw_escape(unsigned char c, char buf[7])
 /* The length of the valid UTF-8 sequence at s (n > 0 bytes left), or 0:
  * a stray continuation byte, an overlong form, a surrogate, a code point
  * beyond U+10FFFF or a sequence cut short (RFC 3629). */
-static size_t utf8_seq(const unsigned char *s, size_t n)
+size_t jw_utf8_len(const char *str, size_t n)
 {
+    const unsigned char *s = (const unsigned char *)str;
     unsigned c = s[0], cp;
     size_t need;
     if (c < 0x80)
@@ -160,7 +161,7 @@ const char *jw_escape_at(const char *s, size_t n, size_t *len, char buf[7])
         *len = 1;
         return jw_escape(c, buf);
     }
-    *len = utf8_seq((const unsigned char *)s, n);
+    *len = jw_utf8_len(s, n);
     if (*len)
         return NULL;
     *len = 1;
@@ -308,12 +309,20 @@ static void lua_value(jsonw *w, lua_State *L, int idx, int depth, int seen)
     case LUA_TBOOLEAN:
         jw_bool(w, lua_toboolean(L, idx));
         break;
-    case LUA_TNUMBER:
-        if (lua_isinteger(L, idx))
+    case LUA_TNUMBER: {
+        size_t n;
+        lua_pushvalue(L, idx);
+        const char *text = lua_tolstring(L, -1, &n); /* the copy becomes its text */
+        int hidden = rb_is_secret(L, text, n);
+        lua_pop(L, 1);
+        if (hidden)
+            jw_string(w, "****");
+        else if (lua_isinteger(L, idx))
             jw_int(w, (long long)lua_tointeger(L, idx));
         else
             jw_num(w, lua_tonumber(L, idx));
         break;
+    }
     case LUA_TSTRING: {
         size_t n;
         const char *s = lua_tolstring(L, idx, &n);

@@ -40,6 +40,10 @@ const char *jw_escape(unsigned char c, char buf[7]);
  * character: the mark that something was there), so every JSON document we
  * write is valid UTF-8 that strict parsers accept. */
 const char *jw_escape_at(const char *s, size_t n, size_t *len, char buf[7]);
+/* The length of the valid UTF-8 sequence at s (n > 0 bytes left), or 0 for
+ * a byte that is not valid UTF-8 there (RFC 3629: no overlongs, surrogates,
+ * code points beyond U+10FFFF or cut sequences). */
+size_t jw_utf8_len(const char *s, size_t n);
 
 /* key + value shorthands; a NULL string writes nothing at all */
 void jw_kstr(jsonw *w, const char *k, const char *s);

@@ -6,27 +6,34 @@
  * record, statements prepared once per handle because the engine appends
  * before every action goes on), the readers the audit commands and --resume
  * use, the effective outcome of a run (a run killed with -9 stays "running"
- * in the database and is reported "interrupted"), and the chain check.  It is
- * the only file besides mod_db.c that includes sqlite3.h.
+ * in the database and is reported "interrupted"), and the chain check.  It
+ * also guards the path it is given: another program's database or a file
+ * that is not SQLite is refused untouched (audit_file.c tells whose file it
+ * is, and who holds a lock), a new log appears atomically (built aside,
+ * renamed into place), and a lock held by another process is reported with
+ * its holder.
  */
 #include "audit.h"
+#include "audit_file.h"
 #include "jsonw.h"
 #include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define SCHEMA_VERSION  1
-#define BUSY_TIMEOUT_MS 30000
+#define BUSY_TIMEOUT_MS AUDIT_WAIT_DEFAULT_MS
 #define GENESIS_HASH    "0000000000000000000000000000000000000000000000000000000000000000"
 
 enum {
@@ -79,12 +86,65 @@ struct audit {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
     char path[4096];
-    char err[1024];
+    char err[2048];
     char *buf; /* the hash input, reused across appends */
     size_t cap;
     int busy_ms;
     int wal_frames; /* frames in the WAL after our last commit */
+    int locked;     /* the last failure: another process held the lock past busy_ms */
+    dev_t dev;      /* the file, while it is in the registry below */
+    ino_t ino;
+    int registered;
 };
+
+/* The logs this process has open.  A second handle on one of them (the
+ * watchdog's) must not look at the file through an immutable connection:
+ * that one takes no locks, and closing its descriptor would drop the POSIX
+ * locks the first handle's connection holds on the file (POSIX drops a
+ * process's locks on a file when any of its descriptors for it closes). */
+static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    dev_t dev;
+    ino_t ino;
+    int n;
+} open_logs[8];
+
+static int registered(const struct stat *sb)
+{
+    int found = 0;
+    pthread_mutex_lock(&open_mu);
+    for (size_t i = 0; i < sizeof open_logs / sizeof *open_logs && !found; i++)
+        found =
+            open_logs[i].n > 0 && open_logs[i].dev == sb->st_dev && open_logs[i].ino == sb->st_ino;
+    pthread_mutex_unlock(&open_mu);
+    return found;
+}
+
+/* Add (delta 1) or drop (-1) a's file: 0, or -1 when eight other logs are
+ * open at once (no command does that; a is then left out). */
+static int register_log(audit *a, int delta)
+{
+    int rc = -1;
+    pthread_mutex_lock(&open_mu);
+    size_t n = sizeof open_logs / sizeof *open_logs, free_slot = n;
+    for (size_t i = 0; i < n; i++) {
+        if (open_logs[i].n > 0 && open_logs[i].dev == a->dev && open_logs[i].ino == a->ino) {
+            open_logs[i].n += delta;
+            rc = 0;
+            break;
+        }
+        if (open_logs[i].n == 0 && free_slot == n)
+            free_slot = i;
+    }
+    if (rc != 0 && delta > 0 && free_slot < n) {
+        open_logs[free_slot].dev = a->dev;
+        open_logs[free_slot].ino = a->ino;
+        open_logs[free_slot].n = 1;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&open_mu);
+    return rc;
+}
 
 /* The WAL is kept between connections (see open_db), and whoever opens the
  * log first rebuilds its index by reading every frame still in it; so a
@@ -125,11 +185,60 @@ static const char *col_text(sqlite3_stmt *st, int i)
     return s ? (const char *)s : "";
 }
 
+/* ---- another process's lock ----------------------------------------------- */
+
+static int is_busy(int rc)
+{
+    return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED;
+}
+
+/* The failure of a statement that waited busy_ms for another process's
+ * lock: what SQLite says, the journal mode, who holds the lock and what to
+ * do, for the operator who meets it at 3 a.m. */
+static int locked_fail(audit *a, const char *what, int rc)
+{
+    char mode[16] = "unknown";
+    sqlite3_stmt *st = NULL;
+    /* asked without waiting: in rollback mode even this read is blocked */
+    sqlite3_busy_timeout(a->db, 0);
+    if (sqlite3_prepare_v2(a->db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        snprintf(mode, sizeof mode, "%s", col_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_busy_timeout(a->db, a->busy_ms);
+
+    char holders[1024], todo[4200];
+    int pid = audit_lock_holders(a->path, holders, sizeof holders);
+    if (!holders[0])
+        snprintf(holders, sizeof holders,
+                 "no process on this host shows a lock on it in /proc/locks (it may have "
+                 "just been released, or be held from another machine over a network file "
+                 "system)");
+    if (pid)
+        snprintf(todo, sizeof todo, "let pid %d finish, or stop it (kill %d), then run again", pid,
+                 pid);
+    else
+        snprintf(todo, sizeof todo,
+                 "find what has it open (fuser -v %s*), let it finish, then run again", a->path);
+    a->locked = 1;
+    set_err(a,
+            "the audit log %s is locked by another process: %s (SQLite: %s%s, journal mode %s); "
+            "%s after waiting %g s (--audit-wait, audit_wait: in runbook.yaml). What to do: %s",
+            a->path, holders, sqlite3_errstr(rc),
+            (rc & 0xffff) == SQLITE_BUSY_RECOVERY ? ", another process is recovering the WAL" : "",
+            mode, what, a->busy_ms / 1000.0, todo);
+    return -1;
+}
+
 static int exec_sql(audit *a, const char *sql)
 {
     char *msg = NULL;
-    if (sqlite3_exec(a->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        set_err(a, "audit log %s: %s", a->path, msg ? msg : sqlite3_errmsg(a->db));
+    int rc = sqlite3_exec(a->db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        if (is_busy(rc))
+            locked_fail(a, "the log could not be opened", rc);
+        else
+            set_err(a, "audit log %s: %s", a->path, msg ? msg : sqlite3_errmsg(a->db));
         sqlite3_free(msg);
         return -1;
     }
@@ -139,13 +248,18 @@ static int exec_sql(audit *a, const char *sql)
 static int query_int(audit *a, const char *sql, int *out)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK) {
+    int rc = sqlite3_prepare_v2(a->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        if (is_busy(rc))
+            return locked_fail(a, "the log could not be read", rc);
         set_err(a, "audit log %s: %s", a->path, sqlite3_errmsg(a->db));
         return -1;
     }
-    int rc = sqlite3_step(st);
+    rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         *out = sqlite3_column_int(st, 0);
+    else if (is_busy(rc))
+        locked_fail(a, "the log could not be read", rc);
     else if (rc != SQLITE_DONE)
         set_err(a, "audit log %s: %s", a->path, sqlite3_errmsg(a->db));
     sqlite3_finalize(st);
@@ -182,47 +296,71 @@ static int use_wal(audit *a)
             set_err(a, "audit log %s: cannot use WAL (journal mode stays %s)", a->path, mode);
             return -1;
         }
-        int busy = (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED;
-        if (!busy || rb_wallclock() > deadline)
+        if (!is_busy(rc))
             return -1;
+        if (rb_wallclock() > deadline)
+            return locked_fail(a, "the log could not be switched to WAL", rc);
         struct timespec ts = {0, (1 + attempt % 8) * 1000000L};
         nanosleep(&ts, NULL);
     }
 }
 
-/* Create the schema once.  Several processes may open a fresh database at
- * the same moment: the IMMEDIATE transaction makes one of them do it and the
- * others see user_version already set. */
+/* ---- what is at the path ------------------------------------------------ */
+
+static const char *schema_sql(char *buf, size_t n)
+{
+    snprintf(buf, n,
+             "CREATE TABLE records("
+             " seq INTEGER PRIMARY KEY,"
+             " run_id TEXT NOT NULL,"
+             " kind TEXT NOT NULL,"
+             " ts TEXT NOT NULL,"
+             " data TEXT NOT NULL,"
+             " prev_hash TEXT NOT NULL,"
+             " hash TEXT NOT NULL);"
+             /* only run records are indexed: an action's commit then writes
+              * one b-tree page, not two; a run's other records are found by
+              * seq from its first run record */
+             "CREATE INDEX records_runs ON records(run_id, seq) WHERE kind = 'run';"
+             "PRAGMA application_id = %d;"
+             "PRAGMA user_version = %d;",
+             AUDIT_APPLICATION_ID, SCHEMA_VERSION);
+    return buf;
+}
+
+/* Make an empty database (0 bytes, or no schema at all) a log, or mark a
+ * log written before the application_id existed.  In one IMMEDIATE
+ * transaction: of several processes opening it at once, one does it. */
 static int ensure_schema(audit *a)
 {
-    int v = 0;
-    if (query_int(a, "PRAGMA user_version", &v) != 0)
+    int v = 0, id = 0, objects = 0;
+    if (query_int(a, "PRAGMA user_version", &v) != 0 ||
+        query_int(a, "PRAGMA application_id", &id) != 0)
         return -1;
-    if (v == 0) {
+    if (v == 0 || id != AUDIT_APPLICATION_ID) {
+        char sql[1024];
         if (exec_sql(a, "BEGIN IMMEDIATE") != 0)
             return -1;
         if (query_int(a, "PRAGMA user_version", &v) != 0 ||
-            (v == 0 && exec_sql(a, "CREATE TABLE IF NOT EXISTS records("
-                                   " seq INTEGER PRIMARY KEY,"
-                                   " run_id TEXT NOT NULL,"
-                                   " kind TEXT NOT NULL,"
-                                   " ts TEXT NOT NULL,"
-                                   " data TEXT NOT NULL,"
-                                   " prev_hash TEXT NOT NULL,"
-                                   " hash TEXT NOT NULL);"
-                                   /* only run records are indexed: an action's
-                                    * commit then writes one b-tree page, not
-                                    * two; a run's other records are found by
-                                    * seq from its first run record */
-                                   "CREATE INDEX IF NOT EXISTS records_runs ON"
-                                   " records(run_id, seq) WHERE kind = 'run';"
-                                   "PRAGMA user_version = 1;") != 0) ||
-            exec_sql(a, "COMMIT") != 0) {
-            sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
-            return -1;
-        }
-        if (v == 0)
+            query_int(a, "PRAGMA application_id", &id) != 0 ||
+            query_int(a, "SELECT count(*) FROM sqlite_master", &objects) != 0)
+            goto fail;
+        if (v == 0 && objects == 0) {
+            if (exec_sql(a, schema_sql(sql, sizeof sql)) != 0)
+                goto fail;
             v = SCHEMA_VERSION;
+        } else if (v == 0 || (id != 0 && id != AUDIT_APPLICATION_ID)) {
+            /* tables appeared since we looked: another program's */
+            set_err(a, "%s is not a runbook audit log (another program created tables in it)",
+                    a->path);
+            goto fail;
+        } else if (id == 0) {
+            snprintf(sql, sizeof sql, "PRAGMA application_id = %d", AUDIT_APPLICATION_ID);
+            if (exec_sql(a, sql) != 0)
+                goto fail;
+        }
+        if (exec_sql(a, "COMMIT") != 0)
+            goto fail;
     }
     if (v > SCHEMA_VERSION) {
         set_err(a, "audit log %s: schema version %d is newer than this runbook understands (%d)",
@@ -230,6 +368,9 @@ static int ensure_schema(audit *a)
         return -1;
     }
     return 0;
+fail:
+    sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
 }
 
 /* An existing log must already have our table; anything else is not ours. */
@@ -261,38 +402,123 @@ static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames)
     return SQLITE_OK;
 }
 
-static audit *open_db(const char *path, int create, char *err, size_t errlen)
+/* ---- creating a log -------------------------------------------------------- */
+
+/* Build the schema in a temporary file, then rename it into place unless a
+ * log appeared there meanwhile: 0 created, 1 someone else's is there now,
+ * -1 with err. */
+static int create_log(const char *path, char *err, size_t errlen)
 {
+    if (rb_mkdir_parents(path) != 0) {
+        snprintf(err, errlen, "cannot create the directory of %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char dir[4096], tmp[4200], sql[1280];
+    const char *base;
+    audit_split_path(path, dir, sizeof dir, &base);
+    audit_clean_stale_temps(dir, base);
+    unsigned r = 0;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+        r = (unsigned)rb_wallclock() ^ (unsigned)clock();
+    snprintf(tmp, sizeof tmp, "%s/.%s.%d.%08x.tmp", dir, base, (int)getpid(), r);
+    /* created by us so that it is 0600 from the first byte: it records who
+     * did what; SQLite gives -wal and -shm the same mode */
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    sqlite3 *db = NULL;
+    char mode[16] = "";
+    int rc = sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    snprintf(sql, sizeof sql, "PRAGMA journal_mode = OFF; BEGIN; %s COMMIT;",
+             schema_sql((char[1024]){0}, 1024));
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    sqlite3_stmt *st = NULL;
+    /* nobody sees the file before the rename: no journal needed to build
+     * it; WAL is a flag in its header that the rename carries along */
+    if (rc == SQLITE_OK &&
+        (rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &st, NULL)) == SQLITE_OK &&
+        (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        snprintf(mode, sizeof mode, "%s", col_text(st, 0));
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK || strcmp(mode, "wal") != 0) {
+        snprintf(err, errlen, "cannot create %s: %s", path,
+                 rc != SQLITE_OK ? (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc))
+                                 : "the file system does not support WAL");
+        sqlite3_close(db);
+        audit_unlink_temp(tmp);
+        return -1;
+    }
+    sqlite3_close(db); /* checkpoints and removes the temporary -wal, -shm */
+    audit_fsync_path(tmp, 0);
+    rc = renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE);
+    if (rc != 0 && (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
+        /* no RENAME_NOREPLACE on this file system: link() never replaces */
+        rc = link(tmp, path);
+    }
+    int e = errno;
+    audit_unlink_temp(tmp);
+    if (rc == 0) {
+        audit_fsync_path(dir, O_DIRECTORY); /* the name survives a crash too */
+        return 0;
+    }
+    struct stat sb;
+    if (e == EEXIST && stat(path, &sb) != 0 && errno == ENOENT) {
+        snprintf(err, errlen, "cannot create %s: it is a symbolic link to a missing file", path);
+        return -1;
+    }
+    if (e == EEXIST)
+        return 1;
+    snprintf(err, errlen, "cannot create %s: %s", path, strerror(e));
+    return -1;
+}
+
+static audit *open_db(const char *path, int create, int wait_ms, int *why, char *err, size_t errlen)
+{
+    int why_ = 0;
+    if (!why)
+        why = &why_;
+    *why = AUDIT_FAILED;
     if (!path || !*path) {
         snprintf(err, errlen, "no audit log path");
         return NULL;
     }
-    if (create) {
-        if (rb_mkdir_parents(path) != 0) {
-            snprintf(err, errlen, "cannot create the directory of %s: %s", path, strerror(errno));
+    int kind = AUDIT_FILE_NONE;
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && registered(&sb))
+        kind = AUDIT_FILE_OURS; /* open here already, and checked then */
+    for (int attempt = 0; kind == AUDIT_FILE_NONE; attempt++) {
+        if (audit_file_kind(path, &kind, err, errlen) != 0) {
+            if (kind == AUDIT_FILE_FOREIGN)
+                *why = AUDIT_FOREIGN;
             return NULL;
         }
-        /* create the file ourselves so that it is 0600 from the first byte:
-         * it records who did what; SQLite gives -wal and -shm the same mode */
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        if (kind != AUDIT_FILE_NONE)
+            break;
+        if (!create) {
+            snprintf(err, errlen, "no audit log at %s (nothing recorded there yet)", path);
             return NULL;
         }
-        close(fd);
-    } else {
-        struct stat sb;
-        if (stat(path, &sb) != 0) {
-            if (errno == ENOENT)
-                snprintf(err, errlen, "no audit log at %s (nothing recorded there yet)", path);
-            else
-                snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        int rc = create_log(path, err, errlen);
+        if (rc < 0)
+            return NULL;
+        if (rc == 0)
+            kind = AUDIT_FILE_OURS;
+        else if (attempt == 3) { /* created, then removed, by others, each time */
+            snprintf(err, errlen, "cannot create %s: others create and remove it meanwhile", path);
             return NULL;
         }
-        if (!S_ISREG(sb.st_mode)) {
-            snprintf(err, errlen, "%s is not a file", path);
-            return NULL;
-        }
+    }
+    if (kind == AUDIT_FILE_BLANK && !create) {
+        snprintf(err, errlen, "%s is not a runbook audit log (empty: nothing recorded there yet)",
+                 path);
+        *why = AUDIT_FOREIGN;
+        return NULL;
     }
 
     audit *a = calloc(1, sizeof *a);
@@ -309,7 +535,7 @@ static audit *open_db(const char *path, int create, char *err, size_t errlen)
         goto fail;
     }
     sqlite3_extended_result_codes(a->db, 1);
-    audit_busy_timeout(a, BUSY_TIMEOUT_MS);
+    audit_busy_timeout(a, wait_ms);
     /* Every run opens and closes the log, so both must be cheap (a one-step
      * run is meant to start about as fast as bare Lua): keep the WAL file
      * between connections instead of deleting and recreating it, and leave
@@ -322,9 +548,13 @@ static audit *open_db(const char *path, int create, char *err, size_t errlen)
     if (create) {
         /* WAL: readers never block the writer, and a commit is an append to
          * the log; NORMAL: no fsync per commit, still consistent after a
-         * crash (at most the last commits are lost on power failure) */
-        if (use_wal(a) != 0 || exec_sql(a, "PRAGMA synchronous = NORMAL") != 0 ||
-            ensure_schema(a) != 0)
+         * crash (at most the last commits are lost on power failure).  An
+         * empty file gets its schema first, in its rollback journal: a kill
+         * leaves it empty or a log. */
+        if (kind == AUDIT_FILE_BLANK ? ensure_schema(a) != 0 || use_wal(a) != 0
+                                     : use_wal(a) != 0 || ensure_schema(a) != 0)
+            goto fail;
+        if (exec_sql(a, "PRAGMA synchronous = NORMAL") != 0)
             goto fail;
         for (int i = 0; i <= ST_INSERT; i++)
             if (!stmt(a, i))
@@ -332,8 +562,15 @@ static audit *open_db(const char *path, int create, char *err, size_t errlen)
     } else if (check_schema(a) != 0) {
         goto fail;
     }
+    if (stat(path, &sb) == 0) {
+        a->dev = sb.st_dev;
+        a->ino = sb.st_ino;
+        a->registered = register_log(a, 1) == 0;
+    }
     return a;
 fail:
+    if (a->locked)
+        *why = AUDIT_LOCKED;
     snprintf(err, errlen, "%s", a->err);
     audit_close(a);
     return NULL;
@@ -347,18 +584,51 @@ void audit_busy_timeout(audit *a, int ms)
 
 audit *audit_open(const char *path, char *err, size_t errlen)
 {
-    return open_db(path, 1, err, errlen);
+    return open_db(path, 1, BUSY_TIMEOUT_MS, NULL, err, errlen);
+}
+
+audit *audit_open_run(const char *path, int wait_ms, int *why, char *err, size_t errlen)
+{
+    audit *a = open_db(path, 1, wait_ms, why, err, errlen);
+    if (!a)
+        return NULL;
+    /* take the write lock once, and give it back: a log that cannot be
+     * written must stop the run before its first action, not at it */
+    sqlite3_stmt *begin = stmt(a, ST_BEGIN), *rollback = stmt(a, ST_ROLLBACK);
+    int rc = begin ? sqlite3_step(begin) : SQLITE_ERROR;
+    if (begin)
+        sqlite3_reset(begin);
+    if (rc == SQLITE_DONE && rollback) {
+        sqlite3_step(rollback);
+        sqlite3_reset(rollback);
+        return a;
+    }
+    if (is_busy(rc))
+        locked_fail(a, "nothing was written", rc);
+    else if (begin)
+        set_err(a, "audit log %s: cannot write: %s", a->path, sqlite3_errmsg(a->db));
+    *why = a->locked ? AUDIT_LOCKED : AUDIT_FAILED;
+    snprintf(err, errlen, "%s", a->err);
+    audit_close(a);
+    return NULL;
+}
+
+int audit_locked(const audit *a)
+{
+    return a && a->locked;
 }
 
 audit *audit_open_existing(const char *path, char *err, size_t errlen)
 {
-    return open_db(path, 0, err, errlen);
+    return open_db(path, 0, BUSY_TIMEOUT_MS, NULL, err, errlen);
 }
 
 void audit_close(audit *a)
 {
     if (!a)
         return;
+    if (a->registered)
+        register_log(a, -1);
     if (a->db && a->wal_frames > WAL_KEEP_FRAMES) {
         /* never wait for another writer here: if one is busy, it will */
         sqlite3_busy_timeout(a->db, 0);
@@ -477,14 +747,16 @@ int audit_append(audit *a, const char *run_id, const char *kind, const char *ts,
     /* the write lock is taken up front so that reading the last hash and
      * inserting after it cannot interleave with another writer; past the
      * busy timeout this fails loudly rather than dropping the record */
+    a->locked = 0;
     int rc = sqlite3_step(begin);
     sqlite3_reset(begin);
     if (rc != SQLITE_DONE) {
-        char what[160];
-        if ((rc & 0xff) == SQLITE_BUSY)
-            snprintf(what, sizeof what, "%s record of run %s not written after waiting %.1f s",
-                     kind, run_id, a->busy_ms / 1000.0);
-        return append_fail(a, (rc & 0xff) == SQLITE_BUSY ? what : "cannot start a transaction");
+        if (is_busy(rc)) {
+            char what[160];
+            snprintf(what, sizeof what, "%s record of run %s not written", kind, run_id);
+            return locked_fail(a, what, rc);
+        }
+        return append_fail(a, "cannot start a transaction");
     }
 
     long long seq = 1;

@@ -22,10 +22,41 @@
 
 typedef struct audit audit;
 
+/* Every log carries this SQLite application_id ("RBAL", header offset 68);
+ * a log created before it existed is known by its `records` table. */
+#define AUDIT_APPLICATION_ID  0x5242414C
+#define AUDIT_WAIT_DEFAULT_MS 30000
+
+/* Why an open failed (err says it in words). */
+enum { AUDIT_FAILED = 1, AUDIT_FOREIGN, AUDIT_LOCKED };
+
 /* Open or create the database at path (parent directories created, mode
  * 0600), WAL, synchronous=NORMAL, a busy timeout for concurrent writers.
- * NULL with a message in err on failure. */
+ *
+ * What is at path is looked at before anything is written to it, through a
+ * read of the main file that takes no lock and creates no -wal or -shm: a
+ * file that is not SQLite, or an SQLite database with tables of another
+ * application (or another application_id), is refused and left exactly as
+ * it was.  A missing log is built in a temporary file of the same directory
+ * (.NAME.PID.RANDOM.tmp, 0600) and renamed into place without replacing
+ * anything, so a kill -9 leaves no log or a complete one, and of two runs
+ * creating it at once one wins and both use its log; temporary files of dead
+ * processes are removed then.  An empty file (0 bytes, or SQLite with no
+ * schema at all) holds nothing of anyone's and becomes a log in place, in
+ * one transaction.  NULL with a message in err on failure. */
 audit *audit_open(const char *path, char *err, size_t errlen);
+
+/* audit_open for a run: another writer is waited for up to wait_ms (an
+ * append waits as long), and the write lock is tried once here so that a
+ * log locked past the wait stops the run before anything runs.  On failure
+ * *why is AUDIT_LOCKED (err names the holder's pid and command when
+ * /proc/locks shows them), AUDIT_FOREIGN (not a runbook audit log) or
+ * AUDIT_FAILED. */
+audit *audit_open_run(const char *path, int wait_ms, int *why, char *err, size_t errlen);
+
+/* Whether the last failed append failed because another process held the
+ * log's lock past the wait (its message says who). */
+int audit_locked(const audit *a);
 void audit_close(audit *a);
 const char *audit_path(const audit *a);
 

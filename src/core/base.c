@@ -198,6 +198,31 @@ static int l_secret(lua_State *L)
     return 1;
 }
 
+/* secret.register(value) -> value: a value the runbook obtained (a password
+ * read from a file, a token a command printed) is a secret from now on,
+ * redacted like secret()'s. */
+static int l_secret_register(lua_State *L)
+{
+    int t = lua_type(L, 1);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+        return luaL_error(L, "secret.register: expected a string or a number, got %s",
+                          luaL_typename(L, 1));
+    lua_settop(L, 1);
+    lua_pushvalue(L, 1);
+    rb_secret_add_named(L, lua_tostring(L, -1), "a value given to secret.register");
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* secret(name) through the table secret is: upvalue 1 the funnelled secret() */
+static int l_secret_call(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_replace(L, 1); /* the table itself is not an argument */
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
 /* check(cond, fmt, ...): fail the step with a formatted message */
 static int l_check(lua_State *L)
 {
@@ -416,6 +441,20 @@ void mod_base_open(lua_State *L)
                                  {.name = "parallel", .fn = l_parallel, .cls = RB_PURE},
                                  {.name = NULL}};
     rb_register(L, NULL, base);
+    /* secret is callable -- secret(name) -- and has register(value) */
+    lua_getglobal(L, "secret");
+    lua_newtable(L);
+    lua_pushcfunction(L, l_secret_register);
+    lua_setfield(L, -2, "register");
+    lua_newtable(L);
+    lua_pushvalue(L, -3);
+    lua_pushcclosure(L, l_secret_call, 1);
+    lua_setfield(L, -2, "__call");
+    lua_pushliteral(L, "secret");
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+    lua_setglobal(L, "secret");
+    lua_pop(L, 1);
     /* internals for src/lua: a registry table, never a global */
     lua_newtable(L);
     lua_pushcfunction(L, l_progress);

@@ -22,8 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define VALID_TOP "audit, secrets_file, params, readonly_commands, environments"
-#define VALID_ENV "params, readonly_commands, audit"
+#define VALID_TOP "audit, audit_wait, secrets_file, params, readonly_commands, environments"
+#define VALID_ENV "params, readonly_commands, audit, audit_wait"
 
 typedef struct vctx {
     lua_State *L;
@@ -181,6 +181,91 @@ static int check_mapping(vctx *v, int parent, int key, const char *where)
     return 0;
 }
 
+/* The type the schema "key:type ..." gives key (its text up to the next
+ * space, in *len), or NULL when the schema has no such key. */
+static const char *schema_type(const char *schema, const char *key, size_t *len)
+{
+    size_t kl = strlen(key);
+    for (const char *p = schema; *p; p += strspn(p, " ")) {
+        size_t n = strcspn(p, " ");
+        const char *colon = memchr(p, ':', n);
+        if (colon && (size_t)(colon - p) == kl && strncmp(p, key, kl) == 0) {
+            *len = n - kl - 1;
+            return colon + 1;
+        }
+        p += n;
+    }
+    return NULL;
+}
+
+/* Does the value on top have the schema type t (len bytes)?  Its words in *what. */
+static int has_type(lua_State *L, const char *t, size_t len, const char **what)
+{
+    static const struct {
+        const char *name, *what;
+        int (*ok)(lua_State *, int);
+    } types[] = {{"map", "a mapping", is_mapping},
+                 {"list", "a list", is_sequence},
+                 {"str", "a string", lua_isstring},
+                 {"num", "a number", lua_isnumber},
+                 {"bool", "true or false", NULL}};
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++)
+        if (strlen(types[i].name) == len && strncmp(types[i].name, t, len) == 0) {
+            *what = types[i].what;
+            return types[i].ok ? types[i].ok(L, -1) : lua_isboolean(L, -1);
+        }
+    *what = "?";
+    return 1;
+}
+
+/* A module's section (kubectl:, notify: ...): a mapping, and when the module
+ * declares its keys (rb_module.config), only those, each of its type --
+ * refused now, with the line, rather than when a call first reads it.
+ * Values are never quoted: a section may hold a webhook URL with a token. */
+static int check_section(vctx *v, int parent, int key, const char *where, const char *module)
+{
+    lua_State *L = v->L;
+    if (check_mapping(v, parent, key, where) != 0)
+        return -1;
+    const char *schema = NULL;
+    for (const rb_module *m = v->modules; m && m->name; m++)
+        if (strcmp(m->name, module) == 0)
+            schema = m->config;
+    if (!schema)
+        return 0;
+    int t = lua_gettop(L);
+    keys_in_file_order(v, t);
+    int keys = lua_gettop(L);
+    for (int i = 1; i <= (int)lua_rawlen(L, keys); i++) {
+        lua_rawgeti(L, keys, i);
+        int k = lua_gettop(L);
+        const char *kn = key_text(L, k), *what;
+        size_t len;
+        const char *type = schema_type(schema, kn, &len);
+        if (!type) {
+            luaL_Buffer b; /* the schema's keys, without their types */
+            luaL_buffinit(L, &b);
+            for (const char *p = schema; *p; p += strspn(p, " ")) {
+                size_t n = strcspn(p, " ");
+                luaL_addstring(&b, p == schema ? "" : ", ");
+                luaL_addlstring(&b, p, strcspn(p, ":"));
+                p += n;
+            }
+            luaL_pushresult(&b);
+            return vfail(v, line_of(v, t, k), "%s: unknown key '%s' (valid keys: %s)", where, kn,
+                         lua_tostring(L, -1));
+        }
+        lua_pushvalue(L, k);
+        lua_rawget(L, t);
+        if (!has_type(L, type, len, &what))
+            return vfail(v, line_of(v, t, k), "%s.%s must be %s, got %s", where, kn, what,
+                         luaL_typename(L, -1));
+        lua_settop(L, keys);
+    }
+    lua_settop(L, t);
+    return 0;
+}
+
 /* readonly_commands: [[cmd, arg...], ...]; numbers become strings */
 static int check_commands(vctx *v, int parent, int key)
 {
@@ -201,7 +286,12 @@ static int check_commands(vctx *v, int parent, int key)
                          (int)i);
         for (lua_Integer j = 1; j <= (lua_Integer)lua_rawlen(L, cmd); j++) {
             int type = lua_rawgeti(L, cmd, j);
-            if (type == LUA_TNUMBER) {
+            if (type == LUA_TNUMBER && j == 1) { /* [1, 2]: a number names no program */
+                return vfail(v, line,
+                             "readonly_commands[%d][1] must be a program's name (a string), got a "
+                             "number",
+                             (int)i);
+            } else if (type == LUA_TNUMBER) { /* an argument: [redis-cli, -n, 0] */
                 lua_pushstring(L, lua_tostring(L, -1));
                 lua_rawseti(L, cmd, j);
             } else if (type != LUA_TSTRING) {
@@ -259,6 +349,22 @@ static int check_audit(vctx *v, int parent, int key, int top)
     return vfail(v, line_of(v, parent, key), "audit must be a path or false");
 }
 
+/* audit_wait: how long a run waits for another process's lock on the audit
+ * log: seconds, or a duration such as 30s, 2m; 0 fails at once */
+static int check_audit_wait(vctx *v, int parent, int key, int top)
+{
+    double w = config_wait_value(v->L, -1);
+    if (w < 0)
+        return vfail(v, line_of(v, parent, key),
+                     "audit_wait must be a duration such as 30s or 2m (0 to not wait, at most "
+                     "24h)");
+    if (top) {
+        v->c->audit_wait = w;
+        v->c->audit_wait_set = 1;
+    }
+    return 0;
+}
+
 static int check_environments(vctx *v, int parent, int key)
 {
     lua_State *L = v->L;
@@ -295,8 +401,10 @@ static int check_environments(vctx *v, int parent, int key)
                 rc = check_commands(v, env, k);
             else if (strcmp(kn, "audit") == 0)
                 rc = check_audit(v, env, k, 0);
+            else if (strcmp(kn, "audit_wait") == 0)
+                rc = check_audit_wait(v, env, k, 0);
             else if (module_section(v, kn))
-                rc = check_mapping(v, env, k, where);
+                rc = check_section(v, env, k, where, kn);
             else
                 return vfail(v, line_of(v, env, k),
                              "environments.%s: unknown key '%s' (valid keys: %s)", ename,
@@ -335,6 +443,8 @@ static int check_config(vctx *v)
         int rc;
         if (strcmp(kn, "audit") == 0) {
             rc = check_audit(v, root, k, 1);
+        } else if (strcmp(kn, "audit_wait") == 0) {
+            rc = check_audit_wait(v, root, k, 1);
         } else if (strcmp(kn, "secrets_file") == 0) {
             if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) == 0)
                 return vfail(v, line_of(v, root, k), "secrets_file must be a path");
@@ -349,7 +459,7 @@ static int check_config(vctx *v)
         } else if (strcmp(kn, "environments") == 0) {
             rc = check_environments(v, root, k);
         } else if (module_section(v, kn)) {
-            rc = check_mapping(v, root, k, kn);
+            rc = check_section(v, root, k, kn, kn);
         } else {
             return vfail(v, line_of(v, root, k), "unknown key '%s' (valid keys: %s)",
                          key_text(L, k), push_valid(v, VALID_TOP));
@@ -441,7 +551,7 @@ int config_load(rb_config *c, lua_State *L, const rb_module *modules, const char
     if (!L)
         lua_close(S);
     if (a.rc != 0) { /* the ref is taken last: there is none to drop */
-        c->audit_set = c->audit_off = 0;
+        c->audit_set = c->audit_off = c->audit_wait_set = 0;
         c->audit_path[0] = c->secrets_file[0] = '\0';
     }
     return a.rc;
@@ -501,4 +611,27 @@ const char *config_audit_path(const rb_config *c, const char *flag_path, int no_
     }
     snprintf(buf, n, "%s/.local/state/runbook/audit.db", home);
     return buf;
+}
+
+double config_wait_value(lua_State *L, int idx)
+{
+    double w = -1;
+    if (lua_type(L, idx) == LUA_TNUMBER)
+        w = lua_tonumber(L, idx);
+    else if (lua_type(L, idx) == LUA_TSTRING)
+        w = rb_parse_duration(lua_tostring(L, idx));
+    /* written this way round so that NaN fails too */
+    return w >= 0 && w <= 86400 ? w : -1;
+}
+
+double config_audit_wait(const rb_config *c, lua_State *L, const char *env)
+{
+    if (env) { /* checked when the file was loaded */
+        config_push(c, L, env, "audit_wait");
+        double w = lua_isnil(L, -1) ? -1 : config_wait_value(L, -1);
+        lua_pop(L, 1);
+        if (w >= 0)
+            return w;
+    }
+    return c && c->audit_wait_set ? c->audit_wait : -1;
 }

@@ -16,6 +16,8 @@ typedef struct rb_config {
     int audit_set;         /* the file has an `audit:` key */
     int audit_off;         /* audit: false */
     char audit_path[4096]; /* expanded */
+    double audit_wait;     /* audit_wait: seconds, when audit_wait_set */
+    int audit_wait_set;
     char secrets_file[4096];
     int ref; /* LUA_REGISTRY ref of the whole document as a Lua table, or LUA_NOREF */
 } rb_config;
@@ -36,5 +38,13 @@ void config_push(const rb_config *c, lua_State *L, const char *env, const char *
  * NULL when auditing is off. */
 const char *config_audit_path(const rb_config *c, const char *flag_path, int no_audit, char *buf,
                               size_t n);
+
+/* The seconds of a wait at idx (a number, or a duration such as 30s, 2m),
+ * or -1 when it is not one from 0 to 24 hours. */
+double config_wait_value(lua_State *L, int idx);
+
+/* audit_wait of the environment env (NULL: none), else of the top level,
+ * in seconds; -1 when neither sets it. */
+double config_audit_wait(const rb_config *c, lua_State *L, const char *env);
 
 #endif

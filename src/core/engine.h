@@ -30,6 +30,17 @@ typedef struct rb_secrets {
     int n;
 } rb_secrets;
 void rb_secrets_clear(rb_secrets *sv);
+/* rb_secret_add, saying (once, as a warning naming what) that a value
+ * shorter than 4 bytes is not searched for; returns 1 if registered. */
+int rb_secret_add_named(lua_State *L, const char *value, const char *what);
+/* The resolved params at resolved whose declaration in spec says secret:
+ * their values registered by type (strings and numbers by their text, lists
+ * and tables value by value) and their names kept for rb_params_json. */
+void rb_secret_params(lua_State *L, int spec, int resolved);
+/* The params table at idx as JSON, the secret params' values written ****
+ * whatever their type (by declaration: a boolean or a short value too). */
+struct jsonw;
+void rb_params_json(struct jsonw *w, lua_State *L, int idx);
 
 struct rb_engine {
     lua_State *L;

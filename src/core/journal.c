@@ -55,17 +55,20 @@ static int emit(rb_engine *E, const char *event, const char *kind, jsonw *data)
     return rc;
 }
 
-/* An excerpt of output for a record: the first EXCERPT bytes, redacted. */
+/* An excerpt of output for a record: redacted whole, then its first EXCERPT
+ * bytes -- cut first, a secret across the cut would keep its first bytes. */
 static void excerpt(jsonw *w, lua_State *L, const char *key, const char *s, size_t n)
 {
     if (!s || n == 0)
         return;
-    size_t keep = n > EXCERPT ? EXCERPT : n;
-    const char *red = rb_redact(L, s, keep);
+    const char *red = rb_redact(L, s, n);
+    size_t rn = lua_rawlen(L, -1), keep = rn > EXCERPT ? EXCERPT : rn;
+    while (keep < rn && keep > 0 && ((unsigned char)red[keep] & 0xC0) == 0x80)
+        keep--; /* not inside a UTF-8 character */
     jw_key(w, key);
-    jw_string(w, red);
+    jw_stringn(w, red, keep);
     lua_pop(L, 1);
-    if (n > keep)
+    if (rn > keep)
         jw_kint(w, key[3] == 'o' ? "stdout_bytes" : "stderr_bytes", (long long)n);
 }
 

@@ -7,6 +7,7 @@
 #include "engine.h"
 #include "rbfile.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,9 +40,29 @@ static const char *spec_type(lua_State *L, int spec)
     return NULL;
 }
 
+static int is_secret(lua_State *L, int spec)
+{
+    return rb_opt_bool(L, spec, "secret", 0);
+}
+
+/* A number must be finite: "1e400" reads as inf, which no runbook means. */
+static void check_finite(lua_State *L, const char *name, int idx, int secret, const char *src)
+{
+    if (lua_isinteger(L, idx) || isfinite(lua_tonumber(L, idx)))
+        return;
+    if (secret)
+        param_error(L, "param '%s' (secret): the value given is not a finite number (%s)", name,
+                    src);
+    param_error(L, "param '%s' must be a finite number, got '%s' (%s)", name, lua_tostring(L, idx),
+                src);
+}
+
 /* Convert the value at top (from the command line when raw, else typed) to
- * type t; replaces it.  Raises naming the param and the source. */
-static void convert(lua_State *L, const char *name, const char *t, int raw, const char *src)
+ * type t; replaces it.  Raises naming the param and the source -- and the
+ * value, unless the param is secret: a validation error is printed, logged
+ * and audited like any other. */
+static void convert(lua_State *L, const char *name, const char *t, int raw, const char *src,
+                    int secret)
 {
     int top = lua_gettop(L);
     int vt = lua_type(L, top);
@@ -54,9 +75,12 @@ static void convert(lua_State *L, const char *name, const char *t, int raw, cons
             return;
         }
     } else if (strcmp(t, "number") == 0) {
-        if (vt == LUA_TNUMBER)
+        if (vt == LUA_TNUMBER) {
+            check_finite(L, name, top, secret, src);
             return;
+        }
         if (vt == LUA_TSTRING && lua_stringtonumber(L, lua_tostring(L, top))) {
+            check_finite(L, name, top, secret, src); /* names the value as given */
             lua_replace(L, top);
             return;
         }
@@ -109,6 +133,8 @@ static void convert(lua_State *L, const char *name, const char *t, int raw, cons
                     }
                     continue;
                 }
+                if (lua_type(L, -1) == LUA_TNUMBER)
+                    check_finite(L, name, -1, secret, src);
                 if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
                     param_error(L, "param '%s' (%s): list items must be strings, item %d is a %s",
                                 name, src, (int)i, luaL_typename(L, -1));
@@ -125,7 +151,7 @@ static void convert(lua_State *L, const char *name, const char *t, int raw, cons
             lua_rawseti(L, -2, 1);
             lua_replace(L, top);
             raw = 1;
-            convert(L, name, t, raw, src);
+            convert(L, name, t, raw, src, secret);
             return;
         }
     }
@@ -133,12 +159,55 @@ static void convert(lua_State *L, const char *name, const char *t, int raw, cons
         /* from the command line: one value unless the type is a list */
         lua_rawgeti(L, top, (lua_Integer)lua_rawlen(L, top));
         lua_replace(L, top);
-        convert(L, name, t, raw, src);
+        convert(L, name, t, raw, src, secret);
         return;
     }
+    if (secret)
+        param_error(L, "param '%s' (secret) must be a %s, and the value given is not (%s)", name, t,
+                    src);
     param_error(L, "param '%s' must be a %s, got %s%s%s%s (%s)", name, t,
                 vt == LUA_TSTRING ? "'" : "", vt == LUA_TSTRING ? "" : luaL_typename(L, top),
                 vt == LUA_TSTRING ? lua_tostring(L, top) : "", vt == LUA_TSTRING ? "'" : "", src);
+}
+
+/* choices: a non-empty list of values of the param's type (of its items'
+ * type, strings, for a list param). */
+static void check_choices(lua_State *L, const char *name, int spec, const char *t)
+{
+    if (lua_getfield(L, spec, "choices") == LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    int choices = lua_gettop(L);
+    const char *item = strcmp(t, "list") == 0 ? "string" : t;
+    lua_Integer n = lua_istable(L, choices) ? (lua_Integer)lua_rawlen(L, choices) : 0;
+    if (n == 0)
+        param_error(L,
+                    "runbook{}: param '%s': choices must be a non-empty list of %ss, e.g. "
+                    "choices = { ... }, got %s",
+                    name, item,
+                    lua_istable(L, choices) ? "an empty table" : luaL_typename(L, choices));
+    lua_pushnil(L);
+    while (lua_next(L, choices)) {
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n)
+            param_error(L, "runbook{}: param '%s': choices must be a list of %ss, not a mapping",
+                        name, item);
+    }
+    int want = strcmp(item, "number") == 0    ? LUA_TNUMBER
+               : strcmp(item, "boolean") == 0 ? LUA_TBOOLEAN
+                                              : LUA_TSTRING;
+    for (lua_Integer i = 1; i <= n; i++) {
+        int ty = lua_rawgeti(L, choices, i);
+        if (ty != want || (ty == LUA_TNUMBER && !isfinite(lua_tonumber(L, -1))))
+            param_error(L,
+                        "runbook{}: param '%s': choices[%d] must be a %s%s (the param's type), "
+                        "got %s",
+                        name, (int)i, want == LUA_TNUMBER ? "finite " : "", item,
+                        luaL_typename(L, -1));
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
 }
 
 void params_check_spec(lua_State *L, const char *name, int spec)
@@ -171,9 +240,40 @@ void params_check_spec(lua_State *L, const char *name, int spec)
                     "runbook{}: param '%s' has unknown type '%s' (string, number, boolean, list)",
                     name, luaL_tolstring(L, -1, NULL));
     }
+    int secret = is_secret(L, spec);
     if (lua_getfield(L, spec, "default") != LUA_TNIL)
-        convert(L, name, t, 0, "its default");
+        convert(L, name, t, 0, "its default", secret);
     lua_pop(L, 1);
+    check_choices(L, name, spec, t);
+}
+
+/* Is the value at v one of choices (a list param: is every item)?  Raises
+ * naming the param and the rule -- and the value, unless it is secret. */
+static void check_chosen(lua_State *L, const char *name, int v, int choices, int secret)
+{
+    v = lua_absindex(L, v);
+    choices = lua_absindex(L, choices);
+    int list = lua_istable(L, v);
+    lua_Integer items = list ? (lua_Integer)lua_rawlen(L, v) : 1;
+    lua_Integer n = (lua_Integer)lua_rawlen(L, choices);
+    for (lua_Integer k = 1; k <= items; k++) {
+        if (list)
+            lua_rawgeti(L, v, k);
+        else
+            lua_pushvalue(L, v);
+        int ok = 0;
+        for (lua_Integer i = 1; i <= n && !ok; i++) {
+            lua_rawgeti(L, choices, i);
+            ok = lua_compare(L, -1, -2, LUA_OPEQ);
+            lua_pop(L, 1);
+        }
+        if (!ok && secret)
+            param_error(L, "param '%s' (secret): the value given is not one of its choices", name);
+        if (!ok)
+            param_error(L, "param '%s': '%s' is not one of its choices", name,
+                        luaL_tolstring(L, -1, NULL));
+        lua_pop(L, 1);
+    }
 }
 
 static void push_input(lua_State *L, int in, const char *which, const char *name)
@@ -206,6 +306,7 @@ void params_resolve(lua_State *L, int spec, int in, int strict)
             int ps = lua_gettop(L);
             params_check_spec(L, name, ps);
             const char *t = spec_type(L, ps);
+            int secret = is_secret(L, ps);
             static const char *const sources[] = {"cli", "env", "config"};
             static const char *const what[] = {"from --param", "from the --env environment",
                                                "from runbook.yaml"};
@@ -213,7 +314,7 @@ void params_resolve(lua_State *L, int spec, int in, int strict)
             for (int s = 0; s < 3 && !found; s++) {
                 push_input(L, in, sources[s], name);
                 if (!lua_isnil(L, -1)) {
-                    convert(L, name, t, s == 0, what[s]);
+                    convert(L, name, t, s == 0, what[s], secret);
                     found = 1;
                 } else {
                     lua_pop(L, 1);
@@ -221,7 +322,7 @@ void params_resolve(lua_State *L, int spec, int in, int strict)
             }
             if (!found) {
                 if (lua_getfield(L, ps, "default") != LUA_TNIL) {
-                    convert(L, name, t, 0, "its default");
+                    convert(L, name, t, 0, "its default", secret);
                     found = 1;
                 } else {
                     lua_pop(L, 1);
@@ -236,21 +337,10 @@ void params_resolve(lua_State *L, int spec, int in, int strict)
                 lua_settop(L, ps - 1); /* keep the key */
                 continue;
             }
-            if (lua_getfield(L, ps, "choices") == LUA_TTABLE) {
-                int ok = 0;
-                lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-                for (lua_Integer i = 1; i <= n && !ok; i++) {
-                    lua_rawgeti(L, -1, i);
-                    ok = lua_compare(L, -1, -3, LUA_OPEQ);
-                    lua_pop(L, 1);
-                }
-                if (!ok)
-                    param_error(L, "param '%s': '%s' is not one of its choices", name,
-                                luaL_tolstring(L, -2, NULL));
-            }
+            if (lua_getfield(L, ps, "choices") == LUA_TTABLE)
+                check_chosen(L, name, -2, -1, secret);
             lua_pop(L, 1);
-            if (rb_opt_bool(L, ps, "secret", 0) && lua_type(L, -1) == LUA_TSTRING)
-                rb_secret_add(L, lua_tostring(L, -1));
+            /* a secret's value is registered by rb_secret_params, every type */
             lua_setfield(L, out, name);
             lua_settop(L, ps - 1);
         }

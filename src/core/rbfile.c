@@ -51,6 +51,7 @@ static int resolve_params(lua_State *L)
 {
     int strict = lua_toboolean(L, 3);
     params_resolve(L, 1, lua_isnil(L, 2) ? 0 : 2, strict);
+    rb_secret_params(L, 1, -1);
     return 1;
 }
 

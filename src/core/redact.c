@@ -1,14 +1,29 @@
 /*
  * Secrets: every value registered here (secret(), params marked secret,
- * config secrets) is replaced by **** in everything the program writes --
- * terminal, JSON events, audit records, error messages.  The values live in
- * one C array so redaction is a few memmem() calls per string.
+ * secret.register, credentials a primitive sees) is replaced by **** in
+ * everything the program writes -- terminal, JSON events, audit records,
+ * recordings, error messages -- and so are the forms it travels in: percent-
+ * encoded, JSON-escaped and base64 (at each of the three alignments it can
+ * have inside a longer base64 text, as in `Basic base64(user:password)`).
+ * The values live in one C array so redaction is a few memmem() calls per
+ * string.
+ *
+ * A value shorter than RB_SECRET_MIN bytes is not searched for: redacting
+ * "1" or "on" everywhere would mangle unrelated output (every "1" in a
+ * count, a date, a JSON document).  The run says so, naming where the value
+ * came from, and a short secret param is still written as **** wherever the
+ * params are written (they are redacted by declaration, rb_params_json).
  */
 #include "engine.h"
+#include "jsonw.h"
+#include "runbook/host.h"
 
+#include <nettle/base64.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define RB_SECRET_MIN 4
 
 /* The engine's secrets; a Lua state made without an engine (a codec's unit
  * test) has none, and cannot register any. */
@@ -77,10 +92,195 @@ static void add_url_encoded(lua_State *L, const char *value)
     }
 }
 
-void rb_secret_add(lua_State *L, const char *value)
+/* A secret written inside a JSON string: its escaped form (a password with
+ * a quote or a backslash). */
+static void add_json_escaped(lua_State *L, const char *value)
 {
+    jsonw w;
+    jw_init(&w);
+    jw_string(&w, value);
+    const char *enc = jw_str_result(&w);
+    size_t n = strlen(enc);
+    if (n >= 2 && (n - 2 != strlen(value) || memcmp(enc + 1, value, n - 2) != 0)) {
+        lua_pushlstring(L, enc + 1, n - 2);
+        jw_free(&w);
+        add_one(L, lua_tostring(L, -1));
+        lua_pop(L, 1);
+    } else {
+        jw_free(&w);
+    }
+}
+
+/* base64 of value preceded by `shift` bytes (0, 1, 2), cut to the characters
+ * that only the value's bits make: what appears wherever the value sits at
+ * that alignment inside a longer base64 text.  Standard and URL-safe
+ * alphabets; at shift 0 also the whole padded encoding. */
+static void add_base64(lua_State *L, const char *value)
+{
+    size_t n = strlen(value);
+    for (int shift = 0; shift < 3; shift++) {
+        size_t in = n + (size_t)shift;
+        uint8_t *raw = calloc(in, 1);
+        char *enc = malloc(BASE64_ENCODE_RAW_LENGTH(in) + 1);
+        if (!raw || !enc) {
+            free(raw);
+            free(enc);
+            luaL_error(L, "out of memory registering a secret");
+            return;
+        }
+        memcpy(raw + shift, value, n);
+        size_t elen = BASE64_ENCODE_RAW_LENGTH(in);
+        base64_encode_raw(enc, in, raw);
+        enc[elen] = '\0';
+        free(raw);
+        /* character j covers bits [6j, 6j + 6) of the bit stream */
+        size_t first = ((size_t)shift * 8 + 5) / 6, end = ((size_t)shift * 8 + n * 8) / 6;
+        lua_pushstring(L, enc); /* add_one may raise: do not leak enc */
+        free(enc);
+        const char *e = lua_tostring(L, -1);
+        for (int urlsafe = 0; urlsafe < 2; urlsafe++) {
+            luaL_Buffer b;
+            luaL_buffinit(L, &b);
+            for (size_t j = first; j < end; j++) {
+                char c = e[j];
+                if (urlsafe)
+                    c = c == '+' ? '-' : c == '/' ? '_' : c;
+                luaL_addchar(&b, c);
+            }
+            luaL_pushresult(&b);
+            if (lua_rawlen(L, -1) >= RB_SECRET_MIN)
+                add_one(L, lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+        if (shift == 0)
+            add_one(L, e); /* padded: "Basic dTpwYXNz" is redacted whole */
+        lua_pop(L, 1);
+    }
+}
+
+static void short_secret(lua_State *L, const char *what)
+{
+    char msg[300];
+    int param = strncmp(what, "param '", 7) == 0;
+    snprintf(msg, sizeof msg,
+             "%s is a secret shorter than %d bytes: it is not searched for in the output "
+             "(that would mangle unrelated text)%s",
+             what, RB_SECRET_MIN, param ? "; where params are written it is still ****" : "");
+    rb_engine *E = rb_engine_of(L);
+    if (E && E->run_id[0]) /* the run has begun: its journal */
+        rb_log(L, "warn", "%s", msg);
+    else
+        fprintf(stderr, "runbook: warning: %s\n", msg);
+}
+
+int rb_secret_add_named(lua_State *L, const char *value, const char *what)
+{
+    if (strlen(value) < RB_SECRET_MIN) {
+        if (*value)
+            short_secret(L, what);
+        return 0;
+    }
     add_one(L, value);
     add_url_encoded(L, value);
+    add_json_escaped(L, value);
+    add_base64(L, value);
+    return 1;
+}
+
+void rb_secret_add(lua_State *L, const char *value)
+{
+    rb_secret_add_named(L, value, "a credential");
+}
+
+/* The value at idx of a param declared secret, by type: a string or a
+ * number by its text, a list's or a table's values each (booleans and short
+ * values are hidden only by declaration). */
+static void add_value(lua_State *L, int idx, const char *what, int depth)
+{
+    idx = lua_absindex(L, idx);
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+    case LUA_TNUMBER:
+        lua_pushvalue(L, idx);
+        rb_secret_add_named(L, lua_tostring(L, -1), what);
+        lua_pop(L, 1);
+        break;
+    case LUA_TTABLE:
+        if (depth > 8)
+            break;
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            add_value(L, -1, what, depth + 1);
+            lua_pop(L, 1);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+void rb_secret_params(lua_State *L, int spec, int resolved)
+{
+    spec = lua_absindex(L, spec);
+    resolved = lua_absindex(L, resolved);
+    if (!lua_istable(L, spec))
+        return;
+    lua_newtable(L); /* the names, for rb_params_json */
+    int names = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, spec)) {
+        if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1) &&
+            rb_opt_bool(L, lua_gettop(L), "secret", 0)) {
+            const char *name = lua_tostring(L, -2);
+            char what[200];
+            snprintf(what, sizeof what, "param '%s'", name);
+            lua_getfield(L, resolved, name);
+            add_value(L, -1, what, 0);
+            lua_pop(L, 1);
+            lua_pushboolean(L, 1);
+            lua_setfield(L, names, name);
+        }
+        lua_pop(L, 1);
+    }
+    lua_setfield(L, LUA_REGISTRYINDEX, "runbook.secret_params");
+}
+
+void rb_params_json(jsonw *w, lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    if (!lua_istable(L, idx)) {
+        jw_raw(w, "{}");
+        return;
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, "runbook.secret_params");
+    int names = lua_gettop(L);
+    lua_newtable(L); /* a shallow copy with the secret ones hidden */
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pushvalue(L, -2);
+        if (lua_istable(L, names) && lua_type(L, -1) == LUA_TSTRING &&
+            lua_getfield(L, names, lua_tostring(L, -1)) == LUA_TBOOLEAN) {
+            lua_pop(L, 1);
+            lua_pushliteral(L, "****");
+        } else {
+            if (lua_istable(L, names))
+                lua_pop(L, 1);
+            lua_pushvalue(L, -2);
+        }
+        lua_settable(L, names + 1);
+        lua_pop(L, 1);
+    }
+    jw_lua(w, L, names + 1);
+    lua_settop(L, names - 1);
+}
+
+int rb_is_secret(lua_State *L, const char *s, size_t len)
+{
+    rb_secrets *sv = SECRETS(L);
+    for (int i = 0; i < sv->n; i++)
+        if (sv->lens[i] == len && memcmp(sv->values[i], s, len) == 0)
+            return 1;
+    return 0;
 }
 
 static void add_one(lua_State *L, const char *value)
@@ -159,39 +359,40 @@ static void add_url_passwords(lua_State *L, const char *s, size_t len)
     }
 }
 
+/* Every byte inside any occurrence of any secret is covered, and each run of
+ * covered bytes becomes one ****: secrets that overlap each other (or a
+ * URL's password that starts inside its user name: x://appp:pp:p@h) leave
+ * no part of either behind. */
 const char *rb_redact(lua_State *L, const char *s, size_t len)
 {
     add_url_passwords(L, s, len);
     rb_secrets *sv = SECRETS(L);
-    char **secrets = sv->values;
-    size_t *lens = sv->lens;
-    int nsecrets = sv->n;
     int hit = 0;
-    for (int i = 0; i < nsecrets && !hit; i++)
-        hit = memmem(s, len, secrets[i], lens[i]) != NULL;
+    for (int i = 0; i < sv->n && !hit; i++)
+        hit = memmem(s, len, sv->values[i], sv->lens[i]) != NULL;
     if (!hit)
         return lua_pushlstring(L, s, len);
+    unsigned char *covered = lua_newuserdatauv(L, len, 0); /* freed by the GC, even on error */
+    memset(covered, 0, len);
+    for (int i = 0; i < sv->n; i++) {
+        const char *v = sv->values[i];
+        size_t n = sv->lens[i];
+        for (const char *p = s; (p = memmem(p, len - (size_t)(p - s), v, n)) != NULL; p++)
+            memset(covered + (p - s), 1, n);
+    }
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    size_t pos = 0;
-    while (pos < len) {
-        int which = -1;
-        const char *first = NULL;
-        for (int i = 0; i < nsecrets; i++) {
-            const char *p = memmem(s + pos, len - pos, secrets[i], lens[i]);
-            if (p && (!first || p < first)) {
-                first = p;
-                which = i;
-            }
-        }
-        if (!first) {
-            luaL_addlstring(&b, s + pos, len - pos);
-            break;
-        }
-        luaL_addlstring(&b, s + pos, (size_t)(first - (s + pos)));
-        luaL_addstring(&b, "****");
-        pos = (size_t)(first - s) + lens[which];
+    for (size_t pos = 0; pos < len;) {
+        size_t run = pos;
+        while (run < len && covered[run] == covered[pos])
+            run++;
+        if (covered[pos])
+            luaL_addstring(&b, "****");
+        else
+            luaL_addlstring(&b, s + pos, run - pos);
+        pos = run;
     }
     luaL_pushresult(&b);
+    lua_remove(L, -2);
     return lua_tostring(L, -1);
 }

@@ -6,6 +6,7 @@
  * failed or timed out, 3 aborted by the operator, 130 interrupted.
  */
 #include "runner.h"
+#include "audit.h"
 #include "journal.h"
 #include "jsonw.h"
 #include "loop.h"
@@ -124,7 +125,7 @@ int runner_load_stopped(rb_engine *E, lua_State *L, const char *path)
         if (lua_getfield(L, base + 1, "params") == LUA_TTABLE && !E->params_json) {
             jsonw w; /* as `run` records them (cmd_run.c) */
             jw_init(&w);
-            jw_lua(&w, L, -1);
+            rb_params_json(&w, L, -1);
             E->params_json = strdup(jw_str_result(&w));
             jw_free(&w);
         }
@@ -136,7 +137,7 @@ int runner_load_stopped(rb_engine *E, lua_State *L, const char *path)
         runner_start(E, 0);
     if (journal_run_start(E, L) != 0) {
         fprintf(stderr, "runbook: cannot write the audit log\n");
-        return 2;
+        return audit_locked(E->audit) ? 1 : 2; /* locked: the same command works later */
     }
     int interrupted = loop_interrupted() != 0;
     journal_run_end(E, L, interrupted ? "interrupted" : "failed", interrupted ? 130 : 1, msg, 0);
@@ -168,7 +169,7 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
         runner_start(E, o->timeout);
     if (journal_run_start(E, L) != 0) {
         fprintf(stderr, "runbook: cannot write the audit log; nothing was run\n");
-        return 2;
+        return audit_locked(E->audit) ? 1 : 2; /* locked: the same command works later */
     }
     if (watchdog_active())
         watchdog_arm(E, journal_run_fields(E, L), 1);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <math.h>
 #include <nettle/sha2.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -54,20 +55,21 @@ double rb_time_parse(const char *s)
 double rb_parse_duration(const char *s)
 {
     char *end;
-    double v = strtod(s, &end);
-    if (end == s || v < 0)
+    double v = strtod(s, &end), unit = 0;
+    if (end == s || !(v >= 0)) /* NaN too */
         return -1;
     if (*end == '\0' || strcmp(end, "s") == 0)
-        return v;
-    if (strcmp(end, "m") == 0)
-        return v * 60;
-    if (strcmp(end, "h") == 0)
-        return v * 3600;
-    if (strcmp(end, "d") == 0)
-        return v * 86400;
-    if (strcmp(end, "w") == 0)
-        return v * 7 * 86400;
-    return -1;
+        unit = 1;
+    else if (strcmp(end, "m") == 0)
+        unit = 60;
+    else if (strcmp(end, "h") == 0)
+        unit = 3600;
+    else if (strcmp(end, "d") == 0)
+        unit = 86400;
+    else if (strcmp(end, "w") == 0)
+        unit = 7 * 86400;
+    /* "inf" and "1e999" read as infinity: no duration, but a typo */
+    return unit > 0 && isfinite(v * unit) ? v * unit : -1;
 }
 
 void rb_new_run_id(char out[40])

@@ -133,10 +133,27 @@ function rt.record_finish(meta)
     m.respond = #r == 1 and r[1] or setmetatable(r, json.array_mt)
     out_mocks[#out_mocks + 1] = m
   end
+  -- A secret param is never written; a placeholder that passes its
+  -- declaration stands in (the recording must replay as written), and every
+  -- mock that carried the secret carries "****", which matches anything.
+  -- With a default the param is left out: the default stands in.
+  local function placeholder(spec)
+    if spec.default ~= nil then return nil end
+    if type(spec.choices) == "table" and spec.choices[1] ~= nil then return spec.choices[1] end
+    local t = spec.type or "string"
+    if t == "number" then return 0 end
+    if t == "boolean" then return false end
+    if t == "list" then return setmetatable({ "****" }, json.array_mt) end
+    return "****"
+  end
   local params = {}
   for k, v in pairs(meta.params or {}) do
     local spec = (meta.params_spec or {})[k]
-    if not (type(spec) == "table" and spec.secret) then params[k] = v end
+    if type(spec) == "table" and spec.secret then
+      params[k] = placeholder(spec)
+    else
+      params[k] = v
+    end
   end
   local fs_seed
   for path, content in pairs(seeds) do
@@ -162,8 +179,21 @@ function rt.record_finish(meta)
                              "# `runbook test %s`.\n", os.date("!%Y-%m-%d %H:%M UTC"), meta.path:match("[^/]+$"))
   -- secrets out before the YAML is made, so a redacted value is written as
   -- a quoted "****" rather than spliced into the YAML's syntax
+  -- and valid UTF-8: a byte that is not becomes U+FFFD, as in every JSON
+  -- document we write, so the YAML can be written and read back strictly
+  local function valid(str)
+    if utf8.len(str) then return str end
+    local out, i = {}, 1
+    while i <= #str do
+      local n, bad = utf8.len(str, i)
+      if n then out[#out + 1] = str:sub(i); break end
+      out[#out + 1] = str:sub(i, bad - 1) .. "\u{FFFD}"
+      i = bad + 1
+    end
+    return table.concat(out)
+  end
   local function redact(v)
-    if type(v) == "string" then return rt.redact(v) end
+    if type(v) == "string" then return valid(rt.redact(v)) end
     if type(v) ~= "table" then return v end
     local out = setmetatable({}, getmetatable(v))
     for k, x in pairs(v) do out[redact(k)] = redact(x) end

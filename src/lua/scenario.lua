@@ -42,139 +42,314 @@ end
 local MOCKED = table.concat(sorted_keys(SCHEMA), ", ")
 
 -- ---- loading ---------------------------------------------------------------
+-- Every key, type and enum of a scenario file is checked here, before
+-- anything runs; a mistake is "FILE:LINE: path.to.key: what is wrong
+-- (expected ...)", the line taken from the YAML parser's line table.
 
 local MOCK_KEYS = { respond = 1, times = 1, required = 1 }
 local TOP_KEYS = { runbook = 1, params = 1, env = 1, mocks = 1, expect = 1, confirm = 1,
                    fs = 1, description = 1, name = 1, skip = 1, rollback = 1, timeout = 1 }
 local EXPECT_KEYS = { outcome = 1, failed_step = 1, actions = 1, not_actions = 1,
                       notifications = 1, state = 1, output = 1 }
+local NOTIFICATION_KEYS = { channel = 1, text = 1 }
+local SEED_KEYS = { file = 1, text = 1, age_days = 1 }
+-- the run's outcomes a scenario may expect (outcome_of in src/modes/scenario.c)
+local OUTCOMES = { success = 1, failed = 1, aborted = 1 }
 
-local function bad(fmt, ...)
-  error({ scenario = string.format(fmt, ...) }, 0)
+local LINES = {} -- the scenario's line table: LINES[t] = { line = N, keys = { [k] = N } }
+
+local function line_of(t, k)
+  local l = type(t) == "table" and LINES[t]
+  if not l then return nil end
+  return (k ~= nil and l.keys and l.keys[k]) or l.line
 end
 
--- A file a scenario names (body_file, json_file, result_file, an fs seed's
--- file): beside it, never outside its directory, and at most 16 MiB.
-local MAX_FILE = 16 * 1024 * 1024
-local function read_file(dir, name)
-  if name:sub(1, 1) == "/" then bad("%s: a file of the scenario is named relative to its directory", name) end
-  local path, why = rt.in_scratch(dir, name)
-  if not path then bad("%s: a file of the scenario must lie in its directory", name) end
-  local data
-  data, why = rt.read_text(path, MAX_FILE)
-  if not data then bad("cannot read %s: %s", name, why) end
-  return data
+-- a mistake in the scenario; at the line of t[k] when t is given
+local function bad_at(t, k, fmt, ...)
+  error({ scenario = string.format(fmt, ...), line = line_of(t, k) }, 0)
 end
+local function bad(fmt, ...) bad_at(nil, nil, fmt, ...) end
+
+local function is_list(v) return type(v) == "table" and getmetatable(v) == json.array_mt end
+local function is_map(v) return type(v) == "table" and getmetatable(v) ~= json.array_mt end
+local function is_scalar(v) return type(v) == "string" or type(v) == "number" or type(v) == "boolean" end
+
+-- a value as a mistake quotes it
+local function quoted(v)
+  if type(v) == "string" then
+    return string.format("'%s'", #v > 40 and v:sub(1, 37) .. "..." or v)
+  elseif is_list(v) then return "a list"
+  elseif type(v) == "table" then return "a mapping"
+  elseif v == nil then return "nothing"
+  end
+  return tostring(v)
+end
+
+-- t[k] must satisfy ok(v): else "where: got V (expected what)"
+local function need(t, k, where, ok, what)
+  local v = t[k]
+  if v == nil and not ok(v) then bad_at(t, nil, "%s: missing (expected %s)", where, what) end
+  if not ok(v) then bad_at(t, k, "%s: got %s (expected %s)", where, quoted(v), what) end
+  return v
+end
+
+local function list_of(ok)
+  return function(v)
+    if not is_list(v) then return false end
+    for _, x in ipairs(v) do if not ok(x) then return false end end
+    return true
+  end
+end
+local function one_or_list(ok)
+  local all = list_of(ok)
+  return function(v) return ok(v) or all(v) end
+end
+local function is_string(v) return type(v) == "string" end
+local function is_int(lo, hi)
+  return function(v) return math.type(v) == "integer" and v >= lo and (not hi or v <= hi) end
+end
+local function is_bool(v) return type(v) == "boolean" end
+local function is_table(v) return type(v) == "table" end
 
 local function check_keys(t, allowed, where)
   for k in pairs(t) do
     if not allowed[k] then
-      bad("%s: unknown key '%s' (expected one of: %s)", where, tostring(k),
-          table.concat(sorted_keys(allowed), ", "))
+      bad_at(t, k, "%s: unknown key '%s' (expected one of: %s)", where, tostring(k),
+             table.concat(sorted_keys(allowed), ", "))
     end
   end
 end
 
+-- A file a scenario names (body_file, json_file, result_file, an fs seed's
+-- file): beside it, never outside its directory, and at most 16 MiB.
+-- t[k] names it; where is how the mistake names t[k].
+local MAX_FILE = 16 * 1024 * 1024
+local function read_file(t, k, where)
+  local name = need(t, k, where, is_string, "the name of a file beside the scenario")
+  if name:sub(1, 1) == "/" then
+    bad_at(t, k, "%s: %s: a file of the scenario is named relative to its directory (expected a relative name)",
+           where, name)
+  end
+  local path = rt.in_scratch(scenario_dir, name)
+  if not path then
+    bad_at(t, k, "%s: %s: a file of the scenario must lie in its directory (expected a file beside it)", where, name)
+  end
+  local data, why = rt.read_text(path, MAX_FILE)
+  if not data then bad_at(t, k, "%s: cannot read %s: %s", where, name, why) end
+  return data
+end
+
+-- What an answer key holds, by its name: the same name means the same thing
+-- in every primitive's answer (an HTTP status, an exit code, ...).  Keys not
+-- listed (json, result, a docker stats number) may hold any value.
+local RESPOND_TYPES = {
+  status = { is_int(100, 599), "an HTTP status, an integer from 100 to 599" },
+  code = { is_int(0, 255), "an exit code, an integer from 0 to 255" },
+  stdout = { is_string, "a string" },
+  stderr = { is_string, "a string" },
+  body = { is_string, "a string" },
+  error = { is_string, "a string: the error the call raises" },
+  headers = { function(v) return is_map(v) end, "a mapping of header name to value" },
+  ok = { is_bool, "true or false" },
+  changed = { is_bool, "true or false" },
+  affected = { is_int(0), "a whole number >= 0" },
+  rows = { list_of(is_map), "a list of rows, each a mapping" },
+}
+
 -- A mock's responses: K_file keys read beside the scenario (json_file
--- decoded), then every key one the primitive's rows accept.
-local function load_responses(where, prim, responses)
-  if responses == nil then responses = { {} } end
-  if type(responses) ~= "table" then bad("%s.respond: a mapping, or a list of them (a sequence)", where) end
-  if responses[1] == nil then responses = { responses } end
+-- decoded), then every key one the primitive's rows accept, of its type.
+local function load_responses(where, prim, m)
+  local responses = m.respond
+  if responses == nil then return { {} } end
+  need(m, "respond", where .. ".respond", is_table, "a mapping, or a list of them (a sequence)")
+  if not is_list(responses) then responses = { responses } end
   local allowed = {}
   for k in pairs(SCHEMA[prim].respond) do allowed[k] = 1; allowed[k .. "_file"] = 1 end
   for j, r in ipairs(responses) do
     local rwhere = string.format("%s.respond[%d]", where, j)
-    if type(r) ~= "table" then bad("%s: a mapping", rwhere) end
+    if not is_map(r) then bad_at(responses, j, "%s: got %s (expected a mapping)", rwhere, quoted(r)) end
     check_keys(r, allowed, rwhere)
     for _, k in ipairs(sorted_keys(r)) do
-      local base = type(k) == "string" and k:match("^(.+)_file$")
+      local base = k:match("^(.+)_file$")
       if base and SCHEMA[prim].respond[base] then
-        local data = read_file(scenario_dir, tostring(r[k]))
+        if r[base] ~= nil then bad_at(r, k, "%s: both %s and %s (expected one of them)", rwhere, base, k) end
+        local data = read_file(r, k, rwhere .. "." .. k)
+        if base == "json" then
+          local ok, v = pcall(json.decode, data)
+          if not ok then bad_at(r, k, "%s.%s: %s is not JSON: %s", rwhere, k, r[k], tostring(v)) end
+          data = v
+        end
         r[k] = nil
-        if base == "json" then r.json = json.decode(data) else r[base] = data end
+        r[base] = data
       end
+    end
+    for k, v in pairs(r) do
+      local ty = RESPOND_TYPES[k]
+      if ty and not ty[1](v) then bad_at(r, k, "%s.%s: got %s (expected %s)", rwhere, k, quoted(v), ty[2]) end
     end
   end
   return responses
 end
 
--- rt.scenario_load(path) -> { runbook, params (table of strings), confirm }
+-- What a mock's match may hold for a field of each type; "****" (a secret
+-- in a recording) stands for any value.
+local MATCH_TYPES = {
+  str = { is_scalar, "a string (a glob)" },
+  int = { function(v) return math.type(v) == "integer" end, "an integer" },
+  num = { function(v) return type(v) == "number" end, "a number" },
+  bool = { is_bool, "true or false" },
+  list = { list_of(is_scalar), "a list of strings (globs), element by element" },
+  set = { one_or_list(is_scalar), "a value, or a list of the values that must all be present" },
+  map = { function(v) return is_map(v) end, "a mapping (a subset of the call's)" },
+}
+
+local function load_mock(mocks, i)
+  local m = mocks[i]
+  local where = string.format("mocks[%d]", i)
+  if not is_map(m) then
+    bad_at(mocks, i, "%s: got %s (expected a mock: a mapping such as { exec: { argv: [...] }, respond: {...} })",
+           where, quoted(m))
+  end
+  local prim
+  for _, k in ipairs(sorted_keys(m)) do
+    if SCHEMA[k] then
+      if prim then bad_at(m, k, "%s: one primitive per mock (%s and %s)", where, prim, k) end
+      prim = k
+    elseif not MOCK_KEYS[k] then
+      bad_at(m, k, "%s: unknown key '%s' (a mock is one of %s, with respond, times, required)",
+             where, tostring(k), MOCKED)
+    end
+  end
+  if not prim then bad_at(mocks, i, "%s: which primitive does it answer? (%s)", where, MOCKED) end
+  local match = need(m, prim, where .. "." .. prim, is_map, "the call to match, as a mapping")
+  check_keys(match, SCHEMA[prim].match, where .. "." .. prim)
+  for k, v in pairs(match) do
+    local ty = MATCH_TYPES[SCHEMA[prim].match[k]]
+    if ty and v ~= "****" and not ty[1](v) then
+      bad_at(match, k, "%s.%s.%s: got %s (expected %s)", where, prim, k, quoted(v), ty[2])
+    end
+  end
+  local responses = load_responses(where, prim, m)
+  if m.times ~= nil and not is_int(1)(m.times) then
+    bad_at(m, "times", "%s.times: got %s (expected a whole number >= 1)", where, quoted(m.times))
+  end
+  if m.required ~= nil then need(m, "required", where .. ".required", is_bool, "true or false") end
+  return { index = i, primitive = prim, match = match, responses = responses,
+           times = m.times, required = m.required == true, calls = 0 }
+end
+
+local function load_expect(doc)
+  if doc.expect == nil then return {} end
+  local e = need(doc, "expect", "expect", is_map, "a mapping: outcome, actions, state, ...")
+  check_keys(e, EXPECT_KEYS, "expect")
+  need(e, "outcome", "expect.outcome", function(v) return v == nil or OUTCOMES[v] ~= nil end,
+       "one of: " .. table.concat(sorted_keys(OUTCOMES), ", "))
+  need(e, "failed_step", "expect.failed_step",
+       function(v) return v == nil or is_string(v) or is_int(1)(v) end,
+       "the step's name, or its index from 1")
+  for _, k in ipairs({ "actions", "not_actions", "output" }) do
+    need(e, k, "expect." .. k, function(v) return v == nil or one_or_list(is_string)(v) end,
+         "a string, or a list of them")
+  end
+  if e.notifications ~= nil then
+    local ns = need(e, "notifications", "expect.notifications", is_list,
+                    "a list of notifications, each a mapping with channel and/or text")
+    for i, n in ipairs(ns) do
+      local where = string.format("expect.notifications[%d]", i)
+      if not is_map(n) then bad_at(ns, i, "%s: got %s (expected a mapping with channel and/or text)", where, quoted(n)) end
+      check_keys(n, NOTIFICATION_KEYS, where)
+      for k in pairs(n) do need(n, k, where .. "." .. k, is_string, "a string") end
+    end
+  end
+  return e
+end
+
+-- fs: path -> text | { file | text, age_days }; a seed's file is read now,
+-- so the seeding cannot fail on it later.
+local function load_fs(doc)
+  if doc.fs == nil then return nil end
+  local files = need(doc, "fs", "fs", is_map, "a mapping of path to the file's text, or to { file | text, age_days }")
+  for _, path in ipairs(sorted_keys(files)) do
+    local where = string.format("fs[%s]", path)
+    local content = files[path]
+    if is_map(content) then
+      check_keys(content, SEED_KEYS, where)
+      if (content.file == nil) == (content.text == nil) then
+        bad_at(files, path, "%s: both or neither of file and text (expected one: { file: NAME } or { text: ... })", where)
+      end
+      need(content, "age_days", where .. ".age_days", function(v) return v == nil or type(v) == "number" end,
+           "a number of days")
+      if content.file ~= nil then
+        content.text = read_file(content, "file", where .. ".file")
+        content.file = nil
+      end
+      need(content, "text", where .. ".text", function(v) return type(v) == "string" or type(v) == "number" end,
+           "the file's text")
+    else
+      need(files, path, where, function(v) return type(v) == "string" or type(v) == "number" end,
+           "the file's text, or { file | text, age_days }")
+    end
+  end
+  return files
+end
+
+local function load_top(doc)
+  need(doc, "runbook", "runbook", is_string, "the runbook to test: a name or a path; it is required")
+  for _, k in ipairs({ "name", "description", "skip", "env" }) do
+    need(doc, k, k, function(v) return v == nil or is_string(v) end, "a string")
+  end
+  need(doc, "timeout", "timeout",
+       function(v)
+         if type(v) == "number" then v = tostring(v) .. "s" end -- seconds
+         return v == nil or (type(v) == "string" and rt.duration(v) ~= nil)
+       end,
+       "a duration such as 90s, 5m or 1h: this scenario's limit, over --scenario-timeout")
+  if type(doc.timeout) == "number" then doc.timeout = tostring(doc.timeout) .. "s" end
+  need(doc, "rollback", "rollback", function(v) return v == nil or is_bool(v) end,
+       "true or false: run as with --rollback, undoing completed steps when one fails")
+  if doc.params ~= nil then
+    local params = need(doc, "params", "params", is_map, "a mapping of param name to value")
+    for _, k in ipairs(sorted_keys(params)) do
+      need(params, k, "params." .. k, one_or_list(is_scalar), "a value, or a list of values")
+    end
+  end
+  if doc.confirm ~= nil then
+    local answer = function(v) return is_bool(v) or is_string(v) end
+    local c = need(doc, "confirm", "confirm",
+                   function(v) return is_bool(v) or list_of(answer)(v) or is_map(v) end,
+                   "true, false, a list of answers, or a mapping of question pattern to answer")
+    if is_map(c) then
+      for k in pairs(c) do need(c, k, "confirm." .. k, answer, "an answer: yes, no, true or false") end
+    end
+  end
+end
+
+-- rt.scenario_load(path) -> { runbook, params (table of strings), confirm, ... },
+-- or nil and "path:line: what is wrong"
 function rt.scenario_load(path)
-  local doc, why = rt.load_yaml(path)
-  if doc == nil and why then return nil, why end
+  local doc, lines = rt.load_yaml(path)
+  if doc == nil and type(lines) == "string" then return nil, lines end
+  LINES = type(lines) == "table" and lines or {}
   local okc, err = pcall(function()
-    if type(doc) ~= "table" or doc[1] ~= nil then
-      bad("a scenario is a mapping (runbook, params, mocks, expect)")
+    if not is_map(doc) then
+      bad("got %s (expected a scenario: a mapping of runbook, params, mocks, expect)", quoted(doc))
     end
     check_keys(doc, TOP_KEYS, "scenario")
-    if type(doc.runbook) ~= "string" then bad("runbook: the runbook to test (a name or a path) is required") end
-    if type(doc.timeout) == "number" then doc.timeout = tostring(doc.timeout) .. "s" end
-    if doc.timeout ~= nil and not (type(doc.timeout) == "string" and rt.duration(doc.timeout)) then
-      bad("timeout: a duration such as 90s, 5m or 1h (this scenario's limit, over --scenario-timeout)")
-    end
-    if doc.rollback ~= nil and type(doc.rollback) ~= "boolean" then
-      bad("rollback: true or false (run as with --rollback: undo completed steps when one fails)")
-    end
+    load_top(doc)
     local mocks = {}
-    for i, m in ipairs(doc.mocks or {}) do
-      local where = string.format("mocks[%d]", i)
-      if type(m) ~= "table" then bad("%s: a mock is a mapping", where) end
-      local prim
-      for k in pairs(m) do
-        if SCHEMA[k] then
-          if prim then bad("%s: one primitive per mock (%s and %s)", where, prim, k) end
-          prim = k
-        elseif not MOCK_KEYS[k] then
-          bad("%s: unknown key '%s' (a mock is one of %s, with respond, times, required)",
-              where, tostring(k), MOCKED)
-        end
-      end
-      if not prim then bad("%s: which primitive does it answer? (%s)", where, MOCKED) end
-      local match = m[prim]
-      if type(match) ~= "table" then bad("%s.%s: the call to match, as a mapping", where, prim) end
-      check_keys(match, SCHEMA[prim].match, where .. "." .. prim)
-      local responses = load_responses(where, prim, m.respond)
-      if m.times ~= nil and (math.type(m.times) ~= "integer" or m.times < 1) then
-        bad("%s.times: a whole number >= 1", where)
-      end
-      mocks[#mocks + 1] = { index = i, primitive = prim, match = match, responses = responses,
-                            times = m.times, required = m.required == true, calls = 0 }
+    if doc.mocks ~= nil then
+      local list = need(doc, "mocks", "mocks", is_list,
+                        "a list of mocks, each a mapping such as { exec: { argv: [...] }, respond: {...} }")
+      for i = 1, #list do mocks[i] = load_mock(list, i) end
     end
-    local expect = doc.expect or {}
-    if type(expect) ~= "table" then bad("expect: a mapping") end
-    check_keys(expect, EXPECT_KEYS, "expect")
+    local expect = load_expect(doc)
+    load_fs(doc)
     S = { path = path, doc = doc, mocks = mocks, expect = expect, actions = {},
           notifications = {}, confirm = doc.confirm, confirm_n = 0 }
   end)
   if not okc then
     if type(err) == "table" and err.scenario then
-      -- point at the line: the key the schema refused, found in the text
-      local key = err.scenario:match("unknown key '([^']+)'")
-      local text = rt.read_text(path)
-      if key and text then
-        -- within mocks[N], start looking at the N-th item of the mocks list
-        local item = tonumber(err.scenario:match("^mocks%[(%d+)%]"))
-        local n, seen, in_mocks, from = 0, 0, false, 1
-        for line in text:gmatch("([^\n]*)\n?") do
-          n = n + 1
-          if line:match("^mocks%s*:") then in_mocks = true
-          elseif line:match("^%S") then in_mocks = false
-          elseif in_mocks and line:match("^%s*%- ") then
-            seen = seen + 1
-            if seen == item then from = n end
-          end
-        end
-        n = 0
-        local k = key:gsub("%p", "%%%0")
-        for line in text:gmatch("([^\n]*)\n?") do
-          n = n + 1
-          if n >= from and (line:find("[%s{,]" .. k .. "%s*:") or line:find("^" .. k .. "%s*:")) then
-            return nil, string.format("%s:%d: %s", path, n, err.scenario)
-          end
-        end
-      end
-      return nil, err.scenario
+      return nil, string.format("%s:%d: %s", path, err.line or 1, err.scenario)
     end
     error(err, 0)
   end
@@ -182,8 +357,8 @@ function rt.scenario_load(path)
   for k, v in pairs(doc.params or {}) do
     params[k] = type(v) == "table" and v or tostring(v)
   end
-  return { runbook = doc.runbook, params = params, env = doc.env, fs = doc.fs, timeout = doc.timeout,
-           skip = doc.skip and tostring(doc.skip) or nil, rollback = doc.rollback == true }
+  return { runbook = doc.runbook, runbook_line = line_of(doc, "runbook"), params = params, env = doc.env,
+           fs = doc.fs, timeout = doc.timeout, skip = doc.skip, rollback = doc.rollback == true }
 end
 
 -- set by the C side before loading: the directory of the scenario file
@@ -298,17 +473,6 @@ end
 
 local scratch
 
--- The path in the scratch directory, "." and ".." resolved; one that climbs
--- out of it (or follows a link out of it) is an error, not a file outside.
-local function in_scratch(p)
-  local full, why = rt.in_scratch(scratch, p)
-  if not full then
-    rt.scenario_escaped(why)
-    error(why, 0)
-  end
-  return full
-end
-
 -- a path of the runbook's that left the scratch directory: fails the
 -- scenario even if the runbook caught the error
 function rt.scenario_escaped(why)
@@ -321,35 +485,27 @@ end
 function rt.scenario_scratch(dir, files, now)
   local ok, err = pcall(function() return rt.scenario_seed(dir, files, now) end)
   if ok then return nil end
-  if type(err) == "table" and err.scenario then return err.scenario end
+  if type(err) == "table" and err.scenario then
+    if err.line and S then return string.format("%s:%d: %s", S.path, err.line, err.scenario) end
+    return err.scenario
+  end
   return tostring(err)
 end
 
--- A seed is the text, or { file = NAME | text = "...", age_days = N }: age_days
--- sets the file's modification time that many days before the scenario's
--- now, so retention (backup.plan{ keep_days }) can be tested.  Seeds are
--- written in path order, so files without an age are oldest-first by name.
+-- A seed is the text, or { text = "...", age_days = N } (scenario_load read
+-- a { file = NAME } seed's file and checked every key): age_days sets the
+-- file's modification time that many days before the scenario's now, so
+-- retention (backup.plan{ keep_days }) can be tested.  Seeds are written in
+-- path order, so files without an age are oldest-first by name.
 function rt.scenario_seed(dir, files, now)
   scratch = assert(rt.in_scratch(dir, "")) -- as the kernel names it: paths are compared with it
-  local paths = {}
-  for path in pairs(files or {}) do paths[#paths + 1] = tostring(path) end
-  table.sort(paths)
-  for _, path in ipairs(paths) do
+  for _, path in ipairs(sorted_keys(files or {})) do
     local content, age = files[path], nil
-    if type(content) == "table" then
-      for k in pairs(content) do
-        if k ~= "file" and k ~= "text" and k ~= "age_days" then
-          bad("fs[%s]: unknown key '%s' (file, text, age_days)", path, tostring(k))
-        end
-      end
-      if (content.file == nil) == (content.text == nil) then
-        bad("fs[%s]: the text, or { file = NAME } or { text = ... }, with an optional age_days", path)
-      end
-      age = content.age_days
-      if age ~= nil and type(age) ~= "number" then bad("fs[%s]: age_days must be a number", path) end
-      content = content.text or read_file(scenario_dir, content.file)
+    if type(content) == "table" then content, age = content.text, content.age_days end
+    local full, why = rt.in_scratch(scratch, path)
+    if not full then
+      bad_at(files, path, "fs[%s]: %s (expected a path inside the scratch directory)", path, why)
     end
-    local full = in_scratch(path)
     rt.write_seed(full, tostring(content))
     if age then rt.set_mtime(full, now - age * 86400) end
   end

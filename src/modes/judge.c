@@ -197,7 +197,9 @@ static int rt_read_text(lua_State *J)
     return 1;
 }
 
-/* rt.load_yaml(path) -> the document, or nil and "path:line: message" */
+/* rt.load_yaml(path) -> the document and its line table (yamlconv.h: where
+ * each mapping, key and element starts, for errors that name the line of a
+ * bad value), or nil and "path:line: message" */
 static int rt_load_yaml(lua_State *J)
 {
     const char *path = luaL_checkstring(J, 1);
@@ -210,12 +212,12 @@ static int rt_load_yaml(lua_State *J)
     char err[512];
     size_t len;
     const char *buf = lua_tolstring(J, 2, &len);
-    if (yamlconv_parse(J, buf, len, path, err, sizeof err) != 0) {
+    if (yamlconv_parse_lines(J, buf, len, path, err, sizeof err) != 0) {
         lua_pushnil(J);
         lua_pushstring(J, err);
         return 2;
     }
-    return 1;
+    return 2;
 }
 
 /* rt.write_seed(path, text): a seed file (0644), its directories first */

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void push_range(lua_State *L, int first, int n)
 {
@@ -68,6 +70,46 @@ void record_start(rb_engine *E)
     lua_call(E->L, 0, 0);
     /* the recording of this run: what the run's own mode does, written down */
     engine_decorate(E, &rb_mode_record);
+}
+
+/* --record's destination, checked before the run starts (exit 2, nothing
+ * done) rather than found unwritable after every action was performed: its
+ * directory must exist and take a new file -- tried for real, with a probe
+ * file made and removed there (permissions, a read-only mount, ACLs, the
+ * kernel's sandbox all answer) -- and the path must not be a directory. */
+int record_check(const char *path, char *err, size_t errlen)
+{
+    char dir[PATH_MAX];
+    if (!*path || strlen(path) >= sizeof dir - 32) {
+        snprintf(err, errlen, "--record '%s': expected the path of a scenario file to write", path);
+        return -1;
+    }
+    snprintf(dir, sizeof dir, "%s", path);
+    const char *d = dirname(dir);
+    struct stat st;
+    if (stat(d, &st) != 0) {
+        snprintf(err, errlen, "--record %s: no directory %s to write it in (%s)", path, d,
+                 strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "--record %s: %s is not a directory", path, d);
+        return -1;
+    }
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "--record %s: is a directory (expected the path of a file)", path);
+        return -1;
+    }
+    char probe[PATH_MAX + 32];
+    snprintf(probe, sizeof probe, "%s/.runbook-record-XXXXXX", d);
+    int fd = mkstemp(probe);
+    if (fd < 0) {
+        snprintf(err, errlen, "--record %s: cannot write in %s: %s", path, d, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    unlink(probe);
+    return 0;
 }
 
 /* Write data (redacted) to path atomically. */

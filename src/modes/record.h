@@ -5,6 +5,9 @@
 
 #include "engine.h"
 
+/* Can path be written as the recording?  0, or -1 with why in err.  Checked
+ * before anything runs. */
+int record_check(const char *path, char *err, size_t errlen);
 /* Start recording every action of the run (before the runbook loads). */
 void record_start(rb_engine *E);
 /* Write the scenario: the runbook object at rb, the run's exit code.

@@ -441,8 +441,11 @@ static int prun(lua_State *L)
     lua_getfield(J, jsc, "fs");
     lua_pushnumber(J, rb_wallclock() + E->vclock);
     jcall_or_raise(L, &o->jg, "scenario_scratch", 3, 1);
-    if (lua_isstring(J, -1)) { /* a seed file that cannot be read, say */
-        o->malformed = lua_pushfstring(L, "%s: fs: %s", o->path, lua_tostring(J, -1));
+    if (lua_isstring(J, -1)) { /* a seed's path outside the scratch directory, say */
+        const char *msg = lua_tostring(J, -1);
+        o->malformed = strncmp(msg, o->path, strlen(o->path)) == 0
+                           ? lua_pushstring(L, msg)
+                           : lua_pushfstring(L, "%s: fs: %s", o->path, msg);
         lua_setfield(L, LUA_REGISTRYINDEX, "runbook.scenario.error");
         return 0;
     }
@@ -456,8 +459,11 @@ static int prun(lua_State *L)
     lua_getfield(L, sc, "runbook");
     char rbpath[PATH_MAX];
     if (scenario_find_runbook(o->path, lua_tostring(L, -1), rbpath, sizeof rbpath) != 0) {
-        o->malformed =
-            lua_pushfstring(L, "%s: runbook: no runbook named '%s'", o->path, lua_tostring(L, -1));
+        lua_getfield(L, sc, "runbook_line");
+        int line = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        o->malformed = lua_pushfstring(L, "%s:%d: runbook: no runbook named '%s'", o->path,
+                                       line > 0 ? line : 1, lua_tostring(L, -1));
         lua_setfield(L, LUA_REGISTRYINDEX, "runbook.scenario.error");
         return 0;
     }

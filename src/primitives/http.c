@@ -408,13 +408,20 @@ static void read_request(lua_State *L, req_params *p)
         p->pass = rb_opt_string(L, -1, "password");
         if (p->bearer)
             rb_secret_add(L, p->bearer);
-        if (p->pass)
+        if (p->pass) {
             rb_secret_add(L, p->pass);
+            /* Basic auth sends base64(user:password): that whole is a secret */
+            lua_pushfstring(L, "%s:%s", p->user ? p->user : "", p->pass);
+            rb_secret_add(L, lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
     } else if (t == LUA_TSTRING) {
         p->userpwd = lua_tostring(L, -1);
         const char *colon = strchr(p->userpwd, ':');
-        if (colon && colon[1])
+        if (colon && colon[1]) {
             rb_secret_add(L, colon + 1);
+            rb_secret_add(L, p->userpwd);
+        }
     } else if (t != LUA_TNIL) {
         luaL_error(L, "http: auth must be { user =, password = }, { bearer = } or \"user:pass\"");
     }
@@ -807,11 +814,20 @@ static void describe_headers(lua_State *L, int opts)
         for (int i = 0; i < 2; i++)
             if (lua_getfield(L, -1 - i, i ? "password" : "bearer") == LUA_TSTRING)
                 rb_secret_add(L, lua_tostring(L, -1));
+        if (lua_type(L, -1) == LUA_TSTRING) { /* base64(user:password) on the wire */
+            lua_getfield(L, -3, "user");
+            lua_pushfstring(L, "%s:%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "",
+                            lua_tostring(L, -2));
+            rb_secret_add(L, lua_tostring(L, -1));
+            lua_pop(L, 2);
+        }
         lua_pop(L, 2);
     } else if (t == LUA_TSTRING) {
         const char *colon = strchr(lua_tostring(L, -1), ':');
-        if (colon && colon[1])
+        if (colon && colon[1]) {
             rb_secret_add(L, colon + 1);
+            rb_secret_add(L, lua_tostring(L, -1));
+        }
     }
     lua_pop(L, 1);
     if (lua_getfield(L, opts, "headers") != LUA_TTABLE) {

@@ -115,9 +115,21 @@ static const char *conf_str(lua_State *L, const char *service, const char *key)
 }
 
 /* Push a registered helper (captured at open time), else global[a][b]. */
+/* a function, or a table with __call (secret is one: secret(name), secret.register) */
+static int callable(lua_State *L, int idx)
+{
+    if (lua_isfunction(L, idx))
+        return 1;
+    if (!lua_istable(L, idx) || luaL_getmetafield(L, idx, "__call") == LUA_TNIL)
+        return 0;
+    lua_pop(L, 1);
+    return 1;
+}
+
 static void push_helper(lua_State *L, const char *key, const char *global, const char *field)
 {
-    if (lua_getfield(L, LUA_REGISTRYINDEX, key) == LUA_TFUNCTION)
+    lua_getfield(L, LUA_REGISTRYINDEX, key);
+    if (callable(L, -1))
         return;
     lua_pop(L, 1);
     lua_getglobal(L, global);
@@ -125,7 +137,7 @@ static void push_helper(lua_State *L, const char *key, const char *global, const
         lua_getfield(L, -1, field);
         lua_remove(L, -2);
     }
-    if (!lua_isfunction(L, -1))
+    if (!callable(L, -1))
         luaL_error(L, "notify: %s%s%s is not available", global, field ? "." : "",
                    field ? field : "");
 }
@@ -1438,7 +1450,8 @@ void mod_notify_open(lua_State *L)
 #undef NOTIFY_ROW
     rb_register(L, "notify", fns);
     /* the helpers a runbook could shadow: taken now, while they are ours */
-    if (lua_getglobal(L, "secret") == LUA_TFUNCTION)
+    int st = lua_getglobal(L, "secret"); /* callable: a table with register() */
+    if (st == LUA_TFUNCTION || st == LUA_TTABLE)
         lua_setfield(L, LUA_REGISTRYINDEX, SECRET_KEY);
     else
         lua_pop(L, 1);

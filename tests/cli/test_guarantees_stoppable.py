@@ -451,7 +451,8 @@ class ScenarioLimits(RunbookTestCase):
         self.write("bad.scenario.yaml", "runbook: own.lua\ntimeout: soon\n")
         res = self.rb("test", "bad.scenario.yaml", cwd=self.tmp)
         self.assertEqual(res.code, 1, res.all)
-        self.assertIn("timeout: a duration such as 90s", res.out)
+        self.assertIn("bad.scenario.yaml:2: timeout: got 'soon' (expected a duration such as 90s",
+                      res.out)
 
     def test_bad_limits_are_usage_errors(self):
         self.scenarios()

@@ -638,8 +638,8 @@ class ConfigAndModes(NotifyCase):
         res = self.runbook("""
             step("notify", function() notify.slack{ text = "x" } end)
             """)
-        self.assertExit(res, 1)
-        self.assertIn("notify.slack must be a mapping", res.all)
+        self.assertExit(res, 2)  # refused as the config loads, with its line
+        self.assertIn("runbook.yaml:2: notify.slack must be a mapping, got string", res.all)
 
     def test_missing_endpoints_dry_run_warns_and_live_fails_sending_nothing(self):
         # the receivers exist (the PagerDuty URL and the SMTP server are set),
@@ -689,8 +689,9 @@ class ConfigAndModes(NotifyCase):
             """)
         res = self.runbook('step("n", function() notify.slack{ text = "x" } end)',
                            "--env", "staging")
-        self.assertExit(res, 1)
-        self.assertIn("environments.staging.notify.slack must be a mapping", res.all)
+        self.assertExit(res, 2)
+        self.assertIn("runbook.yaml:4: environments.staging.notify.slack must be a mapping, got "
+                      "string", res.all)
 
     def test_dry_run_delivers_nothing_and_shows_the_messages(self):
         self.write_config()

@@ -64,6 +64,42 @@ class ValidOutputs(RunbookTestCase):
                 runs = [r for r in strict_json_lines(out) if r.get("kind") == "run"]
                 self.assertEqual(runs[-1]["params"], {"who": seen})
 
+    def test_recordings_junit_and_csv_exports_are_valid_utf8(self):
+        rb = self.write("u8.lua", """
+            runbook { name = "t/u8", params = { who = { type = "string" } } }
+            step("s", function()
+              exec{ "printf", params.who }
+              check(false, "bad " .. params.who)
+            end)
+            """)
+        rec = self.path("u8.scenario.yaml")
+        code, out, err = self.run_bytes("run", rb, "--audit", self.audit, "--yes",
+                                        "--record", rec, b"--param", b"who=a\xff\xfeb")
+        self.assertEqual(code, 1, err)
+        with open(rec, "rb") as f:
+            text = f.read().decode("utf-8", "strict")
+        self.assertIn("who: a\ufffd\ufffdb", text)
+        code, out, err = self.run_bytes("audit", "export", "--audit", self.audit,
+                                        "--format", "csv")
+        self.assertEqual(code, 0, err)
+        out.decode("utf-8", "strict")  # no field of the CSV carries raw bytes
+        # the recording replays; a failing variant puts the bytes into JUnit
+        junit = self.path("junit.xml")
+        code, out, err = self.run_bytes("test", rec, "--junit", junit)
+        self.assertEqual(code, 0, out + err)
+        with open(rec, "rb") as f:
+            failing = f.read().replace(b"outcome: failed", b"outcome: success")
+        bad = self.path("u8-fails.scenario.yaml")
+        with open(bad, "wb") as f:
+            f.write(failing)
+        code, out, err = self.run_bytes("test", bad, "--junit", junit)
+        self.assertEqual(code, 1, out + err)
+        import xml.dom.minidom
+        doc = xml.dom.minidom.parse(junit)   # expat: strict UTF-8 and XML 1.0
+        failures = doc.getElementsByTagName("failure")
+        self.assertEqual(len(failures), 1)
+        self.assertIn("bad a\ufffd\ufffdb", failures[0].toxml())
+
     def test_json_encode_in_a_runbook_writes_valid_utf8(self):
         rb = self.write("enc.lua", """
             runbook { name = "t/enc" }

@@ -544,7 +544,7 @@ static void relative_path_cases(rb_engine *E)
 }
 
 /* The classifier is the core's: an engine with no modules at all. */
-static const rb_module stub_modules[] = {{NULL, NULL, NULL}};
+static const rb_module stub_modules[] = {{NULL, NULL, NULL, NULL}};
 
 int main(void)
 {

@@ -66,10 +66,10 @@ static void no_open(lua_State *L)
 {
     (void)L;
 }
-static const rb_module MODULES[] = {{"notify", no_open, NULL},
-                                    {"kubectl", no_open, NULL},
-                                    {"docker", no_open, NULL},
-                                    {NULL, NULL, NULL}};
+static const rb_module MODULES[] = {{"notify", no_open, NULL, NULL},
+                                    {"kubectl", no_open, NULL, NULL},
+                                    {"docker", no_open, NULL, NULL},
+                                    {NULL, NULL, NULL, NULL}};
 
 static int passed, failed;
 
@@ -440,15 +440,18 @@ static const row config_rows[] = {
     {"environments:\n  prod:\n    params: {api: x}\n    kubctl: {context: prod}\n", NULL,
      "runbook.yaml:4: environments.prod: unknown key 'kubctl' (valid keys: params, "
      "readonly_commands, "
-     "audit, or a module's section: notify, kubectl, docker)"},
+     "audit, audit_wait, or a module's section: notify, kubectl, docker)"},
     {"environments:\n  prod: yes\n", NULL, "runbook.yaml:2: environments.prod must be a mapping"},
     {"environments:\n  prod:\n    params:\n      x: {y: 1}\n", NULL,
      "runbook.yaml:4: environments.prod.params.x must be a scalar or a list of scalars"},
     {"environments:\n  prod:\n    audit: 12\n", NULL,
      "runbook.yaml:3: audit must be a path or false"},
     {"environments: [prod]\n", NULL, "runbook.yaml:1: environments must be a mapping"},
+    {"audit_wait: soon\n", NULL, "runbook.yaml:1: audit_wait must be a duration"},
+    {"environments:\n  prod:\n    audit_wait: [1]\n", NULL,
+     "runbook.yaml:3: audit_wait must be a duration"},
     {"audit: x.db\nfoo: 1\n", NULL,
-     "runbook.yaml:2: unknown key 'foo' (valid keys: audit, secrets_file, params, "
+     "runbook.yaml:2: unknown key 'foo' (valid keys: audit, audit_wait, secrets_file, params, "
      "readonly_commands, environments, or a module's section: notify, kubectl, docker)"},
     {"zzz: 1\naudit: true\n", NULL, "runbook.yaml:1: unknown key 'zzz'"},
     {"audit: x\nparams:\n  a: [1, 2\n", NULL, "runbook.yaml:4: did not find expected ',' or ']'"},
