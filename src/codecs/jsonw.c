@@ -228,7 +228,8 @@ void jw_num(jsonw *w, double v)
     sep(w);
     if (!isfinite(v))
         put(w, "null", 4);
-    else if (v == (double)(long long)v && fabs(v) < 1e15)
+    /* the range first: casting a larger one to long long is undefined */
+    else if (fabs(v) < 1e15 && v == (double)(long long)v)
         put(w, b, (size_t)snprintf(b, sizeof b, "%lld", (long long)v));
     else
         put(w, b, (size_t)snprintf(b, sizeof b, "%.14g", v));
