@@ -158,8 +158,27 @@ static void add_base64(lua_State *L, const char *value)
     }
 }
 
-static void short_secret(lua_State *L, const char *what)
+/* Said once per value and source: a URL is redacted every time it is
+ * written, and its short password would be warned about as often. */
+static void short_secret(lua_State *L, const char *what, const char *value)
 {
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "runbook.short_secrets") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "runbook.short_secrets");
+    }
+    lua_pushfstring(L, "%s\n%s", what, value);
+    int seen = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 1);
+    if (!seen) {
+        lua_pushfstring(L, "%s\n%s", what, value);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -3);
+    }
+    lua_pop(L, 1);
+    if (seen)
+        return;
     char msg[300];
     int param = strncmp(what, "param '", 7) == 0;
     snprintf(msg, sizeof msg,
@@ -177,7 +196,7 @@ int rb_secret_add_named(lua_State *L, const char *value, const char *what)
 {
     if (strlen(value) < RB_SECRET_MIN) {
         if (*value)
-            short_secret(L, what);
+            short_secret(L, what, value);
         return 0;
     }
     add_one(L, value);
@@ -353,8 +372,9 @@ static void add_url_passwords(lua_State *L, const char *s, size_t len)
             }
         }
         plain[k] = '\0';
-        add_one(L, pw);
-        rb_secret_add(L, plain);
+        rb_secret_add_named(L, pw, "a password in a URL");
+        if (strcmp(pw, plain) != 0)
+            rb_secret_add_named(L, plain, "a password in a URL");
         p = q;
     }
 }
@@ -363,9 +383,8 @@ static void add_url_passwords(lua_State *L, const char *s, size_t len)
  * covered bytes becomes one ****: secrets that overlap each other (or a
  * URL's password that starts inside its user name: x://appp:pp:p@h) leave
  * no part of either behind. */
-const char *rb_redact(lua_State *L, const char *s, size_t len)
+static const char *redact_once(lua_State *L, const char *s, size_t len)
 {
-    add_url_passwords(L, s, len);
     rb_secrets *sv = SECRETS(L);
     int hit = 0;
     for (int i = 0; i < sv->n && !hit; i++)
@@ -394,5 +413,26 @@ const char *rb_redact(lua_State *L, const char *s, size_t len)
     }
     luaL_pushresult(&b);
     lua_remove(L, -2);
+    return lua_tostring(L, -1);
+}
+
+/* Until nothing new is found: taking a secret out can join what is left
+ * into a URL whose password was not one before ("a://u/S:pw@h" without
+ * the secret "/S"), and what we write must show no URL's password.  Each
+ * round registers at least one more secret, and there are few. */
+const char *rb_redact(lua_State *L, const char *s, size_t len)
+{
+    add_url_passwords(L, s, len);
+    redact_once(L, s, len);
+    for (int round = 0; round < 8; round++) {
+        int before = SECRETS(L)->n;
+        size_t rl;
+        const char *r = lua_tolstring(L, -1, &rl);
+        add_url_passwords(L, r, rl);
+        if (SECRETS(L)->n == before)
+            break;
+        lua_pop(L, 1);
+        redact_once(L, s, len);
+    }
     return lua_tostring(L, -1);
 }
