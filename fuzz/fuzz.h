@@ -25,6 +25,11 @@ void fuzz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noretu
 #include <lua.h>
 void fuzz_done(lua_State *L, int top);
 
+/* The engine every harness that needs one shares: made on first use (engines
+ * are costly to make), freed at exit. */
+struct rb_engine;
+struct rb_engine *fuzz_engine(void);
+
 /* A private directory for the run (created on first use, removed at exit),
  * for the loaders that read a file by path. */
 const char *fuzz_dir(void);

@@ -1,5 +1,7 @@
 /* fuzz.h's helpers, linked into every harness. */
+#include "engine.h"
 #include "fuzz.h"
+#include "modules.h"
 
 #include <ftw.h>
 #include <limits.h>
@@ -63,4 +65,26 @@ const char *fuzz_write(const char *name, const uint8_t *data, size_t size)
         exit(1);
     }
     return path;
+}
+
+static rb_engine *the_engine;
+
+static void free_engine(void)
+{
+    engine_free(the_engine);
+}
+
+rb_engine *fuzz_engine(void)
+{
+    if (!the_engine) {
+        char err[1024];
+        the_engine = engine_new(rb_builtin_modules, err, sizeof err);
+        if (!the_engine) {
+            fprintf(stderr, "fuzz: engine_new: %s\n", err);
+            exit(1);
+        }
+        /* freed at exit (LeakSanitizer); a harness's own atexit runs first */
+        atexit(free_engine);
+    }
+    return the_engine;
 }

@@ -18,7 +18,6 @@
  */
 #include "engine.h"
 #include "fuzz.h"
-#include "modules.h"
 #include "rbfile.h"
 #include "yamlconv.h"
 
@@ -26,20 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static rb_engine *engine(void)
-{
-    static rb_engine *E;
-    if (!E) {
-        char err[1024];
-        E = engine_new(rb_builtin_modules, err, sizeof err);
-        if (!E) {
-            fprintf(stderr, "fuzz: engine_new: %s\n", err);
-            exit(1);
-        }
-    }
-    return E;
-}
 
 /* the --param lines in text, appended to cli[key] */
 static void add_params(lua_State *L, int cli, const char *text, size_t n)
@@ -97,7 +82,7 @@ static void check_types(lua_State *L, int spec, int out)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    rb_engine *E = engine();
+    rb_engine *E = fuzz_engine();
     lua_State *L = E->L;
     const char *text = (const char *)data;
     size_t ylen = size;

@@ -10,7 +10,6 @@
  */
 #include "engine.h"
 #include "fuzz.h"
-#include "modules.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -18,20 +17,6 @@
 #include <string.h>
 
 #define MAX_SECRETS 64 /* each one is a memmem over the text: keep runs fast */
-
-static rb_engine *engine(void)
-{
-    static rb_engine *E;
-    if (!E) {
-        char err[1024];
-        E = engine_new(rb_builtin_modules, err, sizeof err);
-        if (!E) {
-            fprintf(stderr, "fuzz: engine_new: %s\n", err);
-            exit(1);
-        }
-    }
-    return E;
-}
 
 static int add_secrets(lua_State *L)
 {
@@ -78,7 +63,7 @@ static int starred(rb_engine *E)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    rb_engine *E = engine();
+    rb_engine *E = fuzz_engine();
     lua_State *L = E->L;
     int top = lua_gettop(L);
     const uint8_t *nul = memchr(data, 0, size);

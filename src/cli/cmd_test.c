@@ -367,9 +367,10 @@ static void collect(size_t i, pid_t pid, int wstatus)
  * (CI's JUnit readers) accept the file whatever a runbook printed. */
 static void xml_text(FILE *f, const char *s)
 {
+    const char *end = s + strlen(s);
     for (; *s; s++) {
         if ((unsigned char)*s >= 0x80) {
-            size_t n = jw_utf8_len(s, strlen(s));
+            size_t n = jw_utf8_len(s, (size_t)(end - s));
             if (n == 0) {
                 fputs("\xEF\xBF\xBD", f);
             } else {

@@ -311,11 +311,21 @@ static void lua_value(jsonw *w, lua_State *L, int idx, int depth, int seen)
         jw_bool(w, lua_toboolean(L, idx));
         break;
     case LUA_TNUMBER: {
-        size_t n;
-        lua_pushvalue(L, idx);
-        const char *text = lua_tolstring(L, -1, &n); /* the copy becomes its text */
-        int hidden = rb_is_secret(L, text, n);
-        lua_pop(L, 1);
+        /* its text as tostring gives it, to compare with the secrets: an
+         * integer formatted here (no string made for every count written),
+         * a float by Lua (its "%.14g" and ".0" rules) */
+        char ib[32];
+        int hidden;
+        if (lua_isinteger(L, idx)) {
+            int n = snprintf(ib, sizeof ib, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
+            hidden = rb_is_secret(L, ib, (size_t)n);
+        } else {
+            size_t n;
+            lua_pushvalue(L, idx);
+            const char *text = lua_tolstring(L, -1, &n); /* the copy becomes its text */
+            hidden = rb_is_secret(L, text, n);
+            lua_pop(L, 1);
+        }
         if (hidden)
             jw_string(w, "****");
         else if (lua_isinteger(L, idx))
