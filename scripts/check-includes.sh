@@ -4,9 +4,12 @@
 #
 #   cli        -> anything
 #   modes      -> core, codecs, the public headers
-#   core       -> core, codecs, the public headers       (never a primitive or a mode)
-#   primitives -> primitives, codecs, the public headers (never core or modes internals)
+#   core       -> core, codecs, lib, the public headers       (never a primitive or a mode)
+#   primitives -> primitives, codecs, lib, the public headers (never core or modes internals)
 #   codecs     -> codecs, the public headers
+#   lib        -> lib, the public headers: loaders of shared libraries that
+#                 core and primitives both use (libpq: the db primitive and
+#                 the PostgreSQL audit log)
 #
 # The public headers are include/runbook/*.h (runbook.h, host.h).  A quoted
 # include is resolved by file name in src/<layer>/; system includes (<...>)
@@ -15,16 +18,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 declare -A allowed=(
-  [cli]="cli modes core primitives codecs"
-  [modes]="modes core codecs"
-  [core]="core codecs"
-  [primitives]="primitives codecs"
+  [cli]="cli modes core primitives codecs lib"
+  [modes]="modes core codecs lib"
+  [core]="core codecs lib"
+  [primitives]="primitives codecs lib"
   [codecs]="codecs"
+  [lib]="lib"
 )
 
 layer_of() { # the layer that holds header $1, or "public" / "generated" / "unknown"
   case "$1" in runbook/*) echo public; return ;; esac
-  for l in cli core modes primitives codecs; do
+  for l in cli core modes primitives codecs lib; do
     [ -e "src/$l/$1" ] && { echo "$l"; return; }
   done
   echo unknown
@@ -32,7 +36,7 @@ layer_of() { # the layer that holds header $1, or "public" / "generated" / "unkn
 
 bad=0
 checked=0
-for layer in cli core modes primitives codecs; do
+for layer in cli core modes primitives codecs lib; do
   for f in src/$layer/*.c src/$layer/*.h; do
     [ -e "$f" ] || continue
     checked=$((checked + 1))

@@ -42,8 +42,12 @@ PACKAGES=(
   docker-compose       # docker.compose's CLI verbs against that engine (Compose 1.29:
                        # Debian ships no compose plugin for the docker CLI)
   strace               # test_audit_protect.py kills a run at each syscall of creating a log
+  libxml2-utils python3-junitparser  # test_junit.py: xmllint --schema checks `runbook
+                       # test --junit` against tests/fixtures/junit*.xsd; junitparser reads it
   mmdebstrap           # CI's image test (scripts/image-test.sh): a local Debian base
                        # image with no registry
+  prometheus prometheus-alertmanager  # test_alert_lifecycle.py: a real Prometheus whose
+                       # rule fires into a real Alertmanager (tests/fixtures/prom_stack.py)
   "$@"
 )
 fi

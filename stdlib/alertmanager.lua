@@ -20,6 +20,15 @@
 -- A missing label equals "" (as in Prometheus).
 -- alertmanager.firing(base_url [, filter [, opts]]): active, not silenced,
 -- not inhibited.
+--
+-- Silences (classified as the http calls they are: creating and expiring
+-- are changes, listing is a read):
+--   local id = alertmanager.silence(am, { matchers = { alertname = "DiskFull" },
+--                                         duration = "30m", comment = "INC-42" })
+--   alertmanager.silences(am, { alertname = "DiskFull" }, { state = "active" })
+--   alertmanager.expire(am, id)
+-- (details at each function below).  Unknown option keys raise
+-- `unknown option 'X' for alertmanager.F (did you mean 'Y'?)`.
 local prometheus = require "prometheus"
 
 local M = {}
@@ -193,6 +202,164 @@ M.firing = public(function(base, filter, opts)
   o.active, o.silenced, o.inhibited, o.unprocessed = true, false, false, false
   o.filter = filter
   return alerts(base, o)
+end)
+
+-- ---- silences -------------------------------------------------------------------
+
+local HTTP_OPTS = { "timeout", "headers", "auth", "insecure", "cacert" }
+
+local function check_opts(fname, opts, extra)
+  local keys = {}
+  for _, k in ipairs(extra) do keys[#keys + 1] = k end
+  for _, k in ipairs(HTTP_OPTS) do keys[#keys + 1] = k end
+  local msg = support.unknown_option(fname, opts, keys, { createdBy = "created_by",
+                                                          ["for"] = "duration",
+                                                          filter = "matchers" })
+  if msg then fail("%s", msg) end
+  return opts or {}
+end
+
+local function http_opts(opts)
+  return { timeout = opts.timeout, headers = opts.headers, auth = opts.auth,
+           insecure = opts.insecure, cacert = opts.cacert }
+end
+
+local function base_url(fname, base)
+  if type(base) ~= "string" or base == "" then
+    fail("%s: expected the Alertmanager base URL (http://host:9093), got %s", fname, type(base))
+  end
+  return (base:gsub("/+$", ""))
+end
+
+local function rfc3339(t)
+  local whole = math.floor(t)
+  return os.date("!%Y-%m-%dT%H:%M:%S", whole) .. string.format(".%03dZ", math.floor((t - whole) * 1000))
+end
+
+local function clock()
+  return now and now() or os.time()
+end
+
+-- alertmanager.silence(base_url, { matchers, duration, comment [, created_by,
+-- timeout, headers, auth, insecure, cacert] }) -> the silence id.
+-- POST /api/v2/silences, a change.  matchers: the forms of firing's filter;
+-- duration: "30m", "2h", "1h30m" or seconds, from now; created_by defaults
+-- to $SUDO_USER, $USER, else "runbook".  In a rehearsal nothing is created
+-- and the id is "dry-run" (expire accepts it), so a runbook that silences
+-- and later expires completes in both modes.
+local SILENCE_OPTS = { "matchers", "duration", "comment", "created_by" }
+
+M.silence = public(function(base, opts)
+  local fname = "alertmanager.silence"
+  base = base_url(fname, base)
+  if type(opts) ~= "table" then
+    fail("%s: expected { matchers, duration, comment } (%s(base, { matchers, duration, " ..
+         "comment, created_by })), got %s", fname, fname, type(opts))
+  end
+  check_opts(fname, opts, SILENCE_OPTS)
+  for _, k in ipairs({ "matchers", "duration", "comment" }) do
+    if opts[k] == nil then
+      fail("%s: missing option '%s' (%s(base, { matchers, duration, comment, created_by }))",
+           fname, k, fname)
+    end
+  end
+  local ms = matchers_of(opts.matchers)
+  if #ms == 0 then fail("%s: matchers: at least one matcher is needed", fname) end
+  local secs, why = support.duration(opts.duration)
+  if not secs or secs <= 0 then fail("%s: duration: %s", fname, why or "must be more than 0") end
+  if type(opts.comment) ~= "string" or not opts.comment:find("%S") then
+    fail("%s: comment must say why (a non-empty string)", fname)
+  end
+  local by = opts.created_by or env("SUDO_USER") or env("USER") or "runbook"
+  local api = list()
+  for i, m in ipairs(ms) do
+    api[i] = { name = m[1], value = tostring(m[3]), isRegex = m[2] == "=~" or m[2] == "!~",
+               isEqual = m[2] == "=" or m[2] == "=~" }
+  end
+  local t = clock()
+  local url = base .. "/api/v2/silences"
+  local o = http_opts(opts)
+  o.json = { matchers = api, startsAt = rfc3339(t), endsAt = rfc3339(t + secs),
+             createdBy = tostring(by), comment = opts.comment }
+  local r = http.post(url, o)
+  if r.dry_run then return "dry-run" end
+  if r.status ~= 200 then
+    fail("%s POST %s: HTTP %d: %s", fname, url, r.status, body_line(r))
+  end
+  local ok, doc = pcall(json.decode, r.body)
+  if not ok or type(doc) ~= "table" or type(doc.silenceID) ~= "string" then
+    fail("%s POST %s: no silenceID in the answer: %s", fname, url, body_line(r))
+  end
+  return doc.silenceID
+end)
+
+-- A silence of the API as the runbook sees it.
+local function silence_of(s)
+  local labels, ms = {}, list()
+  for i, m in ipairs(s.matchers or {}) do
+    local eq = m.isEqual ~= false
+    local op = m.isRegex and (eq and "=~" or "!~") or (eq and "=" or "!=")
+    ms[i] = { m.name, op, m.value }
+    if op == "=" then labels[m.name] = m.value end
+  end
+  local status = type(s.status) == "table" and s.status or {}
+  return { id = s.id, state = status.state, matchers = ms, labels = labels,
+           comment = s.comment, createdBy = s.createdBy, startsAt = s.startsAt,
+           endsAt = s.endsAt, updatedAt = s.updatedAt }
+end
+
+-- alertmanager.silences(base_url [, filter [, { state, timeout, ... }]]) ->
+-- { { id, state = "active" | "pending" | "expired", matchers = { {label,
+-- op, value}, ... }, labels (the equality matchers as a label set), comment,
+-- createdBy, startsAt, endsAt, updatedAt }, ... }: GET /api/v2/silences, a
+-- read.  The filter (firing's forms) selects silences by their matchers, as
+-- the API does (a silence whose matchers include alertname="X" matches
+-- { alertname = "X" }); state keeps only silences in that state.
+M.silences = public(function(base, filter, opts)
+  local fname = "alertmanager.silences"
+  base = base_url(fname, base)
+  opts = check_opts(fname, opts, { "state" })
+  local ms = matchers_of(filter)
+  local q = {}
+  for _, m in ipairs(ms) do
+    q[#q + 1] = "filter=" .. urlencode(m[1] .. m[2] .. quote(m[3]))
+  end
+  local url = base .. "/api/v2/silences"
+  local r = http.get(url .. (#q > 0 and "?" .. table.concat(q, "&") or ""), http_opts(opts))
+  if r.status ~= 200 then
+    fail("alertmanager GET %s: HTTP %d: %s", url, r.status, body_line(r))
+  end
+  local ok, doc = pcall(json.decode, r.body)
+  if not ok or type(doc) ~= "table" then
+    fail("alertmanager GET %s: not JSON: %s", url, body_line(r))
+  end
+  local out = list()
+  for _, raw in ipairs(doc) do
+    local s = silence_of(raw)
+    if (opts.state == nil or s.state == opts.state) and prometheus.match(s.labels, ms) then
+      out[#out + 1] = s
+    end
+  end
+  return out
+end)
+
+-- alertmanager.expire(base_url, id [, { timeout, ... }]) -> true: DELETE
+-- /api/v2/silence/{id}, a change.  In a rehearsal nothing is expired (the
+-- id "dry-run" that silence() answered there is fine).
+M.expire = public(function(base, id, opts)
+  local fname = "alertmanager.expire"
+  base = base_url(fname, base)
+  if type(id) ~= "string" or id == "" then
+    fail("%s: expected a silence id (%s(base, id)), got %s", fname, fname, type(id))
+  end
+  opts = check_opts(fname, opts, {})
+  local url = base .. "/api/v2/silence/" .. urlencode(id)
+  local r = http.delete(url, http_opts(opts))
+  if r.dry_run then return true end
+  if r.status ~= 200 then
+    fail("%s %s: HTTP %d: %s", fname, id, r.status, body_line(r))
+  end
+  return true
 end)
 
 return M

@@ -7,8 +7,21 @@
 --                                    "http_requests_total")
 --   local up      = prometheus.query("http://prometheus:9090", 'up{job="api"}')
 --
--- parse/select/sum/ratio are pure Lua (no action); query is one http.get,
--- so it runs through the funnel like any read.
+--   local rng     = prometheus.query_range(prom, "rate(errors_total[5m])",
+--                                          { start = now() - 3600, step = "1m" })
+--   local targets = prometheus.targets(prom)     -- scrape targets, with up
+--   local rules   = prometheus.rules(prom)       -- every rule, flattened
+--   local firing  = prometheus.alerts(prom)      -- pending and firing alerts
+--
+-- parse/select/sum/ratio/format_value are pure Lua (no action); query,
+-- query_range, targets, rules and alerts are one http.get each, so they run
+-- through the funnel like any read.  Their options tables are checked: an
+-- unknown key raises `unknown option 'X' for prometheus.F (did you mean 'Y'?)`.
+--
+-- parse takes the Prometheus text format and OpenMetrics: an exemplar after
+-- a sample (`foo_bucket{le="0.1"} 5 # {trace_id="abc"} 0.05 1234`) is kept
+-- as sample.exemplar = { labels, value, timestamp }.  NaN, +Inf and -Inf
+-- are Lua numbers; prometheus.format_value(v) prints them as Prometheus does.
 --
 -- Selectors are PromQL instant-vector selectors: `name`, `name{matchers}` or
 -- `{matchers}`, matchers `label="v"`, `!=`, `=~`, `!~`, values in "...",
@@ -28,9 +41,14 @@ local fail, public = support.errors("prom")
 
 -- ---- parsing ---------------------------------------------------------------
 
+-- 0/0 has its sign bit set on x86, which the C library prints as "-nan";
+-- fabs clears it, so a NaN we hand out prints as "nan" at worst (format_value
+-- below prints it as Prometheus does: "NaN").
+local NAN = math.abs(0 / 0)
+
 local special_values = {
   ["+inf"] = math.huge, ["inf"] = math.huge, ["-inf"] = -math.huge,
-  ["nan"] = 0 / 0, ["+nan"] = 0 / 0, ["-nan"] = 0 / 0,
+  ["nan"] = NAN, ["+nan"] = NAN, ["-nan"] = NAN,
 }
 
 -- A sample value: a Go float ("1e3", "0x1p-2" is not valid in the format but
@@ -44,6 +62,25 @@ local function parse_value(s)
   return nil
 end
 M.parse_value = parse_value
+
+-- A sample value as Prometheus prints it: "NaN", "+Inf", "-Inf", integral
+-- values without a decimal point, others the shortest decimal that reads
+-- back as the same number (never the C library's "-nan" or "inf").
+local function format_value(v)
+  if type(v) ~= "number" then return tostring(v) end
+  if v ~= v then return "NaN" end
+  if v == math.huge then return "+Inf" end
+  if v == -math.huge then return "-Inf" end
+  if math.type(v) == "integer" then return tostring(v) end
+  if v == math.floor(v) and math.abs(v) < 2 ^ 53 then
+    return string.format("%d", math.tointeger(v))
+  end
+  for prec = 15, 17 do
+    local t = string.format("%." .. prec .. "g", v)
+    if tonumber(t) == v then return t end
+  end
+  return string.format("%.17g", v)
+end
 
 local escapes = { ["\\"] = "\\", ['"'] = '"', n = "\n" }
 
@@ -116,6 +153,28 @@ local function parse_labels(line, i)
   end
 end
 
+-- The exemplar after a sample's " # ": `{labels} value [timestamp]` ->
+-- { labels, value, timestamp? }, or nil, error.
+local function parse_exemplar(ex)
+  local i = ex:find("[^ \t]") or #ex + 1
+  if ex:sub(i, i) ~= "{" then return nil, "expected {labels} after #" end
+  local qname, labels, j = parse_labels(ex, i + 1)
+  if not labels then return nil, j end
+  if qname then return nil, "a metric name in an exemplar's labels" end
+  local vs, ts, extra = ex:sub(j):match("^[ \t]+(%S+)[ \t]*(%S*)[ \t]*(.*)$")
+  if not vs then return nil, "no value" end
+  if extra ~= "" then return nil, "unexpected text after the timestamp" end
+  local v = parse_value(vs)
+  if not v then return nil, "bad value '" .. vs .. "'" end
+  local out = { labels = labels, value = v }
+  if ts ~= "" then
+    local t = tonumber(ts)
+    if not t then return nil, "bad timestamp '" .. ts .. "'" end
+    out.timestamp = math.tointeger(t) or t
+  end
+  return out
+end
+
 -- One sample line -> sample, or nil, error.
 local function parse_line(line)
   local name, labels, i
@@ -136,22 +195,34 @@ local function parse_line(line)
   end
   if not name then return nil, "a sample without a metric name" end
   local rest = line:sub(i)
+  -- OpenMetrics: `value [timestamp] # {labels} value [timestamp]`, an exemplar
+  local ex
+  local h = rest:find("[ \t]#")
+  if h then
+    rest, ex = rest:sub(1, h - 1), rest:sub(h + 2)
+  end
   local vs, ts, extra = rest:match("^[ \t]+(%S+)[ \t]*(%S*)[ \t]*(.*)$")
   if not vs then return nil, "no value" end
-  if extra ~= "" and not extra:find("^#") then return nil, "unexpected text after the timestamp" end
+  if extra ~= "" then return nil, "unexpected text after the timestamp" end
   local v = parse_value(vs)
   if not v then return nil, "bad value '" .. vs .. "'" end
   local sample = { name = name, labels = labels, value = v }
-  if ts ~= "" and ts:sub(1, 1) ~= "#" then
+  if ts ~= "" then
     local t = tonumber(ts)
     if not t then return nil, "bad timestamp '" .. ts .. "'" end
     sample.timestamp = math.tointeger(t) or t
   end
+  if ex then
+    local err
+    sample.exemplar, err = parse_exemplar(ex)
+    if not sample.exemplar then return nil, "exemplar: " .. err end
+  end
   return sample
 end
 
--- prometheus.parse(text) -> { { name, labels = {k = v}, value, timestamp? }, ... }
--- Comments, # HELP and # TYPE lines and blank lines are skipped; histogram
+-- prometheus.parse(text) -> { { name, labels = {k = v}, value, timestamp?,
+-- exemplar? }, ... }; exemplar = { labels, value, timestamp? } (OpenMetrics).
+-- Comments, # HELP, # TYPE, # EOF and blank lines are skipped; histogram
 -- and summary series come out as the plain samples they are (_bucket with
 -- le, _sum, _count, quantile).  A malformed line raises with its number.
 local function parse(text)
@@ -628,5 +699,153 @@ M.query_value = public(function(base, promql, opts)
   end
   return r[1] and r[1].value
 end)
+
+-- ---- ranges, targets, rules and alerts ---------------------------------------
+
+local HTTP_OPTS = { "timeout", "headers", "auth", "insecure", "cacert" }
+
+local function allowed(...)
+  local out = {}
+  for _, k in ipairs(HTTP_OPTS) do out[#out + 1] = k end
+  for _, k in ipairs({ ... }) do out[#out + 1] = k end
+  return out
+end
+
+local function check_opts(fname, opts, keys, hints)
+  local msg = support.unknown_option(fname, opts, keys, hints)
+  if msg then fail("%s", msg) end
+  return opts or {}
+end
+
+-- An RFC 3339 time ("2024-05-01T09:00:00Z", "...T09:00:00.5+02:00") or unix
+-- seconds (a number or its text), as the API's start/end/time parameters.
+local function api_time(fname, what, v)
+  if type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge then
+    return math.type(v) == "integer" and tostring(v) or string.format("%.3f", v)
+  end
+  if type(v) == "string" then
+    if tonumber(v) then return api_time(fname, what, tonumber(v)) end
+    local fixed = v:match("^%d%d%d%d%-%d%d%-%d%d[Tt]%d%d:%d%d:%d%d(.*)$")
+    if fixed then
+      fixed = fixed:gsub("^%.%d+", "")
+      if fixed == "Z" or fixed == "z" or fixed:find("^[+-]%d%d:%d%d$") then return v end
+    end
+  end
+  fail("%s: %s must be an RFC 3339 time (\"2024-05-01T09:00:00Z\") or unix seconds, got %s",
+       fname, what, type(v) == "string" and string.format("%q", v) or tostring(v))
+end
+
+local function series_values(item)
+  local values = list()
+  for _, p in ipairs(item.values or {}) do
+    local t, v = point(p)
+    values[#values + 1] = { t, v }
+  end
+  return values
+end
+
+-- prometheus.query_range(base_url, promql, { start, stop, step [, timeout,
+-- headers, auth, insecure, cacert] }) -> { { metric = { labels },
+-- values = { {t, v}, ... } }, ... }: GET /api/v1/query_range.  start and
+-- stop: RFC 3339 or unix seconds (stop defaults to now); step: "30s", "1m"
+-- or seconds.
+local QUERY_RANGE_OPTS = allowed("start", "stop", "step", "eval_timeout")
+
+M.query_range = public(function(base, promql, opts)
+  local fname = "prometheus.query_range"
+  if type(promql) ~= "string" then
+    fail("%s: expected a PromQL expression, got %s (%s(base, promql, { start, stop, step }))",
+         fname, type(promql), fname)
+  end
+  opts = check_opts(fname, opts, QUERY_RANGE_OPTS, { ["end"] = "stop", ["to"] = "stop",
+                                                     ["from"] = "start" })
+  for _, k in ipairs({ "start", "step" }) do
+    if opts[k] == nil then
+      fail("%s: missing option '%s' (%s(base, promql, { start, stop, step }))", fname, k, fname)
+    end
+  end
+  local step, why = support.duration(opts.step)
+  if not step or step <= 0 then
+    fail("%s: step: %s", fname, why or "must be more than 0")
+  end
+  local stop = opts.stop
+  if stop == nil then stop = now and now() or os.time() end
+  local q = { query = promql, start = api_time(fname, "start", opts.start),
+              ["end"] = api_time(fname, "stop", stop),
+              step = math.tointeger(step) and tostring(math.tointeger(step)) or tostring(step) }
+  if opts.eval_timeout then q.timeout = tostring(opts.eval_timeout) end
+  local data = api_get(base, "/api/v1/query_range", q, opts, "query_range " .. promql)
+  if data.resultType ~= "matrix" then
+    fail("%s: expected a matrix, got %s", fname, tostring(data.resultType))
+  end
+  local out = list()
+  for _, item in ipairs(data.result or {}) do
+    out[#out + 1] = { metric = item.metric or {}, values = series_values(item) }
+  end
+  return out
+end)
+
+-- prometheus.targets(base_url [, { state, timeout, ... }]) -> the active
+-- scrape targets of GET /api/v1/targets, each the API's object plus
+-- job, instance (from its labels) and up (health == "up"); the dropped
+-- targets as a second result.  state: "active", "dropped" or "any" (the
+-- API's filter).
+local TARGETS_OPTS = allowed("state")
+
+M.targets = public(function(base, opts)
+  opts = check_opts("prometheus.targets", opts, TARGETS_OPTS)
+  local q = opts.state and { state = tostring(opts.state) } or nil
+  local data = api_get(base, "/api/v1/targets", q, opts, "targets")
+  local active, dropped = list(), list()
+  for _, t in ipairs(data.activeTargets or {}) do
+    local labels = t.labels or {}
+    t.job, t.instance, t.up = labels.job, labels.instance, t.health == "up"
+    active[#active + 1] = t
+  end
+  for _, t in ipairs(data.droppedTargets or {}) do dropped[#dropped + 1] = t end
+  return active, dropped
+end)
+
+-- prometheus.rules(base_url [, { type, timeout, ... }]) -> every rule of
+-- GET /api/v1/rules, flattened: the API's rule object (name, query, type =
+-- "alerting" | "recording", health, lastError, labels, annotations; for
+-- alerting rules state = "firing" | "pending" | "inactive", duration,
+-- alerts) plus group and file, its group's name and file.  type: "alert" or
+-- "record" (the API's filter).
+local RULES_OPTS = allowed("type")
+
+M.rules = public(function(base, opts)
+  opts = check_opts("prometheus.rules", opts, RULES_OPTS)
+  local q = opts.type and { type = tostring(opts.type) } or nil
+  local data = api_get(base, "/api/v1/rules", q, opts, "rules")
+  local out = list()
+  for _, g in ipairs(data.groups or {}) do
+    for _, r in ipairs(g.rules or {}) do
+      r.group, r.file = g.name, g.file
+      out[#out + 1] = r
+    end
+  end
+  return out
+end)
+
+-- prometheus.alerts(base_url [, { timeout, ... }]) -> the alerts Prometheus
+-- itself holds (pending and firing), GET /api/v1/alerts: { { name =
+-- labels.alertname, labels, annotations, state = "pending" | "firing",
+-- activeAt, value = number }, ... }
+M.alerts = public(function(base, opts)
+  opts = check_opts("prometheus.alerts", opts, allowed())
+  local data = api_get(base, "/api/v1/alerts", nil, opts, "alerts")
+  local out = list()
+  for _, a in ipairs(data.alerts or {}) do
+    local labels = a.labels or {}
+    out[#out + 1] = { name = labels.alertname, labels = labels, annotations = a.annotations or {},
+                      state = a.state, activeAt = a.activeAt,
+                      value = a.value ~= nil and parse_value(tostring(a.value)) or nil }
+  end
+  return out
+end)
+
+-- prometheus.format_value(v) -> v as Prometheus prints it ("NaN", "+Inf", "-Inf")
+M.format_value = public(format_value)
 
 return M

@@ -52,4 +52,82 @@ function M.words(argv)
   return table.concat(out, " ")
 end
 
+-- Edit distance with transpositions (optimal string alignment), for
+-- did-you-mean: "stpe" is one step from "step", two from "stop".
+local function distance(a, b)
+  local d = {}
+  for i = 0, #a do d[i] = { [0] = i } end
+  for j = 0, #b do d[0][j] = j end
+  for i = 1, #a do
+    for j = 1, #b do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      local v = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+        v = math.min(v, d[i - 2][j - 2] + 1)
+      end
+      d[i][j] = v
+    end
+  end
+  return d[#a][#b]
+end
+
+-- Check an options table: nil when every key is one of `allowed` (a list),
+-- else the message `unknown option 'X' for FNAME (did you mean 'Y'?)`.
+-- A misspelled option must not be ignored silently (issue 16): the call
+-- would run with a default the operator did not mean.  hints maps likely
+-- confusions that are not typos (the API's `end` for our `stop`).
+function M.unknown_option(fname, opts, allowed, hints)
+  if opts == nil then return nil end
+  if type(opts) ~= "table" then
+    return string.format("%s: options must be a table, got %s", fname, type(opts))
+  end
+  local known = {}
+  for _, k in ipairs(allowed) do known[k] = true end
+  local bad = {}
+  for k in pairs(opts) do
+    if not known[k] then bad[#bad + 1] = tostring(k) end
+  end
+  if #bad == 0 then return nil end
+  table.sort(bad)
+  local k = bad[1]
+  local best = hints and hints[k]
+  if not known[best] then
+    best = nil
+    local bestd = math.max(2, #k // 3) + 1
+    for _, a in ipairs(allowed) do
+      local d = distance(k:lower(), a:lower())
+      if d < bestd then best, bestd = a, d end
+    end
+  end
+  return string.format("unknown option '%s' for %s%s", k, fname,
+                       best and string.format(" (did you mean '%s'?)", best) or "")
+end
+
+local duration_units = { ms = 0.001, s = 1, m = 60, h = 3600, d = 86400, w = 604800,
+                         y = 31536000 }
+
+-- A duration as Prometheus and Alertmanager write it ("30s", "1h30m",
+-- "500ms", units ms s m h d w y) or a number of seconds -> seconds, or
+-- nil, reason.
+function M.duration(v)
+  if type(v) == "number" then
+    if v ~= v or v < 0 or v == math.huge then return nil, "not a finite positive number" end
+    return v
+  end
+  if type(v) ~= "string" then return nil, "expected \"30m\" or seconds, got " .. type(v) end
+  local s = v:gsub("^%s+", ""):gsub("%s+$", "")
+  if tonumber(s) then return M.duration(tonumber(s)) end
+  if s == "" then return nil, "empty duration" end
+  local total, rest = 0, s
+  while rest ~= "" do
+    local n, u, after = rest:match("^(%d+%.?%d*)(%a+)()")
+    if not n or not duration_units[u] then
+      return nil, string.format("bad duration %q (use e.g. \"30s\", \"5m\", \"1h30m\" or seconds)", v)
+    end
+    total = total + tonumber(n) * duration_units[u]
+    rest = rest:sub(after)
+  end
+  return total
+end
+
 return M

@@ -48,8 +48,10 @@ static const char REPL_HELP[] =
     "  --param K=V         a param for the loaded runbook (or params.K without one)\n"
     "  --env NAME          use the `environments: NAME` section of runbook.yaml\n"
     "  --config FILE       read FILE instead of ./runbook.yaml\n"
-    "  --audit PATH        audit database (default $XDG_STATE_HOME/runbook/audit.db)\n"
+    "  --audit PATH|URL    audit database (default $XDG_STATE_HOME/runbook/audit.db),\n"
+    "                      or a team's shared log: postgres://user@host/db\n"
     "  --no-audit          do not record the session\n"
+    "  --audit-fallback P  a local log for when the shared (postgres://) log is down\n"
     "  --audit-wait D      wait up to D (30s, 2m; default 30s) for another process's\n"
     "                      lock on the audit log, then exit 1 naming it\n"
     "  --max-memory SIZE   limit Lua's memory to SIZE (512M, 2G; default 1G)\n"
@@ -601,6 +603,9 @@ static int dot_command(repl *R, char *line)
             fputs("runbook: --strict: a dry-run cannot be enforced by the kernel here (no "
                   "Landlock); .dry stays off\n",
                   stderr);
+        else if (strcmp(arg, "off") == 0 && R->E->dry_run &&
+                 plan_gate_run(R->E, R->a->env, NULL) != 0)
+            fputs("runbook: .dry stays on\n", stderr); /* reviewed plans only, here */
         else if (on_off(arg, &dry, "dry-run"))
             engine_use(R->E, dry ? &rb_mode_dry_run : &rb_mode_repl);
     } else if (strcmp(cmd, "confirm") == 0)
@@ -809,6 +814,10 @@ int cmd_repl(int argc, char **argv)
     R.a = &a;
     the_repl = &R;
     if ((exit_code = session_open(E, &cfg, &a)) != 0)
+        goto out;
+    /* an environment that takes reviewed plans only takes no live console
+     * either (a dry one is fine) */
+    if (!a.dry_run && (exit_code = plan_gate_run(E, a.env, NULL)) != 0)
         goto out;
     exit_code = 2;
     int tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);

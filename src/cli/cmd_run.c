@@ -38,8 +38,11 @@ static const char RUN_HELP[] =
     "  --param K=V         set a param (repeat for several; a list as a,b,c or repeated)\n"
     "  --env NAME          use the `environments: NAME` section of runbook.yaml\n"
     "  --config FILE       read FILE instead of ./runbook.yaml\n"
-    "  --audit PATH        audit database (default $XDG_STATE_HOME/runbook/audit.db)\n"
+    "  --audit PATH|URL    audit database (default $XDG_STATE_HOME/runbook/audit.db),\n"
+    "                      or a team's shared log: postgres://user@host/db\n"
     "  --no-audit          do not record this run\n"
+    "  --audit-fallback P  a local log for when the shared (postgres://) log is down\n"
+    "  --wait-lock D       wait up to D (30s, 5m) for a run lock another run holds\n"
     "  --audit-wait D      wait up to D (30s, 2m; default 30s) for another process's\n"
     "                      lock on the audit log, then exit 1 naming it\n"
     "  --output text|json  human view (default) or one JSON event per line\n"
@@ -193,6 +196,9 @@ int cmd_run(int argc, char **argv)
     memset(&res, 0, sizeof res);
     int exit_code = 2;
     if ((exit_code = session_open(E, &cfg, &a)) != 0)
+        goto out;
+    /* require_plan: live only through `runbook apply` (cmd_plan.c) */
+    if (!a.dry_run && (exit_code = plan_gate_run(E, a.env, a.target)) != 0)
         goto out;
     exit_code = 2;
     E->mode = a.dry_run ? MODE_DRY_RUN : MODE_LIVE;

@@ -14,13 +14,16 @@
 #include "modules.h"
 #include "scenario.h"
 #include "util.h"
+#include "yamlconv.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <ftw.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -31,6 +34,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char TEST_HELP[] =
@@ -40,7 +44,16 @@ static const char TEST_HELP[] =
     "each runbook runs against its scenario's mocks -- no action reaches the outside\n"
     "world, sleep is virtual -- and is judged against the scenario's expectations.\n"
     "\n"
-    "  --junit FILE        also write JUnit XML (for CI test reports)\n"
+    "  --junit FILE        also write JUnit XML (for CI test reports): a <testsuite> per\n"
+    "                      runbook (classname = the runbook's name, name = the scenario's\n"
+    "                      name: or file name); <failure> when expectations failed, <error>\n"
+    "                      when the scenario is malformed or could not finish; what each\n"
+    "                      run printed (secrets redacted) in its <system-out>\n"
+    "  --junit-format testsuites|ant\n"
+    "                      testsuites (default): a <testsuites> root, as Jenkins, GitLab\n"
+    "                      and junitparser read it; ant: a single <testsuite> root, as\n"
+    "                      Ant's junitreport merges it (the runs' output in its <system-out>)\n"
+    "  -v, --verbose       print what each scenario's run printed under its result line\n"
     "  --filter PATTERN    only scenarios whose path contains PATTERN (or matches it as a glob)\n"
     "  -j, --jobs N        scenarios run at once (default: the number of CPUs)\n"
     "  --scenario-timeout DURATION\n"
@@ -57,6 +70,10 @@ static const char TEST_HELP[] =
     "                      also write the coverage as JSON: per runbook, its steps, the\n"
     "                      calls that may change something, the actions taken (line, class)\n"
     "\n"
+    "A scenario passes, fails (its expectations did not hold), is skipped (skip:), or is\n"
+    "an error: malformed (the scenario itself is wrong) or it could not finish (timed\n"
+    "out, crashed).  The summary counts each, as --junit does.\n"
+    "\n"
     "Exit codes: 0 every scenario passed, 1 one failed (or is malformed, or an error),\n"
     "2 bad usage.\n";
 
@@ -69,6 +86,8 @@ typedef struct result {
     int status; /* 0 passed, 1 failed, 2 malformed, 3 skipped, 4 error (timed out, crashed) */
     long long ms;
     char *failures; /* newline-separated */
+    char *output;   /* what the run printed, redacted (kept for -v and --junit) */
+    size_t output_len;
     int done;
 } result;
 
@@ -77,6 +96,8 @@ static size_t n_found, cap_found;
 static const char *filter;
 static int coverage;              /* 1: report, 2: and require */
 static const char *coverage_json; /* --coverage-json FILE */
+static int verbose;               /* -v: each scenario's run output under its line */
+static int keep_output;           /* -v or --junit */
 
 static int wanted(const char *path)
 {
@@ -313,6 +334,17 @@ static void collect(size_t i, pid_t pid, int wstatus)
         lua_getfield(L, -1, "decode");
         lua_pushlstring(L, data, len);
         decoded = lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1);
+        if (decoded && keep_output) {
+            size_t n = 0;
+            const char *text =
+                lua_getfield(L, -1, "output") == LUA_TSTRING ? lua_tolstring(L, -1, &n) : "";
+            r->output = malloc(n + 1);
+            if (r->output) {
+                memcpy(r->output, text, n + 1);
+                r->output_len = n;
+            }
+            lua_pop(L, 1);
+        }
         if (decoded) {
             lua_getfield(L, -1, "status");
             const char *st = lua_tostring(L, -1);
@@ -362,24 +394,41 @@ static void collect(size_t i, pid_t pid, int wstatus)
     free(data);
 }
 
-/* Text for XML 1.0: markup escaped, C0 controls (which XML forbids) as
- * spaces, and a byte that is not valid UTF-8 as U+FFFD, so strict parsers
- * (CI's JUnit readers) accept the file whatever a runbook printed. */
-static void xml_text(FILE *f, const char *s)
+/* ---- JUnit -----------------------------------------------------------------
+ * What CI tools render (Jenkins, GitLab, junitparser): a <testsuites> root
+ * holding one <testsuite> per runbook, each scenario a <testcase> whose
+ * classname is the runbook's name, so that CI views group by runbook; a
+ * scenario whose expectations failed has a <failure>, one that is malformed
+ * or could not finish (timed out, crashed) an <error>, and what its run
+ * printed is its <system-out>.  Valid against the Jenkins JUnit schema
+ * (tests/fixtures/junit.xsd).  --junit-format ant writes what Ant's
+ * junitreport merges instead: one <testsuite> root, valid against Ant's
+ * schema (tests/fixtures/junit-ant.xsd), which has no output per test case:
+ * the runs' output is the suite's <system-out>, each under its scenario. */
+
+/* Text for XML 1.0: markup escaped, the characters XML forbids (C0
+ * controls, U+FFFE, U+FFFF) as spaces, and a byte that is not valid UTF-8
+ * as U+FFFD, so strict parsers accept the file whatever a runbook printed. */
+static void xml_textn(FILE *f, const char *s, size_t len)
 {
-    const char *end = s + strlen(s);
-    for (; *s; s++) {
-        if ((unsigned char)*s >= 0x80) {
+    const char *end = s + len;
+    for (; s < end; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x80) {
             size_t n = jw_utf8_len(s, (size_t)(end - s));
             if (n == 0) {
                 fputs("\xEF\xBF\xBD", f);
+            } else if (n == 3 && c == 0xEF && (unsigned char)s[1] == 0xBF &&
+                       (unsigned char)s[2] >= 0xBE) {
+                fputc(' ', f);
+                s += 2;
             } else {
                 fwrite(s, 1, n, f);
                 s += n - 1;
             }
             continue;
         }
-        switch (*s) {
+        switch (c) {
         case '<':
             fputs("&lt;", f);
             break;
@@ -393,66 +442,380 @@ static void xml_text(FILE *f, const char *s)
             fputs("&quot;", f);
             break;
         default:
-            if ((unsigned char)*s < 0x20 && *s != '\n' && *s != '\t')
-                fputc(' ', f);
-            else
-                fputc(*s, f);
+            fputc(c < 0x20 && c != '\n' && c != '\t' ? ' ' : c, f);
         }
     }
 }
 
-static int write_junit(const char *file, int failed, int errors, double total_s)
+static void xml_text(FILE *f, const char *s)
 {
-    FILE *f = fopen(file, "w");
-    if (!f)
-        return usage_error("--junit %s: %s", file, strerror(errno));
-    int skipped = 0;
-    for (size_t i = 0; i < n_found; i++)
-        skipped += found[i].status == 3;
-    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    fprintf(f,
-            "<testsuites>\n<testsuite name=\"runbook scenarios\" tests=\"%zu\" failures=\"%d\" "
-            "skipped=\"%d\" errors=\"%d\" time=\"%.3f\">\n",
-            n_found, failed, skipped, errors, total_s);
-    for (size_t i = 0; i < n_found; i++) {
-        result *r = &found[i];
-        fputs("  <testcase classname=\"runbook.scenario\" name=\"", f);
-        xml_text(f, r->path);
-        fprintf(f, "\" time=\"%.3f\"", r->ms / 1000.0);
-        if (r->status == 0) {
-            fputs("/>\n", f);
-            continue;
-        }
-        fputs(">\n", f);
-        if (r->status == 3) {
-            const char *why = r->failures ? r->failures : "";
-            char msg[512];
-            snprintf(msg, sizeof msg, "%.*s", (int)strcspn(why, "\n"), why);
-            fputs("    <skipped message=\"", f);
-            xml_text(f, msg);
-            fputs("\"/>\n", f);
-        } else {
-            const char *first = r->failures ? r->failures : "failed";
-            char msg[512];
-            snprintf(msg, sizeof msg, "%.*s", (int)strcspn(first, "\n"), first);
-            const char *tag = r->status == 4 ? "error" : "failure";
-            fprintf(f, "    <%s%s message=\"", tag, r->status == 2 ? " type=\"malformed\"" : "");
-            xml_text(f, msg);
-            fputs("\">", f);
-            xml_text(f, r->failures ? r->failures : "");
-            fprintf(f, "</%s>\n", tag);
-        }
-        fputs("  </testcase>\n", f);
+    xml_textn(f, s, strlen(s));
+}
+
+/* A scenario as a test case: its name, and the runbook it tests */
+typedef struct junit_case {
+    char *name;    /* the scenario's `name:`, else its file name without .scenario.yaml */
+    int same_name; /* another case of its suite has that name: the path tells them apart */
+    size_t suite;
+} junit_case;
+
+typedef struct junit_suite {
+    char *key;      /* the runbook file (real path), or what the scenario names */
+    char *name;     /* the runbook's name as its run announced it, else as its file
+                       declares it (none of its scenarios ran it: skipped, malformed...) */
+    char *fallback; /* neither: the runbook as the scenario names it, else the
+                       scenario's directory */
+    char *file;     /* the runbook file as found, NULL if none */
+    int tests, failures, errors, skipped;
+    long long ms;
+} junit_suite;
+
+/* The scenario file's `name:` and `runbook:` (strings, else nil), read
+ * again here: the worker's copy is gone.  Protected (the YAML decoder may
+ * raise when out of memory). */
+static int scenario_keys(lua_State *L)
+{
+    const char *path = lua_tostring(L, 1);
+    size_t len = 0;
+    char *text = rb_read_file(path, &len);
+    lua_pushlstring(L, text ? text : "", text ? len : 0);
+    free(text);
+    char err[256];
+    size_t n;
+    const char *buf = lua_tolstring(L, -1, &n);
+    if (yamlconv_parse(L, buf, n, path, err, sizeof err) != 0 || !lua_istable(L, -1)) {
+        lua_pushnil(L);
+        lua_pushnil(L);
+        return 2;
     }
-    fputs("</testsuite>\n</testsuites>\n", f);
-    return fclose(f) == 0 ? 0 : usage_error("--junit %s: %s", file, strerror(errno));
+    int doc = lua_gettop(L);
+    const char *keys[] = {"name", "runbook"};
+    for (int k = 0; k < 2; k++)
+        if (lua_getfield(L, doc, keys[k]) != LUA_TSTRING || lua_rawlen(L, -1) == 0) {
+            lua_pop(L, 1);
+            lua_pushnil(L);
+        }
+    return 2;
+}
+
+/* The runbook's name as its run announced it: the journal's first line,
+ * "▶ NAME[ — TITLE]"; NULL when the run never started. */
+static char *announced_name(const result *r)
+{
+    static const char mark[] = "\xE2\x96\xB6 ", title[] = " \xE2\x80\x94 ";
+    for (const char *p = r->output; p && *p;) {
+        size_t n = strcspn(p, "\n");
+        if (n > strlen(mark) && strncmp(p, mark, strlen(mark)) == 0) {
+            p += strlen(mark), n -= strlen(mark);
+            for (size_t k = 0; k + strlen(title) <= n; k++)
+                if (strncmp(p + k, title, strlen(title)) == 0) {
+                    n = k;
+                    break;
+                }
+            return n ? strndup(p, n) : NULL;
+        }
+        p = p[n] ? p + n + 1 : p + n;
+    }
+    return NULL;
+}
+
+/* The name a runbook file declares, read, not run -- `runbook { name =
+ * "..."` -- for a runbook none of whose scenarios ran it (skipped,
+ * malformed, stopped while loading); NULL if not found so. */
+static char *declared_name(const char *file)
+{
+    size_t len = 0;
+    char *text = rb_read_file(file, &len);
+    char *name = NULL;
+    for (char *p = text; p && !name && (p = strstr(p, "runbook"));) {
+        int word = p == text || !(isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '.');
+        p += strlen("runbook");
+        p += strspn(p, " \t\r\n(");
+        if (!word || *p != '{')
+            continue;
+        for (char *q = p; (q = strstr(q, "name")) && q < p + 4096; q += 4) {
+            if (isalnum((unsigned char)q[-1]) || q[-1] == '_')
+                continue;
+            char *v = q + 4 + strspn(q + 4, " \t");
+            if (*v != '=')
+                continue;
+            v += 1 + strspn(v + 1, " \t");
+            char quote = *v;
+            char *close = quote == '"' || quote == '\'' ? strchr(v + 1, quote) : NULL;
+            if (close && close > v + 1 && !memchr(v + 1, '\n', (size_t)(close - v - 1)))
+                name = strndup(v + 1, (size_t)(close - v - 1));
+            break;
+        }
+    }
+    free(text);
+    return name;
+}
+
+/* A file as the operator names it: relative to here when it is below,
+ * else its real path */
+static const char *as_named(const char *real)
+{
+    static char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd))
+        return real;
+    size_t n = strlen(cwd);
+    return strncmp(real, cwd, n) == 0 && real[n] == '/' ? real + n + 1 : real;
+}
+
+/* Which suite (runbook) scenario i tests, found or added; its case named */
+static void junit_place(lua_State *L, size_t i, junit_case *c, junit_suite *s, size_t *n_suites)
+{
+    result *r = &found[i];
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, scenario_keys);
+    lua_pushstring(L, r->path);
+    int read = lua_pcall(L, 1, 2, 0) == LUA_OK;
+    const char *named = read ? lua_tostring(L, -2) : NULL;
+    const char *runbook = read ? lua_tostring(L, -1) : NULL;
+
+    char *base = strdup(r->path);
+    const char *file = base ? basename(base) : r->path;
+    size_t flen = strlen(file), slen = strlen(".scenario.yaml");
+    c->name = named
+                  ? strdup(named)
+                  : strndup(file, flen > slen ? flen - slen : flen); /* wanted() kept only those */
+    free(base);
+
+    /* its suite's key: the runbook file; else ?what it names, else ?its directory */
+    char rbpath[PATH_MAX], real[PATH_MAX], key[PATH_MAX + 2];
+    char *dir = strdup(r->path);
+    const char *fallback = runbook ? runbook : dir ? dirname(dir) : ".";
+    int known = runbook && scenario_find_runbook(r->path, runbook, rbpath, sizeof rbpath) == 0;
+    if (known)
+        snprintf(key, sizeof key, "%s", realpath(rbpath, real) ? real : rbpath);
+    else
+        snprintf(key, sizeof key, "?%s", fallback);
+    size_t k = 0;
+    while (k < *n_suites && strcmp(s[k].key, key) != 0)
+        k++;
+    if (k == *n_suites) {
+        s[k].key = strdup(key);
+        s[k].fallback = strdup(fallback);
+        s[k].file = known ? strdup(as_named(key)) : NULL;
+        (*n_suites)++;
+    }
+    free(dir);
+    lua_settop(L, top);
+    if (!s[k].name)
+        s[k].name = announced_name(r);
+    c->suite = k;
+    s[k].tests++;
+    s[k].failures += r->status == 1;
+    s[k].errors += r->status == 2 || r->status == 4;
+    s[k].skipped += r->status == 3;
+    s[k].ms += r->ms;
+}
+
+static const char *suite_name(junit_suite *s)
+{
+    if (!s->name && s->file)
+        s->name = declared_name(s->file);
+    return s->name ? s->name : s->fallback ? s->fallback : "?";
+}
+
+/* The first line of text, at most 512 bytes: a message attribute */
+static void first_line(FILE *f, const char *text)
+{
+    size_t n = strcspn(text, "\n");
+    xml_textn(f, text, n < 512 ? n : 512);
+}
+
+static void case_name(FILE *f, const result *r, const junit_case *c)
+{
+    xml_text(f, c->name ? c->name : r->path);
+    if (c->same_name) {
+        fputs(" (", f);
+        xml_text(f, r->path);
+        fputc(')', f);
+    }
+}
+
+/* A <testcase>; its output inside it, unless ant (then the suite holds it) */
+static void write_case(FILE *f, const result *r, const junit_case *c, const char *classname,
+                       int ant)
+{
+    fputs("  <testcase classname=\"", f);
+    xml_text(f, classname);
+    fputs("\" name=\"", f);
+    case_name(f, r, c);
+    fprintf(f, "\" time=\"%.3f\"", r->ms / 1000.0);
+    int output = !ant && r->output_len > 0;
+    if (r->status == 0 && !output) {
+        fputs("/>\n", f);
+        return;
+    }
+    fputs(">\n", f);
+    const char *why = r->failures ? r->failures : "";
+    if (r->status == 3) {
+        fputs("    <skipped message=\"", f);
+        first_line(f, why);
+        fputs("\"/>\n", f);
+    } else if (r->status != 0) {
+        /* message first: readers (and tests) look for <error message="... */
+        const char *tag = r->status == 1 ? "failure" : "error";
+        const char *type = r->status == 1                      ? "expectations"
+                           : r->status == 2                    ? "malformed"
+                           : strncmp(why, "timed out", 9) == 0 ? "timeout"
+                                                               : "error";
+        fprintf(f, "    <%s message=\"", tag);
+        first_line(f, *why ? why : "failed");
+        fprintf(f, "\" type=\"%s\">", type);
+        xml_text(f, why);
+        fputs("scenario: ", f);
+        xml_text(f, r->path);
+        fprintf(f, "\n</%s>\n", tag);
+    }
+    if (output) {
+        fputs("    <system-out>", f);
+        xml_textn(f, r->output, r->output_len);
+        fputs("</system-out>\n", f);
+    }
+    fputs("  </testcase>\n", f);
+}
+
+/* The attributes every <testsuite> has: counts, time, when and where */
+static void suite_attrs(FILE *f, const char *name, const junit_suite *s, double time_s,
+                        const char *stamp, const char *host)
+{
+    fputs("name=\"", f);
+    xml_text(f, name);
+    fprintf(f, "\" tests=\"%d\" failures=\"%d\" errors=\"%d\" skipped=\"%d\" time=\"%.3f\" ",
+            s->tests, s->failures, s->errors, s->skipped, time_s);
+    fprintf(f, "timestamp=\"%s\" hostname=\"", stamp);
+    xml_text(f, host);
+    fputc('"', f);
+}
+
+/* --junit-format ant: one <testsuite> root, in the order Ant's schema
+ * wants (properties, test cases, system-out, system-err) */
+static void write_ant(FILE *f, const junit_case *cases, junit_suite *suites, const junit_suite *all,
+                      double total_s, const char *stamp, const char *host)
+{
+    fputs("<testsuite ", f);
+    suite_attrs(f, "runbook scenarios", all, total_s, stamp, host);
+    fputs(">\n  <properties/>\n", f);
+    for (size_t i = 0; i < n_found; i++)
+        write_case(f, &found[i], &cases[i], suite_name(&suites[cases[i].suite]), 1);
+    fputs("  <system-out>", f);
+    for (size_t i = 0; i < n_found; i++) {
+        if (found[i].output_len == 0)
+            continue;
+        fputs("=== ", f);
+        xml_text(f, suite_name(&suites[cases[i].suite]));
+        fputs(": ", f);
+        case_name(f, &found[i], &cases[i]);
+        fputs(" (", f);
+        xml_text(f, found[i].path);
+        fputs(") ===\n", f);
+        xml_textn(f, found[i].output, found[i].output_len);
+        if (found[i].output[found[i].output_len - 1] != '\n')
+            fputc('\n', f);
+    }
+    fputs("</system-out>\n  <system-err></system-err>\n</testsuite>\n", f);
+}
+
+static int write_junit(lua_State *L, const char *file, int ant, double started, double total_s)
+{
+    junit_case *cases = calloc(n_found, sizeof *cases);
+    junit_suite *suites = calloc(n_found, sizeof *suites);
+    if (!cases || !suites) {
+        free(cases);
+        free(suites);
+        return usage_error("--junit %s: out of memory", file);
+    }
+    size_t n_suites = 0;
+    junit_suite all = {0};
+    for (size_t i = 0; i < n_found; i++) {
+        junit_place(L, i, &cases[i], suites, &n_suites);
+        const result *r = &found[i];
+        all.tests++;
+        all.failures += r->status == 1;
+        all.errors += r->status == 2 || r->status == 4;
+        all.skipped += r->status == 3;
+    }
+    for (size_t i = 0; i < n_found; i++)
+        for (size_t j = i + 1; j < n_found; j++)
+            if (cases[i].suite == cases[j].suite && cases[i].name && cases[j].name &&
+                strcmp(cases[i].name, cases[j].name) == 0)
+                cases[i].same_name = cases[j].same_name = 1;
+
+    char stamp[32], host[256];
+    time_t t = (time_t)started;
+    struct tm tm;
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", gmtime_r(&t, &tm)); /* Ant: no zone */
+    if (gethostname(host, sizeof host) != 0 || !host[0])
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+
+    FILE *f = fopen(file, "w");
+    int rc = f ? 0 : usage_error("--junit %s: %s", file, strerror(errno));
+    if (f) {
+        fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n", f);
+        if (ant) {
+            write_ant(f, cases, suites, &all, total_s, stamp, host);
+        } else {
+            /* Jenkins' schema has no skipped count on the root */
+            fprintf(f,
+                    "<testsuites name=\"runbook scenarios\" tests=\"%d\" failures=\"%d\" "
+                    "errors=\"%d\" time=\"%.3f\">\n",
+                    all.tests, all.failures, all.errors, total_s);
+            for (size_t k = 0; k < n_suites; k++) {
+                fputs("<testsuite ", f);
+                /* a suite's time: its scenarios', which ran side by side */
+                suite_attrs(f, suite_name(&suites[k]), &suites[k], suites[k].ms / 1000.0, stamp,
+                            host);
+                if (suites[k].file) {
+                    fputs(" file=\"", f);
+                    xml_text(f, suites[k].file);
+                    fputc('"', f);
+                }
+                fputs(">\n", f);
+                for (size_t i = 0; i < n_found; i++)
+                    if (cases[i].suite == k)
+                        write_case(f, &found[i], &cases[i], suite_name(&suites[k]), 0);
+                fputs("</testsuite>\n", f);
+            }
+            fputs("</testsuites>\n", f);
+        }
+        if (fclose(f) != 0)
+            rc = usage_error("--junit %s: %s", file, strerror(errno));
+    }
+    for (size_t i = 0; i < n_found; i++)
+        free(cases[i].name);
+    for (size_t k = 0; k < n_suites; k++) {
+        free(suites[k].key);
+        free(suites[k].name);
+        free(suites[k].fallback);
+        free(suites[k].file);
+    }
+    free(cases);
+    free(suites);
+    return rc;
 }
 
 static int n_passed, n_failed, n_skipped, n_errors;
 static size_t n_printed;
 
+/* -v: what the run printed, under the scenario's lines, marked off from
+ * them (failure lines are indented by four spaces) */
+static void print_output(const result *r, const char *dim, const char *off)
+{
+    for (const char *p = r->output, *end = p + r->output_len; p && p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        printf("  %s│%s %.*s\n", dim, off, (int)n, p);
+        p += n + 1;
+    }
+}
+
 /* Print the lines of the scenarios done, in path order, as soon as every
- * earlier one is known. */
+ * earlier one is known.  A malformed scenario counts as an error, as
+ * --junit reports it: the scenario, not the runbook, is wrong. */
 static void print_ready(int color)
 {
     const char *green = color ? "\033[32m" : "", *red = color ? "\033[31m" : "",
@@ -467,15 +830,19 @@ static void print_ready(int color)
             const char *why = r->failures ? r->failures : "";
             printf("- %s (skipped: %.*s)\n", r->path, (int)strcspn(why, "\n"), why);
         } else {
-            *(r->status == 4 ? &n_errors : &n_failed) += 1;
+            *(r->status == 4 || r->status == 2 ? &n_errors : &n_failed) += 1;
             printf("%s✗%s %s %s(%lld ms)%s%s\n", red, off, r->path, dim, r->ms, off,
-                   r->status == 4 ? " error" : "");
+                   r->status == 4   ? " error"
+                   : r->status == 2 ? " malformed"
+                                    : "");
             for (char *p = r->failures; p && *p;) {
                 char *nl = strchr(p, '\n');
                 printf("    %.*s\n", nl ? (int)(nl - p) : (int)strlen(p), p);
                 p = nl ? nl + 1 : p + strlen(p);
             }
         }
+        if (verbose)
+            print_output(r, dim, off);
     }
 }
 
@@ -614,9 +981,12 @@ int cmd_test(int argc, char **argv)
                                          {"coverage-json", required_argument, NULL, 'K'},
                                          {"scenario-timeout", required_argument, NULL, 'T'},
                                          {"max-memory", required_argument, NULL, 'M'},
+                                         {"junit-format", required_argument, NULL, 'G'},
+                                         {"verbose", no_argument, NULL, 'v'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *junit = NULL;
+    int ant = 0; /* --junit-format ant */
     const char *one = NULL;
     long jobs = sysconf(_SC_NPROCESSORS_ONLN);
     double timeout = DEFAULT_SCENARIO_TIMEOUT;
@@ -625,10 +995,20 @@ int cmd_test(int argc, char **argv)
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":j:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":j:v", opts, NULL)) != -1) {
         switch (c) {
         case 'J':
             junit = optarg;
+            break;
+        case 'G':
+            if (strcmp(optarg, "ant") != 0 && strcmp(optarg, "testsuites") != 0)
+                return usage_error("test: --junit-format %s: expected testsuites (one <testsuite> "
+                                   "per runbook, the default) or ant (one <testsuite> root)",
+                                   optarg);
+            ant = strcmp(optarg, "ant") == 0;
+            break;
+        case 'v':
+            verbose = 1;
             break;
         case 'F':
             filter = optarg;
@@ -719,7 +1099,8 @@ int cmd_test(int argc, char **argv)
         fprintf(stderr, "runbook: test: scenarios not kernel-confined (no Landlock): only the "
                         "judge's path checks keep them hermetic\n");
 
-    double t0 = rb_now();
+    keep_output = verbose || junit;
+    double t0 = rb_now(), started = rb_wallclock();
     int color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
     run_workers(E, jobs, color);
     double total = rb_now() - t0;
@@ -744,13 +1125,14 @@ int cmd_test(int argc, char **argv)
     }
     rb_remove_tree(tmpdir, 0); /* verdict files, the workers' scratch directories */
     int rc = 0;
-    if (junit && write_junit(junit, n_failed, n_errors, total) != 0)
+    if (junit && write_junit(E->L, junit, ant, started, total) != 0)
         rc = 2;
     if (coverage_json && write_coverage_json(coverage_json) != 0)
         rc = 2;
     for (size_t i = 0; i < n_found; i++) {
         free(found[i].path);
         free(found[i].failures);
+        free(found[i].output);
     }
     free(found);
     judge_free(judge);

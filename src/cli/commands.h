@@ -11,6 +11,16 @@ int cmd_repl(int argc, char **argv);
 int cmd_test(int argc, char **argv);
 int cmd_schedule(int argc, char **argv);
 int cmd_init(int argc, char **argv);
+int cmd_locks(int argc, char **argv);
+int cmd_plan(int argc, char **argv); /* src/cli/cmd_plan.c: plan, approve, apply */
+int cmd_approve(int argc, char **argv);
+int cmd_apply(int argc, char **argv);
+
+/* A live run in environment env (NULL: none) when its runbook.yaml policy
+ * says `require_plan: true`: 2 after naming the plan commands (target: the
+ * runbook as given), else 0.  E has the config loaded (session_open). */
+struct rb_engine;
+int plan_gate_run(struct rb_engine *E, const char *env, const char *target);
 
 /* A row of main.c's command table (NULL name ends it). */
 struct command {

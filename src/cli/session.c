@@ -1,6 +1,7 @@
 /* run and repl: flags, params input, config/env/audit (see session.h). */
 #include "session.h"
 #include "audit.h"
+#include "audit_pg.h"
 #include "commands.h"
 #include "util.h"
 
@@ -28,29 +29,34 @@ enum {
     OPT_MAX_MEMORY,
     OPT_STRICT,
     OPT_AUDIT_WAIT,
+    OPT_AUDIT_FALLBACK,
+    OPT_WAIT_LOCK,
     OPT_HELP
 };
 
-static const struct option run_options[] = {{"dry-run", no_argument, NULL, OPT_DRY},
-                                            {"confirm", no_argument, NULL, OPT_CONFIRM},
-                                            {"yes", no_argument, NULL, OPT_YES},
-                                            {"param", required_argument, NULL, OPT_PARAM},
-                                            {"env", required_argument, NULL, OPT_ENV},
-                                            {"config", required_argument, NULL, OPT_CONFIG},
-                                            {"audit", required_argument, NULL, OPT_AUDIT},
-                                            {"no-audit", no_argument, NULL, OPT_NO_AUDIT},
-                                            {"audit-wait", required_argument, NULL, OPT_AUDIT_WAIT},
-                                            {"output", required_argument, NULL, OPT_OUTPUT},
-                                            {"from", required_argument, NULL, OPT_FROM},
-                                            {"resume", required_argument, NULL, OPT_RESUME},
-                                            {"rollback", no_argument, NULL, OPT_ROLLBACK},
-                                            {"timeout", required_argument, NULL, OPT_TIMEOUT},
-                                            {"record", required_argument, NULL, OPT_RECORD},
-                                            {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
-                                            {"strict", no_argument, NULL, OPT_STRICT},
-                                            {"verbose", no_argument, NULL, 'v'},
-                                            {"help", no_argument, NULL, OPT_HELP},
-                                            {NULL, 0, NULL, 0}};
+static const struct option run_options[] = {
+    {"dry-run", no_argument, NULL, OPT_DRY},
+    {"confirm", no_argument, NULL, OPT_CONFIRM},
+    {"yes", no_argument, NULL, OPT_YES},
+    {"param", required_argument, NULL, OPT_PARAM},
+    {"env", required_argument, NULL, OPT_ENV},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"audit", required_argument, NULL, OPT_AUDIT},
+    {"no-audit", no_argument, NULL, OPT_NO_AUDIT},
+    {"audit-wait", required_argument, NULL, OPT_AUDIT_WAIT},
+    {"audit-fallback", required_argument, NULL, OPT_AUDIT_FALLBACK},
+    {"wait-lock", required_argument, NULL, OPT_WAIT_LOCK},
+    {"output", required_argument, NULL, OPT_OUTPUT},
+    {"from", required_argument, NULL, OPT_FROM},
+    {"resume", required_argument, NULL, OPT_RESUME},
+    {"rollback", no_argument, NULL, OPT_ROLLBACK},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"record", required_argument, NULL, OPT_RECORD},
+    {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
+    {"strict", no_argument, NULL, OPT_STRICT},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0}};
 
 int run_args_parse(int argc, char **argv, run_args *a, const char *cmd, const char *help)
 {
@@ -99,6 +105,20 @@ int run_args_parse(int argc, char **argv, run_args *a, const char *cmd, const ch
             a->audit_wait = optarg;
             break;
         }
+        case OPT_WAIT_LOCK:
+            a->wait_lock = rb_parse_duration(optarg);
+            if (!(a->wait_lock > 0 && a->wait_lock <= 86400))
+                return usage_error("--wait-lock %s: expected a duration such as 30s or 5m (more "
+                                   "than 0, at most 24h)",
+                                   optarg);
+            break;
+        case OPT_AUDIT_FALLBACK:
+            if (!*optarg || audit_pg_is_url(optarg))
+                return usage_error("--audit-fallback %s: expected the path of a local SQLite log "
+                                   "(it is used when the shared log cannot be reached)",
+                                   optarg);
+            a->audit_fallback = optarg;
+            break;
         case OPT_OUTPUT:
             if (strcmp(optarg, "json") == 0)
                 a->json = 1;
@@ -185,15 +205,53 @@ int run_args_parse(int argc, char **argv, run_args *a, const char *cmd, const ch
                         kept,
                         more.max_memory ? more.max_memory : a->max_memory,
                         a->strict | more.strict,
-                        more.audit_wait ? more.audit_wait : a->audit_wait};
+                        more.audit_wait ? more.audit_wait : a->audit_wait,
+                        more.audit_fallback ? more.audit_fallback : a->audit_fallback,
+                        more.wait_lock > 0 ? more.wait_lock : a->wait_lock};
     }
-    if (a->no_audit && (a->audit || a->audit_wait)) { /* which one did the operator mean? */
-        const char *other = a->audit ? "--audit" : "--audit-wait";
+    if (a->no_audit && (a->audit || a->audit_wait || a->audit_fallback)) {
+        /* which one did the operator mean? */
+        const char *other = a->audit        ? "--audit"
+                            : a->audit_wait ? "--audit-wait"
+                                            : "--audit-fallback";
         return usage_error("%s: --no-audit and %s contradict each other: record the run (drop "
                            "--no-audit) or do not (drop %s)",
                            cmd, other, other);
     }
     return 0;
+}
+
+/* The password of a shared log's URL is a secret like any other: no output,
+ * audit record or error message shows it. */
+static void register_url_password(rb_engine *E, const char *url)
+{
+    if (!audit_pg_is_url(url))
+        return;
+    const char *auth = strstr(url, "://") + 3;
+    size_t alen = strcspn(auth, "/?#");
+    const char *at = NULL;
+    for (const char *p = auth; p < auth + alen; p++)
+        if (*p == '@')
+            at = p;
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon && at > colon + 1) {
+        char pw[512];
+        snprintf(pw, sizeof pw, "%.*s", (int)(at - colon - 1), colon + 1);
+        rb_secret_add_named(E->L, pw, "the audit log's password");
+    }
+    /* or as a parameter: ?password=... */
+    for (const char *q = strchr(url, '?'); q && (q = strstr(q, "password=")); q += 9) {
+        if (q[-1] != '?' && q[-1] != '&')
+            continue;
+        char pw[512];
+        snprintf(pw, sizeof pw, "%.*s", (int)strcspn(q + 9, "&#"), q + 9);
+        if (pw[0])
+            rb_secret_add_named(E->L, pw, "the audit log's password");
+    }
+    /* libpq's own source of it, when the URL has none */
+    const char *env = getenv("PGPASSWORD");
+    if (env && *env)
+        rb_secret_add_named(E->L, env, "PGPASSWORD (the audit log's password)");
 }
 
 int push_params_input(rb_engine *E, lua_State *L, const run_args *a)
@@ -276,8 +334,28 @@ int session_open(rb_engine *E, rb_config *cfg, const run_args *a)
             fprintf(stderr, "runbook: %s\nrunbook: nothing was run\n", err);
             return 1;
         }
+        if (!E->audit && audit_pg_is_url(apath) && a->audit_fallback) {
+            /* the team's log is down: record locally, say so, say how to
+             * upload it; never silently */
+            char ferr[2048];
+            char fb[4096];
+            E->audit = audit_open_run(rb_expand_home(a->audit_fallback, fb, sizeof fb),
+                                      AUDIT_WAIT_DEFAULT_MS, &why, ferr, sizeof ferr);
+            if (!E->audit)
+                return usage_error("audit: %s; and the fallback log: %s; nothing was run", err,
+                                   ferr);
+            fprintf(stderr,
+                    "runbook: warning: %s\nrunbook: recording this run in the fallback log %s; "
+                    "upload it later with: runbook audit push %s\n",
+                    err, fb, fb);
+        }
         if (!E->audit)
-            return usage_error("audit: %s; nothing was run", err);
+            return usage_error("audit: %s; nothing was run%s", err,
+                               audit_pg_is_url(apath)
+                                   ? " (--audit-fallback PATH records in a local log instead)"
+                                   : "");
+        register_url_password(E, apath);
     }
+    E->lock_wait = a->wait_lock;
     return 0;
 }

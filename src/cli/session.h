@@ -15,9 +15,11 @@ typedef struct run_args {
     double timeout;
     char **params; /* "NAME=VALUE", malloc'd array */
     int n_params;
-    size_t max_memory;      /* --max-memory in bytes, 0 = the engine's default */
-    int strict;             /* --strict: no dry-run the kernel does not enforce */
-    const char *audit_wait; /* --audit-wait DURATION, checked */
+    size_t max_memory;          /* --max-memory in bytes, 0 = the engine's default */
+    int strict;                 /* --strict: no dry-run the kernel does not enforce */
+    const char *audit_wait;     /* --audit-wait DURATION, checked */
+    const char *audit_fallback; /* --audit-fallback PATH: a local log when the shared one is down */
+    double wait_lock;           /* --wait-lock: seconds to wait for a run lock another run holds */
 } run_args;
 
 /* Parse argv (argv[0] is the command); options may follow the runbook

@@ -300,6 +300,27 @@ static int is_array(lua_State *L, int idx, lua_Integer *n)
     return count == (lua_Integer)lua_rawlen(L, idx);
 }
 
+/* A value whose metatable has __tostring (a db connection) is what it says
+ * it is, redacted like any string: the record then names the object (its
+ * URL, password as ****), where "<userdata>" named nothing.  Called
+ * protected, so a failing __tostring writes the type instead of raising
+ * halfway through a record.  1 when written. */
+static int tostring_value(jsonw *w, lua_State *L, int idx)
+{
+    if (!lua_checkstack(L, 3) || luaL_getmetafield(L, idx, "__tostring") == LUA_TNIL)
+        return 0;
+    lua_pushvalue(L, idx);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    jw_string(w, rb_redact(L, s, n));
+    lua_pop(L, 2);
+    return 1;
+}
+
 static void lua_value(jsonw *w, lua_State *L, int idx, int depth, int seen)
 {
     idx = lua_absindex(L, idx);
@@ -397,11 +418,18 @@ static void lua_value(jsonw *w, lua_State *L, int idx, int depth, int seen)
         lua_rawset(L, seen);
         break;
     }
-    default: {
-        char b[32];
-        snprintf(b, sizeof b, "<%s>", luaL_typename(L, idx));
-        jw_string(w, b);
-    }
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL) { /* json.null (db.null): SQL NULL */
+            jw_null(w);
+            break;
+        }
+        /* fall through */
+    default:
+        if (!tostring_value(w, L, idx)) {
+            char b[32];
+            snprintf(b, sizeof b, "<%s>", luaL_typename(L, idx));
+            jw_string(w, b);
+        }
     }
 }
 

@@ -52,7 +52,8 @@ void jw_knum(jsonw *w, const char *k, double v);
 void jw_kbool(jsonw *w, const char *k, int v);
 
 /* The Lua value at idx, made safe for a record: strings pass through the
- * secret redaction, functions and userdata become "<function>"/"<userdata>",
+ * secret redaction, json.null is null, a value with __tostring is its
+ * (redacted) text, other functions and userdata "<function>"/"<userdata>",
  * cycles "<cycle>", nesting is cut at depth 16, sequences become arrays and
  * other tables objects with sorted-as-found keys converted to strings. */
 void jw_lua(jsonw *w, lua_State *L, int idx);

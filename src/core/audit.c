@@ -12,9 +12,15 @@
  * is, and who holds a lock), a new log appears atomically (built aside,
  * renamed into place), and a lock held by another process is reported with
  * its holder.
+ *
+ * A PostgreSQL URL is a team's shared log instead (audit_pg.c): appends go to
+ * the database, and what is read is first copied into an in-memory SQLite
+ * database of this same schema (only the records not copied yet), so that
+ * every reader below serves both.
  */
 #include "audit.h"
 #include "audit_file.h"
+#include "audit_pg.h"
 #include "jsonw.h"
 #include "util.h"
 
@@ -42,6 +48,7 @@ enum {
     ST_ROLLBACK,
     ST_LAST,
     ST_INSERT,
+    ST_LAST_RUN_ID,
     ST_DATA_TYPE, /* is data a JSON object? */
     ST_DATA_EACH, /* its top-level fields */
     ST_DATA_BODY, /* data minus the base fields, outcome replaced */
@@ -57,6 +64,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_LAST] = "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
     [ST_INSERT] = "INSERT INTO records(seq, run_id, kind, ts, data, prev_hash, hash)"
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    /* the index of run records is ordered by run_id */
+    [ST_LAST_RUN_ID] = "SELECT max(run_id) FROM records WHERE kind = 'run'",
     /* json_type() raises on malformed JSON, so it only runs behind json_valid() */
     [ST_DATA_TYPE] = "SELECT CASE WHEN json_valid(?1) THEN json_type(?1) END",
     [ST_DATA_EACH] = "SELECT key, type, value FROM json_each(?1)",
@@ -83,7 +92,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 };
 
 struct audit {
-    sqlite3 *db;
+    sqlite3 *db;      /* the log, or the in-memory mirror of a PostgreSQL log */
+    audit_pg *pg;     /* a shared log on PostgreSQL; NULL for SQLite */
+    char *spec;       /* what the log was opened from (a URL with its password) */
+    long long mirror; /* the last seq copied into the mirror */
     sqlite3_stmt *st[ST_COUNT];
     char path[4096];
     char err[2048];
@@ -307,8 +319,44 @@ static int use_wal(audit *a)
 
 /* ---- what is at the path ------------------------------------------------ */
 
+/* Views for whoever queries the log with SQL (README "The audit log"): one
+ * row per run with its final record's outcome, and the fields of steps and
+ * actions as columns.  Data that is not JSON (an edited row) reads as NULLs
+ * there; `audit verify` names it. */
+#define VIEWS_SQL                                                                                  \
+    "CREATE VIEW IF NOT EXISTS runs AS SELECT g.run_id AS run_id,"                                 \
+    " json_extract(f.d, '$.runbook') AS runbook, json_extract(l.d, '$.mode') AS mode,"             \
+    " json_extract(l.d, '$.operator') AS operator, json_extract(l.d, '$.db_role') AS db_role,"     \
+    " json_extract(l.d, '$.host') AS host, json_extract(f.d, '$.start') AS started,"               \
+    " json_extract(l.d, '$.end') AS ended, json_extract(l.d, '$.outcome') AS outcome,"             \
+    " json_extract(l.d, '$.exit_code') AS exit_code,"                                              \
+    " json_extract(l.d, '$.duration_ms') AS duration_ms, json_extract(l.d, '$.error') AS error,"   \
+    " json_extract(l.d, '$.actions') AS actions, json_extract(l.d, '$.mutations') AS mutations"    \
+    " FROM (SELECT run_id, min(seq) AS first_seq, max(seq) AS last_seq FROM records"               \
+    " WHERE kind = 'run' GROUP BY run_id) g"                                                       \
+    " JOIN (SELECT seq, CASE WHEN json_valid(data) THEN data END AS d FROM records"                \
+    " WHERE kind = 'run') f ON f.seq = g.first_seq"                                                \
+    " JOIN (SELECT seq, CASE WHEN json_valid(data) THEN data END AS d FROM records"                \
+    " WHERE kind = 'run') l ON l.seq = g.last_seq;"                                                \
+    "CREATE VIEW IF NOT EXISTS steps AS SELECT seq, run_id, ts,"                                   \
+    " json_extract(d, '$.index') AS step, json_extract(d, '$.name') AS name,"                      \
+    " json_extract(d, '$.status') AS status, json_extract(d, '$.start') AS started,"               \
+    " json_extract(d, '$.end') AS ended, json_extract(d, '$.duration_ms') AS duration_ms,"         \
+    " json_extract(d, '$.error') AS error FROM (SELECT seq, run_id, ts,"                           \
+    " CASE WHEN json_valid(data) THEN data END AS d FROM records WHERE kind = 'step');"            \
+    "CREATE VIEW IF NOT EXISTS actions AS SELECT seq, run_id, ts,"                                 \
+    " json_extract(d, '$.step') AS step, json_extract(d, '$.step_name') AS step_name,"             \
+    " json_extract(d, '$.primitive') AS primitive, json_extract(d, '$.verb') AS verb,"             \
+    " json_extract(d, '$.target') AS target, json_extract(d, '$.words') AS words,"                 \
+    " json_extract(d, '$.class') AS class, json_extract(d, '$.simulated') AS simulated,"           \
+    " json_extract(d, '$.status') AS status, json_extract(d, '$.exit_code') AS exit_code,"         \
+    " json_extract(d, '$.duration_ms') AS duration_ms, json_extract(d, '$.error') AS error,"       \
+    " json_extract(d, '$.answer') AS answer FROM (SELECT seq, run_id, ts,"                         \
+    " CASE WHEN json_valid(data) THEN data END AS d FROM records WHERE kind = 'action');"
+
 static const char *schema_sql(char *buf, size_t n)
 {
+    /* n is 7168 at every call: the views are most of it */
     snprintf(buf, n,
              "CREATE TABLE records("
              " seq INTEGER PRIMARY KEY,"
@@ -321,11 +369,28 @@ static const char *schema_sql(char *buf, size_t n)
              /* only run records are indexed: an action's commit then writes
               * one b-tree page, not two; a run's other records are found by
               * seq from its first run record */
-             "CREATE INDEX records_runs ON records(run_id, seq) WHERE kind = 'run';"
+             "CREATE INDEX records_runs ON records(run_id, seq) WHERE kind = 'run';" VIEWS_SQL
              "PRAGMA application_id = %d;"
              "PRAGMA user_version = %d;",
              AUDIT_APPLICATION_ID, SCHEMA_VERSION);
     return buf;
+}
+
+/* A log made before the views existed gets them when a run opens it (in a
+ * transaction of its own; a log that has them is not written to). */
+static int ensure_views(audit *a)
+{
+    int have = 0;
+    if (query_int(a,
+                  "SELECT count(*) FROM sqlite_master WHERE type = 'view' AND name IN"
+                  " ('runs', 'steps', 'actions')",
+                  &have) != 0)
+        return -1;
+    if (have == 3)
+        return 0;
+    return exec_sql(a, "BEGIN IMMEDIATE;" VIEWS_SQL "COMMIT;") == 0
+               ? 0
+               : (sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL), -1);
 }
 
 /* Make an empty database (0 bytes, or no schema at all) a log, or mark a
@@ -338,7 +403,7 @@ static int ensure_schema(audit *a)
         query_int(a, "PRAGMA application_id", &id) != 0)
         return -1;
     if (v == 0 || id != AUDIT_APPLICATION_ID) {
-        char sql[1024];
+        char sql[7168];
         if (exec_sql(a, "BEGIN IMMEDIATE") != 0)
             return -1;
         if (query_int(a, "PRAGMA user_version", &v) != 0 ||
@@ -413,7 +478,7 @@ static int create_log(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create the directory of %s: %s", path, strerror(errno));
         return -1;
     }
-    char dir[4096], tmp[4200], sql[1280];
+    char dir[4096], tmp[4200], sql[8192];
     const char *base;
     audit_split_path(path, dir, sizeof dir, &base);
     audit_clean_stale_temps(dir, base);
@@ -433,7 +498,7 @@ static int create_log(const char *path, char *err, size_t errlen)
     char mode[16] = "";
     int rc = sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     snprintf(sql, sizeof sql, "PRAGMA journal_mode = OFF; BEGIN; %s COMMIT;",
-             schema_sql((char[1024]){0}, 1024));
+             schema_sql((char[7168]){0}, 7168));
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
     sqlite3_stmt *st = NULL;
@@ -554,7 +619,7 @@ static audit *open_db(const char *path, int create, int wait_ms, int *why, char 
         if (kind == AUDIT_FILE_BLANK ? ensure_schema(a) != 0 || use_wal(a) != 0
                                      : use_wal(a) != 0 || ensure_schema(a) != 0)
             goto fail;
-        if (exec_sql(a, "PRAGMA synchronous = NORMAL") != 0)
+        if (exec_sql(a, "PRAGMA synchronous = NORMAL") != 0 || ensure_views(a) != 0)
             goto fail;
         for (int i = 0; i <= ST_INSERT; i++)
             if (!stmt(a, i))
@@ -576,6 +641,89 @@ fail:
     return NULL;
 }
 
+/* A shared log on PostgreSQL, with its in-memory mirror for reading. */
+static audit *open_pg(const char *url, int create, char *err, size_t errlen)
+{
+    audit *a = calloc(1, sizeof *a);
+    if (!a || !(a->spec = strdup(url))) {
+        free(a);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    audit_pg_shown(url, a->path, sizeof a->path);
+    char why[1536];
+    a->pg = audit_pg_open(url, create, why, sizeof why);
+    if (!a->pg) {
+        snprintf(err, errlen, "audit log %s: %s", a->path, why);
+        audit_close(a);
+        return NULL;
+    }
+    char sql[7168];
+    if (sqlite3_open_v2(":memory:", &a->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK ||
+        exec_sql(a, schema_sql(sql, sizeof sql)) != 0) {
+        snprintf(err, errlen, "audit log %s: cannot make its reading copy: %s", a->path,
+                 a->db ? sqlite3_errmsg(a->db) : "out of memory");
+        audit_close(a);
+        return NULL;
+    }
+    return a;
+}
+
+static int mirror_row(void *ud, long long seq, const char *run_id, const char *kind, const char *ts,
+                      const char *data, const char *prev_hash, const char *hash)
+{
+    audit *a = ud;
+    sqlite3_stmt *ins = stmt(a, ST_INSERT);
+    if (!ins)
+        return -1;
+    sqlite3_bind_int64(ins, 1, seq);
+    sqlite3_bind_text(ins, 2, run_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 3, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 4, ts, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 5, data, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 6, prev_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 7, hash, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(ins);
+    sqlite3_reset(ins);
+    sqlite3_clear_bindings(ins);
+    if (rc != SQLITE_DONE)
+        return -1;
+    a->mirror = seq;
+    return 0;
+}
+
+/* Before a read of a PostgreSQL log: copy what was appended since the last
+ * read.  0, or -1 with a message in a->err (and err when given). */
+static int sync_pg(audit *a, char *err, size_t errlen)
+{
+    if (!a->pg)
+        return 0;
+    char why[1536];
+    sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL);
+    int rc = audit_pg_fetch(a->pg, a->mirror, mirror_row, a, why, sizeof why);
+    sqlite3_exec(a->db, rc == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+    if (rc != 0) {
+        set_err(a, "audit log %s: %s", a->path, why);
+        if (err && err != a->err)
+            snprintf(err, errlen, "%s", a->err);
+        /* a failed copy may have half a batch: start over next time */
+        sqlite3_exec(a->db, "DELETE FROM records", NULL, NULL, NULL);
+        a->mirror = 0;
+    }
+    return rc;
+}
+
+const char *audit_role(const audit *a)
+{
+    return a && a->pg ? audit_pg_role(a->pg) : NULL;
+}
+
+const char *audit_spec(const audit *a)
+{
+    return a ? (a->spec ? a->spec : a->path) : "";
+}
+
 void audit_busy_timeout(audit *a, int ms)
 {
     a->busy_ms = ms;
@@ -584,11 +732,157 @@ void audit_busy_timeout(audit *a, int ms)
 
 audit *audit_open(const char *path, char *err, size_t errlen)
 {
+    if (audit_pg_is_url(path))
+        return open_pg(path, 1, err, errlen);
     return open_db(path, 1, BUSY_TIMEOUT_MS, NULL, err, errlen);
+}
+
+/* ---- runs killed before they recorded their end ------------------------- */
+
+/* How far back a run looks for them: the run records among this many of
+ * the newest records (a bounded read at every start; an older one is still
+ * shown interrupted by the readers, which check the process themselves). */
+#define KILLED_WINDOW 500
+
+typedef struct latest_runs {
+    struct {
+        char id[40];
+        char *data;
+    } * v;
+    int n, cap;
+} latest_runs;
+
+static int note_run(void *ud, long long seq, const char *run_id, const char *kind, const char *ts,
+                    const char *data, const char *prev_hash, const char *hash)
+{
+    (void)seq, (void)kind, (void)ts, (void)prev_hash, (void)hash;
+    latest_runs *l = ud;
+    int i = 0;
+    while (i < l->n && strcmp(l->v[i].id, run_id) != 0)
+        i++;
+    if (i == l->n) {
+        if (l->n == l->cap) {
+            int cap = l->cap ? l->cap * 2 : 16;
+            void *nv = realloc(l->v, (size_t)cap * sizeof *l->v);
+            if (!nv)
+                return -1;
+            l->v = nv;
+            l->cap = cap;
+        }
+        snprintf(l->v[i].id, sizeof l->v[i].id, "%s", run_id);
+        l->v[i].data = NULL;
+        l->n++;
+    }
+    free(l->v[i].data);
+    l->v[i].data = strdup(data); /* the latest run record of the run */
+    return l->v[i].data ? 0 : -1;
+}
+
+/* The data of run_id's latest run record, malloc'd; NULL if none. */
+static char *latest_run_data(audit *a, const char *run_id)
+{
+    char *data = NULL;
+    if (a->pg) {
+        char why[1536];
+        audit_pg_latest_run(a->pg, run_id, &data, why, sizeof why);
+        return data;
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(a->db,
+                           "SELECT data FROM records WHERE kind = 'run' AND run_id = ?1"
+                           " ORDER BY seq DESC LIMIT 1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            data = strdup(col_text(st, 0));
+    }
+    sqlite3_finalize(st);
+    return data;
+}
+
+/* A run of this host whose process is gone but whose latest record still
+ * says "running" was killed (-9, a power cut): record that it was
+ * interrupted, in the log itself, so that SQL over the log (the runs view)
+ * says what `audit list` says. */
+static void close_killed_runs(audit *a)
+{
+    latest_runs l = {0};
+    char why[1536];
+    if (a->pg) {
+        if (audit_pg_recent_runs(a->pg, KILLED_WINDOW, note_run, &l, why, sizeof why) != 0)
+            goto out;
+    } else {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(a->db,
+                               "SELECT run_id, data FROM records WHERE kind = 'run' AND seq >"
+                               " (SELECT coalesce(max(seq), 0) FROM records) - ?1 ORDER BY seq",
+                               -1, &st, NULL) != SQLITE_OK)
+            goto out;
+        sqlite3_bind_int(st, 1, KILLED_WINDOW);
+        while (sqlite3_step(st) == SQLITE_ROW)
+            if (note_run(&l, 0, col_text(st, 0), "run", "", col_text(st, 1), "", "") != 0)
+                break;
+        sqlite3_finalize(st);
+    }
+    for (int i = 0; i < l.n; i++) {
+        audit_fields f;
+        if (audit_fields_parse(a, l.v[i].data, &f) != 0) {
+            audit_fields_free(&f);
+            continue;
+        }
+        const char *given = audit_field_str(&f, "outcome"), *host = audit_field_str(&f, "host");
+        const char *now = audit_fields_outcome(&f);
+        int killed = given && now && strcmp(given, "running") == 0 &&
+                     strcmp(now, "interrupted") == 0 && host && strcmp(host, rb_hostname()) == 0;
+        audit_fields_free(&f);
+        if (!killed)
+            continue;
+        /* gone now, but it may have recorded its end since the read above
+         * (a run writes its end before it exits): look again */
+        char *latest = latest_run_data(a, l.v[i].id);
+        int still = 0;
+        if (latest && audit_fields_parse(a, latest, &f) == 0) {
+            const char *o = audit_field_str(&f, "outcome");
+            still = o && strcmp(o, "running") == 0;
+        }
+        if (latest)
+            audit_fields_free(&f);
+        free(latest);
+        if (!still)
+            continue;
+        sqlite3_stmt *st = NULL;
+        char ts[32];
+        rb_time_rfc3339(ts, -1);
+        if (sqlite3_prepare_v2(a->db,
+                               "SELECT json_set(json_remove(?1, '$.db_role'), '$.outcome',"
+                               " 'interrupted', '$.end', ?2, '$.error', 'the process ended"
+                               " without recording the end of its run (killed); recorded by"
+                               " a later run on the same host')",
+                               -1, &st, NULL) == SQLITE_OK) {
+            sqlite3_bind_text(st, 1, l.v[i].data, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, ts, -1, SQLITE_STATIC);
+            if (sqlite3_step(st) == SQLITE_ROW)
+                audit_append(a, l.v[i].id, "run", ts, col_text(st, 0), NULL);
+        }
+        sqlite3_finalize(st);
+    }
+out:
+    for (int i = 0; i < l.n; i++)
+        free(l.v[i].data);
+    free(l.v);
 }
 
 audit *audit_open_run(const char *path, int wait_ms, int *why, char *err, size_t errlen)
 {
+    if (audit_pg_is_url(path)) {
+        /* appends wait on the database's own lock, never failing for it */
+        if (why)
+            *why = AUDIT_FAILED;
+        audit *a = open_pg(path, 1, err, errlen);
+        if (a)
+            close_killed_runs(a);
+        return a;
+    }
     audit *a = open_db(path, 1, wait_ms, why, err, errlen);
     if (!a)
         return NULL;
@@ -601,6 +895,7 @@ audit *audit_open_run(const char *path, int wait_ms, int *why, char *err, size_t
     if (rc == SQLITE_DONE && rollback) {
         sqlite3_step(rollback);
         sqlite3_reset(rollback);
+        close_killed_runs(a);
         return a;
     }
     if (is_busy(rc))
@@ -620,6 +915,8 @@ int audit_locked(const audit *a)
 
 audit *audit_open_existing(const char *path, char *err, size_t errlen)
 {
+    if (audit_pg_is_url(path))
+        return open_pg(path, 0, err, errlen);
     return open_db(path, 0, BUSY_TIMEOUT_MS, NULL, err, errlen);
 }
 
@@ -637,6 +934,8 @@ void audit_close(audit *a)
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(a->st[i]);
     sqlite3_close(a->db);
+    audit_pg_close(a->pg);
+    free(a->spec);
     free(a->buf);
     free(a);
 }
@@ -716,12 +1015,42 @@ static int append_fail(audit *a, const char *what)
     return -1;
 }
 
-int audit_append(audit *a, const char *run_id, const char *kind, const char *ts,
-                 const char *data_json, long long *seq_out)
+/* The run id after last, or the clock's when it is greater: ids of the form
+ * YYYYMMDD-HHMMSS-mmmNNN compare as the numbers their digits make. */
+static void next_run_id(const char *last, char out[40])
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct tm tm;
+    gmtime_r(&now.tv_sec, &tm);
+    char base[24];
+    strftime(base, sizeof base, "%Y%m%d-%H%M%S", &tm);
+    snprintf(out, 40, "%.15s-%03ld000", base, now.tv_nsec / 1000000);
+    if (!last || strlen(last) != 22 || strcmp(out, last) > 0)
+        return;
+    for (int i = 0; i < 22; i++)
+        if (i == 8 || i == 15 ? last[i] != '-' : (last[i] < '0' || last[i] > '9'))
+            return; /* an id of the older form (random suffix): nothing to count from */
+    snprintf(out, 40, "%s", last);
+    for (int i = 21; i >= 0; i--) {
+        if (out[i] == '-')
+            continue;
+        if (out[i] < '9') {
+            out[i]++;
+            break;
+        }
+        out[i] = '0';
+    }
+}
+
+/* run_id NULL: the first record of a new run, whose id is allocated here,
+ * inside the write transaction (run_id_out). */
+static int append(audit *a, const char *run_id, const char *kind, const char *ts,
+                  const char *data_json, long long *seq_out, char run_id_out[40])
 {
     if (!a)
         return -1;
-    if (!run_id || !*run_id || strlen(run_id) >= 40 || !kind || !*kind) {
+    if ((run_id && (!*run_id || strlen(run_id) >= 40)) || !kind || !*kind) {
         set_err(a, "audit log %s: a record needs a run id (under 40 characters) and a kind",
                 a->path);
         return -1;
@@ -738,6 +1067,18 @@ int audit_append(audit *a, const char *run_id, const char *kind, const char *ts,
     if (!ts) {
         rb_time_rfc3339(tsbuf, -1);
         ts = tsbuf;
+    }
+    if (a->pg) {
+        char why[1536];
+        while (data_len && strchr(" \t\r\n", data_json[0]))
+            data_json++, data_len--;
+        if (audit_pg_append(a->pg, run_id, kind, ts, data_json, seq_out, run_id_out, why,
+                            sizeof why) != 0) {
+            set_err(a, "audit log %s: %s record of run %s not written: %s", a->path, kind,
+                    run_id ? run_id : "(new)", why);
+            return -1;
+        }
+        return 0;
     }
 
     sqlite3_stmt *begin = stmt(a, ST_BEGIN), *last = stmt(a, ST_LAST), *ins = stmt(a, ST_INSERT),
@@ -769,6 +1110,18 @@ int audit_append(audit *a, const char *run_id, const char *kind, const char *ts,
     sqlite3_reset(last);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return append_fail(a, "cannot read the last record");
+    char new_id[40];
+    if (!run_id) {
+        sqlite3_stmt *st = stmt(a, ST_LAST_RUN_ID);
+        if (!st)
+            return append_fail(a, "cannot read the last run id");
+        rc = sqlite3_step(st);
+        next_run_id(rc == SQLITE_ROW ? col_text(st, 0) : NULL, new_id);
+        sqlite3_reset(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return append_fail(a, "cannot read the last run id");
+        run_id = new_id;
+    }
 
     char hash[65];
     if (record_hash(a, prev, seq, run_id, kind, ts, data_json, data_len, hash) != 0) {
@@ -795,10 +1148,39 @@ int audit_append(audit *a, const char *run_id, const char *kind, const char *ts,
         return append_fail(a, "cannot commit the record");
     if (seq_out)
         *seq_out = seq;
+    if (run_id_out)
+        snprintf(run_id_out, 40, "%s", run_id);
     return 0;
 }
 
+int audit_append(audit *a, const char *run_id, const char *kind, const char *ts,
+                 const char *data_json, long long *seq_out)
+{
+    if (a && !run_id) {
+        set_err(a, "audit log %s: a record needs a run id", a->path);
+        return -1;
+    }
+    return append(a, run_id, kind, ts, data_json, seq_out, NULL);
+}
+
+int audit_append_first(audit *a, const char *kind, const char *ts, const char *data_json,
+                       char run_id[40], long long *seq_out)
+{
+    return append(a, NULL, kind, ts, data_json, seq_out, run_id);
+}
+
 /* ---- reading ------------------------------------------------------------ */
+
+/* The role that wrote a record: on a PostgreSQL log the database stamped it
+ * into data; a SQLite log has no roles (a db_role there is only a claim). */
+static const char *role_sql(const audit *a, const char *alias)
+{
+    if (!a->pg)
+        return "NULL";
+    return alias[0] == 'r'
+               ? "CASE WHEN json_valid(r.data) THEN json_extract(r.data, '$.db_role') END"
+               : "CASE WHEN json_valid(f.data) THEN json_extract(f.data, '$.db_role') END";
+}
 
 static audit_cursor *cursor_new(audit *a, const char *sql, char *err, size_t errlen)
 {
@@ -822,13 +1204,16 @@ audit_cursor *audit_records(audit *a, const char *run_id, const char *since, cha
 {
     /* whether a run record is its run's latest is asked only of run records:
      * the subquery walks that run's index entries */
-    char sql[1024];
+    if (sync_pg(a, err, errlen) != 0)
+        return NULL;
+    char sql[1200];
     snprintf(sql, sizeof sql,
              "SELECT r.seq, r.run_id, r.kind, r.ts, r.data, r.prev_hash, r.hash,"
              " CASE WHEN r.kind = 'run' THEN r.seq = (SELECT m.seq FROM records m"
              " WHERE m.run_id = r.run_id AND m.kind = 'run' ORDER BY m.seq DESC LIMIT 1)"
-             " ELSE 0 END, NULL"
+             " ELSE 0 END, NULL, %s"
              " FROM records r WHERE 1 %s %s ORDER BY r.seq",
+             role_sql(a, "r"),
              run_id ? "AND r.run_id = ?1 AND r.seq >= coalesce((SELECT min(f.seq) FROM records f"
                       " WHERE f.kind = 'run' AND f.run_id = ?1), 0)"
                     : "",
@@ -845,17 +1230,19 @@ audit_cursor *audit_runs(audit *a, const char *since, char *err, size_t errlen)
 {
     /* runs are known by their run records (a log edited to remove them is
      * what `audit verify` reports) */
-    char sql[1024];
+    if (sync_pg(a, err, errlen) != 0)
+        return NULL;
+    char sql[1200];
     snprintf(sql, sizeof sql,
              "WITH runs AS (SELECT run_id, min(seq) AS first_seq, max(seq) AS run_seq"
              " FROM records WHERE kind = 'run' GROUP BY run_id)"
              " SELECT coalesce(l.seq, 0), runs.run_id, 'run', coalesce(l.ts, f.ts),"
              " coalesce(l.data, '{}'), coalesce(l.prev_hash, ''), coalesce(l.hash, ''),"
-             " l.seq IS NOT NULL, f.ts"
+             " l.seq IS NOT NULL, f.ts, %s"
              " FROM runs JOIN records f ON f.seq = runs.first_seq"
              " LEFT JOIN records l ON l.seq = runs.run_seq %s"
              " ORDER BY runs.first_seq DESC",
-             since ? "WHERE f.ts >= ?1" : "");
+             role_sql(a, "f"), since ? "WHERE f.ts >= ?1" : "");
     audit_cursor *c = cursor_new(a, sql, err, errlen);
     if (c && since)
         sqlite3_bind_text(c->st, 1, since, -1, SQLITE_TRANSIENT);
@@ -881,6 +1268,7 @@ int audit_next(audit_cursor *c, audit_record *r)
     r->hash = col_text(st, 6);
     r->latest_run = sqlite3_column_int(st, 7);
     r->run_start = sqlite3_column_type(st, 8) == SQLITE_NULL ? NULL : col_text(st, 8);
+    r->role = sqlite3_column_type(st, 9) == SQLITE_NULL ? NULL : col_text(st, 9);
     return 1;
 }
 
@@ -898,6 +1286,8 @@ int audit_resolve_run(audit *a, const char *id, char out[40], char *err, size_t 
         snprintf(err, errlen, "empty run id");
         return -1;
     }
+    if (sync_pg(a, err, errlen) != 0)
+        return -1;
     /* an exact id wins even when it is also the prefix of a longer one;
      * otherwise a range scan of the run_id index: every id starting with
      * the prefix sorts between it and it followed by 0xff */
@@ -1311,6 +1701,8 @@ int audit_verify(audit *a, char *msg, size_t n, long long *bad_seq, char bad_run
     /* one statement is one read snapshot: concurrent appends do not move
      * the end of the chain under us */
     sqlite3_stmt *st = NULL;
+    if (sync_pg(a, msg, n) != 0)
+        return -1;
     if (sqlite3_prepare_v2(a->db,
                            "SELECT seq, run_id, kind, ts, data, prev_hash, hash, json_valid(data)"
                            " FROM records ORDER BY seq",
@@ -1373,4 +1765,160 @@ int audit_verify(audit *a, char *msg, size_t n, long long *bad_seq, char bad_run
         snprintf(msg, n, "%lld record%s verified, chain intact", count, count == 1 ? "" : "s");
     sqlite3_finalize(st);
     return result;
+}
+
+/* ---- run locks ------------------------------------------------------------ */
+
+/* A holder recorded in a SQLite log is alive while its process is: the
+ * same test as a run's effective outcome (host, pid, pid start time). */
+static int holder_alive(audit *a, const char *holder)
+{
+    audit_fields f;
+    if (audit_fields_parse(a, holder, &f) != 0) {
+        audit_fields_free(&f);
+        return 0; /* unreadable: nobody can be shown as holding it */
+    }
+    const char *host = audit_field_str(&f, "host"), *pid = audit_field_str(&f, "pid"),
+               *start = audit_field_str(&f, "pid_start");
+    int alive = strcmp(audit_effective_outcome("running", host, pid ? atoll(pid) : 0,
+                                               start ? strtoull(start, NULL, 10) : 0),
+                       "running") == 0;
+    audit_fields_free(&f);
+    return alive;
+}
+
+static int locks_table(audit *a)
+{
+    return exec_sql(a, "CREATE TABLE IF NOT EXISTS locks(name TEXT PRIMARY KEY,"
+                       " run_id TEXT NOT NULL, holder TEXT NOT NULL)");
+}
+
+int audit_lock_take(audit *a, const char *name, const char *run_id, const char *holder_json,
+                    char **holder)
+{
+    *holder = NULL;
+    if (a->pg) {
+        char why[1536];
+        int rc = audit_pg_lock_take(a->pg, name, run_id, holder_json, holder, why, sizeof why);
+        if (rc < 0)
+            set_err(a, "audit log %s: lock %s: %s", a->path, name, why);
+        return rc;
+    }
+    if (exec_sql(a, "BEGIN IMMEDIATE") != 0)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int result = -1;
+    if (locks_table(a) != 0)
+        goto out;
+    if (sqlite3_prepare_v2(a->db, "SELECT run_id, holder FROM locks WHERE name = ?1", -1, &st,
+                           NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && strcmp(col_text(st, 0), run_id) != 0 &&
+        holder_alive(a, col_text(st, 1))) {
+        *holder = strdup(col_text(st, 1));
+        result = *holder ? 1 : -1;
+        goto out;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        goto fail;
+    sqlite3_finalize(st);
+    /* free, or held by a process that is gone: ours now */
+    if (sqlite3_prepare_v2(a->db, "INSERT OR REPLACE INTO locks VALUES (?1, ?2, ?3)", -1, &st,
+                           NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, run_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, holder_json, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        goto fail;
+    sqlite3_finalize(st);
+    st = NULL;
+    if (exec_sql(a, "COMMIT") != 0)
+        goto out;
+    return 0;
+fail:
+    set_err(a, "audit log %s: lock %s: %s", a->path, name, sqlite3_errmsg(a->db));
+out:
+    sqlite3_finalize(st);
+    sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+    return result;
+}
+
+/* One UPDATE or DELETE of our rows with two text parameters. */
+static int lock_rows(audit *a, const char *sql, const char *p1, const char *p2)
+{
+    sqlite3_stmt *st = NULL;
+    if (locks_table(a) != 0)
+        return -1;
+    int ok = sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) == SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
+        if (p2)
+            sqlite3_bind_text(st, 2, p2, -1, SQLITE_STATIC);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+    }
+    if (!ok)
+        set_err(a, "audit log %s: locks: %s", a->path, sqlite3_errmsg(a->db));
+    sqlite3_finalize(st);
+    return ok ? 0 : -1;
+}
+
+int audit_lock_step(audit *a, const char *run_id, const char *step)
+{
+    if (a->pg) {
+        char why[1536];
+        if (audit_pg_lock_step(a->pg, run_id, step, why, sizeof why) != 0) {
+            set_err(a, "audit log %s: locks: %s", a->path, why);
+            return -1;
+        }
+        return 0;
+    }
+    return lock_rows(a,
+                     "UPDATE locks SET holder = json_set(holder, '$.step', ?2) WHERE run_id = ?1",
+                     run_id, step);
+}
+
+int audit_lock_release(audit *a, const char *run_id)
+{
+    if (a->pg) {
+        char why[1536];
+        if (audit_pg_lock_release(a->pg, run_id, why, sizeof why) != 0) {
+            set_err(a, "audit log %s: locks: %s", a->path, why);
+            return -1;
+        }
+        return 0;
+    }
+    return lock_rows(a, "DELETE FROM locks WHERE run_id = ?1", run_id, NULL);
+}
+
+int audit_locks(audit *a, int (*fn)(void *ud, const char *name, const char *holder_json), void *ud)
+{
+    if (a->pg) {
+        char why[1536];
+        if (audit_pg_locks(a->pg, fn, ud, why, sizeof why) != 0) {
+            set_err(a, "audit log %s: locks: %s", a->path, why);
+            return -1;
+        }
+        return 0;
+    }
+    int has = 0;
+    if (query_int(a, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'locks'",
+                  &has) != 0)
+        return -1;
+    if (!has)
+        return 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(a->db, "SELECT name, holder FROM locks ORDER BY name", -1, &st, NULL) !=
+        SQLITE_OK) {
+        set_err(a, "audit log %s: locks: %s", a->path, sqlite3_errmsg(a->db));
+        return -1;
+    }
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (holder_alive(a, col_text(st, 1)) && fn(ud, col_text(st, 0), col_text(st, 1)) != 0)
+            break;
+    sqlite3_finalize(st);
+    return 0;
 }

@@ -1,6 +1,6 @@
 /*
- * The audit log: an append-only, hash-chained SQLite database (WAL).
- * This file and mod_db.c are the only ones that include sqlite3.h.
+ * The audit log: an append-only, hash-chained SQLite database (WAL), or a
+ * team's shared log on PostgreSQL (audit_pg.h) behind the same functions.
  *
  * Every record is one row of `records`: seq (global, contiguous), run_id,
  * kind ("run", "step", "action"), ts (RFC 3339 UTC), data (a JSON object),
@@ -60,6 +60,27 @@ int audit_locked(const audit *a);
 void audit_close(audit *a);
 const char *audit_path(const audit *a);
 
+/* Who the log itself vouches for: the database role this handle is
+ * connected as (PostgreSQL's session_user, which a client cannot choose
+ * without the role's credentials), or NULL for a local SQLite log, where the
+ * OS account (rb_username()) is the identity. */
+const char *audit_role(const audit *a);
+
+/* Append the first record of a new run (usually its run record; an action
+ * of a runbook's top-level code can come first) and allocate the run's id in
+ * the same write transaction, so that run ids are strictly increasing within
+ * a log in the order the runs began, and sort as strings:
+ * YYYYMMDD-HHMMSS-mmmNNN (UTC to the millisecond, then a counter for runs
+ * begun within one millisecond or after the clock stepped back).  0 with the
+ * id in run_id, or -1 with a message in audit_error(). */
+int audit_append_first(audit *a, const char *kind, const char *ts, const char *data_json,
+                       char run_id[40], long long *seq_out);
+
+/* What the log was opened from, password included: for a second handle on
+ * the same log (the watchdog's).  audit_path() is for messages: a URL's
+ * password is shown as ****. */
+const char *audit_spec(const audit *a);
+
 /* Append one record in its own IMMEDIATE transaction, chained to the last
  * record in the database, committed before returning.  ts NULL = now.
  * Returns 0, or -1 with a message retrievable by audit_error(). */
@@ -96,6 +117,7 @@ typedef struct audit_record {
     const char *run_id, *kind, *ts, *data, *prev_hash, *hash;
     int latest_run;        /* a "run" record that is its run's latest: the run's state */
     const char *run_start; /* audit_runs() only: ts of the run's first record */
+    const char *role;      /* the database role that wrote it (PostgreSQL log); NULL on SQLite */
 } audit_record;
 
 typedef struct audit_cursor audit_cursor;
@@ -156,7 +178,31 @@ char *audit_record_json(audit *a, const audit_record *r);
  * read (msg says why). */
 int audit_verify(audit *a, char *msg, size_t n, long long *bad_seq, char bad_run[40]);
 
+/* ---- run locks (runbook{ lock = ... }) ------------------------------------
+ * Named locks a live run holds for its whole duration, kept in the log's
+ * database so that every operator sharing the log sees them.  PostgreSQL: a
+ * session advisory lock on the handle's connection (a killed holder's
+ * connection ends, and the lock with it) plus a row saying who holds it.
+ * SQLite: a row in the table `locks` with the holder's host, pid and pid
+ * start time; a row whose process is gone is stale and taken over.  The
+ * holder is a JSON object (run_id, operator, host, pid, pid_start, since,
+ * runbook, step; db_role on PostgreSQL, stamped by the database). */
+
+/* 0 taken; 1 held by another run (*holder: its JSON, malloc'd); -1 error
+ * (audit_error()). */
+int audit_lock_take(audit *a, const char *name, const char *run_id, const char *holder_json,
+                    char **holder);
+/* The step the run holding locks is in now, for whoever waits on them. */
+int audit_lock_step(audit *a, const char *run_id, const char *step);
+/* Give back every lock of run_id. */
+int audit_lock_release(audit *a, const char *run_id);
+/* The locks held now: fn(ud, name, holder_json) for each; 0 or -1. */
+int audit_locks(audit *a, int (*fn)(void *ud, const char *name, const char *holder_json), void *ud);
+
 /* `runbook audit list|show|export|verify ...`; argv[0] is "audit". */
 int cmd_audit(int argc, char **argv);
+/* `runbook audit push PATH`: the runs of the local log at PATH appended to
+ * target (src/cli/cmd_audit_push.c).  Exit status. */
+int cmd_audit_push(audit *target, const char *from_path);
 
 #endif

@@ -205,7 +205,9 @@ int audit_file_kind(const char *path, int *kind, char *err, size_t errlen)
     if (sb.st_size == 0)
         return 0;
     look l;
-    if (peek(path, 1, &l, err, errlen) != 0)
+    /* the lock-free read can catch a page half-written by another process's
+     * checkpoint ("malformed"): then read it again, with SQLite's locks */
+    if (peek(path, 1, &l, err, errlen) != 0 && peek(path, 0, &l, err, errlen) != 0)
         return -1;
     if (!l.notadb && l.app_id == 0 && l.objects == 0) {
         /* the main file holds no schema; a WAL not yet checkpointed may

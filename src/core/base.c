@@ -12,10 +12,59 @@
 #include "util.h"
 #include "yamlconv.h"
 
+#include <ctype.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---- log.info/warn/error/debug(fmt, ...) and print ---------------------- */
+
+/* NaN and the infinities as Prometheus (and Go, and Python) write them: C's
+ * printf says "-nan" for the NaN 0/0 gives, and "inf". */
+static int non_finite(lua_State *L, int i)
+{
+    if (lua_type(L, i) != LUA_TNUMBER || lua_isinteger(L, i))
+        return 0;
+    lua_Number v = lua_tonumber(L, i);
+    return isnan(v) || isinf(v);
+}
+
+static void push_non_finite(lua_State *L, int i)
+{
+    lua_Number v = lua_tonumber(L, i);
+    lua_pushstring(L, v != v ? "NaN" : v > 0 ? "+Inf" : "-Inf");
+}
+
+/* What a %f or %g of a non-finite argument wrote, rewritten the same way:
+ * "nan", "-nan", "inf", "-inf" standing as words of the formatted text. */
+static void fix_non_finite_words(lua_State *L)
+{
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < n;) {
+        int start = i == 0 || !(isalnum((unsigned char)s[i - 1]) || s[i - 1] == '_');
+        size_t neg = s[i] == '-' ? 1 : 0, w = 0;
+        if (start && strncasecmp(s + i + neg, "nan", 3) == 0)
+            w = 3;
+        else if (start && strncasecmp(s + i + neg, "inf", 3) == 0)
+            w = 3;
+        if (w && (i + neg + w == n ||
+                  !(isalnum((unsigned char)s[i + neg + w]) || s[i + neg + w] == '_'))) {
+            luaL_addstring(&b, tolower((unsigned char)s[i + neg]) == 'n' ? "NaN"
+                               : neg                                     ? "-Inf"
+                                                                         : "+Inf");
+            i += neg + w;
+            continue;
+        }
+        luaL_addchar(&b, s[i]);
+        i++;
+    }
+    luaL_pushresult(&b);
+    lua_remove(L, -2);
+}
 
 static void format_args(lua_State *L, int first)
 {
@@ -33,8 +82,16 @@ static void format_args(lua_State *L, int first)
             lua_concat(L, 2);
             lua_error(L);
         }
+        int odd = 0;
+        for (int i = first + 1; i <= n && !odd; i++)
+            odd = non_finite(L, i);
+        if (odd)
+            fix_non_finite_words(L);
     } else if (n >= first) {
-        luaL_tolstring(L, first, NULL);
+        if (non_finite(L, first))
+            push_non_finite(L, first);
+        else
+            luaL_tolstring(L, first, NULL);
     } else {
         lua_pushliteral(L, "");
     }
@@ -56,7 +113,10 @@ static int l_print(lua_State *L)
     for (int i = 1; i <= n; i++) {
         if (i > 1)
             luaL_addchar(&b, '\t');
-        luaL_tolstring(L, i, NULL);
+        if (non_finite(L, i))
+            push_non_finite(L, i);
+        else
+            luaL_tolstring(L, i, NULL);
         luaL_addvalue(&b);
     }
     luaL_pushresult(&b);

@@ -10,6 +10,7 @@
  * the environment's table), which tells whether `--env NAME` exists.
  */
 #include "config.h"
+#include "audit_pg.h"
 #include "util.h"
 #include "yamlconv.h"
 
@@ -22,8 +23,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define VALID_TOP "audit, audit_wait, secrets_file, params, readonly_commands, environments"
-#define VALID_ENV "params, readonly_commands, audit, audit_wait"
+#define VALID_TOP                                                                                  \
+    "audit, audit_wait, secrets_file, params, readonly_commands, environments, operator_name"
+#define VALID_ENV "params, readonly_commands, audit, audit_wait, require_plan, approvals"
 
 typedef struct vctx {
     lua_State *L;
@@ -335,8 +337,12 @@ static int check_audit(vctx *v, int parent, int key, int top)
     if (lua_type(L, -1) == LUA_TSTRING && lua_rawlen(L, -1) > 0) {
         if (top) {
             v->c->audit_set = 1;
-            if (resolve_path(v, lua_tostring(L, -1), v->c->audit_path, sizeof v->c->audit_path) !=
-                0)
+            const char *spec = lua_tostring(L, -1);
+            /* a team's shared log is a URL, not a path relative to this file */
+            if (audit_pg_is_url(spec)
+                    ? (size_t)snprintf(v->c->audit_path, sizeof v->c->audit_path, "%s", spec) >=
+                          sizeof v->c->audit_path
+                    : resolve_path(v, spec, v->c->audit_path, sizeof v->c->audit_path) != 0)
                 return vfail(v, line_of(v, parent, key), "audit: path too long");
         }
         return 0;
@@ -362,6 +368,23 @@ static int check_audit_wait(vctx *v, int parent, int key, int top)
         v->c->audit_wait = w;
         v->c->audit_wait_set = 1;
     }
+    return 0;
+}
+
+/* The plan policy of an environment (`runbook plan`, src/cli/cmd_plan.c):
+ * require_plan: a live run there only through apply of a plan; approvals:
+ * how many operators other than the planner must approve it. */
+static int check_plan_policy(vctx *v, int parent, int key, const char *kn)
+{
+    lua_State *L = v->L;
+    if (strcmp(kn, "require_plan") == 0) {
+        if (lua_type(L, -1) != LUA_TBOOLEAN)
+            return vfail(v, line_of(v, parent, key), "require_plan must be true or false");
+        return 0;
+    }
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) > 100)
+        return vfail(v, line_of(v, parent, key),
+                     "approvals must be a whole number of approvals from 0 to 100");
     return 0;
 }
 
@@ -403,6 +426,8 @@ static int check_environments(vctx *v, int parent, int key)
                 rc = check_audit(v, env, k, 0);
             else if (strcmp(kn, "audit_wait") == 0)
                 rc = check_audit_wait(v, env, k, 0);
+            else if (strcmp(kn, "require_plan") == 0 || strcmp(kn, "approvals") == 0)
+                rc = check_plan_policy(v, env, k, kn);
             else if (module_section(v, kn))
                 rc = check_section(v, env, k, where, kn);
             else
@@ -445,6 +470,17 @@ static int check_config(vctx *v)
             rc = check_audit(v, root, k, 1);
         } else if (strcmp(kn, "audit_wait") == 0) {
             rc = check_audit_wait(v, root, k, 1);
+        } else if (strcmp(kn, "operator_name") == 0) {
+            /* a display name recorded as the run's claim, never its identity */
+            size_t n = lua_type(L, -1) == LUA_TSTRING ? lua_rawlen(L, -1) : 0;
+            const char *s = n ? lua_tostring(L, -1) : "";
+            for (size_t j = 0; j < n && s; j++)
+                if ((unsigned char)s[j] < 0x20 || s[j] == 0x7f)
+                    s = NULL;
+            if (n == 0 || n > 200 || !s)
+                return vfail(v, line_of(v, root, k),
+                             "operator_name must be a name of 1 to 200 characters on one line");
+            rc = 0;
         } else if (strcmp(kn, "secrets_file") == 0) {
             if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) == 0)
                 return vfail(v, line_of(v, root, k), "secrets_file must be a path");

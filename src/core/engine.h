@@ -67,7 +67,10 @@ struct rb_engine {
     audit *audit; /* NULL with --no-audit */
 
     /* the run */
-    char run_id[40];
+    char run_id[40];   /* provisional until the log allocates it (run_id_logged) */
+    int run_id_logged; /* the audit log gave run_id with the run's first record */
+    int locks_held;    /* run locks taken in the audit log (run_locks.c) */
+    double lock_wait;  /* --wait-lock: seconds to wait for a held run lock */
     char resumed_from[40];
     const char *runbook_name; /* from runbook{} metadata (anchored in the registry) */
     const char *runbook_title;

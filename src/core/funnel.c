@@ -524,8 +524,9 @@ static int rehearse_k(lua_State *L, int status, lua_KContext ctx)
     record(L, c, &r);
     lua_remove(L, nargs + 2);
     rb_engine *E = rb_engine_of(L);
-    if (E->strategy->after_action)
-        E->strategy->after_action(E, L, &c->a, 1, nargs, 0, 0, NULL);
+    if (E->strategy->after_action) /* what the rehearsal returned is what the run saw */
+        E->strategy->after_action(E, L, &c->a, 1, nargs, nargs + 2, lua_gettop(L) - (nargs + 1),
+                                  NULL);
     call_fields_set(L, &c->a, 0);
     return lua_gettop(L) - (nargs + 1);
 }

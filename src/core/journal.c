@@ -6,10 +6,13 @@
  */
 #include "journal.h"
 #include "audit.h"
+#include "config.h"
 #include "jsonw.h"
 #include "landlock.h"
+#include "provenance.h"
 #include "util.h"
 
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +40,15 @@ static int emit(rb_engine *E, const char *event, const char *kind, jsonw *data)
     const char *json = jw_str_result(data);
     long long seq = 0;
     int rc = 0;
-    if (E->audit && kind) {
+    if (E->audit && kind && !E->run_id_logged) {
+        /* the log allocates the id with the run's first record (its run
+         * record, or an action of the file's top-level code): ids then
+         * increase strictly within a log, in the order runs began */
+        rc = audit_append_first(E->audit, kind, ts, json, E->run_id, &seq);
+        if (rc != 0)
+            fprintf(stderr, "runbook: audit: %s\n", audit_error(E->audit));
+        E->run_id_logged = rc == 0;
+    } else if (E->audit && kind) {
         rc = audit_append(E->audit, E->run_id, kind, ts, json, &seq);
         if (rc != 0)
             fprintf(stderr, "runbook: audit: %s\n", audit_error(E->audit));
@@ -203,19 +214,74 @@ int journal_answer(rb_engine *E, lua_State *L, const char *verb, const char *que
     return rc;
 }
 
+/* Who elevated a run, recorded only when the real uid is root: then
+ * SUDO_USER and PKEXEC_UID were set by sudo and pkexec (and root could
+ * claim anything anyway); from anyone else they are just variables. */
+static void elevation_fields(jsonw *w)
+{
+    if (getuid() != 0)
+        return;
+    const char *sudo = getenv("SUDO_USER");
+    if (sudo && *sudo) {
+        jw_kstr(w, "sudo_user", sudo);
+        jw_kstr(w, "elevated_by", sudo);
+        jw_kstr(w, "elevated_via", "sudo");
+        return;
+    }
+    const char *pk = getenv("PKEXEC_UID");
+    if (pk && *pk && strspn(pk, "0123456789") == strlen(pk) && strlen(pk) < 11) {
+        unsigned long uid = strtoul(pk, NULL, 10);
+        if (uid >= 0xffffffffUL) /* (uid_t)-1 is no account, and beyond is none */
+            return;
+        /* resolved once: the start and end records of a run name the same
+         * account even if the passwd database cannot be read later */
+        static char name[64];
+        if (!name[0]) {
+            struct passwd *pw = getpwuid((uid_t)uid);
+            if (pw && pw->pw_name && *pw->pw_name)
+                snprintf(name, sizeof name, "%s", pw->pw_name);
+            else
+                snprintf(name, sizeof name, "uid %lu", uid);
+        }
+        jw_kstr(w, "elevated_by", name);
+        jw_kstr(w, "elevated_via", "pkexec");
+    }
+}
+
+/* operator_name from runbook.yaml: a display name the file claims, kept
+ * apart from the operator and never used to decide anything */
+static void operator_claim(rb_engine *E, lua_State *L, jsonw *w)
+{
+    config_push(E->config, L, NULL, "operator_name");
+    if (lua_type(L, -1) == LUA_TSTRING)
+        redacted_str(w, L, "operator_claim", lua_tostring(L, -1));
+    lua_pop(L, 1);
+}
+
 static void run_fields(rb_engine *E, lua_State *L, jsonw *w)
 {
     redacted_str(w, L, "runbook", E->runbook_name);
     redacted_str(w, L, "title", E->runbook_title);
     jw_kstr(w, "path", E->path);
     jw_kstr(w, "sha256", E->sha256);
+    char commit[65];
+    int dirty;
+    /* the library's checkout; not for a record nobody keeps (a scenario's) */
+    if ((E->audit || E->output == OUT_JSON) && E->mode != MODE_SCENARIO &&
+        rb_git_provenance(E->path, commit, &dirty) == 0) {
+        jw_kstr(w, "git_commit", commit);
+        jw_kbool(w, "git_dirty", dirty);
+    }
+    /* the plan an apply carries out (src/modes/apply.c) */
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "runbook.apply_plan") == LUA_TSTRING)
+        jw_kstr(w, "plan", lua_tostring(L, -1));
+    lua_pop(L, 1);
     jw_key(w, "params");
     jw_raw(w, E->params_json ? E->params_json : "{}");
     jw_kstr(w, "mode", mode_name(E->mode));
     jw_kstr(w, "operator", rb_username());
-    const char *sudo = getenv("SUDO_USER");
-    if (sudo && *sudo)
-        jw_kstr(w, "sudo_user", sudo);
+    elevation_fields(w);
+    operator_claim(E, L, w);
     jw_kstr(w, "host", rb_hostname());
     jw_kint(w, "pid", (long long)getpid());
     jw_kint(w, "pid_start", (long long)rb_pid_start(getpid()));

@@ -18,9 +18,9 @@
 #define RUNBOOK_SHARE_DIR "/usr/local/share/runbook"
 #endif
 
-static const char *const META_KEYS[] = {"name",     "title",    "description", "tags",
-                                        "params",   "owner",    "source",      "version",
-                                        "severity", "schedule", "mutates",     NULL};
+static const char *const META_KEYS[] = {"name",    "title",  "description", "tags",     "params",
+                                        "owner",   "source", "version",     "severity", "schedule",
+                                        "mutates", "lock",   NULL};
 static const char *const STEP_KEYS[] = {"when",        "undo", "timeout", "continue_on_error",
                                         "description", NULL};
 
@@ -74,7 +74,7 @@ static int l_runbook(lua_State *L)
             return input_error(L,
                                "runbook{}: unknown field '%s' (known: name, title, description, "
                                "tags, params, owner, source, version, severity, schedule, "
-                               "mutates)",
+                               "mutates, lock)",
                                luaL_tolstring(L, -1, NULL));
     }
     if (lua_getfield(L, 1, "name") != LUA_TSTRING || lua_rawlen(L, -1) == 0)
@@ -107,6 +107,15 @@ static int l_runbook(lua_State *L)
         }
         lua_pop(L, 1);
     }
+
+    /* lock: checked whole when a run takes it (a function needs the params) */
+    int lt = lua_getfield(L, 1, "lock");
+    if (lt != LUA_TNIL && lt != LUA_TSTRING && lt != LUA_TTABLE && lt != LUA_TFUNCTION)
+        return input_error(L,
+                           "runbook{}: 'lock' must be a name, a list of names or a function "
+                           "of the params returning them, got %s",
+                           lua_typename(L, lt));
+    lua_pop(L, 1);
 
     /* params, resolved now so the rest of the file can use them */
     lua_pushcfunction(L, resolve_params);
@@ -205,6 +214,8 @@ int rbfile_load(lua_State *L, const char *path, int params_in)
         lua_pushfstring(L, "%s: cannot read: %s", path, strerror(errno));
         return 2;
     }
+    if (E && E->depth == 0)
+        rbfile_use_root_of(L, path);
     char sha[65];
     rb_sha256_hex(src, len, sha);
     size_t bom = rb_lua_source(src, len); /* the hash above is of the file as it is */
@@ -312,11 +323,90 @@ static int try_dir(const char *dir, const char *name, char *out, size_t n)
     return is_file(out);
 }
 
+static char library_root[PATH_MAX];
+
+static int is_dir(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* The nearest ancestor of path holding runbook.yaml or runbooks/. */
+static int root_of(const char *path, char *out, size_t n)
+{
+    char dir[PATH_MAX], probe[PATH_MAX + 32];
+    if (!realpath(path, dir))
+        return -1;
+    if (!is_dir(dir)) {
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+            return -1;
+        slash == dir ? (void)(dir[1] = '\0') : (void)(*slash = '\0');
+    }
+    for (;;) {
+        snprintf(probe, sizeof probe, "%s/runbook.yaml", dir);
+        int yaml = is_file(probe);
+        snprintf(probe, sizeof probe, "%s/runbooks", dir);
+        if (yaml || is_dir(probe)) {
+            snprintf(out, n, "%s", dir);
+            return 0;
+        }
+        char *slash = strrchr(dir, '/');
+        if (!slash || slash == dir)
+            return -1;
+        *slash = '\0';
+    }
+}
+
+const char *rbfile_root(void)
+{
+    if (!library_root[0] && root_of(".", library_root, sizeof library_root) != 0)
+        library_root[0] = '\0';
+    return library_root;
+}
+
+int rbfile_use_root_of(lua_State *L, const char *path)
+{
+    char root[PATH_MAX];
+    if (root_of(path, root, sizeof root) != 0)
+        return -1;
+    snprintf(library_root, sizeof library_root, "%s", root);
+    if (!L)
+        return 0;
+    /* its modules first: require finds this library's lib/ whatever the
+     * working directory (once per Lua state) */
+    lua_getglobal(L, "package");
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "path");
+        char mine[PATH_MAX + 32];
+        snprintf(mine, sizeof mine, "%s/runbooks/lib/?.lua;", root);
+        if (lua_isstring(L, -1) && strstr(lua_tostring(L, -1), mine)) {
+            lua_pop(L, 2);
+            return 0;
+        }
+        lua_pushfstring(L,
+                        "%s/runbooks/lib/?.lua;%s/runbooks/lib/?/init.lua;%s/lib/?.lua;"
+                        "%s/lib/?/init.lua;%s",
+                        root, root, root, root, lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
+        lua_setfield(L, -3, "path");
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
 int rbfile_find(const char *name, char *out, size_t n)
 {
     if (is_file(name)) {
         snprintf(out, n, "%s", name);
         return 0;
+    }
+    const char *root = rbfile_root();
+    if (root[0]) {
+        char lib[PATH_MAX + 16];
+        snprintf(lib, sizeof lib, "%s/runbooks", root);
+        if (try_dir(lib, name, out, n))
+            return 0;
     }
     if (try_dir("runbooks", name, out, n))
         return 0;
@@ -343,9 +433,10 @@ static int rt_load_runbook(lua_State *L)
     char path[4096];
     if (rbfile_find(name, path, sizeof path) != 0)
         return luaL_error(L,
-                          "run_runbook: no runbook named '%s' (looked in ./runbooks, "
+                          "run_runbook: no runbook named '%s' (looked in %s%s./runbooks, "
                           "RUNBOOK_PATH and the installed library)",
-                          name);
+                          name, rbfile_root()[0] ? rbfile_root() : "",
+                          rbfile_root()[0] ? "/runbooks, " : "");
     lua_createtable(L, 0, 1);
     lua_pushvalue(L, 2);
     lua_setfield(L, -2, "cli");

@@ -32,8 +32,19 @@ void params_resolve(lua_State *L, int spec, int in, int strict);
 void params_check_spec(lua_State *L, const char *name, int spec);
 
 /* Find a runbook by name or path: a file path that exists, else NAME(.lua)
- * under ./runbooks, each RUNBOOK_PATH directory and the share directory.
- * Returns 0 and fills out, or -1. */
+ * under the library root's runbooks/ (rbfile_root), ./runbooks, each
+ * RUNBOOK_PATH directory and the share directory.  Returns 0 and fills out,
+ * or -1. */
 int rbfile_find(const char *name, char *out, size_t n);
+
+/* The library a runbook belongs to is found from where the runbook is, not
+ * from the working directory: the nearest ancestor of path (a file or a
+ * directory) that holds runbook.yaml or a runbooks/ directory.  Its
+ * runbooks/ is where run_runbook and scenario names look first, and its
+ * runbooks/lib and lib are searched by require.  Loading a top-level
+ * runbook sets it; `runbook test` sets it from each scenario's file; until
+ * then it is the working directory's.  0, or -1 when no ancestor is one. */
+int rbfile_use_root_of(lua_State *L, const char *path);
+const char *rbfile_root(void);
 
 #endif

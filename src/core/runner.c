@@ -11,6 +11,7 @@
 #include "jsonw.h"
 #include "loop.h"
 #include "prompt.h"
+#include "run_locks.h"
 #include "util.h"
 #include "watchdog.h"
 
@@ -173,6 +174,14 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
     }
     if (watchdog_active())
         watchdog_arm(E, journal_run_fields(E, L), 1);
+    /* after the run's first record: the lock names the run holding it */
+    char lock_err[1536];
+    if (run_locks_take(E, L, rb, lock_err, sizeof lock_err) != 0) {
+        journal_run_end(E, L, "failed", 2, lock_err, 0);
+        watchdog_stop();
+        lua_settop(L, steps - 1);
+        return 2;
+    }
 
     const char *run_why = E->run_why;
     const char *outcome = "success";
@@ -269,6 +278,7 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
         }
 
         journal_step_start(E, L, i, total, name, desc);
+        run_locks_step(E, i, total, name);
         watchdog_step(i, rb_redact(L, name, strlen(name)), rb_wallclock());
         lua_pop(L, 1);
         double deadline = E->run_deadline;
@@ -349,6 +359,7 @@ int runner_run(rb_engine *E, lua_State *L, int rb, const run_opts *o)
         exit_code = 130;
     }
     watchdog_step(0, NULL, 0);
+    run_locks_release(E);
     journal_run_end(E, L, outcome, exit_code, run_error ? (errbuf[0] ? errbuf : run_error) : NULL,
                     state);
     watchdog_stop(); /* the end is recorded: the watchdog must not record another */

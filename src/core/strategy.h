@@ -56,6 +56,19 @@ extern const rb_strategy rb_mode_dry_run;
 extern const rb_strategy rb_mode_confirm;  /* a decorator: --confirm's step prompts */
 extern const rb_strategy rb_mode_repl;     /* live, asking before each change (.confirm) */
 extern const rb_strategy rb_mode_scenario; /* src/modes/scenario.c */
+/* `runbook plan`: a decorator over dry-run that collects the plan (dry_run.c) */
+extern const rb_strategy rb_mode_plan;
+/* `runbook apply`: a decorator over live that lets a change happen only if
+ * it is the next one of the plan (src/modes/apply.c) */
+extern const rb_strategy rb_mode_apply;
+
+/* Before an apply runs: the plan's changes and reads (arrays) at changes
+ * and reads, its id (recorded in the run records as `plan`). */
+void apply_begin(lua_State *L, int changes, int reads, const char *plan_id);
+/* After it ran with exit_code: the planned changes left undone are
+ * reported; the apply's exit code (1 when it stopped or left changes
+ * undone). */
+int apply_finish(rb_engine *E, lua_State *L, int exit_code);
 
 /* The rows of every primitive, as the modes read them: push
  * runbook.rows[primitive][fn] (a table: class, kind, fields, respond,

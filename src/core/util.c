@@ -72,19 +72,21 @@ double rb_parse_duration(const char *s)
     return unit > 0 && isfinite(v * unit) ? v * unit : -1;
 }
 
+/* The form of the ids an audit log allocates (audit_append_run), for runs
+ * without one: the time to the millisecond, then three random digits where
+ * the log counts. */
 void rb_new_run_id(char out[40])
 {
-    unsigned char rnd[3] = {0, 0, 0};
-    if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd) {
-        unsigned v = (unsigned)getpid() ^ (unsigned)clock();
-        memcpy(rnd, &v, sizeof rnd);
-    }
-    time_t now = time(NULL);
+    unsigned r = 0;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+        r = (unsigned)getpid() ^ (unsigned)clock();
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
     struct tm tm;
-    gmtime_r(&now, &tm);
+    gmtime_r(&now.tv_sec, &tm);
     char base[24];
     strftime(base, sizeof base, "%Y%m%d-%H%M%S", &tm);
-    snprintf(out, 40, "%.15s-%02x%02x%02x", base, rnd[0], rnd[1], rnd[2]);
+    snprintf(out, 40, "%.15s-%03ld%03u", base, now.tv_nsec / 1000000, r % 1000);
 }
 
 void rb_sha256_hex(const void *data, size_t len, char out[65])
@@ -136,13 +138,19 @@ const char *rb_hostname(void)
     return host;
 }
 
+/* The account of the real uid, from the passwd database alone: USER and
+ * LOGNAME are whatever the caller set, so they never name the operator.  A
+ * uid without a passwd entry (a container's arbitrary uid) is "uid 1234". */
 const char *rb_username(void)
 {
     static char name[64];
     if (!name[0]) {
-        struct passwd *pw = getpwuid(getuid());
-        const char *n = pw ? pw->pw_name : getenv("USER");
-        snprintf(name, sizeof name, "%s", n ? n : "unknown");
+        uid_t uid = getuid();
+        struct passwd *pw = getpwuid(uid);
+        if (pw && pw->pw_name && *pw->pw_name)
+            snprintf(name, sizeof name, "%s", pw->pw_name);
+        else
+            snprintf(name, sizeof name, "uid %lu", (unsigned long)uid);
     }
     return name;
 }

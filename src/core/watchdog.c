@@ -127,7 +127,14 @@ static void record_end(const char *outcome, int code, const char *step_err, cons
         char *json = join_json(fields, &w);
         jw_free(&w);
         rb_time_rfc3339(ts, -1);
-        if (!json || audit_append(a, run_id, "run", ts, json, NULL) != 0)
+        /* the run's first record, unless its top-level code recorded an
+         * action: then the log gave the id already (the main thread is stuck
+         * in C and writes nothing while this runs) */
+        int first = !engine->run_id_logged;
+        if (!first)
+            snprintf(run_id, sizeof run_id, "%s", engine->run_id);
+        if (!json || (first ? audit_append_first(a, "run", ts, json, run_id, NULL)
+                            : audit_append(a, run_id, "run", ts, json, NULL)) != 0)
             fprintf(stderr, "runbook: watchdog: audit: %s\n",
                     json ? audit_error(a) : "out of memory");
         free(json);
@@ -278,7 +285,7 @@ void watchdog_arm(rb_engine *E, char *fields_json, int start_journaled)
     fields = fields_json;
     start_recorded = start_journaled;
     free(audit_file);
-    audit_file = E->audit ? strdup(audit_path(E->audit)) : NULL;
+    audit_file = E->audit ? strdup(audit_spec(E->audit)) : NULL;
     snprintf(run_id, sizeof run_id, "%s", E->run_id);
     pthread_mutex_unlock(&mu);
 }

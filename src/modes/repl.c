@@ -11,6 +11,9 @@ static int before_action(rb_engine *E, lua_State *L, const rb_action *a)
 {
     if (!E->confirm_actions || E->assume_yes)
         return 1;
+    /* refused for want of someone to ask: on the record too, as a "no" */
+    if (prompt_open_tty(E) != 0)
+        journal_answer(E, L, "action", a->words, "refused: no terminal to ask (--yes approves)");
     int yes = prompt_yes_no(E, L, a->words);
     journal_answer(E, L, "action", a->words, yes ? "y" : "n");
     return yes;

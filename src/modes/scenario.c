@@ -357,6 +357,8 @@ static const char *outcome_of(int code)
  * library name. */
 int scenario_find_runbook(const char *scenario, const char *name, char *out, size_t n)
 {
+    /* the library the scenario belongs to, not the working directory's */
+    rbfile_use_root_of(NULL, scenario);
     char copy[PATH_MAX];
     snprintf(copy, sizeof copy, "%s", scenario);
     const char *dir = dirname(copy);
@@ -491,6 +493,16 @@ static int prun(lua_State *L)
     lua_pop(L, 1);
     lua_setfield(L, -2, "cli");
     int in = lua_gettop(L);
+
+    /* a scenario runs in its library's root, whatever the working directory
+     * of `runbook test`: a runbook's relative paths (a compose file, ./logs)
+     * then mean what they mean in the checkout, from / as from CI
+     * (scenario_run gives the directory back) */
+    char here[PATH_MAX], abs[PATH_MAX];
+    const char *root = rbfile_root();
+    if (root[0] && getcwd(here, sizeof here) && strcmp(here, root) != 0 && realpath(rbpath, abs) &&
+        chdir(root) == 0)
+        snprintf(rbpath, sizeof rbpath, "%s", abs);
 
     /* from here on the scenario answers: the judge's own loading and
      * seeding above ran as the engine itself */
@@ -772,6 +784,7 @@ int scenario_run(rb_engine *E, const char *path, int coverage, const char *scrat
         return 2;
     }
     close(devnull);
+    int home = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* a scenario may move (run_one) */
     char own[PATH_MAX];
     snprintf(own, sizeof own, "%s/runbook-scenario.XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -785,6 +798,11 @@ int scenario_run(rb_engine *E, const char *path, int coverage, const char *scrat
     } else { /* a worker, confined to scratch already */
         rc = run_here(E, &o, out);
         rb_remove_tree(scratch, 1); /* the directory itself is not its to remove */
+    }
+    if (home >= 0) {
+        if (fchdir(home) != 0)
+            rc = 2;
+        close(home);
     }
     close(out);
     return rc;

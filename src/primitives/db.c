@@ -200,9 +200,12 @@ int db_answer(lua_State *L)
     return 1;
 }
 
-/* recorded(info, err, result): { rows } or { affected } or { error } */
+/* recorded(info, err, result): { rows } or { affected } or { error }.  A
+ * simulated call has no result: rows [] (a list, as a query's rows always
+ * are) and affected 0, what the simulation returned. */
 int db_recorded(lua_State *L)
 {
+    lua_settop(L, 3); /* the result's slot, nil when there is none */
     lua_newtable(L);
     if (!lua_isnil(L, 2)) {
         lua_getfield(L, 1, "words");
@@ -227,10 +230,13 @@ int db_recorded(lua_State *L)
         lua_pushinteger(L, lua_isinteger(L, 3) ? lua_tointeger(L, 3) : 0);
         lua_setfield(L, -2, "affected");
     } else {
-        if (lua_istable(L, 3))
+        if (lua_istable(L, 3)) {
             lua_pushvalue(L, 3);
-        else
+            dataconv_push_array_mt(L); /* even when empty: a list */
+            lua_setmetatable(L, -2);
+        } else {
             db_new_rows(L, 0);
+        }
         lua_setfield(L, -2, "rows");
     }
     return 1;

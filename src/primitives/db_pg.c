@@ -50,6 +50,7 @@ typedef struct pg_op {
     int n, cur, stmt_unit;
     int kind[MAXUNIT];
     PGresult *res[MAXUNIT];
+    long long script_rows; /* a script's statements before its last: their command tags' rows */
     double timeout;
 } pg_op;
 
@@ -109,8 +110,11 @@ static void drain(pg_op *o)
         } else if (o->res[o->cur] && pq->resultStatus(o->res[o->cur]) == PGRES_FATAL_ERROR) {
             pq->clear(r); /* keep the first error */
         } else {
-            if (o->res[o->cur])
+            if (o->res[o->cur]) { /* a script's earlier statement: its rows count too */
+                const char *t = pq->cmdTuples(o->res[o->cur]);
+                o->script_rows += t && *t ? strtoll(t, NULL, 10) : 0;
                 pq->clear(o->res[o->cur]);
+            }
             o->res[o->cur] = r;
         }
     }
@@ -404,8 +408,11 @@ static void push_rows(lua_State *L, const rb_pq *pq, const PGresult *r, int numb
     }
 }
 
-/* The call's answer from the statement's result: rows, or rows changed. */
-static int push_answer(lua_State *L, const rb_pq *pq, PGresult *r, int want_rows)
+/* The call's answer from the statement's result: rows, or the rows the
+ * statement changed itself -- its command tag's count ("UPDATE 4"), which
+ * leaves out what triggers and cascades changed; a script adds the counts
+ * of its earlier statements (before). */
+static int push_answer(lua_State *L, const rb_pq *pq, PGresult *r, int want_rows, long long before)
 {
     if (want_rows) {
         db_call dc;
@@ -413,7 +420,7 @@ static int push_answer(lua_State *L, const rb_pq *pq, PGresult *r, int want_rows
         push_rows(L, pq, r, rb_opt_bool(L, dc.opts, "numbers", 0));
     } else {
         const char *t = r ? pq->cmdTuples(r) : "";
-        lua_pushinteger(L, (lua_Integer)strtoll(t && *t ? t : "0", NULL, 10));
+        lua_pushinteger(L, (lua_Integer)(before + strtoll(t && *t ? t : "0", NULL, 10)));
     }
     return 1;
 }
@@ -443,9 +450,10 @@ static int run_k(lua_State *L, int status, lua_KContext ctx)
         return raise_for(L, o, NULL, r);
     const rb_pq *pq = o->pq;
     int want_rows = o->want_rows;
+    long long before = o->script_rows;
     o->res[0] = NULL;
     rb_op_free(&o->op);
-    push_answer(L, pq, r, want_rows);
+    push_answer(L, pq, r, want_rows, before);
     pq->clear(r);
     return 1;
 }
@@ -542,6 +550,8 @@ static const char *known_write(lua_State *L, const char *sql)
     return why;
 }
 
+/* A write not executed (dry-run): no rows, and exec's placeholder 0 --
+ * nothing ran, so there is no count to give. */
 static int simulated_answer(lua_State *L, int want_rows)
 {
     if (want_rows)
@@ -593,10 +603,9 @@ static int explain_k(lua_State *L, int status, lua_KContext ctx)
         lua_pushfstring(L, "%s; no estimate for this kind of statement", why);
     rb_rehearsed(L, lua_tostring(L, -1));
     lua_pop(L, 1);
-    if (want_rows)
-        return simulated_answer(L, 1);
-    lua_pushinteger(L, est > 0 ? (lua_Integer)est : 0);
-    return 1;
+    /* the estimate is evidence, never exec's result: a count the runbook
+     * could take for rows changed, when nothing ran */
+    return simulated_answer(L, want_rows);
 }
 
 static int explain(lua_State *L, pg_conn *pc, int want_rows, const char *why)
@@ -630,7 +639,7 @@ static int probe_k(lua_State *L, int status, lua_KContext ctx)
     if (!is_error(pq, r)) { /* it ran where writes are refused: a read, answered */
         o->res[o->stmt_unit] = NULL;
         rb_op_free(&o->op);
-        push_answer(L, pq, r, want_rows);
+        push_answer(L, pq, r, want_rows, 0);
         pq->clear(r);
         return 1;
     }

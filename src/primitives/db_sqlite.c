@@ -255,11 +255,24 @@ static void push_row(lua_State *L, sqlite3_stmt *st)
     }
 }
 
-/* Run one prepared statement to its end; rows are appended to the table on
- * top when want_rows.  Returns 0 or -1 with the message in err. */
-static int step_all(lua_State *L, sq_conn *c, sqlite3_stmt *st, int want_rows, char *err,
-                    size_t errlen)
+/* The rows a statement changed itself, not counting what its triggers,
+ * foreign-key actions or REPLACE did (PostgreSQL's command tag counts the
+ * same way).  sqlite3_changes64() is that count, but only a completed
+ * INSERT, UPDATE or DELETE sets it: after DDL it still holds the previous
+ * statement's.  A statement that changed any row moved the total, so a
+ * total that did not move is a statement that changed nothing. */
+static sqlite3_int64 own_changes(sq_conn *c, sqlite3_int64 total_before)
 {
+    return sqlite3_total_changes64(c->db) != total_before ? sqlite3_changes64(c->db) : 0;
+}
+
+/* Run one prepared statement to its end; rows are appended to the table on
+ * top when want_rows; *own gains the rows it changed itself.  Returns 0 or
+ * -1 with the message in err. */
+static int step_all(lua_State *L, sq_conn *c, sqlite3_stmt *st, int want_rows, sqlite3_int64 *own,
+                    char *err, size_t errlen)
+{
+    sqlite3_int64 total = sqlite3_total_changes64(c->db);
     int rc;
     lua_Integer n = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
@@ -275,18 +288,27 @@ static int step_all(lua_State *L, sq_conn *c, sqlite3_stmt *st, int want_rows, c
         sqlite3_reset(st);
         return -1;
     }
+    *own += own_changes(c, total);
     sqlite3_reset(st);
     return 0;
 }
 
+/* What a statement changed: exec's count is own, the rows the statement
+ * changed itself (for a script, the sum over its statements); all adds the
+ * rows its triggers changed, for a rehearsal's evidence. */
+typedef struct sq_changes {
+    sqlite3_int64 own, all;
+} sq_changes;
+
 /* Run the call's SQL: pushes the rows (want_rows) and sets *changes.
  * Returns 0, or -1 with the message in err. */
-static int run_sql(lua_State *L, sq_conn *c, const db_call *dc, int want_rows,
-                   sqlite3_int64 *changes, char *err, size_t errlen)
+static int run_sql(lua_State *L, sq_conn *c, const db_call *dc, int want_rows, sq_changes *changes,
+                   char *err, size_t errlen)
 {
     double timeout = rb_opt_number(L, dc->opts, "timeout", DB_QUERY_TIMEOUT);
     c->deadline = timeout > 0 ? rb_now() + timeout : 0;
     sqlite3_int64 before = sqlite3_total_changes64(c->db);
+    changes->own = 0;
     int multi, rc = 0;
     if (want_rows)
         db_new_rows(L, 0);
@@ -294,7 +316,7 @@ static int run_sql(lua_State *L, sq_conn *c, const db_call *dc, int want_rows,
     if (st) {
         rc = bind_params(L, c, st, dc, err, errlen);
         if (rc == 0)
-            rc = step_all(L, c, st, want_rows, err, errlen);
+            rc = step_all(L, c, st, want_rows, &changes->own, err, errlen);
         sqlite3_clear_bindings(st);
     } else if (!multi) {
         snprintf(err, errlen, "%s", sqlite3_errmsg(c->db));
@@ -313,13 +335,13 @@ static int run_sql(lua_State *L, sq_conn *c, const db_call *dc, int want_rows,
             }
             if (!st)
                 break;
-            rc = step_all(L, c, st, 0, err, errlen);
+            rc = step_all(L, c, st, 0, &changes->own, err, errlen);
             sqlite3_finalize(st);
             p = tail;
         }
     }
     c->deadline = 0;
-    *changes = sqlite3_total_changes64(c->db) - before;
+    changes->all = sqlite3_total_changes64(c->db) - before;
     return rc;
 }
 
@@ -335,23 +357,23 @@ static int l_query(lua_State *L)
     db_call dc;
     db_call_parse(L, &dc);
     char err[512];
-    sqlite3_int64 changes;
+    sq_changes changes;
     if (run_sql(L, c, &dc, 1, &changes, err, sizeof err) != 0)
         return fail(L, c, "query", err);
     return 1;
 }
 
-/* conn:exec(sql, ...) -> rows changed */
+/* conn:exec(sql, ...) -> the rows the statement changed itself */
 static int l_exec(lua_State *L)
 {
     sq_conn *c = check_conn(L);
     db_call dc;
     db_call_parse(L, &dc);
     char err[512];
-    sqlite3_int64 changes;
+    sq_changes changes;
     if (run_sql(L, c, &dc, 0, &changes, err, sizeof err) != 0)
         return fail(L, c, "exec", err);
-    lua_pushinteger(L, (lua_Integer)changes);
+    lua_pushinteger(L, (lua_Integer)changes.own);
     return 1;
 }
 
@@ -521,16 +543,20 @@ static int not_rehearsed(lua_State *L, const db_call *dc, int want_rows, const c
     return 1;
 }
 
-/* A rehearsal that ran: its evidence, and exec's count (query's rows are
- * on the stack already). */
-static int rehearsed(lua_State *L, int want_rows, sqlite3_int64 changes)
+/* A rehearsal that ran: its evidence, and exec's count -- the statement's
+ * own rows, as live (query's rows are on the stack already).  The evidence
+ * also tells what triggers would change: the operator judges the whole. */
+static int rehearsed(lua_State *L, int want_rows, const sq_changes *changes)
 {
-    char ev[96];
-    snprintf(ev, sizeof ev, "%lld row%s would change; rehearsed and rolled back",
-             (long long)changes, changes == 1 ? "" : "s");
+    char ev[160], more[64] = "";
+    if (changes->all > changes->own)
+        snprintf(more, sizeof more, " (and %lld by triggers)",
+                 (long long)(changes->all - changes->own));
+    snprintf(ev, sizeof ev, "%lld row%s would change%s; rehearsed and rolled back",
+             (long long)changes->own, changes->own == 1 ? "" : "s", more);
     rb_rehearsed(L, ev);
     if (!want_rows)
-        lua_pushinteger(L, (lua_Integer)changes);
+        lua_pushinteger(L, (lua_Integer)changes->own);
     return 1;
 }
 
@@ -542,7 +568,7 @@ static int rehearse_on_copy(lua_State *L, sq_conn *c, const db_call *dc, int wan
     int rc = is_vacuum(dc->sql)
                  ? (snprintf(err, sizeof err, "VACUUM cannot be rehearsed on a copy"), 1)
                  : memory_copy(c, &copy, err, sizeof err);
-    sqlite3_int64 changes = 0;
+    sq_changes changes = {0, 0};
     if (rc == 0) {
         rc = run_sql(L, &copy, dc, want_rows, &changes, err, sizeof err) ? -1 : 0;
         conn_close(&copy); /* display is c's */
@@ -552,7 +578,7 @@ static int rehearse_on_copy(lua_State *L, sq_conn *c, const db_call *dc, int wan
     }
     if (rc != 0)
         return fail(L, c, want_rows ? "query" : "exec", err);
-    return rehearsed(L, want_rows, changes);
+    return rehearsed(L, want_rows, &changes);
 }
 
 /* Dry-run of a write: the same call, rolled back (see above). */
@@ -570,7 +596,7 @@ static int rehearse(lua_State *L, int want_rows)
     sq_conn *w = private_conn(c, &priv) == 0 ? &priv : c; /* where it runs */
     rehearsal r;
     int rc = rehearsal_begin(w, &r) == SQLITE_OK ? 0 : -1;
-    sqlite3_int64 changes = 0;
+    sq_changes changes = {0, 0};
     if (rc != 0)
         snprintf(err, sizeof err, "cannot start the rehearsal: %s", sqlite3_errmsg(w->db));
     else
@@ -584,7 +610,7 @@ static int rehearse(lua_State *L, int want_rows)
     }
     if (rc != 0)
         return fail(L, c, verb, err);
-    return rehearsed(L, want_rows, changes);
+    return rehearsed(L, want_rows, &changes);
 }
 
 static int l_rehearse_query(lua_State *L)

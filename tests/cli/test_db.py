@@ -419,7 +419,7 @@ end)
         self.assertExit(res, 0)
         self.assertEqual(res.data[0], [{"id": 1, "v": "a"}, {"id": 2, "v": "b"},
                                        {"id": 3, "v": "c"}])
-        self.assertEqual(res.data[1], [1, 3, 3, 0, 0, 0])
+        self.assertEqual(res.data[1], [0, 0, 0, 0, 0, 0])  # not executed: no count
         self.assertEqual(res.data[2], [{"n": 3}])
         self.assertEqual(self.dump(), before)
         refused = "refused by a read-only transaction, not executed; "

@@ -343,6 +343,13 @@ class Piped(RunbookTestCase):
         self.assertExit(res, 1)
         self.assertIn("--yes", res.err)
         self.assertFalse(os.path.exists(target))
+        # the refusal is on the record
+        recs = [json.loads(l) for l in
+                self.rb("audit", "export", "--audit", self.audit).out.splitlines()]
+        refused = [r for r in recs if r["kind"] == "action" and r.get("answer", "").startswith(
+            "refused")]
+        self.assertEqual(len(refused), 1, recs)
+        self.assertIn("piped.txt", refused[0]["target"] + refused[0].get("words", ""))
         res = self.rb("repl", "--audit", self.audit, "--yes", stdin=src)
         self.assertExit(res, 0)
         self.assertEqual(self.read(target), "x")

@@ -43,14 +43,16 @@ SKIPPED = {"skip/pending.scenario.yaml": "waiting for the staging API"}
 AREAS = sorted({p.split("/")[0] for p in PASSING + list(SKIPPED)})
 
 PASS_RE = re.compile(r"^✓ (\S+) \((\d+) ms\)$")
-FAIL_RE = re.compile(r"^✗ (\S+) \((\d+) ms\)$")
+FAIL_RE = re.compile(r"^✗ (\S+) \((\d+) ms\)(?: (error|malformed))?$")
 SKIP_RE = re.compile(r"^- (\S+) \(skipped: ")
-SUMMARY_RE = re.compile(r"^(\d+) passed, (\d+) failed(?:, (\d+) skipped)? \((\d+\.\d\d) s\)$")
+SUMMARY_RE = re.compile(r"^(\d+) passed, (\d+) failed(?:, (\d+) errors?)?(?:, (\d+) skipped)? "
+                        r"\((\d+\.\d\d) s\)$")
 
 
 def parse(out):
     """The runner's report: ({path: (mark, [failure lines])}, summary match).
-    mark is "pass", "fail" or "skip"; failure lines lose their indentation."""
+    mark is "pass", "fail", "malformed", "error" or "skip"; failure lines lose
+    their indentation."""
     blocks, cur, summary = {}, None, None
     for line in out.splitlines():
         m = PASS_RE.match(line)
@@ -60,7 +62,7 @@ def parse(out):
             continue
         m = FAIL_RE.match(line)
         if m:
-            cur = blocks[m.group(1)] = ("fail", [])
+            cur = blocks[m.group(1)] = (m.group(3) or "fail", [])
             continue
         m = SKIP_RE.match(line)
         if m:
@@ -100,24 +102,27 @@ class ScenarioCase(RunbookTestCase):
         res.blocks, res.summary = parse(res.out)
         return res
 
-    def assertSummary(self, res, passed, failed, skipped=None):
+    def assertSummary(self, res, passed, failed, skipped=None, errors=0):
+        """errors: malformed scenarios and ones that could not finish"""
         self.assertIsNotNone(res.summary, "no summary line: %r" % res)
         self.assertEqual(int(res.summary.group(1)), passed, res)
         self.assertEqual(int(res.summary.group(2)), failed, res)
-        self.assertEqual(int(res.summary.group(3) or 0), skipped or 0, res)
+        self.assertEqual(int(res.summary.group(3) or 0), errors, res)
+        self.assertEqual(int(res.summary.group(4) or 0), skipped or 0, res)
         if not skipped:
-            self.assertIsNone(res.summary.group(3), "no skipped count when none: %r" % res)
+            self.assertIsNone(res.summary.group(4), "no skipped count when none: %r" % res)
 
-    def assertFails(self, path, *expected, exact=False, extra=None):
+    def assertFails(self, path, *expected, exact=False, extra=None, mark="fail"):
         """`runbook test PATH` fails that scenario (exit 1, `✗ PATH`); every
         expected item is one failure line: a str is the whole line, a
         compiled regex fullmatches it.  exact: no other failure lines.
+        mark "malformed": the scenario itself is wrong, counted as an error.
         Returns the failure lines."""
         res = self.run_test(path, *(extra or ()))
         self.assertExit(res, 1)
         self.assertIn(path, res.blocks, res)
-        mark, lines = res.blocks[path]
-        self.assertEqual(mark, "fail", res)
+        got, lines = res.blocks[path]
+        self.assertEqual(got, mark, res)
         for e in expected:
             if isinstance(e, str):
                 self.assertIn(e, lines, "failure line missing\n%r" % res)
@@ -126,7 +131,10 @@ class ScenarioCase(RunbookTestCase):
                                 "no failure line matches %r\n%r" % (e.pattern, res))
         if exact:
             self.assertEqual(len(lines), len(expected), res)
-        self.assertSummary(res, 0, 1)
+        if mark == "fail":
+            self.assertSummary(res, 0, 1)
+        else:
+            self.assertSummary(res, 0, 0, errors=1)
         return lines
 
     def verdict(self, path):
@@ -153,7 +161,7 @@ class FixturesPass(ScenarioCase):
             self.assertEqual(res.blocks.get("sc/" + rel, ("?",))[0], "skip", res)
         self.assertEqual(len(res.blocks), len(PASSING) + len(SKIPPED), res)
         self.assertSummary(res, len(PASSING), 0, len(SKIPPED))
-        self.assertEqual(int(res.summary.group(3) or 0), len(SKIPPED), res)
+        self.assertEqual(int(res.summary.group(4) or 0), len(SKIPPED), res)
         # lines come in path order whatever finished first
         order = [l.split()[1] for l in res.out.splitlines()
                  if PASS_RE.match(l) or FAIL_RE.match(l) or SKIP_RE.match(l)]
@@ -537,7 +545,7 @@ class FsConfirm(ScenarioCase):
         p = self.scenario("fs/missing-seed.scenario.yaml", text)
         # the line of the seed's file, as the schema's other complaints
         self.assertFails(p, "%s:4: fs[/etc/calendar-api/app.yaml].file: cannot read nothere.yaml: "
-                            "No such file or directory" % p, exact=True)
+                            "No such file or directory" % p, exact=True, mark="malformed")
         # a scenario naming a file that is not there is malformed, like a
         # missing body_file (test_missing_response_file)
         self.assertEqual(self.verdict(p)["status"], "malformed")
@@ -688,7 +696,7 @@ class MocksTimesRequired(ScenarioCase):
 
 class Malformed(ScenarioCase):
     def assertMalformed(self, path, line):
-        lines = self.assertFails(path, line, exact=True)
+        lines = self.assertFails(path, line, exact=True, mark="malformed")
         v = self.verdict(path)
         self.assertEqual(v["status"], "malformed", v)
         self.assertEqual(v["failures"], lines)
@@ -701,7 +709,8 @@ class Malformed(ScenarioCase):
               - docker: { verb: inspect, name: calendar-api
                 respond: { json: {} }
             """)
-        lines = self.assertFails(p, re.compile(re.escape(p) + r":4: .*"), exact=True)
+        lines = self.assertFails(p, re.compile(re.escape(p) + r":4: .*"), exact=True,
+                                 mark="malformed")
         self.assertIn("did not find expected", lines[0])
         self.assertEqual(self.verdict(p)["status"], "malformed")
 
@@ -709,7 +718,7 @@ class Malformed(ScenarioCase):
         p = self.scenario("docker/indent.scenario.yaml",
                           "runbook: restart-unhealthy\nmocks:\n  - docker: { verb: ps }\n"
                           "   respond: { json: [] }\nexpect: {}\n")
-        self.assertFails(p, re.compile(re.escape(p) + r":\d+: .+"), exact=True)
+        self.assertFails(p, re.compile(re.escape(p) + r":\d+: .+"), exact=True, mark="malformed")
 
     def test_unknown_key_in_a_mock(self):
         p = self.scenario("docker/reply.scenario.yaml", """
@@ -785,10 +794,10 @@ class Malformed(ScenarioCase):
         self.assertEqual(res.blocks["sc/docker/healthy.scenario.yaml"][0], "pass")
         self.assertEqual(res.blocks["sc/docker/restart.scenario.yaml"][0], "pass")
         self.assertEqual(res.blocks["sc/kubectl/scale.scenario.yaml"][0], "pass")
-        self.assertEqual(res.blocks[bad][0], "fail")
+        self.assertEqual(res.blocks[bad][0], "malformed")
         self.assertRegex(res.blocks[bad][1][0], "^" + re.escape(bad) + r":\d+: ")
         self.assertEqual(res.blocks[failing][0], "fail")
-        self.assertSummary(res, 3, 2)
+        self.assertSummary(res, 3, 1, errors=1)
 
 
 # ---- the command: discovery, --filter, --junit, exit codes -------------------------------
@@ -866,6 +875,7 @@ class Command(ScenarioCase):
         self.assertIn("--junit FILE", res.out)
 
     def test_junit(self):
+        # more in test_junit.py (schemas, junitparser, system-out, secrets)
         self.scenario("docker/zz-fail.scenario.yaml",
                       self.fixture_text("docker/healthy.scenario.yaml").replace(
                           "state: { health: healthy }", "state: { health: sick }"))
@@ -873,32 +883,41 @@ class Command(ScenarioCase):
         xml = self.path("report.xml")
         res = self.run_test("sc/docker", "sc/skip", "--junit", xml)
         self.assertExit(res, 1)
-        self.assertSummary(res, 2, 2, 1)
+        self.assertSummary(res, 2, 1, 1, errors=1)
         root = ET.parse(xml).getroot()
-        suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-        self.assertEqual(len(suites), 1)
-        suite = suites[0]
-        self.assertEqual(suite.get("tests"), "5")
-        self.assertEqual(suite.get("failures"), "2")
-        self.assertEqual(suite.get("skipped"), "1")
-        cases = {c.get("name"): c for c in suite.findall("testcase")}
-        self.assertEqual(sorted(cases), sorted([
-            "sc/docker/healthy.scenario.yaml", "sc/docker/restart.scenario.yaml",
-            "sc/docker/zz-fail.scenario.yaml", "sc/docker/zz-malformed.scenario.yaml",
-            "sc/skip/pending.scenario.yaml"]))
-        for ok in ("sc/docker/healthy.scenario.yaml", "sc/docker/restart.scenario.yaml"):
-            self.assertEqual(list(cases[ok]), [], ok)
+        self.assertEqual(root.tag, "testsuites")
+        self.assertEqual((root.get("tests"), root.get("failures"), root.get("errors")),
+                         ("5", "1", "1"))
+        # a suite per runbook, named as the runbook is; one the scenario
+        # cannot find, as the scenario names it
+        suites = {s.get("name"): s for s in root.findall("testsuite")}
+        self.assertEqual(sorted(suites), ["nope/missing", "scenarios/docker-restart-unhealthy",
+                                          "scenarios/mocks-flaky-probe"])
+        docker = suites["scenarios/docker-restart-unhealthy"]
+        self.assertEqual((docker.get("tests"), docker.get("failures"), docker.get("errors")),
+                         ("3", "1", "0"))
+        self.assertEqual(suites["scenarios/mocks-flaky-probe"].get("skipped"), "1")
+        cases = {c.get("name"): c for c in root.iter("testcase")}
+        self.assertEqual(sorted(cases), ["healthy", "pending", "restart", "zz-fail", "zz-malformed"])
+        for name, suite in suites.items():
+            for c in suite.findall("testcase"):
+                self.assertEqual(c.get("classname"), name)
+        for ok in ("healthy", "restart"):
+            self.assertEqual([e.tag for e in cases[ok]], ["system-out"], ok)
+            self.assertIn("▶ scenarios/docker-restart-unhealthy", cases[ok].find("system-out").text)
             self.assertGreaterEqual(float(cases[ok].get("time")), 0)
-        fail = cases["sc/docker/zz-fail.scenario.yaml"].findall("failure")
+        fail = cases["zz-fail"].findall("failure")
         self.assertEqual(len(fail), 1)
         self.assertTrue(fail[0].get("message").startswith(
             'state: expected {"health":"sick"} to be part of {'), fail[0].get("message"))
         self.assertIn('"health":"healthy"', fail[0].text)
-        mal = cases["sc/docker/zz-malformed.scenario.yaml"].findall("failure")
+        self.assertIn("sc/docker/zz-fail.scenario.yaml", fail[0].text)
+        mal = cases["zz-malformed"].findall("error")
         self.assertEqual(len(mal), 1)
+        self.assertEqual(mal[0].get("type"), "malformed")
         self.assertEqual(mal[0].get("message"), "sc/docker/zz-malformed.scenario.yaml:1: runbook: "
                                                 "no runbook named 'nope/missing'")
-        skipped = cases["sc/skip/pending.scenario.yaml"].findall("skipped")
+        skipped = cases["pending"].findall("skipped")
         self.assertEqual(len(skipped), 1)
         self.assertEqual(skipped[0].get("message"), "waiting for the staging API")
 
@@ -906,9 +925,11 @@ class Command(ScenarioCase):
         xml = self.path("ok.xml")
         res = self.run_test("sc/kubectl", "sc/db", "--junit", xml)
         self.assertExit(res, 0)
-        suite = ET.parse(xml).getroot().find("testsuite")
-        self.assertEqual((suite.get("tests"), suite.get("failures")), ("2", "0"))
-        self.assertEqual(suite.findall("testcase/failure"), [])
+        root = ET.parse(xml).getroot()
+        self.assertEqual((root.get("tests"), root.get("failures"), root.get("errors")),
+                         ("2", "0", "0"))
+        self.assertEqual(len(root.findall("testsuite")), 2)  # two runbooks
+        self.assertEqual(root.findall(".//failure") + root.findall(".//error"), [])
 
     def test_one_prints_a_json_verdict(self):
         v = self.verdict("sc/kubectl/scale.scenario.yaml")

@@ -440,7 +440,14 @@ static const row config_rows[] = {
     {"environments:\n  prod:\n    params: {api: x}\n    kubctl: {context: prod}\n", NULL,
      "runbook.yaml:4: environments.prod: unknown key 'kubctl' (valid keys: params, "
      "readonly_commands, "
-     "audit, audit_wait, or a module's section: notify, kubectl, docker)"},
+     "audit, audit_wait, require_plan, approvals, or a module's section: notify, kubectl, "
+     "docker)"},
+    {"environments:\n  prod:\n    require_plan: yes please\n", NULL,
+     "runbook.yaml:3: require_plan must be true or false"},
+    {"environments:\n  prod:\n    approvals: -1\n", NULL,
+     "runbook.yaml:3: approvals must be a whole number of approvals from 0 to 100"},
+    {"environments:\n  prod:\n    approvals: 1.5\n", NULL,
+     "runbook.yaml:3: approvals must be a whole number"},
     {"environments:\n  prod: yes\n", NULL, "runbook.yaml:2: environments.prod must be a mapping"},
     {"environments:\n  prod:\n    params:\n      x: {y: 1}\n", NULL,
      "runbook.yaml:4: environments.prod.params.x must be a scalar or a list of scalars"},
@@ -452,7 +459,10 @@ static const row config_rows[] = {
      "runbook.yaml:3: audit_wait must be a duration"},
     {"audit: x.db\nfoo: 1\n", NULL,
      "runbook.yaml:2: unknown key 'foo' (valid keys: audit, audit_wait, secrets_file, params, "
-     "readonly_commands, environments, or a module's section: notify, kubectl, docker)"},
+     "readonly_commands, environments, operator_name, or a module's section: notify, kubectl, "
+     "docker)"},
+    {"operator_name: [alice]\n", NULL, "runbook.yaml:1: operator_name must be a name"},
+    {"operator_name: \"a\\nb\"\n", NULL, "runbook.yaml:1: operator_name must be a name"},
     {"zzz: 1\naudit: true\n", NULL, "runbook.yaml:1: unknown key 'zzz'"},
     {"audit: x\nparams:\n  a: [1, 2\n", NULL, "runbook.yaml:4: did not find expected ',' or ']'"},
     {"audit: a\naudit: b\n", NULL, "runbook.yaml:2: duplicate key 'audit'"},

@@ -47,6 +47,15 @@ typedef struct rb_pq {
     int (*cancel)(PGcancel *, char *, int);
     void (*freeCancel)(PGcancel *);
     PQnoticeProcessor (*setNoticeProcessor)(PGconn *, PQnoticeProcessor, void *);
+    /* the blocking calls, for the audit log (one statement per record) */
+    PGconn *(*connectdbParams)(const char *const *, const char *const *, int);
+    PGresult *(*exec)(PGconn *, const char *);
+    PGresult *(*execParams)(PGconn *, const char *, int, const Oid *, const char *const *,
+                            const int *, const int *, int);
+    PGresult *(*prepare)(PGconn *, const char *, const char *, int, const Oid *);
+    PGresult *(*execPrepared)(PGconn *, const char *, int, const char *const *, const int *,
+                              const int *, int);
+    int (*clientEncoding)(const PGconn *);
 } rb_pq;
 
 /* The loaded library, or NULL with the reason in err. */

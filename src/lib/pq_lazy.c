@@ -61,6 +61,12 @@ const rb_pq *rb_pq_get(char *err, size_t errlen)
     SYM(cancel, "PQcancel");
     SYM(freeCancel, "PQfreeCancel");
     SYM(setNoticeProcessor, "PQsetNoticeProcessor");
+    SYM(connectdbParams, "PQconnectdbParams");
+    SYM(exec, "PQexec");
+    SYM(execParams, "PQexecParams");
+    SYM(prepare, "PQprepare");
+    SYM(execPrepared, "PQexecPrepared");
+    SYM(clientEncoding, "PQclientEncoding");
     loaded = 1; /* the library stays mapped for the life of the process */
     return &api;
 }
