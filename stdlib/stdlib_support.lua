@@ -103,31 +103,18 @@ function M.unknown_option(fname, opts, allowed, hints)
                        best and string.format(" (did you mean '%s'?)", best) or "")
 end
 
-local duration_units = { ms = 0.001, s = 1, m = 60, h = 3600, d = 86400, w = 604800,
-                         y = 31536000 }
+-- the engine's time.duration, captured when the stdlib is first required
+-- (a runbook may later assign a global of its own named time)
+local time_duration = time and time.duration
 
 -- A duration as Prometheus and Alertmanager write it ("30s", "1h30m",
 -- "500ms", units ms s m h d w y) or a number of seconds -> seconds, or
--- nil, reason.
+-- nil, reason.  time.duration reads it, so runbooks and the stdlib accept
+-- the same text; this only turns its error into a reason.
 function M.duration(v)
-  if type(v) == "number" then
-    if v ~= v or v < 0 or v == math.huge then return nil, "not a finite positive number" end
-    return v
-  end
-  if type(v) ~= "string" then return nil, "expected \"30m\" or seconds, got " .. type(v) end
-  local s = v:gsub("^%s+", ""):gsub("%s+$", "")
-  if tonumber(s) then return M.duration(tonumber(s)) end
-  if s == "" then return nil, "empty duration" end
-  local total, rest = 0, s
-  while rest ~= "" do
-    local n, u, after = rest:match("^(%d+%.?%d*)(%a+)()")
-    if not n or not duration_units[u] then
-      return nil, string.format("bad duration %q (use e.g. \"30s\", \"5m\", \"1h30m\" or seconds)", v)
-    end
-    total = total + tonumber(n) * duration_units[u]
-    rest = rest:sub(after)
-  end
-  return total
+  local ok, secs = pcall(time_duration, v)
+  if ok then return secs end
+  return nil, (tostring(secs):gsub("^time%.duration: ", ""))
 end
 
 return M

@@ -83,6 +83,11 @@ void rb_field_int(lua_State *L, const char *name, lua_Integer value);
 enum {
     RB_NOTICE = 1, /* a notification: a scenario's expect.notifications judges it
                       (field "channel", else the verb; field "text") */
+    /* the call's argument 1 is a file, argument 2 its new content (replaces
+     * it; with RB_CONTENT_APPEND, added at its end): `run --dry-run --diff`
+     * shows the change as a diff against the file as it is */
+    RB_CONTENT = 2,
+    RB_CONTENT_APPEND = 4,
 };
 
 typedef struct rb_fn {
@@ -129,7 +134,7 @@ typedef struct rb_fn {
     /* Where the world is replaced by mocks, the call's result when it is an
      * object rather than data (db.open's stand-in connection). */
     lua_CFunction stand_in;
-    int flags; /* RB_NOTICE */
+    int flags; /* RB_NOTICE, RB_CONTENT, RB_CONTENT_APPEND */
     /* The fields that name what the action acts on, space-separated ("kind
      * name namespace"): a change to it that a rehearsal only simulated is
      * remembered for the rest of the run, and a later read of the same

@@ -46,7 +46,7 @@ static const char LINT[] =
     "for _, ev in ipairs(report[1]) do\n"
     "  local c = ev.code\n"
     "  if c:match('^0') or c == '111' or c == '112' or c == '113' or c == '143' then\n"
-    "    out[#out + 1] = { line = ev.line, column = ev.column, code = c,\n"
+    "    out[#out + 1] = { line = ev.line, column = ev.column, code = c, name = ev.name,\n"
     "      msg = luacheck.get_message(ev), error = c ~= '111' and c ~= '112' }\n"
     "  end\n"
     "end\n"
@@ -156,6 +156,25 @@ static void report_load_error(problems *p, const char *file, const char *msg, in
     report(p, file, line, 1, "load", rest, is_error);
 }
 
+/* The rule (README, the stdlib paragraph): a stdlib module is required,
+ * never a global -- so a read of the undefined global `prometheus` (luacheck's
+ * 113) is a missing require, and says which line to add.  NULL otherwise. */
+static const char *stdlib_hint(lua_State *E, const char *code, const char *name, char *buf,
+                               size_t n)
+{
+    if (!code || !name || strcmp(code, "113") != 0)
+        return NULL;
+    int top = lua_gettop(E);
+    lua_getglobal(E, "package");
+    int found = lua_istable(E, -1) && lua_getfield(E, -1, "preload") == LUA_TTABLE &&
+                lua_getfield(E, -1, name) != LUA_TNIL;
+    lua_settop(E, top);
+    if (!found || strcmp(name, "stdlib_support") == 0)
+        return NULL;
+    snprintf(buf, n, "'%s' is a stdlib module: local %s = require \"%s\"", name, name, name);
+    return buf;
+}
+
 static void lint(problems *p, lua_State *E, const char *file)
 {
     size_t len;
@@ -187,9 +206,13 @@ static void lint(problems *p, lua_State *E, const char *file)
             lua_getfield(C, -3, "code");
             lua_getfield(C, -4, "msg");
             lua_getfield(C, -5, "error");
-            report(p, file, (int)lua_tointeger(C, -5), (int)lua_tointeger(C, -4),
-                   lua_tostring(C, -3), lua_tostring(C, -2), lua_toboolean(C, -1));
-            lua_pop(C, 6);
+            lua_getfield(C, -6, "name");
+            char hint[512];
+            const char *msg =
+                stdlib_hint(E, lua_tostring(C, -4), lua_tostring(C, -1), hint, sizeof hint);
+            report(p, file, (int)lua_tointeger(C, -6), (int)lua_tointeger(C, -5),
+                   lua_tostring(C, -4), msg ? msg : lua_tostring(C, -3), lua_toboolean(C, -2));
+            lua_pop(C, 7);
         }
     }
     lua_close(C);
@@ -411,7 +434,11 @@ int cmd_check(int argc, char **argv)
             file_list_free(&files);
             return 0;
         } else if (argv[i][0] == '-') {
+            static const char *const known[] = {"json", "help", NULL};
+            char hint[160];
             file_list_free(&files);
+            if (*rb_flag_hint(argv[i], known, hint, sizeof hint))
+                return usage_error("check: unknown option '%s'%s", argv[i], hint);
             return usage_error("check: unknown option '%s' (see runbook check --help)", argv[i]);
         } else {
             explicit = 1;

@@ -8,9 +8,11 @@
 #include "library.h"
 #include "modules.h"
 #include "rbfile.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 static void tags_string(lua_State *L, int meta, char *buf, size_t n)
@@ -118,24 +120,121 @@ static const char *root_of(const file_list *roots, const char *path)
     return "";
 }
 
+/* ---- the text table of `list`, fitted to the terminal ------------------- */
+
+typedef struct row {
+    char *cell[4]; /* name, title, tags, path */
+} row;
+
+enum { COL_NAME, COL_TITLE, COL_TAGS, COL_PATH };
+
+/* Columns a UTF-8 string takes: one per character (titles have dashes and
+ * accents, rarely double-width characters). */
+static size_t columns_of(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* The terminal's width, 0 when stdout is not a terminal: a pipe gets whole
+ * titles (grep, awk), a terminal a table that does not wrap.  COLUMNS, set
+ * by the shell or the operator, beats the window size. */
+static size_t terminal_width(void)
+{
+    if (!isatty(STDOUT_FILENO))
+        return 0;
+    const char *env = getenv("COLUMNS");
+    long c = env ? strtol(env, NULL, 10) : 0;
+    if (c > 0 && c < 10000)
+        return (size_t)c;
+    struct winsize ws;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    return 80;
+}
+
+/* s in w columns: padded unless last, cut with "…" when longer */
+static void print_cell(const char *s, size_t w, int last)
+{
+    size_t cols = columns_of(s);
+    if (cols > w) {
+        size_t keep = w ? w - 1 : 0, seen = 0;
+        const char *p = s;
+        for (; *p; p++) {
+            if (((unsigned char)*p & 0xC0) != 0x80 && seen++ == keep)
+                break;
+        }
+        fwrite(s, 1, (size_t)(p - s), stdout);
+        if (w)
+            fputs("…", stdout);
+        cols = w;
+    } else {
+        fputs(s, stdout);
+    }
+    if (!last)
+        printf("%*s", (int)(w - cols + 2), "");
+}
+
+/* The table: names and paths whole (they are what one types), the title
+ * and then the tags cut to what the terminal leaves them. */
+static void print_table(row *rows, int n, int with_path)
+{
+    static const char *const heads[] = {"NAME", "TITLE", "TAGS", "PATH"};
+    int ncol = with_path ? 4 : 3;
+    size_t w[4];
+    for (int c = 0; c < ncol; c++) {
+        w[c] = columns_of(heads[c]);
+        for (int i = 0; i < n; i++)
+            if (columns_of(rows[i].cell[c]) > w[c])
+                w[c] = columns_of(rows[i].cell[c]);
+    }
+    size_t width = terminal_width(), total = 2 * (size_t)(ncol - 1);
+    for (int c = 0; c < ncol; c++)
+        total += w[c];
+    static const int shrink[] = {COL_TITLE, COL_TAGS};
+    static const size_t least[] = {8, 4};
+    for (int k = 0; k < 2 && width && total > width; k++) {
+        size_t col = (size_t)shrink[k], over = total - width;
+        size_t can = w[col] > least[k] ? w[col] - least[k] : 0;
+        size_t cut = over < can ? over : can;
+        w[col] -= cut;
+        total -= cut;
+    }
+    for (int c = 0; c < ncol; c++)
+        print_cell(heads[c], w[c], c == ncol - 1);
+    putchar('\n');
+    for (int i = 0; i < n; i++) {
+        for (int c = 0; c < ncol; c++)
+            print_cell(rows[i].cell[c], w[c], c == ncol - 1);
+        putchar('\n');
+    }
+}
+
 int cmd_list(int argc, char **argv)
 {
     const char *tag = NULL;
-    int json = 0, markdown = 0;
+    int json = 0, markdown = 0, with_path = 0;
     file_list roots = {0};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
             json = 1;
         else if (strcmp(argv[i], "--markdown") == 0)
             markdown = 1;
+        else if (strcmp(argv[i], "-l") == 0 || strcmp(argv[i], "--long") == 0)
+            with_path = 1;
         else if (strcmp(argv[i], "--tag") == 0 && i + 1 < argc)
             tag = argv[++i];
         else if (strncmp(argv[i], "--tag=", 6) == 0)
             tag = argv[i] + 6;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            puts("usage: runbook list [--tag TAG] [--json | --markdown] [DIR...]\n\n"
+            puts("usage: runbook list [-l] [--tag TAG] [--json | --markdown] [DIR...]\n\n"
                  "List the runbooks found in DIR... (default: ./runbooks, each directory of\n"
-                 "RUNBOOK_PATH, and the installed library).  No primitive runs.\n\n"
+                 "RUNBOOK_PATH, and the installed library).  No primitive runs.  On a\n"
+                 "terminal the table fits its width (COLUMNS, else the window's): long\n"
+                 "titles are cut with ...; into a pipe nothing is cut.\n\n"
+                 "  -l, --long  add a PATH column: the file each runbook is read from\n"
                  "  --tag TAG   only the runbooks tagged TAG\n"
                  "  --json      one JSON object per runbook (name, title, tags, path, steps)\n"
                  "  --markdown  a Markdown table from the metadata: name (linked), title,\n"
@@ -144,7 +243,11 @@ int cmd_list(int argc, char **argv)
             file_list_free(&roots);
             return 0;
         } else if (argv[i][0] == '-') {
+            static const char *const known[] = {"json", "markdown", "long", "tag", "help", NULL};
+            char hint[160];
             file_list_free(&roots);
+            if (*rb_flag_hint(argv[i], known, hint, sizeof hint))
+                return usage_error("list: unknown option '%s'%s", argv[i], hint);
             return usage_error("list: unknown option '%s' (see runbook list --help)", argv[i]);
         } else {
             /* explicit directories replace the default roots */
@@ -174,8 +277,8 @@ int cmd_list(int argc, char **argv)
     if (markdown && files.n)
         puts("| Runbook | Title | Reference section | Severity | Mutates |\n"
              "|---|---|---|---|---|");
-    else if (!json && files.n)
-        printf("%-40s %-40s %s\n", "NAME", "TITLE", "TAGS");
+    row *rows = calloc((size_t)files.n + 1, sizeof *rows);
+    int nrows = 0;
     for (int i = 0; i < files.n; i++) {
         if (rbfile_load(L, files.paths[i], 0) != 0) {
             fprintf(stderr, "runbook: skipping %s\n", lua_tostring(L, -1));
@@ -214,12 +317,26 @@ int cmd_list(int argc, char **argv)
             jw_obj_end(&w);
             puts(jw_str_result(&w));
             jw_free(&w);
-        } else {
-            printf("%-40s %-40s %s\n", name, title ? title : "", tags);
+        } else if (rows) {
+            /* printed at the end: the widths depend on every row */
+            row *r = &rows[nrows++];
+            r->cell[COL_NAME] = strdup(name ? name : "");
+            r->cell[COL_TITLE] = strdup(title ? title : "");
+            r->cell[COL_TAGS] = strdup(tags);
+            r->cell[COL_PATH] = strdup(files.paths[i]);
+            for (int c = 0; c < 4; c++)
+                if (!r->cell[c])
+                    r->cell[c] = strdup("");
         }
         shown++;
         lua_settop(L, 0);
     }
+    if (!json && !markdown && nrows)
+        print_table(rows, nrows, with_path);
+    for (int i = 0; i < nrows; i++)
+        for (int c = 0; c < 4; c++)
+            free(rows[i].cell[c]);
+    free(rows);
     if (!json && files.n == 0)
         fprintf(stderr, "runbook: no runbooks found (looked in ./runbooks, RUNBOOK_PATH and the "
                         "installed library)\n");
@@ -248,6 +365,51 @@ static void print_value(lua_State *L, int idx)
     }
 }
 
+/* the items of the list at idx, as tostring writes them */
+static void print_list(lua_State *L, int idx, const char *sep)
+{
+    idx = lua_absindex(L, idx);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, i);
+        printf("%s%s", i > 1 ? sep : "", luaL_tolstring(L, -1, NULL));
+        lua_pop(L, 2);
+    }
+}
+
+/* What an on-call engineer asks before running it: who owns it, how
+ * urgent, where it comes from, when it runs, what it may change, what it
+ * locks. */
+static void show_about(lua_State *L, int meta)
+{
+    static const char *const strings[] = {"owner",  "version",  "severity",
+                                          "source", "schedule", NULL};
+    for (int i = 0; strings[i]; i++) {
+        const char *v = field(L, meta, strings[i]);
+        if (v)
+            printf("  %s: %s\n", strings[i], v);
+    }
+    int t = lua_getfield(L, meta, "lock");
+    if (t == LUA_TSTRING)
+        printf("  lock: %s\n", lua_tostring(L, -1));
+    else if (t == LUA_TTABLE) {
+        printf("  lock: ");
+        print_list(L, -1, ", ");
+        printf("\n");
+    } else if (t == LUA_TFUNCTION)
+        printf("  lock: computed from the params when a run takes it\n");
+    lua_pop(L, 1);
+    t = lua_getfield(L, meta, "mutates");
+    if (t == LUA_TTABLE && lua_rawlen(L, -1) == 0)
+        printf("  mutates: nothing (reads only)\n");
+    else if (t == LUA_TTABLE) {
+        printf("  mutates: ");
+        print_list(L, -1, "; ");
+        printf("\n");
+    }
+    lua_pop(L, 1);
+}
+
 int cmd_show(int argc, char **argv)
 {
     int json = 0;
@@ -257,13 +419,20 @@ int cmd_show(int argc, char **argv)
             json = 1;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             puts("usage: runbook show NAME|FILE [--json]\n\n"
-                 "Show a runbook's metadata, params and steps.  No primitive runs.\n\n"
-                 "  --json      one JSON object: path, meta (the runbook{} table) and steps\n"
-                 "              (index, name, description, conditional, undo)");
+                 "Show a runbook's metadata -- owner, severity, source, schedule, lock, what\n"
+                 "it mutates --, its params (type, default, choices, help) and its steps.\n"
+                 "No primitive runs.\n\n"
+                 "  --json      one JSON object: path, meta (the whole runbook{} table, params\n"
+                 "              with their choices) and steps (index, name, description,\n"
+                 "              conditional, undo)");
             return 0;
-        } else if (argv[i][0] == '-')
+        } else if (argv[i][0] == '-') {
+            static const char *const known[] = {"json", "help", NULL};
+            char hint[160];
+            if (*rb_flag_hint(argv[i], known, hint, sizeof hint))
+                return usage_error("show: unknown option '%s'%s", argv[i], hint);
             return usage_error("show: unknown option '%s' (see runbook show --help)", argv[i]);
-        else if (name)
+        } else if (name)
             return usage_error("show: one runbook at a time");
         else
             name = argv[i];
@@ -271,8 +440,11 @@ int cmd_show(int argc, char **argv)
     if (!name)
         return usage_error("show: which runbook? (runbook show NAME; see runbook list)");
     char path[4096];
-    if (rbfile_find(name, path, sizeof path) != 0)
-        return usage_error("no runbook named '%s' (see runbook list)", name);
+    if (rbfile_find(name, path, sizeof path) != 0) {
+        char hint[4200];
+        library_hint(name, hint, sizeof hint);
+        return usage_error("no runbook named '%s'%s", name, hint[0] ? hint : " (see runbook list)");
+    }
     rb_engine *E = library_engine(rb_builtin_modules);
     if (!E)
         return 2;
@@ -325,6 +497,7 @@ int cmd_show(int argc, char **argv)
         tags_string(L, meta, tags, sizeof tags);
         if (tags[0])
             printf("  tags: %s\n", tags);
+        show_about(L, meta);
         if (desc)
             printf("\n%s\n", desc);
         if (lua_istable(L, params)) {
@@ -348,6 +521,16 @@ int cmd_show(int argc, char **argv)
                     printf("  required");
                 if (rb_opt_bool(L, spec, "secret", 0))
                     printf("  secret");
+                if (lua_getfield(L, spec, "choices") == LUA_TTABLE) {
+                    printf("\n      choices: ");
+                    print_list(L, -1, ", ");
+                }
+                lua_pop(L, 1);
+                if (lua_getfield(L, spec, "example") != LUA_TNIL) {
+                    printf("\n      example: ");
+                    print_value(L, -1);
+                }
+                lua_pop(L, 1);
                 const char *help = field(L, spec, "help");
                 if (help)
                     printf("\n      %s", help);

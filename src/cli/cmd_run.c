@@ -11,6 +11,7 @@
 #include "engine.h"
 #include "jsonw.h"
 #include "landlock.h"
+#include "library.h"
 #include "loop.h"
 #include "modules.h"
 #include "prompt.h"
@@ -32,7 +33,8 @@ static const char RUN_HELP[] =
     "Run a runbook's steps.  Every action is recorded in the audit log.\n"
     "\n"
     "  --dry-run           read-only actions run, mutating ones are shown as `would: ...`\n"
-    "                      and not performed; nothing is written but the audit log\n"
+    "                      and not performed; nothing is written but the audit log; the\n"
+    "                      run ends with the plan: every change, numbered, with its step\n"
     "  --confirm           ask before each step: [y]es, [s]kip, [a]ll, [q]uit\n"
     "  --yes               answer yes to every confirmation (confirm() and --confirm)\n"
     "  --param K=V         set a param (repeat for several; a list as a,b,c or repeated)\n"
@@ -55,6 +57,8 @@ static const char RUN_HELP[] =
     "                      the step fails instead of taking the machine's memory\n"
     "  --strict            with --dry-run: refuse to start (exit 2) unless the kernel\n"
     "                      enforces it (Landlock); without it such a dry-run only warns\n"
+    "  --diff              with --dry-run: show each fs.write/fs.append as a unified diff\n"
+    "                      against the file's current content (the file is only read)\n"
     "  --record FILE       write the run as a scenario for `runbook test`: reads become\n"
     "                      mocks with their real responses, mutations expectations\n"
     "  -v, --verbose       show read actions and tracebacks too\n"
@@ -101,6 +105,8 @@ static int prun(lua_State *L)
     int in = push_params_input(E, L, a);
     if (a->record)
         record_start(E);
+    if (a->dry_run) /* over --record's layer: both see every action */
+        dry_run_collect(E, a->diff);
     /* everything a dry-run writes is open or known by now: from here on the
      * kernel refuses the engine every other write (before the runbook's
      * file runs: its top level may act too) */
@@ -148,6 +154,8 @@ static int prun(lua_State *L)
     }
     run_opts o = {a->from, a->rollback, a->timeout, res->done, res->n_done};
     ctx->exit_code = runner_run(E, L, rb, &o);
+    if (a->dry_run) /* after the summary line, or the last event */
+        dry_run_show_plan(E, L, ctx->exit_code);
     if (a->record && record_finish(E, L, rb, a->record, ctx->exit_code) != 0 && ctx->exit_code == 0)
         ctx->exit_code = 1;
     return 0;
@@ -169,6 +177,11 @@ int cmd_run(int argc, char **argv)
         free(a.params);
         return usage_error("run: --strict applies to a --dry-run (it refuses one the kernel "
                            "cannot enforce)");
+    }
+    if (a.diff && !a.dry_run) {
+        free(a.params);
+        return usage_error("run: --diff shows what a --dry-run would write; it needs --dry-run "
+                           "(a live run writes instead)");
     }
     if (a.strict && rb_landlock_abi() == 0) {
         free(a.params);
@@ -233,9 +246,13 @@ int cmd_run(int argc, char **argv)
 
     char path[4096];
     if (rbfile_find(a.target, path, sizeof path) != 0) {
-        usage_error("no runbook named '%s' (looked for a file, then in ./runbooks, "
-                    "RUNBOOK_PATH and the installed library; see runbook list)",
-                    a.target);
+        char hint[4200];
+        if (*library_hint(a.target, hint, sizeof hint))
+            usage_error("no runbook named '%s'%s", a.target, hint);
+        else
+            usage_error("no runbook named '%s' (looked for a file, then in ./runbooks, "
+                        "RUNBOOK_PATH and the installed library; see runbook list)",
+                        a.target);
         goto out;
     }
     rb_new_run_id(E->run_id);

@@ -163,8 +163,12 @@ static void unit_name(const char *name, int k8s, char *out, size_t n)
 static int load_scheduled(rb_engine *E, const sched_args *a, scheduled *r)
 {
     lua_State *L = E->L;
-    if (rbfile_find(a->name, r->path, sizeof r->path) != 0)
-        return usage_error("schedule: no runbook named '%s' (see runbook list)", a->name);
+    if (rbfile_find(a->name, r->path, sizeof r->path) != 0) {
+        char hint[4200];
+        library_hint(a->name, hint, sizeof hint);
+        return usage_error("schedule: no runbook named '%s'%s", a->name,
+                           hint[0] ? hint : " (see runbook list)");
+    }
     run_args ra = {0};
     ra.env = a->env;
     ra.params = a->params;

@@ -1050,9 +1050,13 @@ int cmd_test(int argc, char **argv)
         case ':':
             return usage_error("test: %s needs a value (see runbook test --help)",
                                argv[optind - 1]);
-        default:
+        default: {
+            char hint[160];
+            if (*rb_getopt_hint(argv[optind - 1], opts, hint, sizeof hint))
+                return usage_error("test: unknown option '%s'%s", argv[optind - 1], hint);
             return usage_error("test: unknown option '%s' (see runbook test --help)",
                                argv[optind - 1]);
+        }
         }
     }
     if (jobs < 1)

@@ -5,6 +5,7 @@
 #include "commands.h"
 #include "landlock.h"
 #include "runbook/runbook.h"
+#include "util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,6 +46,21 @@ static const struct command commands[] = {
     {NULL, NULL, NULL},
 };
 
+/* `runbook rnu`: the command meant, when one is a typo away ("" when none is) */
+static const char *near_command(const char *name, char *buf, size_t n)
+{
+    const char *names[sizeof commands / sizeof *commands];
+    int k = 0;
+    for (const struct command *c = commands; c->name; c++)
+        names[k++] = c->name;
+    const char *near = rb_did_you_mean(name, names, k);
+    if (near)
+        snprintf(buf, n, " (did you mean '%s'?)", near);
+    else
+        buf[0] = '\0';
+    return buf;
+}
+
 static int cmd_help(int argc, char **argv)
 {
     /* every command answers --help (the man page test asks each one) */
@@ -60,7 +76,9 @@ static int cmd_help(int argc, char **argv)
                 char *args[] = {argv[1], "--help", NULL};
                 return c->fn(2, args);
             }
-        return usage_error("help: unknown command '%s'", argv[1]);
+        char hint[64];
+        return usage_error("help: unknown command '%s'%s", argv[1],
+                           near_command(argv[1], hint, sizeof hint));
     }
     printf("runbook %s: executable runbooks in Lua\n\n"
            "usage: runbook COMMAND [ARGS]\n\n",
@@ -101,5 +119,7 @@ int main(int argc, char **argv)
     for (const struct command *c = commands; c->name; c++)
         if (strcmp(c->name, name) == 0)
             return c->fn(argc - 1, argv + 1);
-    return usage_error("unknown command '%s' (see runbook help)", name);
+    char hint[64];
+    near_command(name, hint, sizeof hint);
+    return usage_error("unknown command '%s'%s", name, hint[0] ? hint : " (see runbook help)");
 }

@@ -31,6 +31,7 @@ enum {
     OPT_AUDIT_WAIT,
     OPT_AUDIT_FALLBACK,
     OPT_WAIT_LOCK,
+    OPT_DIFF,
     OPT_HELP
 };
 
@@ -54,6 +55,7 @@ static const struct option run_options[] = {
     {"record", required_argument, NULL, OPT_RECORD},
     {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
     {"strict", no_argument, NULL, OPT_STRICT},
+    {"diff", no_argument, NULL, OPT_DIFF},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0}};
@@ -72,6 +74,11 @@ int run_args_parse(int argc, char **argv, run_args *a, const char *cmd, const ch
             break;
         case OPT_STRICT:
             a->strict = 1;
+            break;
+        case OPT_DIFF:
+            if (strcmp(cmd, "run") != 0) /* the REPL's rehearsal (.dry on) shows no diffs */
+                return usage_error("%s: --diff is an option of runbook run --dry-run", cmd);
+            a->diff = 1;
             break;
         case OPT_CONFIRM:
             a->confirm = 1;
@@ -160,9 +167,13 @@ int run_args_parse(int argc, char **argv, run_args *a, const char *cmd, const ch
         case ':':
             return usage_error("%s: %s needs a value (see runbook %s --help)", cmd,
                                argv[optind - 1], cmd);
-        default:
+        default: {
+            char hint[160];
+            if (*rb_getopt_hint(argv[optind - 1], run_options, hint, sizeof hint))
+                return usage_error("%s: unknown option '%s'%s", cmd, argv[optind - 1], hint);
             return usage_error("%s: unknown option '%s' (see runbook %s --help)", cmd,
                                argv[optind - 1], cmd);
+        }
         }
     }
     if (optind < argc)
@@ -207,7 +218,8 @@ int run_args_parse(int argc, char **argv, run_args *a, const char *cmd, const ch
                         a->strict | more.strict,
                         more.audit_wait ? more.audit_wait : a->audit_wait,
                         more.audit_fallback ? more.audit_fallback : a->audit_fallback,
-                        more.wait_lock > 0 ? more.wait_lock : a->wait_lock};
+                        more.wait_lock > 0 ? more.wait_lock : a->wait_lock,
+                        a->diff | more.diff};
     }
     if (a->no_audit && (a->audit || a->audit_wait || a->audit_fallback)) {
         /* which one did the operator mean? */

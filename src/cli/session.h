@@ -20,6 +20,7 @@ typedef struct run_args {
     const char *audit_wait;     /* --audit-wait DURATION, checked */
     const char *audit_fallback; /* --audit-fallback PATH: a local log when the shared one is down */
     double wait_lock;           /* --wait-lock: seconds to wait for a run lock another run holds */
+    int diff;                   /* --diff: a --dry-run shows fs writes as unified diffs */
 } run_args;
 
 /* Parse argv (argv[0] is the command); options may follow the runbook

@@ -480,8 +480,36 @@ static int l_progress(lua_State *L)
     return 0;
 }
 
+/* ---- db.null and json.null say "null" ---------------------------------- */
+
+/* SQL NULL and JSON null are the NULL light userdata, which print, log and
+ * tostring wrote as "userdata: (nil)".  Every light userdata shares one
+ * metatable; any other keeps Lua's own form. */
+static int l_light_tostring(lua_State *L)
+{
+    void *p = lua_touserdata(L, 1);
+    if (p)
+        lua_pushfstring(L, "userdata: %p", p);
+    else
+        lua_pushliteral(L, "null");
+    return 1;
+}
+
+static void null_says_null(lua_State *L)
+{
+    lua_pushlightuserdata(L, NULL);
+    lua_newtable(L);
+    lua_pushcfunction(L, l_light_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushboolean(L, 0); /* getmetatable(db.null) is false: a runbook cannot change it */
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+    lua_pop(L, 1);
+}
+
 void mod_base_open(lua_State *L)
 {
+    null_says_null(L);
     static const char *const levels[] = {"info", "warn", "error", "debug", NULL};
     lua_newtable(L);
     for (int i = 0; levels[i]; i++) {

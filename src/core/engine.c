@@ -11,6 +11,7 @@
 #include "library.h"
 #include "loop.h"
 #include "rbfile.h"
+#include "rbtime.h"
 #include "util.h"
 #include "watchdog.h"
 
@@ -601,6 +602,7 @@ static int open_all(lua_State *L)
 {
     sandbox(L);
     mod_base_open(L);
+    mod_time_open(L); /* time.parse/duration/since/format: on the engine's clock */
     rbfile_open(L);
     for (const rb_module *m = rb_engine_of(L)->modules; m && m->name; m++)
         m->open(L);

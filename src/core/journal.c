@@ -158,6 +158,45 @@ static int action_record(rb_engine *E, lua_State *L, int args, int nargs, const 
     return rc;
 }
 
+/* A change only because the one classifier could not prove that the
+ * command it runs only reads (exec's, sh's, ssh's argv): the rehearsal
+ * skipped it and answered with a placeholder, and the decisions after it
+ * rest on that, so the line says so and how to mark a command that only
+ * reads.  Not for a call that said readonly = false, nor for one a
+ * rehearsal proved to write. */
+static int classified_change(lua_State *L, int args, const rb_action *a, const rb_action_result *r)
+{
+    if (a->cls != RB_MUTATE || r->evidence || !a->primitive || !a->fn)
+        return 0;
+    int top = lua_gettop(L);
+    int said = a->opts > 0 && lua_istable(L, args + a->opts - 1) &&
+               lua_getfield(L, args + a->opts - 1, "readonly") == LUA_TBOOLEAN;
+    lua_settop(L, top);
+    if (said)
+        return 0;
+    /* only a call the runbook wrote can take readonly: not one the engine's
+     * own Lua or the stdlib makes (db.backup's pg_dump writes its file) */
+    lua_Debug ar;
+    for (int level = 0; lua_getstack(L, level, &ar); level++) {
+        lua_getinfo(L, "S", &ar);
+        if (strcmp(ar.what, "C") == 0)
+            continue;
+        if (strncmp(ar.source, "=runbook/", 9) == 0 || strncmp(ar.source, "=stdlib/", 8) == 0)
+            return 0;
+        break;
+    }
+    int runs_command = 0;
+    if (rb_push_row(L, a->primitive, a->fn) == LUA_TTABLE &&
+        lua_getfield(L, -1, "row") == LUA_TLIGHTUSERDATA) {
+        const rb_fn *row = lua_touserdata(L, -1);
+        rb_push_action_fields(L, a);
+        runs_command = !row->rehearse && (lua_getfield(L, -1, "argv") != LUA_TNIL ||
+                                          lua_getfield(L, -2, "command") != LUA_TNIL);
+    }
+    lua_settop(L, top);
+    return runs_command;
+}
+
 int journal_action(rb_engine *E, lua_State *L, int args, int nargs, const rb_action *a,
                    const rb_action_result *r)
 {
@@ -177,7 +216,12 @@ int journal_action(rb_engine *E, lua_State *L, int args, int nargs, const rb_act
         char d[32], suffix[64];
         fmt_duration(d, sizeof d, r->duration);
         if (r->simulated) {
-            const char *ev = r->evidence ? lua_pushfstring(L, "  (%s)", r->evidence) : NULL;
+            const char *ev =
+                r->evidence ? lua_pushfstring(L, "  (%s)", r->evidence)
+                : classified_change(L, args, a, r)
+                    ? lua_pushstring(
+                          L, "  (classified as a change; mark it readonly = true if it only reads)")
+                    : NULL;
             human(E, L, YELLOW, "would:", a->words, ev);
             if (ev)
                 lua_pop(L, 1);
@@ -324,6 +368,10 @@ int journal_run_start(rb_engine *E, lua_State *L)
 void journal_step_start(rb_engine *E, lua_State *L, int index, int total, const char *name,
                         const char *description)
 {
+    if (E->dry_run) { /* the plan's [2/4 Drain] (src/modes/dry_run.c) */
+        lua_pushinteger(L, total);
+        lua_setfield(L, LUA_REGISTRYINDEX, JOURNAL_STEP_TOTAL);
+    }
     if (E->output == OUT_JSON) {
         jsonw w;
         jw_init(&w);
@@ -488,4 +536,116 @@ char *journal_run_fields(rb_engine *E, lua_State *L)
     char *s = strdup(jw_str_result(&w));
     jw_free(&w);
     return s;
+}
+
+/* ---- the dry-run's plan and diffs (src/modes/dry_run.c) ---------------------------- */
+
+void journal_plan(rb_engine *E, lua_State *L, int changes, int complete)
+{
+    changes = lua_absindex(L, changes);
+    int n = (int)lua_rawlen(L, changes);
+    if (E->output == OUT_JSON) {
+        jsonw w;
+        jw_init(&w);
+        jw_obj(&w);
+        jw_kbool(&w, "complete", complete);
+        jw_key(&w, "changes");
+        jw_arr(&w);
+        for (int i = 1; i <= n; i++) {
+            lua_rawgeti(L, changes, i);
+            jw_obj(&w);
+            jw_kint(&w, "n", i);
+            static const char *const ints[] = {"step", "total", NULL};
+            for (int k = 0; ints[k]; k++) {
+                if (lua_getfield(L, -1, ints[k]) == LUA_TNUMBER)
+                    jw_kint(&w, ints[k], (long long)lua_tointeger(L, -1));
+                lua_pop(L, 1);
+            }
+            static const char *const strs[] = {"step_name", "primitive", "fn", "verb",
+                                               "target",    "words",     NULL};
+            for (int k = 0; strs[k]; k++) { /* redacted when collected */
+                if (lua_getfield(L, -1, strs[k]) == LUA_TSTRING)
+                    jw_kstr(&w, strs[k], lua_tostring(L, -1));
+                lua_pop(L, 1);
+            }
+            if (lua_getfield(L, -1, "fields") == LUA_TTABLE) {
+                jw_key(&w, "fields");
+                jw_lua(&w, L, lua_gettop(L));
+            }
+            lua_pop(L, 2);
+            jw_obj_end(&w);
+        }
+        jw_arr_end(&w);
+        jw_obj_end(&w);
+        emit(E, "plan", NULL, &w);
+        jw_free(&w);
+        return;
+    }
+    fprintf(E->out, "%sPlan:%s ", c_(E, BOLD), c_(E, RESET));
+    if (n == 0)
+        fprintf(E->out, "no changes");
+    else
+        fprintf(E->out, "%d change%s", n, n == 1 ? "" : "s");
+    fprintf(E->out, "%s\n", complete ? "" : " (so far: the rehearsal did not finish)");
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, changes, i);
+        lua_getfield(L, -1, "step");
+        lua_getfield(L, -2, "total");
+        lua_getfield(L, -3, "step_name");
+        lua_getfield(L, -4, "words");
+        const char *name = lua_tostring(L, -2), *words = lua_tostring(L, -1);
+        fprintf(E->out, "  %d. ", i);
+        if (lua_isinteger(L, -4) && lua_isinteger(L, -3))
+            fprintf(E->out, "%s[%lld/%lld %s]%s ", c_(E, DIM), (long long)lua_tointeger(L, -4),
+                    (long long)lua_tointeger(L, -3), name ? name : "", c_(E, RESET));
+        else if (lua_isinteger(L, -4))
+            fprintf(E->out, "%s[%lld %s]%s ", c_(E, DIM), (long long)lua_tointeger(L, -4),
+                    name ? name : "", c_(E, RESET));
+        else
+            fprintf(E->out, "%s[top level]%s ", c_(E, DIM), c_(E, RESET));
+        fprintf(E->out, "%s\n", words ? words : "?");
+        lua_pop(L, 5);
+    }
+    fflush(E->out);
+}
+
+void journal_diff(rb_engine *E, lua_State *L, const rb_action *a, const char *path,
+                  const char *diff, const char *note)
+{
+    if (E->output == OUT_JSON) {
+        jsonw w;
+        jw_init(&w);
+        jw_obj(&w);
+        if (E->step_index)
+            jw_kint(&w, "step", E->step_index);
+        jw_kstr(&w, "primitive", a->primitive);
+        jw_kstr(&w, "verb", a->verb);
+        redacted_str(&w, L, "path", path);
+        redacted_str(&w, L, "diff", diff);
+        redacted_str(&w, L, "note", note);
+        jw_obj_end(&w);
+        emit(E, "diff", NULL, &w);
+        jw_free(&w);
+        return;
+    }
+    if (note) {
+        const char *red = rb_redact(L, note, strlen(note));
+        fprintf(E->out, "    %s%s%s\n", c_(E, DIM), red, c_(E, RESET));
+        lua_pop(L, 1);
+    }
+    if (diff) {
+        const char *red = rb_redact(L, diff, strlen(diff));
+        for (const char *p = red; *p;) {
+            size_t len = strcspn(p, "\n");
+            const char *col = strncmp(p, "---", 3) == 0 || strncmp(p, "+++", 3) == 0 ? BOLD
+                              : *p == '@'                                            ? CYAN
+                              : *p == '-'                                            ? RED
+                              : *p == '+'                                            ? GREEN
+                                                                                     : "";
+            fprintf(E->out, "    %s%.*s%s\n", c_(E, col), (int)len, p, *col ? c_(E, RESET) : "");
+            p += len + (p[len] == '\n');
+        }
+        lua_pop(L, 1);
+    }
+    fflush(E->out);
 }

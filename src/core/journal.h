@@ -48,4 +48,17 @@ void journal_log(rb_engine *E, lua_State *L, const char *level, const char *msg)
 void journal_step_start(rb_engine *E, lua_State *L, int index, int total, const char *name,
                         const char *description);
 
+/* ---- a dry-run's plan and diffs (src/modes/dry_run.c) ----
+ * The registry key where the journal keeps the running step's total for
+ * the plan's [2/4 Drain]. */
+#define JOURNAL_STEP_TOTAL "runbook.journal.step_total"
+/* The plan: the array of changes at idx (dry_run.h plan_push_action's
+ * entries, redacted, with `total`), numbered, after the summary line, or
+ * one "plan" event.  complete: 0 when the rehearsal did not finish. */
+void journal_plan(rb_engine *E, lua_State *L, int changes, int complete);
+/* --diff: what a simulated write would do to path, as a unified diff (or
+ * a note saying why there is none); redacted here. */
+void journal_diff(rb_engine *E, lua_State *L, const rb_action *a, const char *path,
+                  const char *diff, const char *note);
+
 #endif

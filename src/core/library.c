@@ -1,5 +1,7 @@
 /* The runbook library on disk (see library.h). */
 #include "library.h"
+#include "rbfile.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <stdlib.h>
@@ -117,4 +119,58 @@ rb_engine *library_open(const rb_module *modules, file_list *roots, file_list *f
         file_list_free(files);
     }
     return E;
+}
+
+/* The runbooks' names under one root: their paths there, without ".lua" */
+static void names_under(const char *root, file_list *names)
+{
+    file_list files = {0};
+    library_scan(root, &files);
+    size_t rl = strlen(root);
+    for (int i = 0; i < files.n; i++) {
+        const char *rel = files.paths[i] + rl + 1;
+        char name[4096];
+        snprintf(name, sizeof name, "%.*s", (int)(strlen(rel) - 4), rel);
+        add(names, name);
+    }
+    file_list_free(&files);
+}
+
+const char *library_hint(const char *name, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    file_list roots = {0}, names = {0};
+    const char *root = rbfile_root();
+    if (root[0]) {
+        char lib[4096];
+        snprintf(lib, sizeof lib, "%s/runbooks", root);
+        add(&roots, lib);
+    }
+    library_roots(&roots);
+    for (int i = 0; i < roots.n; i++)
+        names_under(roots.paths[i], &names);
+    char want[4096];
+    size_t wl = strlen(name);
+    if (wl > 4 && strcmp(name + wl - 4, ".lua") == 0)
+        wl -= 4;
+    snprintf(want, sizeof want, "%.*s", (int)wl, name);
+    const char *near = rb_did_you_mean(want, (const char *const *)names.paths, names.n);
+    if (!near && !strchr(want, '/')) {
+        /* "restrat" for calendar-api/restart: the last part alone */
+        const char **bases = calloc((size_t)names.n + 1, sizeof *bases);
+        for (int i = 0; bases && i < names.n; i++) {
+            const char *slash = strrchr(names.paths[i], '/');
+            bases[i] = slash ? slash + 1 : names.paths[i];
+        }
+        const char *b = bases ? rb_did_you_mean(want, bases, names.n) : NULL;
+        for (int i = 0; b && i < names.n; i++)
+            if (bases[i] == b)
+                near = names.paths[i];
+        free(bases);
+    }
+    if (near && strcmp(near, want) != 0)
+        snprintf(buf, n, " (did you mean '%s'?)", near);
+    file_list_free(&roots);
+    file_list_free(&names);
+    return buf;
 }

@@ -16,6 +16,11 @@ int library_scan(const char *dir, file_list *out);
 /* The library roots: ./runbooks, RUNBOOK_PATH entries, the share directory. */
 void library_roots(file_list *out);
 void file_list_free(file_list *l);
+/* For "no runbook named X": " (did you mean 'calendar-api/restart'?)" into
+ * buf when a runbook of the library (its root's runbooks/, ./runbooks,
+ * RUNBOOK_PATH, the share directory) is named a typo away from name -- or
+ * is name in another folder -- else "". */
+const char *library_hint(const char *name, char *buf, size_t n);
 
 /* An engine for listing: no audit, purpose LIST, text output on stdout. */
 rb_engine *library_engine(const rb_module *modules);

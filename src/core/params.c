@@ -6,6 +6,7 @@
  */
 #include "engine.h"
 #include "rbfile.h"
+#include "util.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -247,6 +248,48 @@ void params_check_spec(lua_State *L, const char *name, int spec)
     check_choices(L, name, spec, t);
 }
 
+/* The value on top is none of choices: raise listing them, with the one
+ * meant when it is a typo away -- unless the param is secret, whose value
+ * no message quotes or hints at. */
+static void not_chosen(lua_State *L, const char *name, int choices, int secret)
+{
+    int strings = lua_type(L, -1) == LUA_TSTRING;
+    const char *given = luaL_tolstring(L, -1, NULL);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, choices);
+    lua_createtable(L, (int)n, 0); /* their texts, alive while names[] points at them */
+    int texts = lua_gettop(L);
+    const char *names[256];
+    int k = 0;
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, choices, i);
+        luaL_tolstring(L, -1, NULL);
+        lua_rawseti(L, texts, i);
+        lua_pop(L, 1);
+        lua_rawgeti(L, texts, i);
+        if (k < (int)(sizeof names / sizeof *names))
+            names[k++] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (i > 1)
+            luaL_addstring(&b, ", ");
+        lua_rawgeti(L, texts, i);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    const char *list = lua_tostring(L, -1);
+    if (secret)
+        param_error(L, "param '%s' (secret): the value given is not one of %s", name, list);
+    /* "12" for 13 is no typo: only words are suggested */
+    const char *near = strings ? rb_did_you_mean(given, names, k) : NULL;
+    if (near)
+        param_error(L, "param '%s': '%s' is not one of %s (did you mean '%s'?)", name, given, list,
+                    near);
+    param_error(L, "param '%s': '%s' is not one of %s", name, given, list);
+}
+
 /* Is the value at v one of choices (a list param: is every item)?  Raises
  * naming the param and the rule -- and the value, unless it is secret. */
 static void check_chosen(lua_State *L, const char *name, int v, int choices, int secret)
@@ -267,11 +310,8 @@ static void check_chosen(lua_State *L, const char *name, int v, int choices, int
             ok = lua_compare(L, -1, -2, LUA_OPEQ);
             lua_pop(L, 1);
         }
-        if (!ok && secret)
-            param_error(L, "param '%s' (secret): the value given is not one of its choices", name);
         if (!ok)
-            param_error(L, "param '%s': '%s' is not one of its choices", name,
-                        luaL_tolstring(L, -1, NULL));
+            not_chosen(L, name, choices, secret);
         lua_pop(L, 1);
     }
 }
@@ -286,6 +326,39 @@ static void push_input(lua_State *L, int in, const char *which, const char *name
     }
     lua_getfield(L, -1, name);
     lua_remove(L, -2);
+}
+
+/* --param servce=x: the declared names, sorted, and the one meant when it
+ * is a typo away.  Raises. */
+static void undeclared_param(lua_State *L, const char *name, int spec)
+{
+    const char *names[256];
+    int n = 0;
+    luaL_Buffer b;
+    if (spec)
+        rb_push_sorted_keys(L, spec);
+    else
+        lua_newtable(L);
+    int keys = lua_gettop(L);
+    lua_Integer k = (lua_Integer)lua_rawlen(L, keys);
+    luaL_buffinit(L, &b);
+    for (lua_Integer i = 1; i <= k; i++) {
+        if (i > 1)
+            luaL_addstring(&b, ", ");
+        lua_rawgeti(L, keys, i);
+        if (n < (int)(sizeof names / sizeof *names))
+            names[n++] = lua_tostring(L, -1); /* kept alive by keys */
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    const char *near = rb_did_you_mean(name, names, n);
+    if (near)
+        param_error(L,
+                    "--param %s: the runbook declares no such param; did you mean '%s'? "
+                    "(declared: %s)",
+                    name, near, lua_tostring(L, -1));
+    param_error(L, "--param %s: the runbook declares no such param (declared: %s)", name,
+                k ? lua_tostring(L, -1) : "none");
 }
 
 void params_resolve(lua_State *L, int spec, int in, int strict)
@@ -354,24 +427,8 @@ void params_resolve(lua_State *L, int spec, int in, int strict)
             int declared = spec && lua_istable(L, spec) && lua_getfield(L, spec, name) != LUA_TNIL;
             if (spec && lua_istable(L, spec))
                 lua_pop(L, 1);
-            if (!declared) {
-                luaL_Buffer b;
-                luaL_buffinit(L, &b);
-                int n = 0;
-                if (spec && lua_istable(L, spec)) {
-                    lua_pushnil(L);
-                    while (lua_next(L, spec)) {
-                        lua_pop(L, 1);
-                        if (n++)
-                            luaL_addstring(&b, ", ");
-                        lua_pushvalue(L, -1);
-                        luaL_addvalue(&b);
-                    }
-                }
-                luaL_pushresult(&b);
-                param_error(L, "--param %s: the runbook declares no such param (declared: %s)",
-                            name, n ? lua_tostring(L, -1) : "none");
-            }
+            if (!declared)
+                undeclared_param(L, name, spec && lua_istable(L, spec) ? spec : 0);
         }
     }
     lua_settop(L, out);

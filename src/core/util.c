@@ -1,9 +1,11 @@
 /* Small helpers: clocks and timestamps, run ids, sha256 (nettle), files. */
 #include "util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <getopt.h>
 #include <math.h>
 #include <nettle/sha2.h>
 #include <pwd.h>
@@ -288,4 +290,89 @@ size_t rb_lua_source(char *src, size_t len)
     if (len - bom >= 2 && src[bom] == '#' && src[bom + 1] == '!')
         src[bom] = src[bom + 1] = '-';
     return bom;
+}
+
+/* Folding case: `runbook Run` and `--Dry-Run` are the same typo as any other. */
+static int same_letter(char a, char b)
+{
+    return tolower((unsigned char)a) == tolower((unsigned char)b);
+}
+
+int rb_edit_distance(const char *a, const char *b, int max)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    /* words longer than this are no typo of each other worth the memory */
+    if (la > 256 || lb > 256 || (la > lb ? la - lb : lb - la) > (size_t)max)
+        return max + 1;
+    /* three rows of the matrix: the swap looks two rows back */
+    int rows[3][257];
+    int *pp = rows[0], *prev = rows[1], *cur = rows[2];
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = (int)i;
+        int best = cur[0];
+        for (size_t j = 1; j <= lb; j++) {
+            int cost = same_letter(a[i - 1], b[j - 1]) ? 0 : 1;
+            int d = prev[j] + 1;
+            if (cur[j - 1] + 1 < d)
+                d = cur[j - 1] + 1;
+            if (prev[j - 1] + cost < d)
+                d = prev[j - 1] + cost;
+            if (i > 1 && j > 1 && same_letter(a[i - 1], b[j - 2]) &&
+                same_letter(a[i - 2], b[j - 1]) && pp[j - 2] + 1 < d)
+                d = pp[j - 2] + 1;
+            cur[j] = d;
+            if (d < best)
+                best = d;
+        }
+        if (best > max)
+            return max + 1;
+        int *t = pp;
+        pp = prev, prev = cur, cur = t;
+    }
+    return prev[lb] > max ? max + 1 : prev[lb];
+}
+
+const char *rb_did_you_mean(const char *word, const char *const *candidates, int n)
+{
+    if (!word || !*word)
+        return NULL;
+    int len = (int)strlen(word);
+    int max = len - 1 < 2 ? len - 1 : 2;
+    const char *best = NULL;
+    int best_d = max + 1;
+    for (int i = 0; n < 0 ? candidates[i] != NULL : i < n; i++) {
+        if (!candidates[i])
+            continue;
+        int d = rb_edit_distance(word, candidates[i], max);
+        if (d < best_d) {
+            best_d = d;
+            best = candidates[i];
+        }
+    }
+    return best;
+}
+
+const char *rb_flag_hint(const char *arg, const char *const *names, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    if (strncmp(arg, "--", 2) != 0)
+        return buf;
+    char word[128];
+    snprintf(word, sizeof word, "%.*s", (int)strcspn(arg + 2, "="), arg + 2);
+    const char *near = rb_did_you_mean(word, names, -1);
+    if (near)
+        snprintf(buf, n, " (did you mean '--%s'?)", near);
+    return buf;
+}
+
+const char *rb_getopt_hint(const char *arg, const struct option *opts, char *buf, size_t n)
+{
+    const char *names[128];
+    size_t k = 0;
+    for (; opts[k].name && k < sizeof names / sizeof *names - 1; k++)
+        names[k] = opts[k].name;
+    names[k] = NULL;
+    return rb_flag_hint(arg, names, buf, n);
 }

@@ -46,4 +46,21 @@ size_t rb_parse_size(const char *s);
  * path must); nftw's result. */
 int rb_remove_tree(const char *path, int keep_root);
 
+/* Edit distance of a and b (optimal string alignment: an insertion, a
+ * deletion, a substitution or a swap of two neighbours each costs 1; case
+ * is ignored), or max + 1 when it is more than max. */
+int rb_edit_distance(const char *a, const char *b, int max);
+/* The candidate closest to word, within distance 2 and less than word's
+ * length (so "x" does not suggest every one-letter name), for "did you
+ * mean ...?"; NULL when none is that close.  n candidates, or up to the
+ * first NULL when n < 0; NULL entries are skipped; ties go to the first. */
+const char *rb_did_you_mean(const char *word, const char *const *candidates, int n);
+/* For a command's "unknown option" error: " (did you mean '--dry-run'?)"
+ * into buf when arg ("--dry-rn", "--dry-rn=x") is a typo of one of the long
+ * options (names without their dashes, up to a NULL), else "". */
+const char *rb_flag_hint(const char *arg, const char *const *names, char *buf, size_t n);
+/* The same for a getopt_long table (up to its all-zero row). */
+struct option;
+const char *rb_getopt_hint(const char *arg, const struct option *opts, char *buf, size_t n);
+
 #endif

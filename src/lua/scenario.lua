@@ -48,7 +48,8 @@ local MOCKED = table.concat(sorted_keys(SCHEMA), ", ")
 
 local MOCK_KEYS = { respond = 1, times = 1, required = 1 }
 local TOP_KEYS = { runbook = 1, params = 1, env = 1, mocks = 1, expect = 1, confirm = 1,
-                   fs = 1, description = 1, name = 1, skip = 1, rollback = 1, timeout = 1 }
+                   fs = 1, description = 1, name = 1, skip = 1, rollback = 1, timeout = 1,
+                   now = 1 }
 local EXPECT_KEYS = { outcome = 1, failed_step = 1, actions = 1, not_actions = 1,
                       notifications = 1, state = 1, output = 1 }
 local NOTIFICATION_KEYS = { channel = 1, text = 1 }
@@ -305,6 +306,18 @@ local function load_top(doc)
        end,
        "a duration such as 90s, 5m or 1h: this scenario's limit, over --scenario-timeout")
   if type(doc.timeout) == "number" then doc.timeout = tostring(doc.timeout) .. "s" end
+  -- where the run's clock starts (now(), os.time, os.date, time.*), read
+  -- as time.parse reads it
+  if doc.now ~= nil then
+    local t, why = nil, "expected a string"
+    if is_string(doc.now) then t, why = rt.rfc3339(doc.now) end
+    if not t then
+      bad_at(doc, "now", "now: got %s: %s (expected an RFC 3339 time such as "
+             .. "\"2024-05-01T09:10:00Z\" or \"2024-05-01T11:10:00+02:00\": where the run's clock starts)",
+             quoted(doc.now), why)
+    end
+    doc.now_seconds = t
+  end
   need(doc, "rollback", "rollback", function(v) return v == nil or is_bool(v) end,
        "true or false: run as with --rollback, undoing completed steps when one fails")
   if doc.params ~= nil then
@@ -358,7 +371,8 @@ function rt.scenario_load(path)
     params[k] = type(v) == "table" and v or tostring(v)
   end
   return { runbook = doc.runbook, runbook_line = line_of(doc, "runbook"), params = params, env = doc.env,
-           fs = doc.fs, timeout = doc.timeout, skip = doc.skip, rollback = doc.rollback == true }
+           fs = doc.fs, timeout = doc.timeout, skip = doc.skip, rollback = doc.rollback == true,
+           now = doc.now_seconds }
 end
 
 -- set by the C side before loading: the directory of the scenario file

@@ -39,4 +39,15 @@ void plan_push_read(lua_State *L, const rb_action *a, int simulated, int res, in
 const char *plan_action_key(lua_State *L, int entry);
 void plan_push_collected(lua_State *L, const char *which);
 
+/* ---- `runbook run --dry-run`: the plan at its end, --diff ----
+ * Collect the changes as rb_mode_plan does, over the engine's current
+ * strategy (whose after_action still runs first: --record), numbering them
+ * with their step; with diff, show what a simulated fs.write or fs.append
+ * would do to its file as a unified diff (the file is only read).  After
+ * --record's decorator, if any.  0, or -1 when too many layers. */
+int dry_run_collect(rb_engine *E, int diff);
+/* After the run's summary line: the plan (journal_plan); exit_code 0
+ * means the rehearsal finished. */
+void dry_run_show_plan(rb_engine *E, lua_State *L, int exit_code);
+
 #endif

@@ -7,6 +7,7 @@
  */
 #include "judge.h"
 #include "engine.h"
+#include "rbtime.h"
 #include "util.h"
 #include "yamlconv.h"
 
@@ -293,6 +294,8 @@ static int open_judge(lua_State *J)
                                   {"set_mtime", rt_set_mtime},
                                   {"in_scratch", rt_in_scratch},
                                   {"duration", rt_duration},
+                                  /* `now:`, read as time.parse reads it */
+                                  {"rfc3339", rb_rfc3339_lua},
                                   {NULL, NULL}};
     luaL_newlib(J, rt);
     lua_setfield(J, LUA_REGISTRYINDEX, "runbook.internal");

@@ -436,6 +436,12 @@ static int prun(lua_State *L)
                  lua_tostring(L, -1));
     }
     lua_pop(L, 1);
+    /* `now:` starts the run's clock there: now(), os.time, os.date and the
+     * seeds' ages read real time plus vclock, which sleeps then move.  Set
+     * before seeding, so an fs seed's age_days counts back from it too. */
+    if (lua_getfield(L, sc, "now") == LUA_TNUMBER)
+        E->vclock = lua_tonumber(L, -1) - rb_wallclock();
+    lua_pop(L, 1);
     arm_backstop(E);
 
     /* fs works for real, under the scratch directory seeded from `fs:` */

@@ -236,12 +236,12 @@ class Params(Base):
 
     def test_a_list_item_outside_the_choices(self):
         res = self.run_params('l = { type = "list", choices = { "a", "b" } }', "--param", "l=a,zz")
-        self.assertError(res, "param 'l': 'zz' is not one of its choices")
+        self.assertError(res, "param 'l': 'zz' is not one of a, b")
 
     def test_secret_values_are_never_quoted(self):
         for decl, value, msg in [
             ('c = { secret = true, choices = { "a", "b" } }', "c=CHOICESECxyz30",
-             "param 'c' (secret): the value given is not one of its choices"),
+             "param 'c' (secret): the value given is not one of a, b"),
             ('n = { type = "number", secret = true }', "n=NUMSECxyz31",
              "param 'n' (secret) must be a number, and the value given is not (from --param)"),
             ('n = { type = "number", secret = true }', "n=9e999",

@@ -454,6 +454,8 @@ class WaitUntil(RunbookTestCase):
 
 
 EVENTS = {"run_start", "step_start", "action", "log", "step_end", "run_end"}
+# a dry-run ends with its plan, after run_end (and --diff adds "diff" events)
+DRY_RUN_EVENTS = EVENTS | {"plan"}
 
 
 class JsonOutput(RunbookTestCase):
@@ -471,11 +473,14 @@ class JsonOutput(RunbookTestCase):
             if not line.strip():
                 continue
             ev = json.loads(line)
-            self.assertIn(ev.get("event"), EVENTS, line)
+            self.assertIn(ev.get("event"), DRY_RUN_EVENTS, line)
             events.append(ev)
         kinds = [e["event"] for e in events]
         self.assertEqual(kinds[0], "run_start")
-        self.assertEqual(kinds[-1], "run_end")
+        self.assertEqual(kinds[-2:], ["run_end", "plan"])
+        self.assertEqual([c["words"] for c in events[-1]["changes"]],
+                         ["touch " + self.path("changed")])
+        events.pop()
         for k in EVENTS:
             self.assertIn(k, kinds)
         start, end = events[0], events[-1]

@@ -748,7 +748,7 @@ class Malformed(ScenarioCase):
         for name, text, msg in [
             ("top", "runbook: restart-unhealthy\nmock: []\n",
              ":2: scenario: unknown key 'mock' (expected one of: confirm, description, env, expect, "
-             "fs, mocks, name, params, rollback, runbook, skip, timeout)"),
+             "fs, mocks, name, now, params, rollback, runbook, skip, timeout)"),
             ("expect", "runbook: restart-unhealthy\nexpect: { outcome: success, actoins: [] }\n",
              ":2: expect: unknown key 'actoins' (expected one of: actions, failed_step, not_actions, "
              "notifications, outcome, output, state)"),

@@ -326,16 +326,17 @@ step("parse_value", function()
   assert(prometheus.parse_value("") == nil)
 end)
 
-step("a large exposition parses quickly", function()
+-- no time limit here (tests never time things: under ASan on a loaded CI
+-- runner a fixed limit only flakes); the size is the check that parsing stays
+-- usable on a real exposition
+step("a large exposition parses", function()
   local lines = {}
   for i = 1, 20000 do
     lines[i] = string.format('req_total{code="%d",path="/api/v1/item/%d"} %d', 200 + (i % 5) * 100,
                              i, i)
   end
   local text = table.concat(lines, "\n")
-  local t0 = now()
   local r = prometheus.ratio(text, 'req_total{code=~"5.."}', "req_total")
-  local dt = now() - t0
   assert(math.abs(r - 0.2) < 0.01, r)
-  assert(dt < 5, "20000 lines took " .. dt .. " s")
+  assert(#prometheus.parse(text) == 20000)
 end)
