@@ -61,6 +61,20 @@ local function cause(msg, url)
   return (msg:gsub("^.-http %u+ %S+: ", ""))
 end
 
+-- The endpoint's answer time: from its request being sent to the whole
+-- response, by libcurl's timing of that transfer.  Not the transfer's total:
+-- connecting happens while the one loop thread may be busy with another
+-- transfer (loading the system CA bundle for a verified TLS endpoint takes
+-- some 30 ms), and a fast plain endpoint would be reported that slow.
+-- A mocked or simulated response has no timing: its time (0) then.
+local function answer_ms(r)
+  local t = r.timing
+  if type(t) == "table" and t.total and t.sent then
+    return math.max(t.total - t.sent, 0)
+  end
+  return (r.time or 0) * 1000
+end
+
 local function opt(e, opts, key)
   if e[key] ~= nil then return e[key] end
   return opts[key]
@@ -68,7 +82,9 @@ end
 
 -- health.check(endpoints [, opts]) ->
 --   { ok = all up, up = { names }, down = { names },
---     results = { { name, url, status, ok, latency_ms, error }, ... } }
+--     results = { { name, url, status, ok, latency_ms, total_ms, error }, ... } }
+-- latency_ms: request sent -> whole answer (see answer_ms); total_ms: the
+-- whole transfer, connecting included.
 function M.check(endpoints, opts)
   if type(endpoints) ~= "table" then
     error("health.check: expected a list of URLs or { name =, url = } tables, got "
@@ -94,7 +110,22 @@ function M.check(endpoints, opts)
                 headers = opt(e, opts, "headers"), insecure = opt(e, opts, "insecure"),
                 cacert = opt(e, opts, "cacert"), auth = opt(e, opts, "auth") }
   end
-  local responses = #reqs > 0 and http.get_all(reqs, { concurrency = opts.concurrency }) or {}
+  -- https endpoints start first: libcurl works through transfers in the
+  -- order they start, so a TLS handshake's setup (the CA bundle) then runs
+  -- while the plain ones are still connecting, not while they wait for
+  -- their answers (which answer_ms measures).
+  local order = {}
+  for i, q in ipairs(reqs) do
+    if q.url:match("^[Hh][Tt][Tt][Pp][Ss]:") then order[#order + 1] = i end
+  end
+  for i, q in ipairs(reqs) do
+    if not q.url:match("^[Hh][Tt][Tt][Pp][Ss]:") then order[#order + 1] = i end
+  end
+  local sorted = {}
+  for k, i in ipairs(order) do sorted[k] = reqs[i] end
+  local got = #reqs > 0 and http.get_all(sorted, { concurrency = opts.concurrency }) or {}
+  local responses = {}
+  for k, i in ipairs(order) do responses[i] = got[k] end
   local out = { ok = true, up = list(), down = list(), results = list() }
   for i, ep in ipairs(eps) do
     local r = responses[i] or { error = "no result" }
@@ -103,7 +134,8 @@ function M.check(endpoints, opts)
       res.error = cause(r.error, ep.url)
     else
       res.status = r.status
-      res.latency_ms = math.floor((r.time or 0) * 1000 + 0.5)
+      res.latency_ms = math.floor(answer_ms(r) + 0.5)
+      if r.timing then res.total_ms = math.floor(r.timing.total + 0.5) end
       if not expected(ep.expect, r.status) then
         res.error = string.format("HTTP %d, expected %s", r.status, describe_expect(ep.expect))
       elseif ep.contains and not (r.body or ""):find(ep.contains, 1, true) then

@@ -22,6 +22,7 @@
 #include "scenario.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
@@ -304,6 +305,104 @@ static void check_schedule(problems *p, lua_State *L, const char *file)
     lua_pop(L, 3);
 }
 
+/* expect.actions / not_actions patterns that can never match an action of
+ * the runbook (the judge decides: rt.scenario_unmatchable) -- a warning, since
+ * the scenario runs, but such a not_actions passes whatever the runbook does. */
+/* Append the *.lua files of dir to the string on top of J, each after a
+ * newline (one string: a library has more files than J's stack has slots). */
+static void add_lua_files(lua_State *J, const char *dir)
+{
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        size_t k = strlen(e->d_name), len;
+        if (k < 5 || strcmp(e->d_name + k - 4, ".lua") != 0)
+            continue;
+        char path[8192];
+        snprintf(path, sizeof path, "%.4000s/%.255s", dir, e->d_name);
+        char *src = rb_read_file(path, &len);
+        if (!src)
+            continue;
+        lua_pushliteral(J, "\n");
+        lua_pushlstring(J, src, len);
+        free(src);
+        lua_concat(J, 3);
+    }
+    if (d)
+        closedir(d);
+}
+
+static void check_patterns(problems *p, lua_State *L, lua_State *J, const char *file,
+                           const char *rbpath)
+{
+    size_t len;
+    char *src = rb_read_file(rbpath, &len);
+    char why[1024];
+    lua_pushstring(J, src ? src : "");
+    free(src);
+    /* and its library's modules (a program it runs through require "x"),
+     * and the runbooks beside it (run_runbook's actions are its run's too) */
+    char here[4096];
+    snprintf(here, sizeof here, "%s", rbpath);
+    char *slash = strrchr(here, '/');
+    if (slash)
+        *slash = '\0';
+    add_lua_files(J, slash ? here : ".");
+    if (rbfile_use_root_of(L, rbpath) == 0) {
+        static const char *const libs[] = {"runbooks/lib", "lib"};
+        for (int i = 0; i < 2; i++) {
+            char dir[4200];
+            snprintf(dir, sizeof dir, "%.4000s/%s", rbfile_root(), libs[i]);
+            add_lua_files(J, dir);
+        }
+    }
+    if (judge_call(J, "scenario_unmatchable", 1, 1, why, sizeof why) != 0) {
+        report(p, file, 1, 1, "scenario", why, 0);
+        return;
+    }
+    lua_Integer n = lua_istable(J, -1) ? (lua_Integer)lua_rawlen(J, -1) : 0;
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(J, -1, i);
+        lua_getfield(J, -1, "key");
+        lua_getfield(J, -2, "pattern");
+        lua_getfield(J, -3, "line");
+        const char *key = lua_tostring(J, -3), *pat = lua_tostring(J, -2);
+        char msg[1200];
+        snprintf(msg, sizeof msg,
+                 "%s pattern '%.300s' can never match: a pattern is compared from the action's "
+                 "first word, which is its primitive (\"db exec URL: SQL\", \"kubectl scale "
+                 "...\"), HTTP method or program (\"systemctl restart ...\"); did you mean "
+                 "'*%.300s%s'?",
+                 key, pat, pat, pat[0] && pat[strlen(pat) - 1] == '*' ? "" : "*");
+        report(p, file, (int)lua_tointeger(J, -1), 1, "scenario", msg, 0);
+        lua_pop(J, 4);
+    }
+    lua_pop(J, 1);
+}
+
+/* The scenario (at sc) gives only params the runbook (at -1) declares. */
+static void check_params(problems *p, lua_State *L, int sc, const char *file, const char *text,
+                         const char *rbpath)
+{
+    int rb = lua_gettop(L);
+    lua_getfield(L, rb, "meta");
+    lua_getfield(L, -1, "params");
+    int declared = lua_gettop(L);
+    lua_getfield(L, sc, "params");
+    lua_pushnil(L);
+    while (lua_istable(L, -2) && lua_next(L, -2)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        if (!lua_istable(L, declared) || lua_rawget(L, declared) == LUA_TNIL) {
+            char msg[5000], needle[300];
+            snprintf(msg, sizeof msg, "params.%s: runbook %s declares no param '%s'",
+                     lua_tostring(L, -2), rbpath, lua_tostring(L, -2));
+            snprintf(needle, sizeof needle, "%s:", lua_tostring(L, -2));
+            report(p, file, line_of(text, needle), 1, "scenario", msg, 1);
+        }
+        lua_pop(L, 1);
+    }
+}
+
 /* A scenario: it loads (YAML, its schema), names a runbook that exists, and
  * gives only params that runbook declares. */
 static void check_scenario(problems *p, rb_engine *E, const char *file)
@@ -342,7 +441,6 @@ static void check_scenario(problems *p, rb_engine *E, const char *file)
     } else {
         lua_pushstring(L, why);
     }
-    judge_free(J);
     E->purpose = purpose;
     E->out = out;
     if (quiet)
@@ -358,27 +456,13 @@ static void check_scenario(problems *p, rb_engine *E, const char *file)
             char msg[600];
             snprintf(msg, sizeof msg, "runbook: no runbook named '%s'", lua_tostring(L, -1));
             report(p, file, line_of(text, "runbook:"), 1, "scenario", msg, 1);
-        } else if (rbfile_load(L, rbpath, 0) == 0) {
-            int rb = lua_gettop(L);
-            lua_getfield(L, rb, "meta");
-            lua_getfield(L, -1, "params");
-            int declared = lua_gettop(L);
-            lua_getfield(L, sc, "params");
-            lua_pushnil(L);
-            while (lua_istable(L, -2) && lua_next(L, -2)) {
-                lua_pop(L, 1);
-                lua_pushvalue(L, -1);
-                if (!lua_istable(L, declared) || lua_rawget(L, declared) == LUA_TNIL) {
-                    char msg[5000], needle[300];
-                    snprintf(msg, sizeof msg, "params.%s: runbook %s declares no param '%s'",
-                             lua_tostring(L, -2), rbpath, lua_tostring(L, -2));
-                    snprintf(needle, sizeof needle, "%s:", lua_tostring(L, -2));
-                    report(p, file, line_of(text, needle), 1, "scenario", msg, 1);
-                }
-                lua_pop(L, 1);
-            }
+        } else {
+            check_patterns(p, L, J, file, rbpath);
+            if (rbfile_load(L, rbpath, 0) == 0)
+                check_params(p, L, sc, file, text, rbpath);
         }
     }
+    judge_free(J);
     lua_settop(L, 0);
     free(text);
 }

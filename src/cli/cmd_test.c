@@ -5,6 +5,7 @@
  * optionally JUnit XML for CI.  `--one FILE` runs one scenario in this
  * process and prints its verdict line (what CI runs under valgrind).
  */
+#include "audit.h"
 #include "commands.h"
 #include "engine.h"
 #include "jsonw.h"
@@ -54,6 +55,9 @@ static const char TEST_HELP[] =
     "                      and junitparser read it; ant: a single <testsuite> root, as\n"
     "                      Ant's junitreport merges it (the runs' output in its <system-out>)\n"
     "  -v, --verbose       print what each scenario's run printed under its result line\n"
+    "  --audit PATH        record each scenario's run in the audit log PATH (a file or a\n"
+    "                      postgres:// URL): mode scenario, with its mocked actions; off\n"
+    "                      by default, so CI runs do not fill an operator's log\n"
     "  --filter PATTERN    only scenarios whose path contains PATTERN (or matches it as a glob)\n"
     "  -j, --jobs N        scenarios run at once (default: the number of CPUs)\n"
     "  --scenario-timeout DURATION\n"
@@ -98,6 +102,9 @@ static int coverage;              /* 1: report, 2: and require */
 static const char *coverage_json; /* --coverage-json FILE */
 static int verbose;               /* -v: each scenario's run output under its line */
 static int keep_output;           /* -v or --junit */
+static const char *audit_to;      /* --audit PATH: the scenario runs are recorded there */
+static audit *audit_target;       /* the parent's handle on it */
+static int audit_failed;          /* a run could not be recorded: exit 2 */
 
 static int wanted(const char *path)
 {
@@ -176,6 +183,23 @@ static void scratch_path(char *out, size_t n, pid_t pid)
     snprintf(out, n, "%.4000s/scratch-%d", tmpdir, (int)pid);
 }
 
+/* --audit: the worker journals each scenario's run into a log of its own,
+ * one per scenario, in a directory the kernel lets it write besides its
+ * scratch directory (which is the runbook's fs root: the runbook cannot
+ * reach this one).  The parent, the only writer of the operator's log,
+ * copies each run in when the scenario is done, after checking the worker's
+ * chain -- so the workers never contend for the operator's log, and what
+ * reaches it was hash-chained as it was written. */
+static void audit_dir(char *out, size_t n, pid_t pid)
+{
+    snprintf(out, n, "%.4000s/audit-%d", tmpdir, (int)pid);
+}
+
+static void audit_log(char *out, size_t n, pid_t pid, size_t i)
+{
+    snprintf(out, n, "%.4000s/audit-%d/%zu.db", tmpdir, (int)pid, i);
+}
+
 /* All n bytes; -1 at the end of the stream or on an error.  Sending never
  * raises SIGPIPE: a worker that is gone is seen as one. */
 static int full_io(int send_it, int fd, void *buf, size_t n)
@@ -206,8 +230,20 @@ static int worker_one(size_t i, int verdict, const char *scratch)
         fprintf(stderr, "runbook: %s\n", err);
         return 2;
     }
+    if (audit_to) {
+        char log[PATH_MAX];
+        audit_log(log, sizeof log, getpid(), i);
+        if (!(E->audit = audit_open(log, err, sizeof err))) {
+            fprintf(stderr, "runbook: test: %s: the run's audit log: %s\n", found[i].path, err);
+            engine_free(E);
+            return 2;
+        }
+    }
     int rc = scenario_run(E, found[i].path, coverage || coverage_json, scratch);
+    audit *log = E->audit;
     engine_free(E);
+    if (log)
+        audit_close(log);
     fflush(stdout);
     return rc;
 }
@@ -254,15 +290,20 @@ static void worker_main(int sock)
     int home = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     mode_t mask = umask(022);
     umask(mask);
-    char path[PATH_MAX], scratch[PATH_MAX];
+    char path[PATH_MAX], scratch[PATH_MAX], logs[PATH_MAX];
     out_path(path, sizeof path, getpid());
     scratch_path(scratch, sizeof scratch, getpid());
+    audit_dir(logs, sizeof logs, getpid());
     int verdict = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (verdict < 0 || mkdir(scratch, 0700) != 0) {
         fprintf(stderr, "runbook: test: %s: %s\n", verdict < 0 ? path : scratch, strerror(errno));
         _exit(2);
     }
-    if (scenario_confine(scratch) != 0 && rb_landlock_abi() > 0) {
+    if (audit_to && mkdir(logs, 0700) != 0) {
+        fprintf(stderr, "runbook: test: %s: %s\n", logs, strerror(errno));
+        _exit(2);
+    }
+    if (scenario_confine_also(scratch, audit_to ? logs : NULL) != 0 && rb_landlock_abi() > 0) {
         fprintf(stderr, "runbook: test: cannot confine the scenarios: %s\n", rb_landlock_why_not());
         _exit(2);
     }
@@ -315,6 +356,85 @@ static void worker_stop(worker *w, int *wstatus)
     while (waitpid(w->pid, wstatus, 0) < 0 && errno == EINTR)
         ;
     w->pid = 0;
+}
+
+/* Copy the runs of a worker's log into the operator's (--audit), each as a
+ * new run there (its id allocated there, in order); only an intact chain. */
+static int copy_runs(const char *from_path, char *err, size_t n)
+{
+    audit *from = audit_open_existing(from_path, err, n);
+    if (!from)
+        return -1;
+    char msg[1024];
+    long long bad = 0;
+    char bad_run[40] = "";
+    if (audit_verify(from, msg, sizeof msg, &bad, bad_run) != 0) {
+        snprintf(err, n, "the worker's log does not verify: %s", msg);
+        audit_close(from);
+        return -1;
+    }
+    audit_cursor *c = audit_records(from, NULL, NULL, err, n);
+    if (!c) {
+        audit_close(from);
+        return -1;
+    }
+    char from_run[40] = "", new_id[40] = "";
+    audit_record r;
+    int rc;
+    while ((rc = audit_next(c, &r)) == 1) {
+        if (r.seq == 0)
+            continue;
+        if (strcmp(r.run_id, from_run) != 0) {
+            snprintf(from_run, sizeof from_run, "%s", r.run_id);
+            new_id[0] = '\0';
+        }
+        /* an action a mock answered says so itself, not only through its
+         * run's mode: whoever queries actions alone must not take it for a
+         * change made in the world */
+        char *mocked = NULL;
+        const char *data = r.data;
+        if (strcmp(r.kind, "action") == 0 && r.data[0] == '{') {
+            size_t len = strlen(r.data);
+            if ((mocked = malloc(len + 16)) != NULL) {
+                snprintf(mocked, len + 16, "{\"mocked\":true%s%s", r.data[1] == '}' ? "" : ",",
+                         r.data + 1);
+                data = mocked;
+            }
+        }
+        int ok = new_id[0] ? audit_append(audit_target, new_id, r.kind, r.ts, data, NULL)
+                           : audit_append_first(audit_target, r.kind, r.ts, data, new_id, NULL);
+        free(mocked);
+        if (ok != 0) {
+            snprintf(err, n, "%s", audit_error(audit_target));
+            rc = -1;
+            break;
+        }
+    }
+    if (rc < 0 && !err[0])
+        snprintf(err, n, "%s", audit_error(from));
+    audit_cursor_free(c);
+    audit_close(from);
+    return rc < 0 ? -1 : 0;
+}
+
+/* --audit: scenario i's run, from worker pid's log of it, into the
+ * operator's; a run a dead worker left unfinished is copied as it stands */
+static void record_run(size_t i, pid_t pid)
+{
+    char log[PATH_MAX], err[2048] = "";
+    audit_log(log, sizeof log, pid, i);
+    if (!audit_target || access(log, F_OK) != 0)
+        return;
+    if (copy_runs(log, err, sizeof err) != 0) {
+        fprintf(stderr, "runbook: test: --audit %s: %s: %s\n", audit_to, found[i].path, err);
+        audit_failed = 1;
+    }
+    static const char *const sidecar[] = {"", "-journal", "-wal", "-shm"};
+    for (size_t k = 0; k < sizeof sidecar / sizeof *sidecar; k++) {
+        char p[PATH_MAX + 16];
+        snprintf(p, sizeof p, "%s%s", log, sidecar[k]);
+        unlink(p);
+    }
 }
 
 /* Read a worker's verdict line with the parent's Lua state (json.decode);
@@ -913,6 +1033,7 @@ static void run_workers(rb_engine *E, long jobs, int color)
             if (full_io(0, w->sock, &m, sizeof m) == 0 && (long)m.index == w->current) {
                 /* as a process of its own would have exited */
                 collect(m.index, w->pid, (m.code & 0xff) << 8);
+                record_run(m.index, w->pid);
                 found[m.index].done = 1;
                 done++;
                 w->current = -1;
@@ -928,6 +1049,7 @@ static void run_workers(rb_engine *E, long jobs, int color)
             if (cur < 0)
                 continue;
             collect((size_t)cur, dead, ws);
+            record_run((size_t)cur, dead);
             found[cur].done = 1;
             done++;
             if (next < n_found && worker_start(w) == 0)
@@ -983,6 +1105,7 @@ int cmd_test(int argc, char **argv)
                                          {"max-memory", required_argument, NULL, 'M'},
                                          {"junit-format", required_argument, NULL, 'G'},
                                          {"verbose", no_argument, NULL, 'v'},
+                                         {"audit", required_argument, NULL, 'A'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *junit = NULL;
@@ -1009,6 +1132,9 @@ int cmd_test(int argc, char **argv)
             break;
         case 'v':
             verbose = 1;
+            break;
+        case 'A':
+            audit_to = optarg;
             break;
         case 'F':
             filter = optarg;
@@ -1092,7 +1218,11 @@ int cmd_test(int argc, char **argv)
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(tmpdir))
         return usage_error("test: cannot create a temporary directory: %s", strerror(errno));
-    char err[512];
+    char err[2048];
+    if (audit_to && !(audit_target = audit_open(audit_to, err, sizeof err))) {
+        rb_remove_tree(tmpdir, 0);
+        return usage_error("test: --audit %s: %s", audit_to, err);
+    }
     rb_engine *E = engine_new(rb_builtin_modules, err, sizeof err);
     if (!E)
         return usage_error("%s", err);
@@ -1141,5 +1271,9 @@ int cmd_test(int argc, char **argv)
     free(found);
     judge_free(judge);
     engine_free(E);
+    if (audit_target)
+        audit_close(audit_target);
+    if (audit_failed)
+        rc = 2;
     return rc ? rc : n_failed || n_errors || (coverage == 2 && uncovered) ? 1 : 0;
 }

@@ -776,6 +776,52 @@ local function action_match(want, words)
   return words == want or words:sub(1, #want + 1) == want .. " "
 end
 
+-- rt.scenario_unmatchable(source) -> { { key, pattern, line, first } }: the
+-- expect.actions / not_actions patterns of the loaded scenario that can never
+-- match, for `runbook check`.  A pattern without a glob in its first word is
+-- compared from the action's first word, so that word must be one an action
+-- can begin with: a primitive's name (db exec ..., kubectl scale ..., fs
+-- write ...), a row's name or its upper case (HTTP's methods: POST
+-- http://...), or a program exec{...} may run -- which, as a runbook builds
+-- its commands many ways, is any word that begins a string in the runbook's
+-- source, its library's or the embedded Lua ("systemctl", "./scripts/" ..
+-- name).  A word in capitals (ALTER, DROP, FLUSHDB) counts only from the rows:
+-- it begins statements, not programs.  Anything else passes vacuously.
+function rt.scenario_unmatchable(source)
+  local first, starts = {}, {}
+  for prim, fns in pairs(ROWS) do
+    first[prim] = true
+    for fn in pairs(fns) do first[fn] = true; first[fn:upper()] = true end
+  end
+  local sources = { source or "" }
+  for _, src in pairs(rt.embedded_sources()) do sources[#sources + 1] = src end
+  for _, src in ipairs(sources) do
+    for w in src:gmatch("[\"'%[]([^\"'%s%[%]]+)") do starts[w] = true end
+  end
+  local function known(w)
+    if first[w] then return true end
+    if w:match("^[%u_]+$") then return false end
+    if starts[w] then return true end
+    for s in pairs(starts) do -- a command joined from parts: "./scripts/" .. name
+      if #s >= 2 and w:sub(1, #s) == s then return true end
+    end
+    return false
+  end
+  local out, e = {}, S and S.expect or {}
+  for _, key in ipairs({ "actions", "not_actions" }) do
+    local list = e[key]
+    for i, pat in ipairs(as_list(list)) do
+      pat = tostring(pat)
+      local w = pat:match("^%S+")
+      if w and not w:find("[*?]") and not known(w) then
+        out[#out + 1] = { key = key, pattern = pat, first = w,
+                          line = (type(list) == "table" and line_of(list, i)) or line_of(e, key) or 1 }
+      end
+    end
+  end
+  return out
+end
+
 -- rt.scenario_verdict(result) -> { failures } where result has outcome,
 -- failed_step, state, output
 function rt.scenario_verdict(result)

@@ -4,9 +4,10 @@
  * state of its own -- judge.c -- matches; the call's row turns the mock's
  * response into the call's results), fs works inside a scratch directory
  * seeded from the scenario, sleep and the clocks are virtual, and nothing
- * is audited.  The verdict -- the run's outcome against the scenario's
- * expectations -- is one JSON line, read by `runbook test` (cmd_test.c),
- * which runs scenarios as child processes, in parallel.
+ * is audited (but with `runbook test --audit`: cmd_test.c gives the engine
+ * a log of the worker's own, which it copies into the operator's).  The verdict -- the run's
+ * outcome against the scenario's expectations -- is one JSON line, read by `runbook test`
+ * (cmd_test.c), which runs scenarios as child processes, in parallel.
  */
 #include "scenario.h"
 #include "config.h"
@@ -725,7 +726,12 @@ static int run_here(rb_engine *E, one *o, int out)
 
 int scenario_confine(const char *scratch)
 {
-    const char *writable[] = {scratch, "/dev/null", NULL};
+    return scenario_confine_also(scratch, NULL);
+}
+
+int scenario_confine_also(const char *scratch, const char *also)
+{
+    const char *writable[] = {scratch, "/dev/null", also, NULL};
     return rb_landlock_confine(writable, RB_LL_NO_NET | RB_LL_SCOPE);
 }
 

@@ -30,5 +30,9 @@ int scenario_run(rb_engine *E, const char *path, int coverage, const char *scrat
  * signal to a process outside its own.  0, or -1 with errno (ENOSYS: no
  * Landlock).  runbook test calls it in each scenario's own process. */
 int scenario_confine(const char *scratch);
+/* ... and below also (NULL: nothing more): a worker's audit log directory
+ * under `runbook test --audit`, outside the scenario's scratch directory,
+ * so the runbook's fs never reaches it */
+int scenario_confine_also(const char *scratch, const char *also);
 
 #endif

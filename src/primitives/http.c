@@ -677,6 +677,31 @@ static int push_response(lua_State *L, lua_Integer status, int ok, double time, 
     return lua_gettop(L);
 }
 
+/* libcurl's phases of this transfer, in ms from its own start (not from
+ * when a batch began): { connect, tls, sent, first_byte, total }.  sent is
+ * when the request was about to go out, so total - sent is the server's
+ * answer time: health uses it, because a stall of the one loop thread
+ * (another transfer loading its CA bundle) while this one connects is in
+ * total but not in that. */
+static void push_timing(lua_State *L, CURL *e)
+{
+    static const struct {
+        const char *name;
+        CURLINFO info;
+    } phases[] = {{"connect", CURLINFO_CONNECT_TIME_T},
+                  {"tls", CURLINFO_APPCONNECT_TIME_T},
+                  {"sent", CURLINFO_PRETRANSFER_TIME_T},
+                  {"first_byte", CURLINFO_STARTTRANSFER_TIME_T},
+                  {"total", CURLINFO_TOTAL_TIME_T}};
+    lua_createtable(L, 0, 5);
+    for (size_t i = 0; i < sizeof phases / sizeof phases[0]; i++) {
+        curl_off_t us = 0; /* curl_easy_getinfo is variadic: the pointer's type must be exact */
+        C->easy_getinfo(e, phases[i].info, &us);
+        lua_pushnumber(L, (lua_Number)us / 1000.0);
+        lua_setfield(L, -2, phases[i].name);
+    }
+}
+
 /* A failed transfer, its message on top: raised, or with check = false in
  * the request at req (0: none) the result { ok = false, status = 0,
  * error = message }. */
@@ -720,6 +745,8 @@ static int http_k(lua_State *L, int status, lua_KContext ctx)
     C->easy_getinfo(h->easy, CURLINFO_EFFECTIVE_URL, &eff);
     push_response(L, h->status, smtp || (h->status > 0 && h->status < 400), t, eff ? eff : url,
                   method);
+    push_timing(L, h->easy);
+    lua_setfield(L, -2, "timing");
     lua_pushlstring(L, h->resp.p ? h->resp.p : "", h->resp.len);
     lua_setfield(L, -2, "body");
     push_headers(L, &h->hdrs);
