@@ -27,13 +27,16 @@
 --                                         duration = "30m", comment = "INC-42" })
 --   alertmanager.silences(am, { alertname = "DiskFull" }, { state = "active" })
 --   alertmanager.expire(am, id)
--- (details at each function below).  Unknown option keys raise
--- `unknown option 'X' for alertmanager.F (did you mean 'Y'?)`.
+-- (details at each function below).  Every function declares its signature
+-- (signature.wrap): a missing or misplaced argument raises with the usage
+-- line, an unknown option key `unknown option 'X' for alertmanager.F (did
+-- you mean 'Y'?)`, before any request.
 local prometheus = require "prometheus"
 
 local M = {}
 
 local support = require "stdlib_support"
+local signature = require "signature"
 local list = support.list
 -- errors for the caller: { am = message }, re-raised at the runbook's line
 local fail, public = support.errors("am")
@@ -194,9 +197,20 @@ local function alerts(base, opts)
   return out
 end
 
-M.alerts = public(alerts)
+-- the module's functions, each checked against its signature first
+local function export(name, sig, options, fn)
+  M[name] = signature.wrap("alertmanager." .. name, sig, options, public(fn))
+end
 
-M.firing = public(function(base, filter, opts)
+-- what every call passes on to http
+local HTTP_OPTS = "timeout headers auth insecure cacert"
+
+export("alerts", "base:str opts?:opts",
+       "active silenced inhibited unprocessed filter receiver v1 " .. HTTP_OPTS, alerts)
+
+-- firing sets active/silenced/inhibited/unprocessed and the filter itself
+export("firing", "base:str filter?:table|str opts?:opts", "receiver v1 " .. HTTP_OPTS,
+       function(base, filter, opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
   o.active, o.silenced, o.inhibited, o.unprocessed = true, false, false, false
@@ -205,19 +219,6 @@ M.firing = public(function(base, filter, opts)
 end)
 
 -- ---- silences -------------------------------------------------------------------
-
-local HTTP_OPTS = { "timeout", "headers", "auth", "insecure", "cacert" }
-
-local function check_opts(fname, opts, extra)
-  local keys = {}
-  for _, k in ipairs(extra) do keys[#keys + 1] = k end
-  for _, k in ipairs(HTTP_OPTS) do keys[#keys + 1] = k end
-  local msg = support.unknown_option(fname, opts, keys, { createdBy = "created_by",
-                                                          ["for"] = "duration",
-                                                          filter = "matchers" })
-  if msg then fail("%s", msg) end
-  return opts or {}
-end
 
 local function http_opts(opts)
   return { timeout = opts.timeout, headers = opts.headers, auth = opts.auth,
@@ -247,16 +248,10 @@ end
 -- to $SUDO_USER, $USER, else "runbook".  In a rehearsal nothing is created
 -- and the id is "dry-run" (expire accepts it), so a runbook that silences
 -- and later expires completes in both modes.
-local SILENCE_OPTS = { "matchers", "duration", "comment", "created_by" }
-
-M.silence = public(function(base, opts)
+export("silence", "base:str opts:opts", "matchers duration comment created_by " .. HTTP_OPTS,
+       function(base, opts)
   local fname = "alertmanager.silence"
   base = base_url(fname, base)
-  if type(opts) ~= "table" then
-    fail("%s: expected { matchers, duration, comment } (%s(base, { matchers, duration, " ..
-         "comment, created_by })), got %s", fname, fname, type(opts))
-  end
-  check_opts(fname, opts, SILENCE_OPTS)
   for _, k in ipairs({ "matchers", "duration", "comment" }) do
     if opts[k] == nil then
       fail("%s: missing option '%s' (%s(base, { matchers, duration, comment, created_by }))",
@@ -315,10 +310,11 @@ end
 -- read.  The filter (firing's forms) selects silences by their matchers, as
 -- the API does (a silence whose matchers include alertname="X" matches
 -- { alertname = "X" }); state keeps only silences in that state.
-M.silences = public(function(base, filter, opts)
+export("silences", "base:str filter?:table|str opts?:opts", "state " .. HTTP_OPTS,
+       function(base, filter, opts)
   local fname = "alertmanager.silences"
   base = base_url(fname, base)
-  opts = check_opts(fname, opts, { "state" })
+  opts = opts or {}
   local ms = matchers_of(filter)
   local q = {}
   for _, m in ipairs(ms) do
@@ -346,13 +342,13 @@ end)
 -- alertmanager.expire(base_url, id [, { timeout, ... }]) -> true: DELETE
 -- /api/v2/silence/{id}, a change.  In a rehearsal nothing is expired (the
 -- id "dry-run" that silence() answered there is fine).
-M.expire = public(function(base, id, opts)
+export("expire", "base:str id:str opts?:opts", HTTP_OPTS, function(base, id, opts)
   local fname = "alertmanager.expire"
   base = base_url(fname, base)
   if type(id) ~= "string" or id == "" then
     fail("%s: expected a silence id (%s(base, id)), got %s", fname, fname, type(id))
   end
-  opts = check_opts(fname, opts, {})
+  opts = opts or {}
   local url = base .. "/api/v2/silence/" .. urlencode(id)
   local r = http.delete(url, http_opts(opts))
   if r.dry_run then return true end

@@ -16,6 +16,7 @@
 -- `would: fs remove ...` and deletes nothing.
 -- mutates: backup.prune
 local support = require "stdlib_support"
+local signature = require "signature"
 local list = support.list
 local fail, public = support.errors("backup")
 
@@ -128,8 +129,13 @@ local function verify(path, manifest, opts)
   return r
 end
 
-M.list = public(list_backups)
-M.plan = public(plan)
-M.prune = public(prune)
-M.verify = public(verify)
+-- the module's functions, each checked against its signature first
+local function export(name, sig, options, fn)
+  M[name] = signature.wrap("backup." .. name, sig, options, public(fn))
+end
+
+export("list", "pattern:str", "", list_backups)
+export("plan", "backups:table|str opts?:opts", "keep_last keep_days", plan)
+export("prune", "backups:table|str opts?:opts", "keep_last keep_days", prune)
+export("verify", "path:str manifest?:str opts?:opts", "check", verify)
 return M

@@ -35,6 +35,7 @@
 --   clickhouse http://ch:8123 query `SELECT ...`: HTTP 404: Code: 60. DB::Exception: ...
 -- mutates: :optimize :drop_partition
 local support = require "stdlib_support"
+local signature = require "signature"
 local cause = support.cause
 local list = support.list
 local fail, public = support.errors("clickhouse")
@@ -247,16 +248,23 @@ local function ping(self)
   return true
 end
 
-Client.ping = public(ping)
-Client.query = public(query)
-Client.exec = public(exec_sql)
-Client.disks = public(disks)
-Client.partitions = public(partitions)
-Client.optimize = public(optimize)
-Client.drop_partition = public(drop_partition)
+-- the client's methods, each checked against its signature first (self
+-- left out: a name with ":" is a method's)
+local function method(name, sig, options, fn)
+  Client[name] = signature.wrap("clickhouse:" .. name, sig, options, public(fn))
+end
+
+method("ping", "", "", ping)
+method("query", "sql:str", "", query)
+method("exec", "sql:str", "", exec_sql)
+method("disks", "", "", disks)
+method("partitions", "table:str", "", partitions)
+method("optimize", "table:str opts?:opts", "final partition deduplicate", optimize)
+method("drop_partition", "table:str partition:str", "", drop_partition)
 Client.__tostring = function(self) return "clickhouse.client(" .. self.url .. ")" end
 
-M.client = public(function(url, opts)
+M.client = signature.wrap("clickhouse.client", "url:str opts?:opts",
+                          "user password database timeout", public(function(url, opts)
   if type(url) ~= "string" or not url:match("^https?://[^/]+") then
     fail("clickhouse.client: expected the HTTP interface URL (http://host:8123), got %s",
          type(url) == "string" and string.format("%q", url) or type(url))
@@ -274,5 +282,5 @@ M.client = public(function(url, opts)
   return setmetatable({ url = url:gsub("[?#].*$", ""):gsub("/+$", ""), user = opts.user or (opts.password and "default"),
                         password = opts.password, database = opts.database,
                         timeout = opts.timeout or 60 }, Client)
-end)
+end))
 return M

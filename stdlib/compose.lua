@@ -59,6 +59,7 @@
 --   the same way in both modes.
 -- mutates: compose.restart compose.stop compose.start compose.up
 local support = require "stdlib_support"
+local signature = require "signature"
 local cause = support.cause
 local list = support.list
 local fail, public = support.errors("compose")
@@ -323,10 +324,20 @@ local function up(file, opts)
   return settle(res, file, opts, s, "up", "brought up", #s > 0 and table.concat(s, ", ") or file)
 end
 
-M.status = public(status)
-M.down_services = public(down_services)
-M.restart = public(restart)
-M.stop = public(stop)
-M.start = public(start)
-M.up = public(up)
+-- the module's functions, each checked against its signature first
+local function export(name, sig, options, fn)
+  M[name] = signature.wrap("compose." .. name, sig, options, public(fn))
+end
+
+-- what settle() reads: the wait after a change
+local READY = "wait_url expect request_timeout wait_running wait_timeout every check"
+
+export("status", "file:str opts?:opts", "project", status)
+export("down_services", "rows:table opts?:opts", "require_healthy services", down_services)
+export("restart", "file:str service:str opts?:opts", "project stop_timeout timeout " .. READY,
+       restart)
+export("stop", "file:str services:str|table opts?:opts", "project timeout", stop)
+export("start", "file:str services:str|table opts?:opts", "project timeout " .. READY, start)
+export("up", "file:str opts?:opts",
+       "project services no_deps build force_recreate wait timeout " .. READY, up)
 return M

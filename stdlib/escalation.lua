@@ -49,6 +49,7 @@
 --   escalate }).  path lists "question? yes|no" per node visited.
 -- mutates: escalation.notify
 local support = require "stdlib_support"
+local signature = require "signature"
 local list = support.list
 local fail, public = support.errors("escalation")
 
@@ -260,9 +261,18 @@ local function decide(tree, facts)
   return node, path
 end
 
-M.classify = public(classify)
-M.check = public(function(crit, facts) return check(crit, facts or {}) end)
-M.notify = public(notify_row)
-M.decide = public(decide)
+-- the module's functions, each checked against its signature first
+local function export(name, sig, options, fn)
+  M[name] = signature.wrap("escalation." .. name, sig, options, public(fn))
+end
+
+export("classify", "matrix:table facts?:table", "", classify)
+export("check", "criterion:table|fn facts?:table", "",
+       function(crit, facts) return check(crit, facts or {}) end)
+-- the per-channel tables (slack, pagerduty, email) are passed on as they are
+export("notify", "row:table opts?:opts",
+       "summary details dedup_key source channels routing_key slack_webhook webhook " ..
+       "pagerduty slack email", notify_row)
+export("decide", "tree:table facts?:table", "", decide)
 M.severity = SEVERITY
 return M

@@ -17,8 +17,12 @@
 -- body contains `contains` (when given) and it answered within
 -- `max_latency_ms` (when given).  Options per endpoint override those of
 -- the call: timeout (s, default 10), expect, contains, max_latency_ms,
--- headers, insecure, cacert; the call also takes concurrency.
+-- headers, auth, insecure, cacert; the call also takes concurrency.  Both
+-- functions declare their signatures (signature.wrap): a misspelled option
+-- of the call raises instead of being ignored (an endpoint's own table is
+-- not checked).
 local M = {}
+local signature = require "signature"
 
 -- a list that json.encode writes as [] even when empty
 local function list()
@@ -85,11 +89,9 @@ end
 --     results = { { name, url, status, ok, latency_ms, total_ms, error }, ... } }
 -- latency_ms: request sent -> whole answer (see answer_ms); total_ms: the
 -- whole transfer, connecting included.
-function M.check(endpoints, opts)
-  if type(endpoints) ~= "table" then
-    error("health.check: expected a list of URLs or { name =, url = } tables, got "
-          .. type(endpoints), 2)
-  end
+M.check = signature.wrap("health.check", "endpoints:table opts?:opts",
+                         "timeout expect contains max_latency_ms headers auth insecure cacert " ..
+                         "concurrency", function(endpoints, opts)
   opts = opts or {}
   local eps, reqs, seen = {}, {}, {}
   for i, e in ipairs(endpoints) do
@@ -155,7 +157,7 @@ function M.check(endpoints, opts)
     end
   end
   return out
-end
+end)
 
 -- health.report(result [, { log = false }]) -> the summary as text:
 --   3/4 up; down: grafana (connection refused)
@@ -163,8 +165,8 @@ end
 --     ✗ grafana     connection refused
 -- logged with log.info when everything is up, log.warn otherwise (unless
 -- log = false).
-function M.report(result, opts)
-  if type(result) ~= "table" or type(result.results) ~= "table" then
+M.report = signature.wrap("health.report", "result:table opts?:opts", "log", function(result, opts)
+  if type(result.results) ~= "table" then
     error("health.report: expected the result of health.check", 2)
   end
   opts = opts or {}
@@ -194,6 +196,6 @@ function M.report(result, opts)
     if result.ok then log.info("%s", text) else log.warn("%s", text) end
   end
   return text
-end
+end)
 
 return M

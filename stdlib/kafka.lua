@@ -37,6 +37,7 @@
 --   instead of --execute (a read).
 -- mutates: kafka.reset_offsets
 local support = require "stdlib_support"
+local signature = require "signature"
 local cause = support.cause
 local last_line = support.last_line
 local words_of = support.words
@@ -285,10 +286,18 @@ local function reset_offsets(o)
            stdout = r.stdout }
 end
 
-M.parse_consumer_groups = public(parse_consumer_groups)
-M.consumer_lag = public(consumer_lag)
-M.topics = public(topics)
-M.describe_topic = public(describe_topic)
-M.broker_ready = public(broker_ready)
-M.reset_offsets = public(reset_offsets)
+-- the module's functions, each checked against its signature first
+local function export(name, sig, options, fn)
+  M[name] = signature.wrap("kafka." .. name, sig, options, public(fn))
+end
+
+-- what every call takes (argv_of and run read them)
+local COMMON = "bootstrap_server command command_config timeout"
+
+export("parse_consumer_groups", "text:str", "", parse_consumer_groups)
+export("consumer_lag", "opts:opts", "group " .. COMMON, consumer_lag)
+export("topics", "opts:opts", "internal " .. COMMON, topics)
+export("describe_topic", "opts:opts", "topic " .. COMMON, describe_topic)
+export("broker_ready", "opts:opts", COMMON, broker_ready)
+export("reset_offsets", "opts:opts", "group topic to preview " .. COMMON, reset_offsets)
 return M

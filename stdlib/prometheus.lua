@@ -15,8 +15,10 @@
 --
 -- parse/select/sum/ratio/format_value are pure Lua (no action); query,
 -- query_range, targets, rules and alerts are one http.get each, so they run
--- through the funnel like any read.  Their options tables are checked: an
--- unknown key raises `unknown option 'X' for prometheus.F (did you mean 'Y'?)`.
+-- through the funnel like any read.  Every function declares its signature
+-- (signature.wrap): a missing or misplaced argument raises with the usage
+-- line, and an unknown option key raises `unknown option 'X' for
+-- prometheus.F (did you mean 'Y'?)` before any request.
 --
 -- parse takes the Prometheus text format and OpenMetrics: an exemplar after
 -- a sample (`foo_bucket{le="0.1"} 5 # {trace_id="abc"} 0.05 1234`) is kept
@@ -35,6 +37,7 @@
 local M = {}
 
 local support = require "stdlib_support"
+local signature = require "signature"
 local list = support.list
 -- errors for the caller: { prom = message }, re-raised at the runbook's line
 local fail, public = support.errors("prom")
@@ -61,7 +64,6 @@ local function parse_value(s)
   end
   return nil
 end
-M.parse_value = parse_value
 
 -- A sample value as Prometheus prints it: "NaN", "+Inf", "-Inf", integral
 -- values without a decimal point, others the shortest decimal that reads
@@ -577,32 +579,41 @@ local function sum(x, sel)
   return total
 end
 
+-- the module's functions, each checked against its signature first
+local function export(name, sig, options, fn)
+  M[name] = signature.wrap("prometheus." .. name, sig, options, public(fn))
+end
+
 -- prometheus.parse(text) -> samples (see above)
-M.parse = public(parse)
+export("parse", "text:str", "", parse)
+
+-- prometheus.parse_value(text) -> the sample value (NaN, +Inf, -Inf too), nil if none
+export("parse_value", "text:str", "", function(s) return parse_value(tostring(s)) end)
 
 -- prometheus.selector(text) -> { name = "x" | nil, matchers = { {label, op, value}, ... } }
-M.selector = public(selector)
+export("selector", "text:str", "", selector)
 
 -- prometheus.regex(re) -> the POSIX ERE that implements the RE2-syntax re
-M.regex = public(to_ere)
+export("regex", "re:str", "", to_ere)
 
 -- prometheus.match(labels, selector_or_matchers [, name]) -> boolean: does a
 -- label set satisfy a selector ("{severity=~\"crit.*\"}") or matcher list?
-M.match = public(function(labels, sel, name)
+export("match", "labels selector:str|table name?:str", "", function(labels, sel, name)
   local s = type(sel) == "string" and selector(sel) or { matchers = sel }
   if s.name and s.name ~= name then return false end
   return match_labels(labels or {}, s.matchers, name)
 end)
 
 -- prometheus.select(samples_or_text, selector) -> the matching samples
-M.select = public(function(x, sel) return select_(x, sel, "select") end)
+export("select", "samples:table|str selector:str", "",
+       function(x, sel) return select_(x, sel, "select") end)
 
 -- prometheus.sum(samples_or_text [, selector]) -> the sum of the values (0 for none)
-M.sum = public(sum)
+export("sum", "samples:table|str selector?:str", "", sum)
 
 -- prometheus.value(samples_or_text, selector) -> the value of the one
 -- matching sample, nil when none; raises when several match.
-M.value = public(function(x, sel)
+export("value", "samples:table|str selector:str", "", function(x, sel)
   local found = select_(x, sel, "value")
   if #found > 1 then
     fail("prometheus.value: %d samples match %s", #found, sel)
@@ -612,7 +623,7 @@ end)
 
 -- prometheus.ratio(samples_or_text, num_selector, den_selector) ->
 -- sum(num) / sum(den), 0 when the denominator is 0.
-M.ratio = public(function(x, num, den)
+export("ratio", "samples:table|str num:str den:str", "", function(x, num, den)
   local samples = samples_of(x, "ratio")
   local d = sum(samples, den)
   if d == 0 then return 0 end
@@ -688,11 +699,16 @@ local function query(base, promql, opts)
   end
   return out
 end
-M.query = public(query)
+
+-- what every API call passes on to http.get
+local HTTP_OPTS = "timeout headers auth insecure cacert"
+local QUERY_OPTS = "time eval_timeout " .. HTTP_OPTS
+
+export("query", "base:str promql:str opts?:opts", QUERY_OPTS, query)
 
 -- prometheus.query_value(base_url, promql [, opts]) -> the single value, or
 -- nil when the result is empty; raises when there are several series.
-M.query_value = public(function(base, promql, opts)
+export("query_value", "base:str promql:str opts?:opts", QUERY_OPTS, function(base, promql, opts)
   local r = query(base, promql, opts)
   if #r > 1 then
     fail("prometheus.query_value: %d series for %s", #r, promql)
@@ -701,21 +717,6 @@ M.query_value = public(function(base, promql, opts)
 end)
 
 -- ---- ranges, targets, rules and alerts ---------------------------------------
-
-local HTTP_OPTS = { "timeout", "headers", "auth", "insecure", "cacert" }
-
-local function allowed(...)
-  local out = {}
-  for _, k in ipairs(HTTP_OPTS) do out[#out + 1] = k end
-  for _, k in ipairs({ ... }) do out[#out + 1] = k end
-  return out
-end
-
-local function check_opts(fname, opts, keys, hints)
-  local msg = support.unknown_option(fname, opts, keys, hints)
-  if msg then fail("%s", msg) end
-  return opts or {}
-end
 
 -- An RFC 3339 time ("2024-05-01T09:00:00Z", "...T09:00:00.5+02:00") or unix
 -- seconds (a number or its text), as the API's start/end/time parameters.
@@ -749,16 +750,10 @@ end
 -- values = { {t, v}, ... } }, ... }: GET /api/v1/query_range.  start and
 -- stop: RFC 3339 or unix seconds (stop defaults to now); step: "30s", "1m"
 -- or seconds.
-local QUERY_RANGE_OPTS = allowed("start", "stop", "step", "eval_timeout")
-
-M.query_range = public(function(base, promql, opts)
+export("query_range", "base:str promql:str opts?:opts",
+       "start stop step eval_timeout " .. HTTP_OPTS, function(base, promql, opts)
   local fname = "prometheus.query_range"
-  if type(promql) ~= "string" then
-    fail("%s: expected a PromQL expression, got %s (%s(base, promql, { start, stop, step }))",
-         fname, type(promql), fname)
-  end
-  opts = check_opts(fname, opts, QUERY_RANGE_OPTS, { ["end"] = "stop", ["to"] = "stop",
-                                                     ["from"] = "start" })
+  opts = opts or {}
   for _, k in ipairs({ "start", "step" }) do
     if opts[k] == nil then
       fail("%s: missing option '%s' (%s(base, promql, { start, stop, step }))", fname, k, fname)
@@ -790,10 +785,8 @@ end)
 -- job, instance (from its labels) and up (health == "up"); the dropped
 -- targets as a second result.  state: "active", "dropped" or "any" (the
 -- API's filter).
-local TARGETS_OPTS = allowed("state")
-
-M.targets = public(function(base, opts)
-  opts = check_opts("prometheus.targets", opts, TARGETS_OPTS)
+export("targets", "base:str opts?:opts", "state " .. HTTP_OPTS, function(base, opts)
+  opts = opts or {}
   local q = opts.state and { state = tostring(opts.state) } or nil
   local data = api_get(base, "/api/v1/targets", q, opts, "targets")
   local active, dropped = list(), list()
@@ -812,10 +805,8 @@ end)
 -- alerting rules state = "firing" | "pending" | "inactive", duration,
 -- alerts) plus group and file, its group's name and file.  type: "alert" or
 -- "record" (the API's filter).
-local RULES_OPTS = allowed("type")
-
-M.rules = public(function(base, opts)
-  opts = check_opts("prometheus.rules", opts, RULES_OPTS)
+export("rules", "base:str opts?:opts", "type " .. HTTP_OPTS, function(base, opts)
+  opts = opts or {}
   local q = opts.type and { type = tostring(opts.type) } or nil
   local data = api_get(base, "/api/v1/rules", q, opts, "rules")
   local out = list()
@@ -832,8 +823,8 @@ end)
 -- itself holds (pending and firing), GET /api/v1/alerts: { { name =
 -- labels.alertname, labels, annotations, state = "pending" | "firing",
 -- activeAt, value = number }, ... }
-M.alerts = public(function(base, opts)
-  opts = check_opts("prometheus.alerts", opts, allowed())
+export("alerts", "base:str opts?:opts", HTTP_OPTS, function(base, opts)
+  opts = opts or {}
   local data = api_get(base, "/api/v1/alerts", nil, opts, "alerts")
   local out = list()
   for _, a in ipairs(data.alerts or {}) do
@@ -846,6 +837,6 @@ M.alerts = public(function(base, opts)
 end)
 
 -- prometheus.format_value(v) -> v as Prometheus prints it ("NaN", "+Inf", "-Inf")
-M.format_value = public(format_value)
+export("format_value", "v", "", format_value)
 
 return M

@@ -47,6 +47,7 @@
 --   redis: redis-cli -h redis -p 6379 INFO memory: exit 1: Could not connect to Redis at redis:6379: Connection refused
 -- mutates: :del :flushdb :config_set :command
 local support = require "stdlib_support"
+local signature = require "signature"
 local cause = support.cause
 local last_line = support.last_line
 local words_of = support.words
@@ -300,6 +301,7 @@ end
 
 local function scan(self, pattern, opts)
   me(self, "scan")
+  if type(pattern) == "table" and opts == nil then pattern, opts = nil, pattern end -- r:scan{ limit }
   pattern = pattern or "*"
   if type(pattern) ~= "string" then fail("redis.scan: the pattern must be a string, got %s", type(pattern)) end
   opts = opts or {}
@@ -421,25 +423,32 @@ local function command(self, argv, opts)
   return chomp(r.stdout), r
 end
 
-Client.ping = public(ping)
-Client.info = public(info)
-Client.memory = public(function(self) me(self, "memory"); return info(self, "memory") end)
-Client.dbsize = public(dbsize)
-Client.get = public(get)
-Client.exists = public(exists)
-Client.ttl = public(ttl)
-Client.type = public(key_type)
-Client.scan = public(scan)
-Client.slowlog = public(slowlog)
-Client.config_get = public(config_get)
-Client.bigkeys = public(bigkeys)
-Client.del = public(del)
-Client.flushdb = public(flushdb)
-Client.config_set = public(config_set)
-Client.command = public(command)
+-- the client's methods, each checked against its signature first (self
+-- left out: a name with ":" is a method's)
+local function method(name, sig, options, fn)
+  Client[name] = signature.wrap("redis:" .. name, sig, options, public(fn))
+end
+
+method("ping", "", "", ping)
+method("info", "section?:str", "", info)
+method("memory", "", "", function(self) me(self, "memory"); return info(self, "memory") end)
+method("dbsize", "", "", dbsize)
+method("get", "key:str", "", get)
+method("exists", "key:str", "", exists)
+method("ttl", "key:str", "", ttl)
+method("type", "key:str", "", key_type)
+method("scan", "pattern?:str opts?:opts", "count limit timeout", scan)
+method("slowlog", "n?:int", "", slowlog)
+method("config_get", "param:str", "", config_get)
+method("bigkeys", "opts?:opts", "timeout", bigkeys)
+method("del", "keys:str|table", "", del)
+method("flushdb", "opts?:opts", "async", flushdb)
+method("config_set", "param:str value", "", config_set)
+method("command", "argv:str|table opts?:opts", "readonly parse timeout", command)
 Client.__tostring = function(self) return string.format("redis.client(%s:%d)", self.host, self.port) end
 
-M.client = public(function(o)
+M.client = signature.wrap("redis.client", "opts?:opts",
+                          "host port password db command tls timeout", public(function(o)
   o = o or {}
   if type(o) ~= "table" then fail("redis.client: expected a table of options, got %s", type(o)) end
   local host = o.host or "localhost"
@@ -456,8 +465,8 @@ M.client = public(function(o)
   if type(cmd) ~= "table" or #cmd == 0 then fail("redis.client: command must be a string or a list") end
   return setmetatable({ host = host, port = port, db = db, password = o.password ~= "" and o.password or nil,
                         cli = cmd, tls = o.tls == true, timeout = o.timeout or 30 }, Client)
-end)
+end))
 
-M.parse_info = parse_info
-M.parse_reply = parse_noraw
+M.parse_info = signature.wrap("redis.parse_info", "text:str", "", parse_info)
+M.parse_reply = signature.wrap("redis.parse_reply", "text:str", "", parse_noraw)
 return M

@@ -126,4 +126,12 @@ int rb_spawnp(lua_State *L, pid_t *pid, const char *file, const posix_spawn_file
  * working directory (NULL: the engine's), for relative paths. */
 int rb_child_blocked(lua_State *L, const char *words, const char *err, size_t len, const char *cwd);
 
+/* ---- strict calls ------------------------------------------------------------
+ * Check the options table at idx against options (space-separated keys), as
+ * a row's .options are checked, raising "unknown option 'timout' for NAME
+ * (did you mean 'timeout'?)" at the runbook's line.  For a call whose
+ * options come after a variable number of arguments, which a .sig cannot
+ * place (db's conn:query(sql, params..., opts)): its describe hook calls it. */
+void rb_check_options(lua_State *L, const char *name, const char *options, int idx);
+
 #endif

@@ -144,6 +144,26 @@ typedef struct rb_fn {
      * rollout_status after a simulated scale). */
     const char *object;
     rb_simulate_fn after_simulated;
+    /* The call's shape, checked before anything else is done with it (the
+     * describe hook included), by the same checker for every row, so that a
+     * mistake raises instead of being ignored: sig lists the parameters in
+     * order, "url opts?:opts" -- `?` optional, after `:` the types (str num
+     * int bool table fn any opts, `|` between them; default any), `...`
+     * last for any more; options lists the keys the parameter of type opts
+     * accepts ("timeout headers check readonly"), so `{ timout = 1 }` raises
+     * "unknown option 'timout' for http.get (did you mean 'timeout'?)".
+     * `runbook check` reads both to find unknown keys without running, and
+     * `runbook reference` prints them.  A method's sig leaves out self. */
+    const char *sig;
+    const char *options;
+    /* Optional, for `run --dry-run --diff`: what the simulated call would
+     * change, as `kubectl diff` shows it.  Called with the call's arguments
+     * once the call was simulated; returns the unified diff ("" when it
+     * would change nothing), or nil and why there is none.  It must change
+     * nothing: it may read, and ask a server to rehearse the change (a
+     * server-side dry run); its processes run confined like every process
+     * of a rehearsal.  (A file write declares RB_CONTENT instead.) */
+    lua_CFunction diff;
 } rb_fn;
 
 /* The modules an engine is created with (Lua's linit.c is the model): the

@@ -161,6 +161,19 @@ static int usage_error(const char *fmt, ...)
     return 2;
 }
 
+/* " (did you mean '--json'?)" for a typo of an option sc takes, else "" */
+static const char *option_hint(const struct subcmd *sc, const char *arg, char *buf, size_t n)
+{
+    const char *names[sizeof option_defs / sizeof option_defs[0] + 2];
+    size_t k = 0;
+    for (size_t i = 0; i < sizeof option_defs / sizeof option_defs[0]; i++)
+        if (sc->flags & option_defs[i].bit)
+            names[k++] = option_defs[i].name + 2;
+    names[k++] = "help";
+    names[k] = NULL;
+    return rb_flag_hint(arg, names, buf, n);
+}
+
 /* --name VALUE, --name=VALUE and flags; anything else is a usage error
  * naming it, so a typo never silently widens an export. */
 static int parse_args(const struct subcmd *sc, int argc, char **argv, opts *o, int *help)
@@ -191,9 +204,14 @@ static int parse_args(const struct subcmd *sc, int argc, char **argv, opts *o, i
             if (strlen(option_defs[k].name) == nlen &&
                 strncmp(option_defs[k].name, arg, nlen) == 0 && (sc->flags & option_defs[k].bit))
                 def = &option_defs[k];
-        if (!def)
+        if (!def) {
+            char hint[160];
+            if (*option_hint(sc, arg, hint, sizeof hint))
+                return usage_error("unknown option '%.*s' for '%s'%s", (int)nlen, arg, sc->name,
+                                   hint);
             return usage_error("unknown option '%.*s' for '%s' (see runbook audit %s --help)",
                                (int)nlen, arg, sc->name, sc->name);
+        }
         const char *value = NULL;
         if (def->takes_value) {
             if (eq)
@@ -373,8 +391,8 @@ static int parse_limit(const char *s, long *out)
 int cmd_audit(int argc, char **argv)
 {
     if (argc < 2)
-        return usage_error("missing command: list, show, export or verify (see runbook audit "
-                           "--help)");
+        return usage_error("missing command: list, show, export, verify or push (see runbook "
+                           "audit --help)");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0)
         return fputs(top_help, stdout), 0;
@@ -382,8 +400,15 @@ int cmd_audit(int argc, char **argv)
     for (size_t i = 0; i < N_SUBCMDS; i++)
         if (strcmp(argv[1], subcmds[i].name) == 0)
             sc = &subcmds[i];
-    if (!sc)
-        return usage_error("unknown command '%s' (list, show, export, verify)", argv[1]);
+    if (!sc) {
+        const char *names[N_SUBCMDS];
+        for (size_t i = 0; i < N_SUBCMDS; i++)
+            names[i] = subcmds[i].name;
+        const char *near = rb_did_you_mean(argv[1], names, (int)N_SUBCMDS);
+        if (near)
+            return usage_error("unknown command '%s' (did you mean '%s'?)", argv[1], near);
+        return usage_error("unknown command '%s' (list, show, export, verify, push)", argv[1]);
+    }
 
     opts o;
     memset(&o, 0, sizeof o);

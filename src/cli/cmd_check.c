@@ -15,6 +15,7 @@
 #include "modules.h"
 #include "rbfile.h"
 #include "schedule.h"
+#include "signature.h"
 #include "util.h"
 #include <lualib.h>
 
@@ -176,6 +177,119 @@ static const char *stdlib_hint(lua_State *E, const char *code, const char *name,
     return buf;
 }
 
+/* ---- unknown option keys (src/lua/lint_options.lua) ---- */
+struct rb_stdlib_file {
+    const char *name;
+    const char *src;
+    size_t len;
+};
+extern const struct rb_stdlib_file rb_internal_files[];
+extern const struct rb_stdlib_file rb_stdlib_files[];
+
+/* bind(sig, kinds) -> { [i] = true } for the options argument, or nil */
+static int lint_bind(lua_State *C)
+{
+    const char *sig = luaL_checkstring(C, 1);
+    int kinds[64], opts_of[64];
+    int n = (int)lua_rawlen(C, 2);
+    if (n > 64)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        lua_rawgeti(C, 2, i + 1);
+        kinds[i] = (int)lua_tointeger(C, -1);
+        lua_pop(C, 1);
+    }
+    if (sig_options_arg(sig, kinds, n, opts_of) != 0)
+        return 0;
+    lua_newtable(C);
+    for (int i = 0; i < n; i++)
+        if (opts_of[i]) {
+            lua_pushboolean(C, 1);
+            lua_rawseti(C, -2, i + 1);
+        }
+    return 1;
+}
+
+/* near(word, "a b c") -> the closest, as the run-time message says it */
+static int lint_near(lua_State *C)
+{
+    const char *word = luaL_checkstring(C, 1);
+    char store[1024];
+    snprintf(store, sizeof store, "%s", luaL_checkstring(C, 2));
+    const char *cand[64];
+    int n = 0;
+    for (char *save, *k = strtok_r(store, " ", &save); k && n < 64; k = strtok_r(NULL, " ", &save))
+        cand[n++] = k;
+    const char *best = rb_did_you_mean(word, cand, n);
+    if (!best)
+        return 0;
+    lua_pushstring(C, best);
+    return 1;
+}
+
+/* Every signature the engine declares, the stdlib's included (its modules
+ * declare theirs when required), as { name = { sig, options } } in C. */
+static void push_signatures(lua_State *E, lua_State *C)
+{
+    int top = lua_gettop(E);
+    for (const struct rb_stdlib_file *f = rb_stdlib_files; f->name; f++) {
+        lua_getglobal(E, "require");
+        lua_pushstring(E, f->name);
+        (void)lua_pcall(E, 1, 0, 0); /* one that fails to load declares nothing */
+        lua_settop(E, top);
+    }
+    lua_newtable(C);
+    sig_push_all(E);
+    lua_pushnil(E);
+    while (lua_next(E, -2)) {
+        if (lua_type(E, -2) == LUA_TSTRING && lua_istable(E, -1)) {
+            lua_createtable(C, 0, 2);
+            lua_getfield(E, -1, "sig");
+            lua_pushstring(C, lua_tostring(E, -1));
+            lua_setfield(C, -2, "sig");
+            lua_getfield(E, -2, "options");
+            lua_pushstring(C, lua_tostring(E, -1));
+            lua_setfield(C, -2, "options");
+            lua_pop(E, 2);
+            lua_setfield(C, -2, lua_tostring(E, -2));
+        }
+        lua_pop(E, 1);
+    }
+    lua_settop(E, top);
+}
+
+static void lint_options(problems *p, lua_State *E, lua_State *C, const char *file, const char *src,
+                         size_t len)
+{
+    const struct rb_stdlib_file *f = rb_internal_files;
+    while (f->name && strcmp(f->name, "lint_options") != 0)
+        f++;
+    if (!f->name || luaL_loadbuffer(C, f->src, f->len, "=lint_options") != LUA_OK) {
+        lua_pop(C, 1);
+        return;
+    }
+    lua_pushlstring(C, src, len);
+    push_signatures(E, C);
+    lua_pushcfunction(C, lint_bind);
+    lua_pushcfunction(C, lint_near);
+    if (lua_pcall(C, 4, 1, 0) != LUA_OK) {
+        report(p, file, 1, 1, "lint", lua_tostring(C, -1), 0);
+        lua_pop(C, 1);
+        return;
+    }
+    lua_Integer n = (lua_Integer)lua_rawlen(C, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(C, -1, i);
+        lua_getfield(C, -1, "line");
+        lua_getfield(C, -2, "column");
+        lua_getfield(C, -3, "msg");
+        report(p, file, (int)lua_tointeger(C, -3), (int)lua_tointeger(C, -2), "option",
+               lua_tostring(C, -1), 1);
+        lua_pop(C, 4);
+    }
+    lua_pop(C, 1);
+}
+
 static void lint(problems *p, lua_State *E, const char *file)
 {
     size_t len;
@@ -191,7 +305,6 @@ static void lint(problems *p, lua_State *E, const char *file)
     }
     size_t start = rb_lua_source(src, len);
     lua_pushlstring(C, src + start, len - start);
-    free(src);
     push_spec(E, C);
     if (lua_pcall(C, 2, 2, 0) != LUA_OK) {
         report(p, file, 1, 1, "lint", lua_tostring(C, -1), 0);
@@ -215,7 +328,10 @@ static void lint(problems *p, lua_State *E, const char *file)
                    lua_tostring(C, -4), msg ? msg : lua_tostring(C, -3), lua_toboolean(C, -2));
             lua_pop(C, 7);
         }
+        lua_pop(C, 1);
+        lint_options(p, E, C, file, src + start, len - start);
     }
+    free(src);
     lua_close(C);
 }
 
@@ -519,11 +635,8 @@ int cmd_check(int argc, char **argv)
             return 0;
         } else if (argv[i][0] == '-') {
             static const char *const known[] = {"json", "help", NULL};
-            char hint[160];
             file_list_free(&files);
-            if (*rb_flag_hint(argv[i], known, hint, sizeof hint))
-                return usage_error("check: unknown option '%s'%s", argv[i], hint);
-            return usage_error("check: unknown option '%s' (see runbook check --help)", argv[i]);
+            return unknown_flag("check", argv[i], known);
         } else {
             explicit = 1;
             struct stat st;

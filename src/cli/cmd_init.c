@@ -11,6 +11,7 @@
  * kept byte for byte and reported.  Running it twice changes nothing.
  */
 #include "commands.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -186,7 +187,8 @@ int cmd_init(int argc, char **argv)
         } else if (strncmp(argv[i], "--team=", 7) == 0) {
             team = argv[i] + 7;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            return usage_error("init: unknown option '%s' (see runbook init --help)", argv[i]);
+            const char *known[] = {"team", "help", NULL};
+            return unknown_flag("init", argv[i], known);
         } else if (dir) {
             return usage_error("init: one DIR only ('%s' and '%s')", dir, argv[i]);
         } else {

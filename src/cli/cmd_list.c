@@ -244,11 +244,8 @@ int cmd_list(int argc, char **argv)
             return 0;
         } else if (argv[i][0] == '-') {
             static const char *const known[] = {"json", "markdown", "long", "tag", "help", NULL};
-            char hint[160];
             file_list_free(&roots);
-            if (*rb_flag_hint(argv[i], known, hint, sizeof hint))
-                return usage_error("list: unknown option '%s'%s", argv[i], hint);
-            return usage_error("list: unknown option '%s' (see runbook list --help)", argv[i]);
+            return unknown_flag("list", argv[i], known);
         } else {
             /* explicit directories replace the default roots */
             char **np = realloc(roots.paths, (size_t)(roots.n + 1) * sizeof *np);
@@ -428,10 +425,7 @@ int cmd_show(int argc, char **argv)
             return 0;
         } else if (argv[i][0] == '-') {
             static const char *const known[] = {"json", "help", NULL};
-            char hint[160];
-            if (*rb_flag_hint(argv[i], known, hint, sizeof hint))
-                return usage_error("show: unknown option '%s'%s", argv[i], hint);
-            return usage_error("show: unknown option '%s' (see runbook show --help)", argv[i]);
+            return unknown_flag("show", argv[i], known);
         } else if (name)
             return usage_error("show: one runbook at a time");
         else

@@ -98,11 +98,7 @@ int cmd_locks(int argc, char **argv)
             return usage_error("locks: %s needs a value (see runbook locks --help)",
                                argv[optind - 1]);
         default: {
-            char hint[160];
-            if (*rb_getopt_hint(argv[optind - 1], opts, hint, sizeof hint))
-                return usage_error("locks: unknown option '%s'%s", argv[optind - 1], hint);
-            return usage_error("locks: unknown option '%s' (see runbook locks --help)",
-                               argv[optind - 1]);
+            return unknown_getopt_flag("locks", argv[optind - 1], opts);
         }
         }
     }

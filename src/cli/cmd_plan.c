@@ -136,6 +136,22 @@ typedef struct plan_args {
     char env[256]; /* approve, apply: the plan's environment */
 } plan_args;
 
+/* A flag this command does not take, with a hint only of the options it
+ * takes (allowed, as in parse): never one that is then refused. */
+static int unknown_plan_flag(const char *cmd, const char *arg, const char *allowed)
+{
+    const char *names[sizeof OPTIONS / sizeof *OPTIONS];
+    size_t k = 0;
+    for (const struct option *o = OPTIONS; o->name; o++) {
+        char word[32];
+        snprintf(word, sizeof word, " %s ", o->name);
+        if (o->val == O_HELP || strstr(allowed, word))
+            names[k++] = o->name;
+    }
+    names[k] = NULL;
+    return unknown_flag(cmd, arg, names);
+}
+
 /* 0, -1 after --help, or 2 after a usage error.  allowed: the option
  * letters/codes this command takes, as a string of their names. */
 static int parse(int argc, char **argv, plan_args *p, const char *cmd, const char *help,
@@ -160,9 +176,9 @@ static int parse(int argc, char **argv, plan_args *p, const char *cmd, const cha
                                argv[optind - 1], cmd);
         char word[32];
         snprintf(word, sizeof word, " %s ", name ? name : "?");
-        if (c == '?' || !name)
-            return usage_error("%s: unknown option '%s' (see runbook %s --help)", cmd,
-                               argv[optind - 1], cmd);
+        if (c == '?' || !name) {
+            return unknown_plan_flag(cmd, argv[optind - 1], allowed);
+        }
         if (!strstr(allowed, word))
             return usage_error("%s: --%s is not an option of %s (see runbook %s --help)", cmd, name,
                                cmd, cmd);

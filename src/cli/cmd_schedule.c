@@ -13,6 +13,7 @@
 #include "rbfile.h"
 #include "schedule.h"
 #include "session.h"
+#include "util.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -682,7 +683,12 @@ static int parse_args(int argc, char **argv, sched_args *a)
                 return usage_error("schedule: more than %d --param", MAX_PARAMS);
             a->params[a->n_params++] = (char *)p;
         } else if (arg[0] == '-') {
-            return usage_error("schedule: unknown option '%s' (see runbook schedule --help)", arg);
+            /* the flags above, without their dashes, up to the NULL that ends them */
+            const char *known[sizeof valued / sizeof *valued + 5] = {"list", "json", "param",
+                                                                     "help"};
+            for (size_t k = 0; k < sizeof valued / sizeof *valued; k++)
+                known[4 + k] = valued[k].flag + 2;
+            return unknown_flag("schedule", arg, known);
         } else {
             a->dirs[a->n_dirs++] = (char *)arg;
         }

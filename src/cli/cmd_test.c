@@ -1177,11 +1177,7 @@ int cmd_test(int argc, char **argv)
             return usage_error("test: %s needs a value (see runbook test --help)",
                                argv[optind - 1]);
         default: {
-            char hint[160];
-            if (*rb_getopt_hint(argv[optind - 1], opts, hint, sizeof hint))
-                return usage_error("test: unknown option '%s'%s", argv[optind - 1], hint);
-            return usage_error("test: unknown option '%s' (see runbook test --help)",
-                               argv[optind - 1]);
+            return unknown_getopt_flag("test", argv[optind - 1], opts);
         }
         }
     }

@@ -12,6 +12,7 @@ int cmd_test(int argc, char **argv);
 int cmd_schedule(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_locks(int argc, char **argv);
+int cmd_reference(int argc, char **argv);
 int cmd_plan(int argc, char **argv); /* src/cli/cmd_plan.c: plan, approve, apply */
 int cmd_approve(int argc, char **argv);
 int cmd_apply(int argc, char **argv);
@@ -33,5 +34,12 @@ int cmd_complete(int argc, char **argv, const struct command *commands);
 
 /* "runbook: " + message on stderr; returns 2 (usage / invalid input) */
 int usage_error(const char *fmt, ...);
+/* A flag the command does not take: "CMD: unknown option '--dry-rn' (did
+ * you mean '--dry-run'?)" when arg is a typo of one of names (without
+ * dashes, up to a NULL), else "... (see runbook CMD --help)"; returns 2. */
+int unknown_flag(const char *cmd, const char *arg, const char *const *names);
+/* The same for a getopt_long table (up to its all-zero row). */
+struct option;
+int unknown_getopt_flag(const char *cmd, const char *arg, const struct option *opts);
 
 #endif

@@ -7,6 +7,7 @@
 #include "runbook/runbook.h"
 #include "util.h"
 
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,6 +39,8 @@ static const struct command commands[] = {
     {"apply", cmd_apply, "run a plan live: only its changes, in order, or stop before"},
     {"audit", cmd_audit, "list, show, export and verify the audit log"},
     {"locks", cmd_locks, "the run locks held now, and by whom"},
+    {"reference", cmd_reference,
+     "every function a runbook can call: arguments and option keys (docs/reference.md)"},
     {"schedule", cmd_schedule,
      "run a runbook on its schedule: systemd timer or Kubernetes CronJob, --list"},
     {"init", cmd_init, "start a team library: runbook.yaml, a runbook, its scenarios, CI files"},
@@ -99,6 +102,24 @@ int usage_error(const char *fmt, ...)
     fputc('\n', stderr);
     va_end(ap);
     return 2;
+}
+
+int unknown_flag(const char *cmd, const char *arg, const char *const *names)
+{
+    char hint[160];
+    if (*rb_flag_hint(arg, names, hint, sizeof hint))
+        return usage_error("%s: unknown option '%s'%s", cmd, arg, hint);
+    return usage_error("%s: unknown option '%s' (see runbook %s --help)", cmd, arg, cmd);
+}
+
+int unknown_getopt_flag(const char *cmd, const char *arg, const struct option *opts)
+{
+    const char *names[128];
+    size_t k = 0;
+    for (; opts[k].name && k < sizeof names / sizeof *names - 1; k++)
+        names[k] = opts[k].name;
+    names[k] = NULL;
+    return unknown_flag(cmd, arg, names);
 }
 
 int main(int argc, char **argv)

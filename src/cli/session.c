@@ -168,11 +168,7 @@ int run_args_parse(int argc, char **argv, run_args *a, const char *cmd, const ch
             return usage_error("%s: %s needs a value (see runbook %s --help)", cmd,
                                argv[optind - 1], cmd);
         default: {
-            char hint[160];
-            if (*rb_getopt_hint(argv[optind - 1], run_options, hint, sizeof hint))
-                return usage_error("%s: unknown option '%s'%s", cmd, argv[optind - 1], hint);
-            return usage_error("%s: unknown option '%s' (see runbook %s --help)", cmd,
-                               argv[optind - 1], cmd);
+            return unknown_getopt_flag(cmd, argv[optind - 1], run_options);
         }
         }
     }

@@ -482,8 +482,12 @@ static int l_json_encode(lua_State *L)
 }
 
 static const rb_fn json_fns[] = {
-    {.name = "decode", .fn = l_json_decode, .cls = RB_PURE},
-    {.name = "encode", .fn = l_json_encode, .cls = RB_PURE},
+    {.name = "decode", .fn = l_json_decode, .cls = RB_PURE, .sig = "text:str"},
+    {.name = "encode",
+     .fn = l_json_encode,
+     .cls = RB_PURE,
+     .sig = "value opts?:opts",
+     .options = "pretty"},
     {.name = NULL},
 };
 

@@ -78,8 +78,9 @@ void mod_regex_open(lua_State *L)
     lua_pushcfunction(L, re_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
-    static const rb_fn fns[] = {{.name = "match", .fn = l_match, .cls = RB_PURE},
-                                {.name = "find", .fn = l_find, .cls = RB_PURE},
-                                {.name = NULL}};
+    static const rb_fn fns[] = {
+        {.name = "match", .fn = l_match, .cls = RB_PURE, .sig = "pattern:str s:str"},
+        {.name = "find", .fn = l_find, .cls = RB_PURE, .sig = "pattern:str s:str"},
+        {.name = NULL}};
     rb_register(L, "regex", fns);
 }

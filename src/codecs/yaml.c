@@ -1050,15 +1050,16 @@ static int l_yaml_encode(lua_State *L)
 static const rb_field load_fields[] = {{"path", RB_STR, RB_KEY}, {NULL, 0, 0}};
 
 static const rb_fn yaml_fns[] = {
-    {.name = "decode", .fn = l_yaml_decode, .cls = RB_PURE},
-    {.name = "encode", .fn = l_yaml_encode, .cls = RB_PURE},
+    {.name = "decode", .fn = l_yaml_decode, .cls = RB_PURE, .sig = "text:str"},
+    {.name = "encode", .fn = l_yaml_encode, .cls = RB_PURE, .sig = "value"},
     /* reads a file: in a scenario, the scratch directory's */
     {.name = "load",
      .fn = l_yaml_load,
      .cls = RB_READ,
      .describe = yaml_load_describe,
      .fields = load_fields,
-     .paths = 1u},
+     .paths = 1u,
+     .sig = "path:str"},
     {.name = NULL},
 };
 

@@ -9,6 +9,7 @@
 #include "journal.h"
 #include "loop.h"
 #include "prompt.h"
+#include "signature.h"
 #include "util.h"
 #include "yamlconv.h"
 
@@ -274,13 +275,16 @@ static int l_secret_register(lua_State *L)
     return 1;
 }
 
-/* secret(name) through the table secret is: upvalue 1 the funnelled secret() */
+#define SECRET_SIG "name:str"
+
+/* secret(name) through the table secret is: checked here, where level 1 is
+ * the runbook's line (a call through the row's own checker would name this
+ * C function instead) */
 static int l_secret_call(lua_State *L)
 {
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_replace(L, 1); /* the table itself is not an argument */
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    return lua_gettop(L);
+    sig_check(L, "secret", SECRET_SIG, NULL, 2, 1);
+    lua_remove(L, 1); /* the table itself is not an argument */
+    return l_secret(L);
 }
 
 /* check(cond, fmt, ...): fail the step with a formatted message */
@@ -507,42 +511,55 @@ static void null_says_null(lua_State *L)
     lua_pop(L, 1);
 }
 
-void mod_base_open(lua_State *L)
+/* log.info/warn/error/debug: closures over their level, declared one by one */
+static void open_log(lua_State *L)
 {
-    null_says_null(L);
     static const char *const levels[] = {"info", "warn", "error", "debug", NULL};
     lua_newtable(L);
     for (int i = 0; levels[i]; i++) {
         lua_pushstring(L, levels[i]);
         lua_pushcclosure(L, l_log, 1);
+        char name[16];
+        snprintf(name, sizeof name, "log.%s", levels[i]);
+        sig_declare(L, name, "fmt?:str ...", NULL, -1);
         lua_setfield(L, -2, levels[i]);
     }
     lua_setglobal(L, "log");
-    static const rb_fn base[] = {{.name = "print", .fn = l_print, .cls = RB_PURE},
-                                 {.name = "sleep", .fn = l_sleep, .cls = RB_PURE},
-                                 {.name = "now", .fn = l_now, .cls = RB_PURE},
-                                 {.name = "dry_run", .fn = l_dry_run, .cls = RB_PURE},
-                                 {.name = "env", .fn = l_env, .cls = RB_PURE},
-                                 {.name = "secret", .fn = l_secret, .cls = RB_PURE},
-                                 {.name = "check", .fn = l_check, .cls = RB_PURE},
-                                 {.name = "confirm", .fn = l_confirm, .cls = RB_PURE},
-                                 {.name = "parallel", .fn = l_parallel, .cls = RB_PURE},
-                                 {.name = NULL}};
+}
+
+void mod_base_open(lua_State *L)
+{
+    null_says_null(L);
+    open_log(L);
+    static const rb_fn base[] = {
+        {.name = "print", .fn = l_print, .cls = RB_PURE, .sig = "..."},
+        {.name = "sleep", .fn = l_sleep, .cls = RB_PURE, .sig = "seconds:num"},
+        {.name = "now", .fn = l_now, .cls = RB_PURE, .sig = ""},
+        {.name = "dry_run", .fn = l_dry_run, .cls = RB_PURE, .sig = ""},
+        {.name = "env", .fn = l_env, .cls = RB_PURE, .sig = "name:str default?"},
+        {.name = "secret", .fn = l_secret, .cls = RB_PURE, .sig = SECRET_SIG},
+        {.name = "check", .fn = l_check, .cls = RB_PURE, .sig = "cond fmt?:str ..."},
+        {.name = "confirm", .fn = l_confirm, .cls = RB_PURE, .sig = "question:str"},
+        {.name = "parallel",
+         .fn = l_parallel,
+         .cls = RB_PURE,
+         .sig = "list:table fn:fn opts?:opts",
+         .options = "concurrency check"},
+        {.name = NULL}};
     rb_register(L, NULL, base);
     /* secret is callable -- secret(name) -- and has register(value) */
-    lua_getglobal(L, "secret");
+    static const rb_fn secret_fns[] = {
+        {.name = "register", .fn = l_secret_register, .cls = RB_PURE, .sig = "value:str"},
+        {.name = NULL}};
     lua_newtable(L);
-    lua_pushcfunction(L, l_secret_register);
-    lua_setfield(L, -2, "register");
     lua_newtable(L);
-    lua_pushvalue(L, -3);
-    lua_pushcclosure(L, l_secret_call, 1);
+    lua_pushcfunction(L, l_secret_call);
     lua_setfield(L, -2, "__call");
     lua_pushliteral(L, "secret");
     lua_setfield(L, -2, "__metatable");
     lua_setmetatable(L, -2);
     lua_setglobal(L, "secret");
-    lua_pop(L, 1);
+    rb_register(L, "secret", secret_fns);
     /* internals for src/lua: a registry table, never a global */
     lua_newtable(L);
     lua_pushcfunction(L, l_progress);

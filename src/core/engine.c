@@ -12,6 +12,7 @@
 #include "loop.h"
 #include "rbfile.h"
 #include "rbtime.h"
+#include "signature.h"
 #include "util.h"
 #include "watchdog.h"
 
@@ -484,6 +485,8 @@ static void sandbox(lua_State *L)
         lua_pushcclosure(L, load_embedded, 1);
         lua_setfield(L, -2, f->name);
     }
+    lua_pushcfunction(L, sig_open_module); /* signature.wrap, for functions in Lua */
+    lua_setfield(L, -2, "signature");
     lua_pop(L, 1);
     lua_getfield(L, -1, "searchers");
     lua_rawgeti(L, -1, 1); /* keep the preload searcher */

@@ -11,6 +11,7 @@
 #include "journal.h"
 #include "loop.h"
 #include "prompt.h"
+#include "signature.h"
 #include "strategy.h"
 
 #include <stdarg.h>
@@ -609,6 +610,10 @@ static int funnel_call(lua_State *L)
         rb_action none = {0};
         return push_simulated(L, row, &none);
     }
+    /* the call's shape first: a misspelled option must not reach describe,
+     * which would read around it */
+    sig_check(L, lua_tostring(L, lua_upvalueindex(3)), row->sig, row->options,
+              lua_toboolean(L, lua_upvalueindex(4)) ? 2 : 1, 1);
     rb_action a = {0};
     a.primitive = *module ? module : row->name;
     a.verb = row->name;
@@ -825,22 +830,47 @@ static void add_row(lua_State *L, const char *primitive, const rb_fn *f, const c
     lua_pop(L, 2);
 }
 
+/* A pure row: checked like an action, then the function itself (called
+ * directly: a yield inside it continues as it would have). */
+static int pure_call(lua_State *L)
+{
+    const rb_fn *row = (const rb_fn *)lua_touserdata(L, lua_upvalueindex(1));
+    sig_check(L, lua_tostring(L, lua_upvalueindex(2)), row->sig, row->options,
+              lua_toboolean(L, lua_upvalueindex(3)) ? 2 : 1, 1);
+    return row->fn(L);
+}
+
 static void register_rows(lua_State *L, int idx, const char *primitive, const rb_fn *fns,
                           const char *kind)
 {
     idx = lua_absindex(L, idx);
+    int method = strcmp(kind, "method") == 0;
     for (const rb_fn *f = fns; f->name; f++) {
-        if (f->cls == RB_PURE) {
+        /* the name calls are known by: http.get, db:query (a method), print */
+        const char *qual =
+            primitive ? lua_pushfstring(L, "%s%s%s", primitive, method ? ":" : ".", f->name)
+                      : lua_pushstring(L, f->name);
+        if (f->cls == RB_PURE && !f->sig) {
             lua_pushcfunction(L, f->fn);
+        } else if (f->cls == RB_PURE) {
+            lua_pushlightuserdata(L, (void *)f);
+            lua_pushvalue(L, -2);
+            lua_pushboolean(L, method);
+            lua_pushcclosure(L, pure_call, 3);
         } else {
             if (!f->describe)
                 luaL_error(L, "primitive %s.%s has no describe hook", primitive ? primitive : "",
                            f->name);
             lua_pushlightuserdata(L, (void *)f);
             lua_pushstring(L, primitive ? primitive : "");
-            lua_pushcclosure(L, funnel_call, 2);
+            lua_pushvalue(L, -3);
+            lua_pushboolean(L, method);
+            lua_pushcclosure(L, funnel_call, 4);
         }
+        if (f->sig)
+            sig_declare(L, qual, f->sig, f->options, -1);
         lua_setfield(L, idx, f->name);
+        lua_pop(L, 1);
     }
     remember_rowset(L, primitive, fns, kind);
 }

@@ -9,6 +9,7 @@
 #include "journal.h"
 #include "landlock.h"
 #include "loop.h"
+#include "signature.h"
 #include "strategy.h"
 
 #include <errno.h>
@@ -513,4 +514,17 @@ int rb_child_blocked(lua_State *L, const char *words, const char *err, size_t le
         p = nl ? nl + 1 : NULL;
     }
     return 0;
+}
+
+/* A signature's `...` takes any number of arguments, so the options table
+ * after them cannot be a parameter of its own: db's conn:query(sql,
+ * params..., opts) finds its trailing table itself and has it checked here,
+ * by the same checker as every row's options (host.h says why). */
+void rb_check_options(lua_State *L, const char *name, const char *options, int idx)
+{
+    idx = lua_absindex(L, idx);
+    int top = lua_gettop(L);
+    lua_pushvalue(L, idx);
+    sig_check(L, name, "opts:opts", options, top + 1, 1);
+    lua_settop(L, top);
 }

@@ -229,12 +229,6 @@ static const char *quoted(lua_State *L, const char *s)
     return lua_pushfstring(L, "\"%s...\"", lua_pushlstring(L, s, 57));
 }
 
-static void at_most(lua_State *L, int n, const char *fname, const char *signature)
-{
-    if (lua_gettop(L) > n)
-        fail(L, "%s: too many arguments (%d given; expected %s)", fname, lua_gettop(L), signature);
-}
-
 static double engine_clock(lua_State *L)
 {
     rb_engine *E = rb_engine_of(L);
@@ -273,7 +267,6 @@ static double time_arg(lua_State *L, int i, const char *fname)
 /* time.parse(text) -> unix seconds (a float: fractions kept) */
 static int l_parse(lua_State *L)
 {
-    at_most(L, 1, "time.parse", "time.parse(text)");
     if (lua_type(L, 1) != LUA_TSTRING)
         return fail(L,
                     "time.parse: expected an RFC 3339 time such as \"2024-05-01T09:00:00Z\", "
@@ -286,7 +279,6 @@ static int l_parse(lua_State *L)
 /* time.duration("1h30m" or seconds) -> seconds */
 static int l_duration(lua_State *L)
 {
-    at_most(L, 1, "time.duration", "time.duration(text)");
     double secs;
     if (lua_type(L, 1) == LUA_TNUMBER) {
         secs = lua_tonumber(L, 1);
@@ -314,7 +306,6 @@ static int l_duration(lua_State *L)
  * ahead) */
 static int l_since(lua_State *L)
 {
-    at_most(L, 1, "time.since", "time.since(t)");
     double t = time_arg(L, 1, "time.since");
     lua_pushnumber(L, engine_clock(L) - t);
     return 1;
@@ -324,7 +315,6 @@ static int l_since(lua_State *L)
  * defaults to now */
 static int l_format(lua_State *L)
 {
-    at_most(L, 1, "time.format", "time.format([t])");
     double t = lua_isnoneornil(L, 1) ? engine_clock(L) : time_arg(L, 1, "time.format");
     if (!(t >= FIRST_SECOND && t < AFTER_LAST_SECOND - 0.0005)) {
         char num[32];
@@ -366,10 +356,13 @@ int rb_rfc3339_lua(lua_State *L)
 
 void mod_time_open(lua_State *L)
 {
-    static const rb_fn rows[] = {{.name = "parse", .fn = l_parse, .cls = RB_PURE},
-                                 {.name = "duration", .fn = l_duration, .cls = RB_PURE},
-                                 {.name = "since", .fn = l_since, .cls = RB_PURE},
-                                 {.name = "format", .fn = l_format, .cls = RB_PURE},
-                                 {.name = NULL}};
+    /* the signatures raise for a missing, misplaced or extra argument; the
+     * functions still refuse a number where only text will do */
+    static const rb_fn rows[] = {
+        {.name = "parse", .fn = l_parse, .cls = RB_PURE, .sig = "text:str"},
+        {.name = "duration", .fn = l_duration, .cls = RB_PURE, .sig = "d:str|num"},
+        {.name = "since", .fn = l_since, .cls = RB_PURE, .sig = "t:str|num"},
+        {.name = "format", .fn = l_format, .cls = RB_PURE, .sig = "t?:str|num"},
+        {.name = NULL}};
     rb_register(L, "time", rows);
 }

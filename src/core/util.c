@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -350,6 +351,16 @@ const char *rb_did_you_mean(const char *word, const char *const *candidates, int
             best_d = d;
             best = candidates[i];
         }
+    }
+    if (best || len < 3)
+        return best;
+    /* an abbreviation: `prev` for `previous`, when it begins only one */
+    for (int i = 0; n < 0 ? candidates[i] != NULL : i < n; i++) {
+        if (!candidates[i] || strncasecmp(candidates[i], word, (size_t)len) != 0)
+            continue;
+        if (best)
+            return NULL;
+        best = candidates[i];
     }
     return best;
 }

@@ -52,8 +52,10 @@ int rb_remove_tree(const char *path, int keep_root);
 int rb_edit_distance(const char *a, const char *b, int max);
 /* The candidate closest to word, within distance 2 and less than word's
  * length (so "x" does not suggest every one-letter name), for "did you
- * mean ...?"; NULL when none is that close.  n candidates, or up to the
- * first NULL when n < 0; NULL entries are skipped; ties go to the first. */
+ * mean ...?", else the one candidate that word (3 letters or more) begins
+ * (`prev` -> `previous`); NULL when none is that close.  n candidates, or
+ * up to the first NULL when n < 0; NULL entries are skipped; ties go to
+ * the first. */
 const char *rb_did_you_mean(const char *word, const char *const *candidates, int n);
 /* For a command's "unknown option" error: " (did you mean '--dry-run'?)"
  * into buf when arg ("--dry-rn", "--dry-rn=x") is a typo of one of the long

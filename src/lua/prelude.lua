@@ -3,14 +3,14 @@
 -- every primitive they call still goes through the action funnel.
 -- mutates: run_runbook
 local rt = ...
+local signature = require "signature"
 
 -- wait_until(fn, { timeout = 60, every = 2, what = "condition" })
 -- Calls fn until it returns a true value; an error from fn counts as "not
--- yet".  Shows a live progress line on a terminal.
-function wait_until(fn, opts)
-  if type(fn) ~= "function" then
-    error("wait_until: expected a function, got " .. type(fn), 2)
-  end
+-- yet".  Shows a live progress line on a terminal.  The signature refuses a
+-- misspelled option, which would otherwise wait the default 60 s.
+wait_until = signature.wrap("wait_until", "fn:fn opts?:opts", "timeout every what",
+                            function(fn, opts)
   opts = opts or {}
   local timeout = opts.timeout or 60
   local every = opts.every or 2
@@ -38,15 +38,12 @@ function wait_until(fn, opts)
     rt.progress(string.format("waiting for %s: attempt %d, %.0f s left", what, attempt, left))
     sleep(math.min(every, left))
   end
-end
+end)
 
 -- run_runbook(name, params) -> the sub-runbook's state
 -- Runs another runbook's steps inside the current step, recorded as part of
 -- this run ("parent: child step").
-function run_runbook(name, params)
-  if type(name) ~= "string" then
-    error("run_runbook: expected a runbook name or path, got " .. type(name), 2)
-  end
+run_runbook = signature.wrap("run_runbook", "name:str params?:table", "", function(name, params)
   local rb = rt.load_runbook(name, params or {})
   local label = rb.meta.name or name
   for i, s in ipairs(rb.steps) do
@@ -70,7 +67,7 @@ function run_runbook(name, params)
     end
   end
   return rb.env.state
-end
+end)
 
 -- rt.last_line(s): the last non-empty line of a tool's output (what says
 -- most about a failure), for the engine's own Lua

@@ -154,6 +154,10 @@ static int push_folded(lua_State *L, const char *sql, int limit)
  * whole statement folded, without a trailing space. */
 void db_describe(lua_State *L, rb_action *a, const char *display, const char *verb, const char *sql)
 {
+    if (a->opts) {
+        rb_check_options(L, lua_pushfstring(L, "db:%s", verb), DB_STATEMENT_OPTIONS, a->opts);
+        lua_pop(L, 1);
+    }
     push_folded(L, sql, 0);
     size_t len;
     const char *folded = lua_tolstring(L, -1, &len);
@@ -364,15 +368,20 @@ static int l_pg_url(lua_State *L)
 void mod_db_open(lua_State *L)
 {
     static const rb_field open_fields[] = {{"url", RB_STR, RB_KEY}, {NULL, 0, 0}};
-    static const rb_fn fns[] = {{.name = "open",
-                                 .fn = l_open,
-                                 .cls = RB_BY_ARGS,
-                                 .describe = describe_open,
-                                 .simulate = simulate_open,
-                                 .fields = open_fields,
-                                 .stand_in = open_stand_in},
-                                {.name = "pg_url", .fn = l_pg_url, .cls = RB_PURE},
-                                {.name = NULL}};
+    static const rb_fn fns[] = {
+        {.name = "open",
+         .fn = l_open,
+         .cls = RB_BY_ARGS,
+         .describe = describe_open,
+         .simulate = simulate_open,
+         .fields = open_fields,
+         .stand_in = open_stand_in,
+         .sig = "url:str opts?:opts",
+         /* timeout: PostgreSQL's connect; create and
+          * busy_timeout: SQLite's; readonly: the funnel */
+         .options = "timeout create busy_timeout readonly"},
+        {.name = "pg_url", .fn = l_pg_url, .cls = RB_PURE, .sig = "url:str", .options = ""},
+        {.name = NULL}};
     rb_register(L, "db", fns);
     lua_getglobal(L, "db");
     db_push_null(L);

@@ -22,7 +22,8 @@ typedef struct db_call {
 /* Read self, sql, parameters and options from a method call's stack. */
 void db_call_parse(lua_State *L, db_call *dc);
 /* Fill an action: verb, target (the redacted URL) and words
- * "db exec sqlite:app.db: UPDATE t SET ..." (whitespace folded, bounded). */
+ * "db exec sqlite:app.db: UPDATE t SET ..." (whitespace folded, bounded),
+ * after checking the options table a->opts (0: none) of db:VERB. */
 void db_describe(lua_State *L, rb_action *a, const char *display, const char *verb,
                  const char *sql);
 /* The static part of classifying SQL, the same for every driver and for a
@@ -35,13 +36,21 @@ rb_class db_sql_class(const char *sql);
 /* Does sql call one of those functions (a name followed by "(")? */
 int db_sql_effectful(const char *sql);
 
-/* A statement method's row: its fields, what a mock answers, how. */
+/* A statement method's row: its fields, what a mock answers, how, and its
+ * signature: conn:query(sql, params... [, opts]).  The parameters are any
+ * number of values, so the signature's `...` takes them and the trailing
+ * options table is checked against DB_STATEMENT_OPTIONS by db_describe
+ * (timeout and numbers are read by the drivers, readonly by the funnel and
+ * PostgreSQL's rehearsal; numbers changes nothing for SQLite, whose
+ * numbers are numbers already). */
 extern const rb_field db_statement_fields[];
 int db_answer(lua_State *L);
 int db_recorded(lua_State *L);
+#define DB_STATEMENT_OPTIONS "timeout numbers readonly"
 #define DB_STATEMENT                                                                               \
     .cls = RB_BY_ARGS, .fields = db_statement_fields, .respond = "rows affected json error",       \
-    .answer = db_answer, .recorded = db_recorded
+    .answer = db_answer, .recorded = db_recorded, .sig = "sql:str ...",                            \
+    .options = DB_STATEMENT_OPTIONS
 
 /* SQL NULL: json.null (a NULL light userdata), so rows encode as JSON nulls */
 void db_push_null(lua_State *L);

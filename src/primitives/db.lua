@@ -4,14 +4,12 @@
 -- write, pg_restore --list a read), and dry-run shows each one.
 -- mutates: db.backup db.restore
 local rt = ...
+local signature = require "signature"
 
 -- conn:transaction(fn) -> fn's results: COMMIT when fn returns, ROLLBACK
 -- when it raises (the error goes on).  Nested calls use savepoints.
 local depth = setmetatable({}, { __mode = "k" })
-local function transaction(self, fn)
-  if type(fn) ~= "function" then
-    error("transaction: expected a function, got " .. type(fn), 2)
-  end
+local transaction = signature.wrap("db:transaction", "fn:fn", "", function(self, fn)
   local d = depth[self] or 0
   local sp = "runbook_tx_" .. d
   self:exec(d == 0 and "BEGIN" or ("SAVEPOINT " .. sp))
@@ -29,7 +27,7 @@ local function transaction(self, fn)
     pcall(self.exec, self, "RELEASE SAVEPOINT " .. sp)
   end
   error(res[2], 0)
-end
+end)
 rt.db_sqlite_meta.__index.transaction = transaction
 rt.db_pg_meta.__index.transaction = transaction
 
@@ -146,10 +144,10 @@ end
 -- A consistent copy (SQLite online backup API; pg_dump -Fc from an exported
 -- snapshot), the row counts of that same snapshot, a manifest beside it
 -- (DEST.manifest.json: kind, size, sha256, tables), then db.verify().
-function db.backup(src, dest, opts)
-  if type(src) ~= "string" or type(dest) ~= "string" then
-    error("db.backup: expected (source URL, destination path)", 2)
-  end
+-- (pg_restore and manifest are passed on to db.verify; connect_timeout to db.open)
+db.backup = signature.wrap("db.backup", "src:str dest:str opts?:opts",
+                           "timeout connect_timeout pg_dump pg_restore manifest",
+                           function(src, dest, opts)
   opts = opts or {}
   local t0 = now()
   local kind = kind_of_url(src)
@@ -193,7 +191,7 @@ function db.backup(src, dest, opts)
   report.verified = v.ok
   report.duration = now() - t0
   return report
-end
+end)
 
 -- ---- db.verify ----------------------------------------------------------------
 
@@ -210,8 +208,8 @@ end
 -- PostgreSQL: pg_restore --list reads the archive's table of contents and
 -- every table of the manifest has its data in it.  Raises on a problem
 -- unless check = false.
-function db.verify(path, opts)
-  if type(path) ~= "string" then error("db.verify: expected a backup file path", 2) end
+db.verify = signature.wrap("db.verify", "path:str opts?:opts", "manifest check pg_restore timeout",
+                           function(path, opts)
   opts = opts or {}
   local report = { path = path, problems = setmetatable({}, json.array_mt) }
   local function problem(fmt, ...) report.problems[#report.problems + 1] = fmt:format(...) end
@@ -280,7 +278,7 @@ function db.verify(path, opts)
     error("db.verify " .. path .. ": " .. table.concat(report.problems, "; "), 2)
   end
   return report
-end
+end)
 
 -- ---- db.restore ---------------------------------------------------------------
 
@@ -290,10 +288,8 @@ end
 -- PostgreSQL: pg_restore --clean --if-exists in one transaction, stopping at
 -- the first error), then compares the destination's row counts with the
 -- manifest.
-function db.restore(backup, dest, opts)
-  if type(backup) ~= "string" or type(dest) ~= "string" then
-    error("db.restore: expected (backup path, destination URL)", 2)
-  end
+db.restore = signature.wrap("db.restore", "backup:str dest:str opts?:opts",
+                            "manifest timeout check pg_restore", function(backup, dest, opts)
   opts = opts or {}
   local t0 = now()
   local v = db.verify(backup, { manifest = opts.manifest, pg_restore = opts.pg_restore })
@@ -331,4 +327,4 @@ function db.restore(backup, dest, opts)
     error("db.restore " .. backup .. " -> " .. dest .. ": " .. table.concat(report.problems, "; "), 2)
   end
   return report
-end
+end)

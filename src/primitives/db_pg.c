@@ -926,17 +926,18 @@ int db_pg_url_info(lua_State *L, const char *url)
 
 void db_pg_init(lua_State *L)
 {
-    static const rb_fn methods[] = {{.name = "query",
-                                     .fn = l_query,
-                                     .describe = describe_query,
-                                     .rehearse = l_rehearse_query,
-                                     DB_STATEMENT},
-                                    {.name = "exec",
-                                     .fn = l_exec,
-                                     .describe = describe_exec,
-                                     .rehearse = l_rehearse_exec,
-                                     DB_STATEMENT},
-                                    {.name = "close", .fn = l_close, .cls = RB_PURE},
-                                    {.name = NULL}};
+    static const rb_fn methods[] = {
+        {.name = "query",
+         .fn = l_query,
+         .describe = describe_query,
+         .rehearse = l_rehearse_query,
+         DB_STATEMENT},
+        {.name = "exec",
+         .fn = l_exec,
+         .describe = describe_exec,
+         .rehearse = l_rehearse_exec,
+         DB_STATEMENT},
+        {.name = "close", .fn = l_close, .cls = RB_PURE, .sig = "", .options = ""},
+        {.name = NULL}};
     db_conn_meta(L, META, methods, l_gc, l_close, l_tostring);
 }

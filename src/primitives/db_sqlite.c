@@ -770,8 +770,13 @@ void db_sqlite_init(lua_State *L)
          .describe = describe_exec,
          .rehearse = l_rehearse_exec,
          DB_STATEMENT},
-        {.name = "backup_to", .fn = l_backup_to, .cls = RB_MUTATE, .describe = describe_backup_to},
-        {.name = "close", .fn = l_close, .cls = RB_PURE},
+        {.name = "backup_to",
+         .fn = l_backup_to,
+         .cls = RB_MUTATE,
+         .describe = describe_backup_to,
+         .sig = "path:str opts?:opts",
+         .options = "timeout readonly"},
+        {.name = "close", .fn = l_close, .cls = RB_PURE, .sig = "", .options = ""},
         {.name = NULL}};
     db_conn_meta(L, META, methods, l_gc, l_close, l_tostring);
 }

@@ -853,35 +853,47 @@ static int l_recorded(lua_State *L)
 
 void mod_docker_open(lua_State *L)
 {
-#define ROW(n, c, r)                                                                               \
+    /* .options: what docker.lua reads of each call's table, and readonly,
+     * which the funnel honours (describe points a->opts at it) */
+#define ROW(n, c, r, s, o)                                                                         \
     {                                                                                              \
         .name = #n, .fn = l_##n, .cls = c, .describe = d_##n, .fields = FIELDS, .respond = r,      \
-        .answer = l_answer, .recorded = l_recorded                                                 \
+        .answer = l_answer, .recorded = l_recorded, .sig = s, .options = o                         \
     }
+#define NAMED "name:str opts?:opts"
     static const rb_fn fns[] = {
-        ROW(ps, RB_READ, R_DATA),
-        ROW(inspect, RB_READ, R_DATA),
-        ROW(logs, RB_READ, R_DATA " stdout stderr name"),
-        ROW(stats, RB_READ, R_STATS),
-        ROW(version, RB_READ, R_DATA),
-        ROW(info, RB_READ, R_DATA),
-        ROW(images, RB_READ, R_DATA),
-        ROW(restart, RB_MUTATE, R_LIFE),
-        ROW(start, RB_MUTATE, R_LIFE),
-        ROW(stop, RB_MUTATE, R_LIFE),
-        ROW(kill, RB_MUTATE, R_LIFE),
-        ROW(update, RB_MUTATE, R_DATA " ok name status warnings"),
-        ROW(rm, RB_MUTATE, R_DATA " ok name status"),
-        ROW(prune, RB_MUTATE, R_DATA " ok space_reclaimed containers images volumes"),
-        {.name = "compose", .fn = l_compose, .cls = RB_PURE},
+        ROW(ps, RB_READ, R_DATA, "opts?:opts", "all filters limit readonly"),
+        ROW(inspect, RB_READ, R_DATA, NAMED, "readonly"),
+        ROW(logs, RB_READ, R_DATA " stdout stderr name", NAMED,
+            "tail since until timestamps readonly"),
+        ROW(stats, RB_READ, R_STATS, NAMED, "readonly"),
+        ROW(version, RB_READ, R_DATA, "opts?:opts", "readonly"),
+        ROW(info, RB_READ, R_DATA, "opts?:opts", "readonly"),
+        ROW(images, RB_READ, R_DATA, "opts?:opts", "all filters readonly"),
+        ROW(restart, RB_MUTATE, R_LIFE, NAMED, "timeout readonly"),
+        ROW(start, RB_MUTATE, R_LIFE, NAMED, "readonly"),
+        ROW(stop, RB_MUTATE, R_LIFE, NAMED, "timeout readonly"),
+        ROW(kill, RB_MUTATE, R_LIFE, NAMED, "signal readonly"),
+        ROW(update, RB_MUTATE, R_DATA " ok name status warnings", NAMED,
+            "memory memory_swap memory_reservation cpus cpu_shares pids_limit restart readonly"),
+        ROW(rm, RB_MUTATE, R_DATA " ok name status", NAMED, "force volumes readonly"),
+        ROW(prune, RB_MUTATE, R_DATA " ok space_reclaimed containers images volumes", "opts?:opts",
+            "containers images volumes readonly"),
+        {.name = "compose",
+         .fn = l_compose,
+         .cls = RB_PURE,
+         .sig = "file:str opts?:opts",
+         .options = "project"},
         {.name = NULL},
     };
     /* the compose object's API verbs: funnelled docker actions, kept out of
-     * the docker table (they are reached through docker.compose(...)) */
+     * the docker table (they are reached through docker.compose(...), whose
+     * methods check the runbook's call first, under their own names) */
     static const char *const hidden_names[] = {"compose_ps", "compose_restart", "compose_cli"};
     static const rb_fn hidden[] = {
-        ROW(compose_ps, RB_READ, R_DATA),
-        ROW(compose_restart, RB_MUTATE, R_DATA " ok project service containers"),
+        ROW(compose_ps, RB_READ, R_DATA, "project:str opts?:opts", "all service readonly"),
+        ROW(compose_restart, RB_MUTATE, R_DATA " ok project service containers",
+            "project:str service:str opts?:opts", "timeout readonly"),
         /* a process's result, like exec's: the CLI's code, stdout, stderr */
         {.name = "compose_cli",
          .fn = l_compose_cli,
@@ -891,9 +903,12 @@ void mod_docker_open(lua_State *L)
          .respond = "code stdout stderr error",
          .answer = rb_process_answer,
          .recorded = rb_process_recorded,
-         .simulate = rb_process_simulated},
+         .simulate = rb_process_simulated,
+         .sig = "spec:table opts?:opts",
+         .options = "timeout check readonly"},
         {.name = NULL},
     };
+#undef NAMED
 #undef ROW
     rb_register(L, "docker", fns);
     rb_register(L, "docker", hidden);

@@ -12,6 +12,7 @@
 --
 -- mutates: :restart :up :down :pull :stop
 local rt = ...
+local signature = require "signature"
 
 local sfmt, sbyte, ssub, unpack, concat = string.format, string.byte, string.sub, string.unpack, table.concat
 local ostime, floor = os.time, math.floor
@@ -452,7 +453,7 @@ end
 local function cli(self, verb, o, args, svcs)
   local spec = { file = self.file, project = self.project, explicit = self.explicit, verb = verb,
                  args = args, services = svcs }
-  local co = { timeout = o.timeout, check = o.check }
+  local co = { timeout = o.timeout, check = o.check, readonly = o.readonly }
   return rethrow(pcall(cli_row, spec, next(co) and co or nil))
 end
 
@@ -469,27 +470,35 @@ local function services(verb, args, list)
   return out
 end
 
-function M.ps(self, o)
+-- Each method checks its call first (signature.wrap, named "compose:VERB"):
+-- a misspelled option raises at the runbook's line before anything runs.
+-- ps and restart pass their options on to the hidden rows; the CLI verbs
+-- hand on timeout, check and readonly (the funnel honours readonly on both).
+local CLI = "timeout check readonly"
+
+M.ps = signature.wrap("compose:ps", "opts?:opts", "all service readonly", function(self, o)
   me(self, "ps")
   return rethrow(pcall(ps, self.project, opts_of("ps", o)))
-end
+end)
 
-function M.restart(self, service, o)
+M.restart = signature.wrap("compose:restart", "service:str opts?:opts", "timeout readonly",
+                           function(self, service, o)
   me(self, "restart")
   if type(service) ~= "string" or service == "" then
     error("docker.compose:restart: give the service to restart", 2)
   end
   return rethrow(pcall(restart, self.project, service, opts_of("restart", o)))
-end
+end)
 
-function M.pull(self, o)
+M.pull = signature.wrap("compose:pull", "opts?:opts", "services " .. CLI, function(self, o)
   me(self, "pull")
   o = opts_of("pull", o)
   local args = {}
   return cli(self, "pull", o, args, services("pull", args, o.services))
-end
+end)
 
-function M.up(self, o)
+M.up = signature.wrap("compose:up", "opts?:opts",
+                      "detach services no_deps build force_recreate wait " .. CLI, function(self, o)
   me(self, "up")
   o = opts_of("up", o)
   local args = {}
@@ -499,29 +508,30 @@ function M.up(self, o)
   if o.force_recreate then args[#args + 1] = "--force-recreate" end
   if o.wait then args[#args + 1] = "--wait" end
   return cli(self, "up", o, args, services("up", args, o.services))
-end
+end)
 
 -- stop{ services, stop_timeout, timeout }: stop_timeout is compose's own
 -- --timeout, the seconds each container gets to stop before it is killed;
 -- timeout, as for every CLI verb, bounds the command
-function M.stop(self, o)
+M.stop = signature.wrap("compose:stop", "opts?:opts", "services stop_timeout " .. CLI, function(self, o)
   me(self, "stop")
   o = opts_of("stop", o)
   local args = {}
   if o.stop_timeout ~= nil then args[#args + 1] = "--timeout"; args[#args + 1] = sfmt("%d", o.stop_timeout) end
   return cli(self, "stop", o, args, services("stop", args, o.services))
-end
+end)
 
-function M.down(self, o)
+M.down = signature.wrap("compose:down", "opts?:opts", "volumes remove_orphans " .. CLI, function(self, o)
   me(self, "down")
   o = opts_of("down", o)
   local args = {}
   if o.volumes then args[#args + 1] = "--volumes" end
   if o.remove_orphans then args[#args + 1] = "--remove-orphans" end
   return cli(self, "down", o, args)
-end
+end)
 
-function M.logs(self, service, o)
+M.logs = signature.wrap("compose:logs", "service?:str opts?:opts", "tail since timestamps " .. CLI,
+                        function(self, service, o)
   me(self, "logs")
   if type(service) == "table" and o == nil then service, o = nil, service end
   o = opts_of("logs", o)
@@ -531,7 +541,7 @@ function M.logs(self, service, o)
   if o.timestamps then args[#args + 1] = "--timestamps" end
   local svcs = service ~= nil and services("logs", args, service) or nil
   return cli(self, "logs", o, args, svcs)
-end
+end)
 
 -- rt.docker_compose(ps, restart, cli) -> new(file, project, explicit): the
 -- constructor of compose objects, on the rows the C side took at start.

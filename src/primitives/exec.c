@@ -662,6 +662,9 @@ static const rb_field exec_fields[] = {{"argv", RB_LIST, RB_KEY},
 static const rb_field sh_fields[] = {
     {"command", RB_STR, RB_KEY}, {"cwd", RB_STR, RB_MATCH}, {"env", RB_SET, RB_MATCH}, {NULL}};
 #define RESPOND "code stdout stderr error"
+/* what spawn_and_wait and describe_opts read; readonly: a->opts is the
+ * options table, so the funnel honours it */
+#define EXEC_OPTIONS "cwd env stdin timeout check readonly"
 
 void mod_exec_open(lua_State *L)
 {
@@ -673,7 +676,9 @@ void mod_exec_open(lua_State *L)
                                  .fields = exec_fields,
                                  .respond = RESPOND,
                                  .answer = rb_process_answer,
-                                 .recorded = rb_process_recorded},
+                                 .recorded = rb_process_recorded,
+                                 .sig = "argv:table opts?:opts",
+                                 .options = EXEC_OPTIONS},
                                 {.name = "sh",
                                  .fn = l_sh,
                                  .cls = RB_MUTATE,
@@ -682,7 +687,9 @@ void mod_exec_open(lua_State *L)
                                  .fields = sh_fields,
                                  .respond = RESPOND,
                                  .answer = rb_process_answer,
-                                 .recorded = rb_process_recorded},
+                                 .recorded = rb_process_recorded,
+                                 .sig = "command:str opts?:opts",
+                                 .options = EXEC_OPTIONS},
                                 {.name = NULL}};
     rb_register(L, NULL, fns);
 }

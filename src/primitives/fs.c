@@ -764,31 +764,75 @@ static const rb_field two_paths[] = {
 #define ONE_PATH  .fields = path_fields, .paths = 1u
 #define TWO_PATHS .fields = two_paths, .paths = 3u
 
+/* The call's shape (.sig, .options): the path (two for copy and move), a
+ * write's data, and the options each function reads -- nothing else, so a
+ * misspelled option raises before the file is touched.  No `readonly`: a
+ * read needs no override, and a change that claimed to be a read would run
+ * during a rehearsal. */
+#define READ_ROW(n, param)                                                                         \
+    {                                                                                              \
+        .name = #n, .fn = l_##n, .cls = RB_READ, .describe = describe_##n, ONE_PATH,               \
+        .sig = param ":str"                                                                        \
+    }
+
 static const rb_fn fs_fns[] = {
-    {.name = "read", .fn = l_read, .cls = RB_READ, .describe = describe_read, ONE_PATH},
-    {.name = "exists", .fn = l_exists, .cls = RB_READ, .describe = describe_exists, ONE_PATH},
-    {.name = "list", .fn = l_list, .cls = RB_READ, .describe = describe_list, ONE_PATH},
-    {.name = "glob", .fn = l_glob, .cls = RB_READ, .describe = describe_glob, ONE_PATH},
-    {.name = "stat", .fn = l_stat, .cls = RB_READ, .describe = describe_stat, ONE_PATH},
-    {.name = "sha256", .fn = l_sha256, .cls = RB_READ, .describe = describe_sha256, ONE_PATH},
+    READ_ROW(read, "path"),
+    READ_ROW(exists, "path"),
+    READ_ROW(list, "dir"),
+    READ_ROW(glob, "pattern"),
+    READ_ROW(sha256, "path"),
+    {.name = "stat",
+     .fn = l_stat,
+     .cls = RB_READ,
+     .describe = describe_stat,
+     ONE_PATH,
+     .sig = "path:str opts?:opts",
+     .options = "check"},
     {.name = "write",
      .fn = l_write,
      .cls = RB_MUTATE,
      .describe = describe_write,
      ONE_PATH,
-     .flags = RB_CONTENT},
+     .flags = RB_CONTENT,
+     .sig = "path:str data:str opts?:opts",
+     .options = "mode"},
     {.name = "append",
      .fn = l_append,
      .cls = RB_MUTATE,
      .describe = describe_append,
      ONE_PATH,
-     .flags = RB_CONTENT | RB_CONTENT_APPEND},
-    {.name = "remove", .fn = l_remove, .cls = RB_MUTATE, .describe = describe_remove, ONE_PATH},
-    {.name = "mkdir", .fn = l_mkdir, .cls = RB_MUTATE, .describe = describe_mkdir, ONE_PATH},
-    {.name = "copy", .fn = l_copy, .cls = RB_MUTATE, .describe = describe_copy, TWO_PATHS},
-    {.name = "move", .fn = l_move, .cls = RB_MUTATE, .describe = describe_move, TWO_PATHS},
+     .flags = RB_CONTENT | RB_CONTENT_APPEND,
+     .sig = "path:str data:str opts?:opts",
+     .options = "mode"},
+    {.name = "remove",
+     .fn = l_remove,
+     .cls = RB_MUTATE,
+     .describe = describe_remove,
+     ONE_PATH,
+     .sig = "path:str opts?:opts",
+     .options = "recursive check"},
+    {.name = "mkdir",
+     .fn = l_mkdir,
+     .cls = RB_MUTATE,
+     .describe = describe_mkdir,
+     ONE_PATH,
+     .sig = "path:str opts?:opts",
+     .options = "parents mode"},
+    {.name = "copy",
+     .fn = l_copy,
+     .cls = RB_MUTATE,
+     .describe = describe_copy,
+     TWO_PATHS,
+     .sig = "src:str dest:str"},
+    {.name = "move",
+     .fn = l_move,
+     .cls = RB_MUTATE,
+     .describe = describe_move,
+     TWO_PATHS,
+     .sig = "src:str dest:str"},
     {.name = NULL},
 };
+#undef READ_ROW
 
 void mod_fs_open(lua_State *L)
 {

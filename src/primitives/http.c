@@ -951,7 +951,17 @@ static void describe_method(lua_State *L, rb_action *a, const char *method)
         lua_setfield(L, -2, "body");
         opts = lua_gettop(L);
     } else if (!lua_isnoneornil(L, 2)) {
-        luaL_argerror(L, 2, "expected a body string or an options table");
+        /* a number passes the signature's str (Lua converts it), but no
+         * method sends one: it is an argument in the wrong place */
+        char fn[16];
+        size_t i = 0;
+        for (; method[i] && i < sizeof fn - 1; i++)
+            fn[i] = (char)tolower((unsigned char)method[i]);
+        fn[i] = '\0';
+        luaL_error(L,
+                   "http.%s: argument 2 (body) must be a string or an options table, got %s; "
+                   "usage: http.%s(url [, body])",
+                   fn, luaL_typename(L, 2), fn);
     }
     describe_common(L, a, method, url, opts);
     a->opts = lua_istable(L, 2) ? 2 : 0;
@@ -1128,22 +1138,39 @@ void mod_http_open(lua_State *L)
         {"json", RB_MAP, RB_MATCH},    /* the JSON body */
         {"body", RB_STR, RB_MATCH},    /* a raw body */
         {NULL, 0, 0}};
-#define HTTP_ROW(n, c)                                                                             \
+/* The options read_request and transfer_failed read from the request (a
+ * method's opts are copied into it, its method and url set by the call);
+ * readonly: the funnel's (a->opts is that table).  The SMTP keys of the
+ * raw transfer are notify.email's, not a runbook's. */
+#define HTTP_OPTIONS                                                                               \
+    "headers query body json auth timeout connect_timeout retries backoff retry_unsafe "           \
+    "redirects insecure cacert unix_socket check readonly"
+#define HTTP_ROW(n, c, signature, opts)                                                            \
     {                                                                                              \
         .name = #n, .fn = l_##n, .cls = c, .describe = d_##n, .simulate = simulate_response,       \
         .fields = fields, .respond = "status body json headers error", .answer = answer,           \
-        .recorded = recorded                                                                       \
+        .recorded = recorded, .sig = signature, .options = opts                                    \
     }
+    /* http.request's one table is both the request and its options */
     static const rb_fn fns[] = {
-        HTTP_ROW(request, RB_BY_ARGS), HTTP_ROW(get, RB_READ),      HTTP_ROW(head, RB_READ),
-        HTTP_ROW(options, RB_READ),    HTTP_ROW(delete, RB_MUTATE), HTTP_ROW(post, RB_MUTATE),
-        HTTP_ROW(put, RB_MUTATE),      HTTP_ROW(patch, RB_MUTATE),  {.name = NULL}};
+        HTTP_ROW(request, RB_BY_ARGS, "req:opts", "method url " HTTP_OPTIONS),
+        HTTP_ROW(get, RB_READ, "url:str opts?:opts", HTTP_OPTIONS),
+        HTTP_ROW(head, RB_READ, "url:str opts?:opts", HTTP_OPTIONS),
+        HTTP_ROW(options, RB_READ, "url:str opts?:opts", HTTP_OPTIONS),
+        HTTP_ROW(delete, RB_MUTATE, "url:str opts?:opts", HTTP_OPTIONS),
+        HTTP_ROW(post, RB_MUTATE, "url:str body?:opts|str", HTTP_OPTIONS),
+        HTTP_ROW(put, RB_MUTATE, "url:str body?:opts|str", HTTP_OPTIONS),
+        HTTP_ROW(patch, RB_MUTATE, "url:str body?:opts|str", HTTP_OPTIONS),
+        {.name = NULL}};
 #undef HTTP_ROW
+#undef HTTP_OPTIONS
     rb_register(L, "http", fns);
-    lua_createtable(L, 0, 1); /* responses: r:json() */
+    /* responses: r:json(), a method with a signature like every function */
+    static const rb_fn response_fns[] = {
+        {.name = "json", .fn = l_response_json, .cls = RB_PURE, .sig = ""}, {.name = NULL}};
     lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, l_response_json);
-    lua_setfield(L, -2, "json");
+    lua_createtable(L, 0, 1);
+    rb_register_at(L, -1, "http.response", response_fns);
     lua_setfield(L, -2, "__index");
     lua_setfield(L, LUA_REGISTRYINDEX, "runbook.http_response");
     /* http.get_all: the Lua half (src/primitives/http.lua) */

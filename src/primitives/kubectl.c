@@ -21,6 +21,11 @@
  * action.  A non-zero exit raises "kubectl <words>: <kubectl's error line>"
  * unless the call says check = false.
  *
+ * Each row declares its signature and option keys (mod_kubectl_open): the
+ * funnel refuses a misspelled option or a misplaced argument before
+ * anything runs, and kubectl.wait refuses to run without a name, a selector
+ * or all = true (wait_target).
+ *
  * scale and rollout_undo return the object after the change: kubectl prints
  * it as it was before, so a live call that succeeded reads it back with
  * `kubectl get` inside the same action (readback()).
@@ -33,6 +38,7 @@
  */
 #include "runbook/host.h"
 #include "runbook/runbook.h"
+#include "udiff.h"
 
 #include <ctype.h>
 #include <lauxlib.h>
@@ -42,6 +48,7 @@
 
 #define DECODE_KEY   "runbook.kubectl.decode"
 #define ENCODE_KEY   "runbook.kubectl.encode"
+#define YAML_KEY     "runbook.kubectl.yaml_encode"
 #define DEFAULTS_KEY "runbook.kubectl.defaults"
 
 /* how a call's stdout becomes its result */
@@ -305,6 +312,26 @@ static void add_pairs(lua_State *L, cmd *c, int t, const char *fn)
     lua_pop(L, 1);
 }
 
+/* kubectl.wait needs what to wait on: a name ("pod/x" or the name
+ * argument), a selector, or all = true, as kubectl itself does.  A name that
+ * was nil (issue 16: kubectl.wait("pod", name, { namespace = ns })) must not
+ * become a wait on the kind alone, which cannot mean what was written. */
+static void wait_target(lua_State *L, int opts)
+{
+    const char *kind = lua_tostring(L, 1);
+    int named =
+        lua_type(L, 2) == LUA_TNUMBER || (lua_type(L, 2) == LUA_TSTRING && lua_rawlen(L, 2) > 0);
+    const char *slash = kind ? strchr(kind, '/') : NULL;
+    const char *sel = rb_opt_string(L, opts, "selector");
+    const char *fsel = rb_opt_string(L, opts, "field_selector");
+    if (named || (slash && slash[1]) || (sel && *sel) || (fsel && *fsel))
+        return;
+    luaL_error(L,
+               "kubectl.wait: which %s? give a name, { selector = ... } or { all = true }; "
+               "usage: kubectl.wait(kind [, name] [, opts])",
+               kind ? kind : "object");
+}
+
 /* Build the call into: S_ARGV the argv table (with "kubectl" first), S_WORDS
  * the operator's words, S_INFO { out, stdin, timeout, check, cls, verb,
  * target }.  Arguments are normalised to 1..3 first. */
@@ -475,6 +502,10 @@ static void build(lua_State *L, int fn)
         break;
     }
     case F_WAIT: {
+        if (rb_opt_bool(L, opts, "all", 0))
+            add(&c, "--all");
+        else
+            wait_target(L, opts);
         const char *f = rb_opt_string(L, opts, "for");
         addf(&c, "--for=%s", f ? f : "condition=ready");
         const char *t = opt_duration(L, opts, "timeout", name);
@@ -1443,7 +1474,8 @@ static int l_recorded(lua_State *L)
     return 1;
 }
 
-/* kubectl.defaults{ context, namespace, kubeconfig } -> the previous defaults */
+/* kubectl.defaults{ context, namespace, kubeconfig } -> the previous defaults
+ * (its row's signature refuses any other key) */
 static int l_defaults(lua_State *L)
 {
     lua_getfield(L, LUA_REGISTRYINDEX, DEFAULTS_KEY);
@@ -1458,16 +1490,6 @@ static int l_defaults(lua_State *L)
             return luaL_error(L, "kubectl.defaults: '%s' must be a string, got %s", keys[i],
                               luaL_typename(L, -1));
         lua_setfield(L, -2, keys[i]);
-    }
-    lua_pushnil(L);
-    while (lua_next(L, 1)) {
-        int known = 0;
-        for (int i = 0; keys[i] && lua_type(L, -2) == LUA_TSTRING; i++)
-            known |= strcmp(lua_tostring(L, -2), keys[i]) == 0;
-        if (!known)
-            return luaL_error(L, "kubectl.defaults: unknown option '%s'",
-                              lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?");
-        lua_pop(L, 1);
     }
     lua_setfield(L, LUA_REGISTRYINDEX, DEFAULTS_KEY);
     return 1;
@@ -1485,50 +1507,113 @@ static int rehearsed_rollout(lua_State *L, const rb_action *a)
     return 1;
 }
 
+/* ---- --dry-run --diff: kubectl.apply as `kubectl diff` shows it ----------------
+ * The Lua half (src/primitives/kubectl.lua) asks the server for the live
+ * objects and for its rehearsal of the apply (--dry-run=server), neither of
+ * which writes a file -- kubectl diff itself writes both versions to $TMPDIR,
+ * which a rehearsal's confined processes cannot -- and diffs them as YAML. */
+static int l_unified(lua_State *L)
+{
+    size_t nold, nnew;
+    const char *from = luaL_checkstring(L, 1), *to = luaL_checkstring(L, 2);
+    const char *old = luaL_checklstring(L, 3, &nold), *new = luaL_checklstring(L, 4, &nnew);
+    if (rb_unified_diff(L, from, to, old, nold, new, nnew) != 0)
+        return luaL_error(L, "kubectl.apply: out of memory for the diff");
+    return 1;
+}
+
+static int l_diff_apply(lua_State *L)
+{
+    build(L, F_APPLY); /* 1..3, S_ARGV, S_WORDS, S_INFO */
+    rb_push_lua(L, "kubectl", "kubectl_apply_diff");
+    rb_push_raw(L, "exec", "exec");
+    lua_pushvalue(L, S_ARGV);
+    lua_pushvalue(L, S_INFO);
+    lua_createtable(L, 0, 3); /* the codecs, as they were when kubectl opened */
+    lua_getfield(L, LUA_REGISTRYINDEX, DECODE_KEY);
+    lua_setfield(L, -2, "decode");
+    lua_getfield(L, LUA_REGISTRYINDEX, YAML_KEY);
+    lua_setfield(L, -2, "encode");
+    lua_pushcfunction(L, l_unified);
+    lua_setfield(L, -2, "unified");
+    lua_call(L, 4, 2);
+    return 2;
+}
+
 void mod_kubectl_open(lua_State *L)
 {
-#define ROW(n, c)                                                                                  \
+    /* The options every function reads: the global ones (add_globals),
+     * timeout and check (build), and readonly, which the funnel honours
+     * (describe points a->opts at the table).  Each row adds its own. */
+#define COMMON  "namespace all_namespaces context kubeconfig timeout check readonly"
+#define OBJECTS COMMON " selector field_selector"
+#define ROW(n, c, s, o)                                                                            \
     {                                                                                              \
         .name = #n, .fn = l_##n, .cls = c, .describe = d_##n, .fields = FIELDS,                    \
         .respond = "json result code error", .answer = l_answer, .recorded = l_recorded,           \
-        .object = "kind name namespace"                                                            \
+        .object = "kind name namespace", .sig = s, .options = o                                    \
     }
-#define WATCH(n)                                                                                   \
+#define WATCH(n, s, o)                                                                             \
     {                                                                                              \
         .name = #n, .fn = l_##n, .cls = RB_READ, .describe = d_##n, .fields = FIELDS,              \
         .respond = "json result code error", .answer = l_answer, .recorded = l_recorded,           \
-        .object = "kind name namespace", .after_simulated = rehearsed_rollout                      \
+        .object = "kind name namespace", .after_simulated = rehearsed_rollout, .sig = s,           \
+        .options = o                                                                               \
     }
     /* each function's class is its verb's (describe says so per call, and
      * readonly = overrides it); run's is the argv's verb */
     static const rb_fn fns[] = {
-        ROW(get, RB_READ),
-        ROW(describe, RB_READ),
-        ROW(logs, RB_READ),
-        ROW(top, RB_READ),
-        ROW(scale, RB_MUTATE),
-        WATCH(rollout_status),
-        ROW(rollout_restart, RB_MUTATE),
-        ROW(rollout_undo, RB_MUTATE),
-        ROW(rollout_history, RB_READ),
-        ROW(set_env, RB_MUTATE),
-        ROW(set_image, RB_MUTATE),
-        ROW(delete, RB_MUTATE),
-        ROW(apply, RB_MUTATE),
-        WATCH(wait),
-        ROW(exec_in, RB_MUTATE),
-        ROW(run, RB_BY_ARGS),
-        {.name = "defaults", .fn = l_defaults, .cls = RB_PURE},
+        ROW(get, RB_READ, "kind:str name?:str opts?:opts", OBJECTS),
+        ROW(describe, RB_READ, "kind:str name?:str opts?:opts", OBJECTS),
+        ROW(logs, RB_READ, "pod:str opts?:opts",
+            COMMON " container tail previous timestamps since"),
+        ROW(top, RB_READ, "kind?:str name?:str opts?:opts", OBJECTS),
+        ROW(scale, RB_MUTATE, "target:str replicas:int opts?:opts", COMMON),
+        WATCH(rollout_status, "target:str opts?:opts", COMMON " wait_timeout"),
+        ROW(rollout_restart, RB_MUTATE, "target:str opts?:opts", COMMON),
+        ROW(rollout_undo, RB_MUTATE, "target:str opts?:opts", COMMON " to_revision"),
+        ROW(rollout_history, RB_READ, "target:str opts?:opts", COMMON " revision"),
+        ROW(set_env, RB_MUTATE, "target:str vars:table|str opts?:opts", COMMON),
+        ROW(set_image, RB_MUTATE, "target:str images:table|str opts?:opts", COMMON),
+        ROW(delete, RB_MUTATE, "kind:str name?:str opts?:opts", OBJECTS " ignore_not_found"),
+        /* --dry-run --diff shows it as kubectl diff does */
+        {.name = "apply",
+         .fn = l_apply,
+         .cls = RB_MUTATE,
+         .describe = d_apply,
+         .fields = FIELDS,
+         .respond = "json result code error",
+         .answer = l_answer,
+         .recorded = l_recorded,
+         .object = "kind name namespace",
+         .sig = "manifest:str|table opts?:opts",
+         .options = COMMON " server_side",
+         .diff = l_diff_apply},
+        WATCH(wait, "kind:str name?:str opts?:opts", OBJECTS " for all"),
+        ROW(exec_in, RB_MUTATE, "pod:str argv:table opts?:opts", COMMON " container stdin"),
+        ROW(run, RB_BY_ARGS, "argv:table opts?:opts", COMMON),
+        {.name = "defaults",
+         .fn = l_defaults,
+         .cls = RB_PURE,
+         .sig = "defaults?:opts",
+         .options = "context namespace kubeconfig"},
         {.name = NULL},
     };
 #undef ROW
 #undef WATCH
+#undef OBJECTS
+#undef COMMON
     rb_register(L, "kubectl", fns);
     if (lua_getglobal(L, "json") == LUA_TTABLE) {
         lua_getfield(L, -1, "decode");
         lua_setfield(L, LUA_REGISTRYINDEX, DECODE_KEY);
         lua_getfield(L, -1, "encode");
         lua_setfield(L, LUA_REGISTRYINDEX, ENCODE_KEY);
+    }
+    lua_pop(L, 1);
+    if (lua_getglobal(L, "yaml") == LUA_TTABLE) { /* for --diff, taken while it is ours */
+        lua_getfield(L, -1, "encode");
+        lua_setfield(L, LUA_REGISTRYINDEX, YAML_KEY);
     }
     lua_pop(L, 1);
 }

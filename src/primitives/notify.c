@@ -1434,20 +1434,31 @@ void mod_notify_open(lua_State *L)
         {"channel", RB_STR, RB_KEY},     {"text", RB_STR, RB_MATCH},
         {"action", RB_STR, RB_MATCH},    {"severity", RB_STR, RB_MATCH},
         {"dedup_key", RB_STR, RB_MATCH}, {NULL, 0, 0}};
-#define NOTIFY_ROW(n, sim, f)                                                                      \
+/* The keys each resolver reads (transfer_opts' for all of them); no
+ * readonly, see the top of the file.  slack, pagerduty and email take one
+ * table, the message and its options at once. */
+#define TRANSFER "timeout connect_timeout retries backoff insecure cacert"
+#define NOTIFY_ROW(n, sim, f, signature, opts)                                                     \
     {                                                                                              \
         .name = #n, .fn = l_##n, .cls = RB_MUTATE, .describe = describe_##n, .simulate = sim,      \
         .fields = f, .respond = "status body json error ok", .answer = answer_##n,                 \
-        .recorded = recorded, .flags = RB_NOTICE                                                   \
+        .recorded = recorded, .flags = RB_NOTICE, .sig = signature, .options = opts TRANSFER       \
     }
     static const rb_fn fns[] = {
-        NOTIFY_ROW(slack, simulate_http, fields),
-        NOTIFY_ROW(webhook, simulate_http, fields),
-        NOTIFY_ROW(pagerduty, simulate_pagerduty, pd_fields),
-        NOTIFY_ROW(email, simulate_email, fields),
+        NOTIFY_ROW(slack, simulate_http, fields, "message:opts",
+                   "text blocks attachments channel url webhook username icon_emoji icon_url "
+                   "thread_ts mrkdwn unfurl_links unfurl_media "),
+        NOTIFY_ROW(webhook, simulate_http, fields, "url:str payload:table|str opts?:opts",
+                   "method headers auth query "),
+        NOTIFY_ROW(pagerduty, simulate_pagerduty, pd_fields, "event:opts",
+                   "summary severity source action dedup_key routing_key url component group "
+                   "class timestamp custom_details client client_url links images "),
+        NOTIFY_ROW(email, simulate_email, fields, "message:opts",
+                   "to cc bcc subject body from reply_to smtp url username password starttls "),
         {.name = NULL},
     };
 #undef NOTIFY_ROW
+#undef TRANSFER
     rb_register(L, "notify", fns);
     /* the helpers a runbook could shadow: taken now, while they are ours */
     int st = lua_getglobal(L, "secret"); /* callable: a table with register() */

@@ -412,27 +412,39 @@ static const rb_field copy_fields[] = {
 
 void mod_ssh_open(lua_State *L)
 {
-    static const rb_fn fns[] = {{.name = "run",
-                                 .fn = l_run,
-                                 .cls = RB_BY_ARGS,
-                                 .describe = run_describe,
-                                 .simulate = rb_process_simulated,
-                                 .fields = run_fields,
-                                 .respond = RESPOND,
-                                 .answer = rb_process_answer,
-                                 .recorded = rb_process_recorded},
-                                {.name = "copy",
-                                 .fn = l_copy,
-                                 .cls = RB_MUTATE,
-                                 .describe = copy_describe,
-                                 .simulate = rb_process_simulated,
-                                 .fields = copy_fields,
-                                 .respond = RESPOND,
-                                 .answer = rb_process_answer,
-                                 .recorded = rb_process_recorded},
-                                {.name = "each", .fn = l_each, .cls = RB_PURE},
-                                {.name = "hosts", .fn = l_hosts, .cls = RB_PURE},
-                                {.name = NULL}};
+    /* the options run_client passes on (check; timeout and stdin to the
+     * client); readonly for run only: a copy is always a change */
+    static const rb_fn fns[] = {
+        {.name = "run",
+         .fn = l_run,
+         .cls = RB_BY_ARGS,
+         .describe = run_describe,
+         .simulate = rb_process_simulated,
+         .fields = run_fields,
+         .respond = RESPOND,
+         .answer = rb_process_answer,
+         .recorded = rb_process_recorded,
+         .sig = "host:str argv:table opts?:opts",
+         .options = "check timeout stdin readonly"},
+        {.name = "copy",
+         .fn = l_copy,
+         .cls = RB_MUTATE,
+         .describe = copy_describe,
+         .simulate = rb_process_simulated,
+         .fields = copy_fields,
+         .respond = RESPOND,
+         .answer = rb_process_answer,
+         .recorded = rb_process_recorded,
+         .sig = "src:str host:str dest:str opts?:opts",
+         .options = "check timeout"},
+        /* each's options are parallel()'s */
+        {.name = "each",
+         .fn = l_each,
+         .cls = RB_PURE,
+         .sig = "hosts:table|str fn:fn opts?:opts",
+         .options = "concurrency check"},
+        {.name = "hosts", .fn = l_hosts, .cls = RB_PURE, .sig = "group:str"},
+        {.name = NULL}};
     rb_register(L, "ssh", fns);
     /* the engine's parallel(), as it is now: a runbook may shadow the global */
     lua_getglobal(L, "parallel");

@@ -321,7 +321,8 @@ class AlertLifecycle(RunbookTestCase):
             ('prometheus.query_range(PROM, "up", { start = 1, stpe = "1s" })',
              "unknown option 'stpe' for prometheus.query_range (did you mean 'step'?)"),
             ('prometheus.query_range(PROM, "up", { start = 1, step = 1, ["end"] = 2 })',
-             "unknown option 'end' for prometheus.query_range (did you mean 'stop'?)"),
+             "unknown option 'end' for prometheus.query_range (it takes: start stop step "
+             "eval_timeout timeout headers auth insecure cacert)"),
             ('prometheus.targets(PROM, { stat = "active" })',
              "unknown option 'stat' for prometheus.targets (did you mean 'state'?)"),
             ('prometheus.rules(PROM, { tpye = "alert" })',

@@ -107,7 +107,7 @@ class Completion(RunbookTestCase):
         self.assertRegex(out.strip(), r"runbook$")
 
     def test_subcommands(self):
-        self.assertEqual(self.complete("runbook r"), ["repl", "run"])
+        self.assertEqual(self.complete("runbook r"), ["reference", "repl", "run"])
         every = self.complete("runbook ")
         for cmd in ("run", "repl", "test", "check", "list", "show", "audit", "version", "help"):
             self.assertIn(cmd, every)
@@ -300,7 +300,7 @@ class Completion(RunbookTestCase):
             capture_output=True, text=True, cwd=self.tmp, env=self.child_env(), timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
         first, second = p.stdout.split("---\n")
-        self.assertEqual(first.split(), ["repl", "run"])
+        self.assertEqual(first.split(), ["reference", "repl", "run"])
         self.assertEqual(second.split(), ["replicas=", "service=", "token="])
 
 

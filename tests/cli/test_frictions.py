@@ -3,6 +3,7 @@ command or flag is answered with the one meant and runs nothing; a value
 outside a param's choices lists them; `list` fits the terminal and `-l`
 adds the paths; `show` tells all (and `--json` too); db.null prints as
 null; `runbook check` says that stdlib modules are required, not globals."""
+import hashlib
 import json
 import os
 import re
@@ -157,6 +158,126 @@ class Frictions(RunbookTestCase):
         ]:
             with self.subTest(args=args):
                 self.assertRefused(self.rb(*args), msg)
+
+    def test_misspelled_flag_of_init_schedule_plan_approve_apply(self):
+        for args, msg in [
+            (("init", "team-lib", "--tem", "ops"),
+             "init: unknown option '--tem' (did you mean '--team'?)"),
+            (("schedule", "calendar-api/restart", "--emti", "systemd"),
+             "schedule: unknown option '--emti' (did you mean '--emit'?)"),
+            (("schedule", "--list", "--jsno"),
+             "schedule: unknown option '--jsno' (did you mean '--json'?)"),
+            (("plan", "calendar-api/restart", "--parma", "level=high"),
+             "plan: unknown option '--parma' (did you mean '--param'?)"),
+            (("plan", "calendar-api/restart", "--ot", "x.plan"),
+             "plan: unknown option '--ot' (did you mean '--out'?)"),
+            (("approve", "change.plan", "--audti", self.audit),
+             "approve: unknown option '--audti' (did you mean '--audit'?)"),
+            (("apply", "change.plan", "--outptu", "json"),
+             "apply: unknown option '--outptu' (did you mean '--output'?)"),
+            (("apply", "change.plan", "--wait-lokc=5s"),
+             "apply: unknown option '--wait-lokc=5s' (did you mean '--wait-lock'?)"),
+            # never a flag the command would then refuse: plan has --out, not
+            # --output; approve has no --yes
+            (("plan", "calendar-api/restart", "--outptu", "json"),
+             "plan: unknown option '--outptu' (see runbook plan --help)"),
+            (("approve", "change.plan", "--yse"),
+             "approve: unknown option '--yse' (see runbook approve --help)"),
+        ]:
+            with self.subTest(args=args):
+                self.assertRefused(self.rb(*args), msg)
+
+    def test_misspelled_flag_and_command_of_audit(self):
+        for args, msg in [
+            (("list", "--jsno"), "unknown option '--jsno' for 'list' (did you mean '--json'?)"),
+            (("list", "--limt=5"), "unknown option '--limt' for 'list' (did you mean '--limit'?)"),
+            (("show", "20261207", "--jsno"),
+             "unknown option '--jsno' for 'show' (did you mean '--json'?)"),
+            (("export", "--fromat", "csv"),
+             "unknown option '--fromat' for 'export' (did you mean '--format'?)"),
+            (("verify", "--confgi", "runbook.yaml"),
+             "unknown option '--confgi' for 'verify' (did you mean '--config'?)"),
+            (("push", "fallback.db", "--audti", self.audit),
+             "unknown option '--audti' for 'push' (did you mean '--audit'?)"),
+            # show has no --limit: no suggestion of it
+            (("show", "20261207", "--limt", "3"),
+             "unknown option '--limt' for 'show' (see runbook audit show --help)"),
+            (("lsit",), "unknown command 'lsit' (did you mean 'list'?)"),
+            (("pshu", "fallback.db"), "unknown command 'pshu' (did you mean 'push'?)"),
+            (("frobnicate",), "unknown command 'frobnicate' (list, show, export, verify, push)"),
+        ]:
+            with self.subTest(args=args):
+                res = self.rb("audit", *args)
+                self.assertExit(res, 2)
+                self.assertEqual(res.err.strip(), "runbook audit: " + msg, res)
+                self.assertFalse(os.path.exists(self.audit), "the audit log was opened")
+
+    def log_state(self):
+        """The audit log's bytes: the database and its WAL (where a commit
+        lands first), so that any write, even one not yet checkpointed,
+        shows; and its records."""
+        h = hashlib.sha256()
+        for p in (self.audit, self.audit + "-wal"):
+            h.update(p.encode() + b"\0")
+            if os.path.exists(p):
+                with open(p, "rb") as f:
+                    h.update(f.read())
+        return h.hexdigest(), len(self.records())
+
+    def test_a_misspelled_flag_leaves_the_audit_log_alone(self):
+        # a log with a run and a plan; a fallback log with a run to push
+        self.assertExit(self.run_restart(), 0)
+        os.remove(self.marker)
+        fallback = self.path("fallback.db")
+        self.assertExit(self.rb("run", "db/backup", "--audit", fallback), 0)
+        plan = self.path("change.plan")
+        self.assertExit(self.rb("plan", "calendar-api/restart", "-o", plan, "--audit",
+                                self.audit), 0)
+        before = self.log_state()
+        for args in [
+            ("approve", plan, "--audit", self.audit, "--audit-wiat", "5s"),
+            ("apply", plan, "--audit", self.audit, "--yes", "--wait-lokc", "5s"),
+            ("apply", plan, "--audit", self.audit, "--yse"),
+            ("audit", "push", fallback, "--audit", self.audit, "--confgi", "runbook.yaml"),
+            ("plan", "calendar-api/restart", "-o", "other.plan", "--audit", self.audit,
+             "--parma", "level=high"),
+        ]:
+            with self.subTest(args=args):
+                res = self.rb(*args)
+                self.assertExit(res, 2)
+                self.assertIn("(did you mean '--", res.err)
+                self.assertEqual(self.log_state(), before)
+                self.assertFalse(os.path.exists(self.marker), "the plan was applied")
+        self.assertFalse(os.path.exists(self.path("other.plan")), "a plan was written")
+        # the control: spelled right, apply and push do write to the log
+        self.assertExit(self.rb("apply", plan, "--audit", self.audit, "--yes"), 0)
+        self.assertEqual(self.read(self.marker), "api low")
+        applied = self.log_state()
+        self.assertNotEqual(applied, before)
+        self.assertExit(self.rb("audit", "push", fallback, "--audit", self.audit), 0)
+        self.assertNotEqual(self.log_state(), applied)
+
+    def test_a_misspelled_flag_writes_no_files(self):
+        empty = self.path("empty")
+        os.makedirs(empty)
+        res = self.rb("init", "team-lib", "--tem", "ops", cwd=empty)
+        self.assertRefused(res, "init: unknown option '--tem' (did you mean '--team'?)")
+        self.assertEqual(os.listdir(empty), [])
+        self.write(os.path.join(self.lib, "db", "vacuum.lua"), """
+            runbook { name = "db/vacuum", title = "Vacuum", schedule = "daily" }
+            step("Vacuum", function() end)
+            """)
+        units = self.path("units")
+        os.makedirs(units)
+        res = self.rb("schedule", "db/vacuum", "--emit", "systemd", "--out", units, "--nmae", "v")
+        self.assertRefused(res, "schedule: unknown option '--nmae' (did you mean '--name'?)")
+        self.assertEqual(os.listdir(units), [])
+        # the controls: spelled right, both write
+        self.assertExit(self.rb("init", "team-lib", "--team", "ops", cwd=empty), 0)
+        self.assertEqual(os.listdir(empty), ["team-lib"])
+        self.assertExit(self.rb("schedule", "db/vacuum", "--emit", "systemd", "--out", units,
+                                "--name", "v"), 0)
+        self.assertTrue(os.listdir(units))
 
     # ---- list -------------------------------------------------------------
 

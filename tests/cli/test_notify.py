@@ -181,7 +181,8 @@ class Slack(NotifyCase):
         self.assertIn("notify.slack: no webhook", e[1])
         self.assertIn("webhook_secret", e[1])
         self.assertIn("'text' must be a string, got number", e[2])
-        self.assertIn("bad argument #1", e[3])
+        self.assertIn("notify.slack: argument 1 (message) must be an options table, got string",
+                      e[3])
         self.assertEqual(self.srv.requests(), [], "misuse sends nothing")
 
 
@@ -711,19 +712,25 @@ class ConfigAndModes(NotifyCase):
         self.assertNoSecrets(res.all, "dry-run output")
         self.assertNoSecrets(self.db_bytes(), "the audit db")
 
-    def test_dry_run_with_literal_secrets_and_readonly_has_no_effect(self):
+    def test_dry_run_with_literal_secrets_and_readonly_refused(self):
+        # readonly = true cannot make a notification run in a rehearsal: it
+        # is no option of notify's, so it raises (strict calls) and sends nothing
         res = self.runbook("""
             step("notify", function()
-              notify.slack{ webhook = B .. %s, text = "x", readonly = true }
+              local ok, e = pcall(notify.slack, { webhook = B .. %s, text = "x", readonly = true })
+              out(tostring(e))
+              notify.slack{ webhook = B .. %s, text = "x" }
               notify.pagerduty{ url = B .. "/v2/enqueue", routing_key = %s, summary = "y" }
             end)
-            """ % (lua_str(SLACK_PATH), lua_str(PD_KEY)), "--dry-run", "--output", "json")
+            """ % (lua_str(SLACK_PATH), lua_str(SLACK_PATH), lua_str(PD_KEY)),
+            "--dry-run", "--output", "json")
         self.assertExit(res, 0)
+        self.assertIn("unknown option 'readonly' for notify.slack", res.data[0])
         self.assertEqual(self.srv.requests(), [])
         events = [json.loads(l) for l in res.out.splitlines() if l.startswith("{")]
         acts = [e for e in events if e.get("event") == "action" and e.get("primitive") == "notify"]
         self.assertEqual(len(acts), 2)
-        self.assertTrue(all(a["simulated"] for a in acts), "readonly = true does not apply")
+        self.assertTrue(all(a["simulated"] for a in acts))
         self.assertIn("****", json.dumps(acts[0]["args"]))
         self.assertNoSecrets(res.all, "--output json")
         self.assertNoSecrets(self.db_bytes(), "the audit db")

@@ -192,8 +192,10 @@ end)
         self.assertExit(res, 0)
         want = ["ssh.run: argv must have at least the program name",
                 "ssh.run: not a host name: '-oProxyCommand=touch x'",
-                "ssh.run: the host must be a string, got nil",
-                "ssh.run: argv must be a table of strings, got string",
+                "ssh.run: argument 1 (host) must be a string, got nil; "
+                "usage: ssh.run(host, argv [, opts])",
+                "ssh.run: argument 2 (argv) must be a table, got string; "
+                "usage: ssh.run(host, argv [, opts])",
                 "ssh.copy: src must be a path, got an empty string",
                 "ssh.hosts: no group 'nope' in runbook.yaml ssh.inventory (groups: "]
         for got, w in zip(res.data, want):

@@ -218,7 +218,8 @@ class Health(StdlibCase):
         self.assertEqual(res.data[0]["down"], ["slow"])
         self.assertRegex(res.data[0]["err"], r"^slow: \d+ ms > 1000 ms$")
         self.assertIn("endpoint 1 has no url", res.data[1][1])
-        self.assertIn("expected a list of URLs", res.data[2][1])
+        self.assertIn("health.check: argument 1 (endpoints) must be a table, got string",
+                      res.data[2][1])
         self.assertEqual(res.data[3], [True, 0, "0/0 up"])
 
 
@@ -295,7 +296,7 @@ class Prometheus(StdlibCase):
                                "end of input")
         self.assertIn("prometheus query up: HTTP 502 from %s/html/api/v1/query: "
                       "<html>bad gateway</html>" % self.srv.base, e[1])
-        self.assertIn("expected the Prometheus base URL", e[2])
+        self.assertIn("prometheus.query: argument 1 (base) must be a string, got nil", e[2])
         self.assertIn("connection refused", e[3])
         self.assertIn("prometheus.query_value: 4 series for up", res.data[1][1])
 
@@ -387,7 +388,8 @@ class Alertmanager(StdlibCase):
         self.assertNotIn("more", res.data[1][1])
         self.assertIn("bad filter", res.data[2][1])
         self.assertIn("not supported", res.data[2][1])
-        self.assertIn("expected the Alertmanager base URL", res.data[3][1])
+        self.assertIn("alertmanager.alerts: argument 1 (base) must be a string, got nil",
+                      res.data[3][1])
 
 
 # ---- compose in a rehearsal ---------------------------------------------------

@@ -123,12 +123,15 @@ class TimeFunctions(RunbookTestCase):
               out({ pcall(time.parse, "2024-05-01T09:00:00Z", "extra") })
             end)
             """)
-        for (ok, err), kind in zip(res.data, ("number", "boolean", "table")):
+        # a number passes the signature (text may be a number in Lua) but is no time
+        self.assertEqual(res.data[0], [False, 'time.parse: expected an RFC 3339 time such as '
+                                              '"2024-05-01T09:00:00Z", got number'])
+        for (ok, err), kind in zip(res.data[1:3], ("boolean", "table")):
             self.assertFalse(ok)
-            self.assertEqual(err, 'time.parse: expected an RFC 3339 time such as '
-                                  '"2024-05-01T09:00:00Z", got %s' % kind)
-        self.assertEqual(res.data[3], [False, "time.parse: too many arguments (2 given; "
-                                              "expected time.parse(text))"])
+            self.assertEqual(err, "time.parse: argument 1 (text) must be a string, got %s; "
+                                  "usage: time.parse(text)" % kind)
+        self.assertEqual(res.data[3], [False, "time.parse: too many arguments (2); "
+                                              "usage: time.parse(text)"])
 
     def test_duration(self):
         res = self.run_ok("step('d', function()\n" + "".join(
@@ -150,8 +153,8 @@ class TimeFunctions(RunbookTestCase):
         self.assertEqual(res.data[-3][1][:34], "time.duration: bad duration -1 (ex")
         self.assertFalse(res.data[-2][0])
         self.assertIn("bad duration", res.data[-2][1])
-        self.assertEqual(res.data[-1], [False, 'time.duration: expected a duration such as '
-                                               '"5m" or seconds, got table'])
+        self.assertEqual(res.data[-1], [False, "time.duration: argument 1 (d) must be a string "
+                                               "or a number, got table; usage: time.duration(d)"])
 
     def test_format_round_trips_with_parse(self):
         """format(parse(x)) is x in UTC to the millisecond (rounded, not

@@ -56,7 +56,7 @@ step("json errors", function()
   local cyclic = {}
   cyclic.self = cyclic
   checkerr("json%.encode: nesting deeper than", json.encode, cyclic)
-  checkerr("bad argument #1", json.decode, {})
+  checkerr("json%.decode: argument 1 %(text%) must be a string, got table", json.decode, {})
 end)
 
 step("yaml decode", function()
@@ -166,9 +166,9 @@ step("fs: write, read, append, stat", function()
   checkerr_plain("fs.write " .. dir .. ": Is a directory", fs.write, dir, "data")
   checkerr("option 'mode' must be an octal string", fs.write, p, "x", { mode = 644 })
   checkerr("option 'mode' must be an octal string", fs.write, p, "x", { mode = "rw-r--r--" })
-  checkerr("bad argument #2", fs.write, p, {})
-  checkerr("bad argument #3", fs.write, p, "x", "0600")
-  checkerr("bad argument #2", fs.remove, p, true)
+  checkerr("fs.write: argument 2 %(data%) must be a string, got table", fs.write, p, {})
+  checkerr("fs.write: argument 3 %(opts%) must be an options table, got string", fs.write, p, "x", "0600")
+  checkerr("fs.remove: argument 2 %(opts%) must be an options table, got boolean", fs.remove, p, true)
   assert(fs.read(p) == "again", "a refused write changed nothing")
 end)
 

@@ -157,7 +157,8 @@ step("parse: errors name the line and the reason", function()
   local err = checkerr("prometheus_parse%.lua:%d+: prometheus%.parse",
                        function() local r = prometheus.parse("a"); return r end)
   assert(not err:find("stdlib/prometheus"), err)
-  checkerr("expected the exposition text", prometheus.parse, nil)
+  checkerr("prometheus%.parse: argument 1 %(text%) must be a string, got nil", prometheus.parse, nil)
+  checkerr("expected the exposition text", prometheus.parse, 42)
 end)
 
 -- { selector, the expected samples of METRICS by index }

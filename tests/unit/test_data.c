@@ -260,8 +260,11 @@ static const row lua_rows[] = {
     {"return json.encode({[true] = 1})", NULL,
      "json.encode: cannot encode a table key of type "
      "boolean"},
-    {"return json.encode(1, 'pretty')", NULL, "bad argument #2"},
-    {"return json.decode({})", NULL, "bad argument #1"},
+    {"return json.encode(1, 'pretty')", NULL,
+     "json.encode: argument 2 (opts) must be an options table, got string"},
+    {"return json.encode(1, { prety = true })", NULL,
+     "unknown option 'prety' for json.encode (did you mean 'pretty'?)"},
+    {"return json.decode({})", NULL, "json.decode: argument 1 (text) must be a string, got table"},
     {"return json.decode(string.rep('[', 1001) .. '1' .. string.rep(']', 1001))", NULL,
      "json.decode: found too many nested data structures (1001)"},
     /* yaml types */
