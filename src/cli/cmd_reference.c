@@ -181,7 +181,10 @@ static void print_entry(lua_State *L, int all, const char *name, int json, char 
     lua_getfield(L, -2, "options");
     lua_getfield(L, -3, "sig");
     const char *usage = lua_tostring(L, -3), *options = lua_tostring(L, -2);
-    int has_opts = strstr(lua_tostring(L, -1), ":opts") != NULL;
+    /* options without an opts parameter: a table after `...` (db:query's
+     * trailing options), checked by the row itself */
+    int has_opts =
+        strstr(lua_tostring(L, -1), ":opts") != NULL || strstr(lua_tostring(L, -1), "...");
     if (json) {
         jsonw w;
         jw_init(&w);

@@ -378,6 +378,15 @@ static int l_check(lua_State *L)
     return 0;
 }
 
+/* A wrapper's check: the strings are the wrapper's upvalues, so a call
+ * costs the check itself, not a lookup of the declaration. */
+static int l_check_wrapped(lua_State *L)
+{
+    const char *name = lua_tostring(L, 1);
+    sig_check(L, name, lua_tostring(L, 2), lua_tostring(L, 3), strchr(name, ':') ? 5 : 4, 2);
+    return 0;
+}
+
 /* signature.declare(name, sig [, options]) */
 static int l_declare(lua_State *L)
 {
@@ -390,8 +399,9 @@ static int l_declare(lua_State *L)
 /* signature.wrap(name, sig, options, fn) -> a function that checks its
  * arguments, then tail-calls fn (so fn's errors at level 2 still name the
  * runbook's line). */
-static const char WRAPPER[] = "local check, name, fn = ...\n"
-                              "return function(...) check(name, ...) return fn(...) end\n";
+static const char WRAPPER[] =
+    "local check, name, sig, options, fn = ...\n"
+    "return function(...) check(name, sig, options, ...) return fn(...) end\n";
 #define WRAPPER_KEY "runbook.signature_wrapper"
 
 static int l_wrap(lua_State *L)
@@ -407,10 +417,12 @@ static int l_wrap(lua_State *L)
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, WRAPPER_KEY);
     }
-    lua_pushcfunction(L, l_check);
+    lua_pushcfunction(L, l_check_wrapped);
     lua_pushvalue(L, 1);
+    lua_pushstring(L, sig);
+    lua_pushstring(L, options);
     lua_pushvalue(L, 4);
-    lua_call(L, 3, 1);
+    lua_call(L, 5, 1);
     sig_declare(L, name, sig, options, -1);
     return 1;
 }
