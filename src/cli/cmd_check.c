@@ -229,15 +229,46 @@ static int lint_near(lua_State *C)
 
 /* Every signature the engine declares, the stdlib's included (its modules
  * declare theirs when required), as { name = { sig, options } } in C. */
-static void push_signatures(lua_State *E, lua_State *C)
+static void require_quietly(lua_State *E, const char *name, size_t len)
 {
     int top = lua_gettop(E);
-    for (const struct rb_stdlib_file *f = rb_stdlib_files; f->name; f++) {
-        lua_getglobal(E, "require");
-        lua_pushstring(E, f->name);
-        (void)lua_pcall(E, 1, 0, 0); /* one that fails to load declares nothing */
-        lua_settop(E, top);
+    /* a module that calls a primitive as it loads is not the next file's
+     * top-level code: its refusal must not be reported against that file */
+    rb_engine *engine = rb_engine_of(E);
+    int refused = engine->list_refused;
+    lua_getglobal(E, "require");
+    lua_pushlstring(E, name, len);
+    (void)lua_pcall(E, 1, 0, 0); /* one that fails to load declares nothing */
+    engine->list_refused = refused;
+    lua_settop(E, top);
+}
+
+/* The modules the source requires by a literal name (`require "calendar"`,
+ * `require("calendar")`): a library's lib/ modules declare their functions
+ * with signature.wrap when they load, in the engine that lists, where the
+ * primitives they call at load time only pretend. */
+static void require_modules_of(lua_State *E, const char *src, size_t len)
+{
+    for (const char *p = src, *end = src + len; (p = memmem(p, (size_t)(end - p), "require", 7));) {
+        p += 7;
+        while (p < end && (*p == ' ' || *p == '('))
+            p++;
+        if (p >= end || (*p != '"' && *p != '\''))
+            continue;
+        const char *name = ++p;
+        while (p < end && (isalnum((unsigned char)*p) || strchr("_.-/", *p)))
+            p++;
+        if (p < end && *p == name[-1] && p > name)
+            require_quietly(E, name, (size_t)(p - name));
     }
+}
+
+static void push_signatures(lua_State *E, lua_State *C, const char *src, size_t len)
+{
+    int top = lua_gettop(E);
+    for (const struct rb_stdlib_file *f = rb_stdlib_files; f->name; f++)
+        require_quietly(E, f->name, strlen(f->name));
+    require_modules_of(E, src, len);
     lua_newtable(C);
     sig_push_all(E);
     lua_pushnil(E);
@@ -269,7 +300,7 @@ static void lint_options(problems *p, lua_State *E, lua_State *C, const char *fi
         return;
     }
     lua_pushlstring(C, src, len);
-    push_signatures(E, C);
+    push_signatures(E, C, src, len);
     lua_pushcfunction(C, lint_bind);
     lua_pushcfunction(C, lint_near);
     if (lua_pcall(C, 4, 1, 0) != LUA_OK) {

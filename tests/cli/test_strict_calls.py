@@ -154,6 +154,20 @@ class LibraryModules(RunbookTestCase):
                       "usage: calendar.restart(service [, opts])", res.all)
         self.assertFalse(os.path.exists(self.path("restarted")))
 
+    def test_check_finds_the_misspelling_without_running(self):
+        f = self.write(os.path.join(self.lib, "runbooks", "t.lua"), """
+            runbook { name = "t" }
+            local calendar = require "calendar"
+            step("restart", function()
+              calendar.restart("api", { wiat = true })
+            end)
+        """)
+        res = self.rb("check", f)
+        self.assertEqual(res.code, 1, res.all)
+        self.assertIn(f + ":4:29: error: unknown option 'wiat' for calendar.restart "
+                      "(did you mean 'wait'?)", res.out)
+        self.assertFalse(os.path.exists(self.path("restarted")))
+
     def test_good_call_runs(self):
         res, f = self.run_lib('calendar.restart("api", { timeout = 5 })')
         self.assertEqual(res.code, 0, res.all)
