@@ -36,7 +36,6 @@ local prometheus = require "prometheus"
 local M = {}
 
 local support = require "stdlib_support"
-local signature = require "signature"
 local list = support.list
 -- errors for the caller: { am = message }, re-raised at the runbook's line
 local fail, public = support.errors("am")
@@ -198,9 +197,7 @@ local function alerts(base, opts)
 end
 
 -- the module's functions, each checked against its signature first
-local function export(name, sig, options, fn)
-  M[name] = signature.wrap("alertmanager." .. name, sig, options, public(fn))
-end
+local export = support.declarer(M, "alertmanager.", public)
 
 -- what every call passes on to http
 local HTTP_OPTS = "timeout headers auth insecure cacert"

@@ -16,7 +16,6 @@
 -- `would: fs remove ...` and deletes nothing.
 -- mutates: backup.prune
 local support = require "stdlib_support"
-local signature = require "signature"
 local list = support.list
 local fail, public = support.errors("backup")
 
@@ -130,9 +129,7 @@ local function verify(path, manifest, opts)
 end
 
 -- the module's functions, each checked against its signature first
-local function export(name, sig, options, fn)
-  M[name] = signature.wrap("backup." .. name, sig, options, public(fn))
-end
+local export = support.declarer(M, "backup.", public)
 
 export("list", "pattern:str", "", list_backups)
 export("plan", "backups:table|str opts?:opts", "keep_last keep_days", plan)

@@ -59,7 +59,6 @@
 --   the same way in both modes.
 -- mutates: compose.restart compose.stop compose.start compose.up
 local support = require "stdlib_support"
-local signature = require "signature"
 local cause = support.cause
 local list = support.list
 local fail, public = support.errors("compose")
@@ -325,9 +324,7 @@ local function up(file, opts)
 end
 
 -- the module's functions, each checked against its signature first
-local function export(name, sig, options, fn)
-  M[name] = signature.wrap("compose." .. name, sig, options, public(fn))
-end
+local export = support.declarer(M, "compose.", public)
 
 -- what settle() reads: the wait after a change
 local READY = "wait_url expect request_timeout wait_running wait_timeout every check"

@@ -49,7 +49,6 @@
 --   escalate }).  path lists "question? yes|no" per node visited.
 -- mutates: escalation.notify
 local support = require "stdlib_support"
-local signature = require "signature"
 local list = support.list
 local fail, public = support.errors("escalation")
 
@@ -262,9 +261,7 @@ local function decide(tree, facts)
 end
 
 -- the module's functions, each checked against its signature first
-local function export(name, sig, options, fn)
-  M[name] = signature.wrap("escalation." .. name, sig, options, public(fn))
-end
+local export = support.declarer(M, "escalation.", public)
 
 export("classify", "matrix:table facts?:table", "", classify)
 export("check", "criterion:table|fn facts?:table", "",

@@ -37,7 +37,6 @@
 --   instead of --execute (a read).
 -- mutates: kafka.reset_offsets
 local support = require "stdlib_support"
-local signature = require "signature"
 local cause = support.cause
 local last_line = support.last_line
 local words_of = support.words
@@ -287,9 +286,7 @@ local function reset_offsets(o)
 end
 
 -- the module's functions, each checked against its signature first
-local function export(name, sig, options, fn)
-  M[name] = signature.wrap("kafka." .. name, sig, options, public(fn))
-end
+local export = support.declarer(M, "kafka.", public)
 
 -- what every call takes (argv_of and run read them)
 local COMMON = "bootstrap_server command command_config timeout"

@@ -37,7 +37,6 @@
 local M = {}
 
 local support = require "stdlib_support"
-local signature = require "signature"
 local list = support.list
 -- errors for the caller: { prom = message }, re-raised at the runbook's line
 local fail, public = support.errors("prom")
@@ -580,9 +579,7 @@ local function sum(x, sel)
 end
 
 -- the module's functions, each checked against its signature first
-local function export(name, sig, options, fn)
-  M[name] = signature.wrap("prometheus." .. name, sig, options, public(fn))
-end
+local export = support.declarer(M, "prometheus.", public)
 
 -- prometheus.parse(text) -> samples (see above)
 export("parse", "text:str", "", parse)

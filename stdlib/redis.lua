@@ -425,9 +425,7 @@ end
 
 -- the client's methods, each checked against its signature first (self
 -- left out: a name with ":" is a method's)
-local function method(name, sig, options, fn)
-  Client[name] = signature.wrap("redis:" .. name, sig, options, public(fn))
-end
+local method = support.declarer(Client, "redis:", public)
 
 method("ping", "", "", ping)
 method("info", "section?:str", "", info)

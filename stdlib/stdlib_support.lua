@@ -26,6 +26,17 @@ function M.errors(tag)
   return fail, public
 end
 
+-- A declarer of a module's functions (or of an object's methods): each
+-- declare(name, sig, options, fn) sets t[name] to fn behind public() and the
+-- check of its signature, declared as prefix .. name ("backup." or, for a
+-- method, "redis:", whose ":" makes the check leave out self).
+function M.declarer(t, prefix, public)
+  local signature = require "signature"
+  return function(name, sig, options, fn)
+    t[name] = signature.wrap(prefix .. name, sig, options, public(fn))
+  end
+end
+
 -- an error message without the "file.lua:123: " its raiser put in front
 function M.cause(e)
   return (tostring(e):gsub("^[^:\n]*%.lua:%d+: ", ""))

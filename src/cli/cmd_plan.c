@@ -697,13 +697,7 @@ int cmd_plan(int argc, char **argv)
     E->verbose = p.r.verbose;
     E->color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
     if (rbfile_find(p.file, path, sizeof path) != 0) {
-        char hint[4200];
-        if (*library_hint(p.file, hint, sizeof hint))
-            usage_error("no runbook named '%s'%s", p.file, hint);
-        else
-            usage_error("no runbook named '%s' (looked for a file, then in ./runbooks, "
-                        "RUNBOOK_PATH and the installed library; see runbook list)",
-                        p.file);
+        no_such_runbook(p.file);
         goto out;
     }
     rb_new_run_id(E->run_id);

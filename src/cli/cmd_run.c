@@ -246,13 +246,7 @@ int cmd_run(int argc, char **argv)
 
     char path[4096];
     if (rbfile_find(a.target, path, sizeof path) != 0) {
-        char hint[4200];
-        if (*library_hint(a.target, hint, sizeof hint))
-            usage_error("no runbook named '%s'%s", a.target, hint);
-        else
-            usage_error("no runbook named '%s' (looked for a file, then in ./runbooks, "
-                        "RUNBOOK_PATH and the installed library; see runbook list)",
-                        a.target);
+        no_such_runbook(a.target);
         goto out;
     }
     rb_new_run_id(E->run_id);

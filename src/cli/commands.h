@@ -41,5 +41,8 @@ int unknown_flag(const char *cmd, const char *arg, const char *const *names);
 /* The same for a getopt_long table (up to its all-zero row). */
 struct option;
 int unknown_getopt_flag(const char *cmd, const char *arg, const struct option *opts);
+/* A runbook name or file run and plan could not find: "no runbook named
+ * 'X' (did you mean 'Y'?)", else where it was looked for; returns 2. */
+int no_such_runbook(const char *name);
 
 #endif

@@ -4,6 +4,7 @@
  */
 #include "commands.h"
 #include "landlock.h"
+#include "library.h"
 #include "runbook/runbook.h"
 #include "util.h"
 
@@ -120,6 +121,16 @@ int unknown_getopt_flag(const char *cmd, const char *arg, const struct option *o
         names[k] = opts[k].name;
     names[k] = NULL;
     return unknown_flag(cmd, arg, names);
+}
+
+int no_such_runbook(const char *name)
+{
+    char hint[4200];
+    if (*library_hint(name, hint, sizeof hint))
+        return usage_error("no runbook named '%s'%s", name, hint);
+    return usage_error("no runbook named '%s' (looked for a file, then in ./runbooks, "
+                       "RUNBOOK_PATH and the installed library; see runbook list)",
+                       name);
 }
 
 int main(int argc, char **argv)
